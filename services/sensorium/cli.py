@@ -1,0 +1,390 @@
+"""The `sensorium` command: run the server, call it, check its health, prepare models.
+
+Client subcommands talk to `--server HOST:PORT`, or, without it, start the service they need
+in-process on a loopback port and talk to that (the same code path as a remote server).
+Every failure prints one line naming the status and reason and exits non-zero; never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from sensorium import logs
+from sensorium.client import Client, ClientError
+from sensorium.hosting import ServiceStartError
+from sensorium.pdf.v1 import pdf_service_pb2 as pdf_pb
+from sensorium.settings import ServiceName, Settings, known_variables
+from sensorium.transcription.v1 import transcription_service_pb2 as transcription_pb
+
+# Files up to this size go inline (unary); larger ones, or image extraction, use the stream.
+INLINE_LIMIT = 4 * 1024 * 1024
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_START = 0, 1, 2, 3
+
+
+class CliError(Exception):
+    """A failure to report in one line, with its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        result: int = asyncio.run(args.run(args))
+        return result
+    except ClientError as exc:
+        return _fail(f"{exc.details}")
+    except CliError as exc:
+        return _fail(str(exc), exc.code)
+    except ServiceStartError as exc:
+        return _fail(f"cannot start the service: {exc}", EXIT_START)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(_validation_lines(exc))
+        return _fail(f"invalid settings: {problems}", EXIT_USAGE)
+    except OSError as exc:
+        return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> int:
+    print(f"sensorium: error: {message}", file=sys.stderr)
+    return code
+
+
+def _validation_lines(exc: pydantic.ValidationError) -> list[str]:
+    lines = []
+    for error in exc.errors():
+        where = "__".join(str(part) for part in error["loc"]).upper()
+        prefix = f"SENSORIUM_{where}: " if where else ""
+        lines.append(prefix + error["msg"].removeprefix("Value error, "))
+    return lines
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sensorium",
+        description="Sensorium: gRPC services that make files searchable (PDF text, Whisper "
+        "transcripts, CLIP vectors). Run `sensorium COMMAND --help` for each command.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    variables = "\n".join(f"  {name}\n      {doc}" for name, doc in known_variables().items())
+    serve = commands.add_parser(
+        "serve", help="run the gRPC server (configured by SENSORIUM_* variables)",
+        description="Run the gRPC server until SIGTERM or Ctrl-C. All configuration comes from "
+        "environment variables; unknown SENSORIUM_* variables stop start-up.",
+        epilog=f"environment variables:\n{variables}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.set_defaults(run=_serve)
+
+    health = commands.add_parser(
+        "health", help="check a server's health (exit 0 = SERVING; for container health checks)",
+        description="Ask a server's grpc.health.v1 service. Exit status: 0 SERVING, "
+        "1 NOT_SERVING or unknown service, 2 unreachable.",
+    )
+    health.add_argument("--server", default=None,
+                        help="HOST:PORT (default: 127.0.0.1 and SENSORIUM_HEALTH_PORT or 50052)")
+    health.add_argument("--service", default="",
+                        help='service name, e.g. "sensorium.pdf.v1.PdfService" or "liveness" '
+                        '(default: the overall status)')
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    health.set_defaults(run=_health)
+
+    pdf = commands.add_parser("pdf", help="extract text (and images) from a PDF",
+                              description="Print a PDF's text, page by page (pages separated by "
+                              "form feeds), or the full result with --json.")
+    pdf.add_argument("file", type=Path, help="the PDF file")
+    pdf.add_argument("--pages", default="", help='page range, 1-based: "3", "3-7", "3-" (default all)')
+    secret = pdf.add_mutually_exclusive_group()
+    secret.add_argument("--password", default="", help="password of an encrypted PDF")
+    secret.add_argument("--password-file", type=Path,
+                        help="file whose first line is the password (keeps it out of `ps`)")
+    pdf.add_argument("--blocks", action="store_true", help="include text blocks with positions")
+    pdf.add_argument("--images", type=Path, metavar="DIR",
+                     help="write embedded images into DIR (uses the streaming call)")
+    pdf.add_argument("--no-ocr", action="store_true", help="never OCR pages without text")
+    _client_flags(pdf)
+    pdf.set_defaults(run=_pdf)
+
+    transcribe = commands.add_parser("transcribe", help="transcribe speech in an audio file",
+                                     description="Print timed segments of the transcript.")
+    transcribe.add_argument("file", type=Path, help="audio file (wav, mp3, flac, ogg, opus, m4a)")
+    transcribe.add_argument("--language", default="", help="ISO 639-1 code; default: detect")
+    transcribe.add_argument("--translate", action="store_true", help="translate to English")
+    transcribe.add_argument("--word-timestamps", action="store_true", help="include words")
+    transcribe.add_argument("--vad", action="store_true", help="skip non-speech (Silero VAD)")
+    transcribe.add_argument("--beam-size", type=int, default=0, help="beam size (default 5)")
+    _client_flags(transcribe)
+    transcribe.set_defaults(run=_transcribe)
+
+    embed = commands.add_parser("embed", help="embed texts and images into the CLIP space",
+                                description="Print one vector per input (JSON with --json).")
+    embed.add_argument("--text", action="append", default=[], help="a text (repeatable)")
+    embed.add_argument("--image", action="append", default=[], type=Path,
+                       help="an image file (repeatable)")
+    _client_flags(embed)
+    embed.set_defaults(run=_embed)
+
+    score = commands.add_parser("score", help="score images against texts (zero-shot)",
+                                description="Print, for each image, every text's probability.")
+    score.add_argument("--image", action="append", default=[], type=Path, required=True,
+                       help="an image file (repeatable)")
+    score.add_argument("--text", action="append", default=[], required=True,
+                       help='a label or query, e.g. "a photo of a dog" (repeatable)')
+    _client_flags(score)
+    score.set_defaults(run=_score)
+
+    models = commands.add_parser(
+        "models", help="prepare model directories (run where a model hub is reachable)",
+        description="Download or assemble the models the settings name into SENSORIUM_MODEL_DIR "
+        "so that servers start without network access.",
+    )
+    models.add_argument("--dir", type=Path, default=None,
+                        help="model directory (default: SENSORIUM_MODEL_DIR)")
+    models.add_argument("services", nargs="*", default=[],
+                        help="services whose models to prepare (default: those in SENSORIUM_SERVICES)")
+    models.set_defaults(run=_models)
+    return parser
+
+
+def _client_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", metavar="HOST:PORT",
+                        help="a running server; default: run the service in this process")
+    parser.add_argument("--json", action="store_true",
+                        help="print the full response in protobuf's JSON mapping")
+    parser.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
+
+
+@contextlib.asynccontextmanager
+async def connect(args: argparse.Namespace, service: ServiceName) -> AsyncIterator[Client]:
+    """A client for `--server`, or for an in-process server hosting only `service`."""
+    if args.server:
+        async with Client(args.server, timeout=args.timeout) as client:
+            yield client
+        return
+    from sensorium.server import Server
+
+    base = Settings()
+    # In-process server logs would interleave with the output; failures surface as errors.
+    logs.configure("CRITICAL", base.log_format)
+    settings = base.model_copy(update={
+        "address": "127.0.0.1:0", "services": [service], "health_port": 0, "metrics_port": -1,
+        "reflection": False, "shutdown_delay_seconds": 0.0, "profile": "production",
+    })
+    server = Server(settings)
+    await server.start()
+    try:
+        async with Client(f"127.0.0.1:{server.port}", timeout=args.timeout) as client:
+            yield client
+    finally:
+        await server.shutdown()
+
+
+def _print_json(message: Message) -> None:
+    print(json_format.MessageToJson(message, indent=2))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from sensorium.server import serve
+
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    return await serve(settings)
+
+
+async def _health(args: argparse.Namespace) -> int:
+    target = args.server or f"127.0.0.1:{os.environ.get('SENSORIUM_HEALTH_PORT', '50052')}"
+    try:
+        async with Client(target, timeout=args.timeout) as client:
+            status = await client.health(args.service)
+    except ClientError as exc:
+        if exc.details.code.name == "NOT_FOUND":
+            print(f"{args.service or 'overall'}: unknown service on {target}")
+            return EXIT_FAILED
+        print(f"{target}: unreachable ({exc.details})", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{args.service or 'overall'}: {status}")
+    return EXIT_OK if status == "SERVING" else EXIT_FAILED
+
+
+def parse_pages(text: str) -> tuple[int, int]:
+    """ "3" -> (3, 3); "3-7" -> (3, 7); "3-" -> (3, 0); "" -> (0, 0). """
+    if not text:
+        return 0, 0
+    first, dash, last = text.partition("-")
+    try:
+        start = int(first) if first else 1
+        end = (int(last) if last else 0) if dash else start
+    except ValueError:
+        raise CliError(f'--pages takes "N", "N-M" or "N-", not "{text}"', EXIT_USAGE) from None
+    if start < 1 or (end and end < start):
+        raise CliError(f'--pages "{text}" is not a range of 1-based pages', EXIT_USAGE)
+    return start, end
+
+
+async def _pdf(args: argparse.Namespace) -> int:
+    first, last = parse_pages(args.pages)
+    password = args.password
+    if args.password_file:
+        password = args.password_file.read_text(encoding="utf-8").splitlines()[0:1]
+        password = password[0] if password else ""
+    options = pdf_pb.ExtractOptions(
+        first_page=first, last_page=last, password=password, include_blocks=args.blocks,
+        include_images=args.images is not None,
+        ocr_mode=pdf_pb.OCR_MODE_NEVER if args.no_ocr else pdf_pb.OCR_MODE_AUTO,
+    )
+    size = args.file.stat().st_size
+    async with connect(args, "pdf") as client:
+        if size <= INLINE_LIMIT and args.images is None:
+            response = await client.extract_document(args.file.read_bytes(), options)
+            if args.json:
+                _print_json(response)
+            else:
+                for page in response.pages:
+                    _print_page(page)
+            return EXIT_OK
+        if args.images is not None:
+            args.images.mkdir(parents=True, exist_ok=True)
+        assembled = pdf_pb.ExtractDocumentResponse()
+        async for message in client.stream_extract_document(args.file, options):
+            kind = message.WhichOneof("result")
+            if kind == "metadata":
+                assembled.metadata.CopyFrom(message.metadata)
+            elif kind == "page":
+                if args.json:
+                    assembled.pages.append(message.page)
+                else:
+                    _print_page(message.page)
+            elif kind == "image" and args.images is not None and message.image.data:
+                image = message.image
+                name = f"page{image.page_number:04d}-{image.index:02d}.{image.format or 'bin'}"
+                (args.images / name).write_bytes(image.data)
+            elif kind == "summary":
+                assembled.summary.CopyFrom(message.summary)
+        if args.json:
+            _print_json(assembled)
+        return EXIT_OK
+
+
+def _print_page(page: pdf_pb.Page) -> None:
+    if page.HasField("error"):
+        print(f"sensorium: page {page.page_number}: {page.error.message}", file=sys.stderr)
+    elif page.ocr_message:
+        print(f"sensorium: page {page.page_number}: {page.ocr_message}", file=sys.stderr)
+    sys.stdout.write(page.text.rstrip("\n") + "\n\f")
+
+
+async def _transcribe(args: argparse.Namespace) -> int:
+    options = transcription_pb.TranscriptionOptions(
+        language=args.language, word_timestamps=args.word_timestamps, beam_size=args.beam_size,
+        task=transcription_pb.TASK_TRANSLATE if args.translate else transcription_pb.TASK_TRANSCRIBE,
+    )
+    if args.vad:
+        options.vad_filter = True
+    async with connect(args, "transcription") as client:
+        assembled = transcription_pb.TranscribeResponse()
+        async for message in client.stream_transcribe(args.file, options):
+            kind = message.WhichOneof("result")
+            if kind == "info":
+                assembled.info.CopyFrom(message.info)
+            elif kind == "segment":
+                assembled.segments.append(message.segment)
+                if not args.json:
+                    time = message.segment.time
+                    print(f"[{_clock(time.start_seconds)} -> {_clock(time.end_seconds)}] "
+                          f"{message.segment.text}", flush=True)
+            elif kind == "summary":
+                assembled.summary.CopyFrom(message.summary)
+        if args.json:
+            _print_json(assembled)
+    return EXIT_OK
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{rest:05.2f}"
+
+
+async def _embed(args: argparse.Namespace) -> int:
+    if not args.text and not args.image:
+        raise CliError("give at least one --text or --image", EXIT_USAGE)
+    images = [path.read_bytes() for path in args.image]
+    async with connect(args, "embedding") as client:
+        results: list[tuple[str, Any]] = []
+        if args.text:
+            texts = await client.embed_texts(args.text)
+            results += zip(args.text, texts.results, strict=True)
+        if images:
+            embedded = await client.embed_images(images)
+            results += zip(map(str, args.image), embedded.results, strict=True)
+    if args.json:
+        print(json.dumps([{"input": name, **json_format.MessageToDict(result)}
+                          for name, result in results], indent=2))
+        return EXIT_OK
+    for name, result in results:
+        if result.HasField("error"):
+            print(f"{name}: error: {result.error.message}")
+        else:
+            values = ", ".join(f"{v:+.4f}" for v in result.vector.values[:4])
+            space = result.vector.space
+            print(f"{name}: [{values}, ...] ({space.dimension}-d, {space.model}/{space.pretrained})")
+    return EXIT_FAILED if any(r.HasField("error") for _, r in results) else EXIT_OK
+
+
+async def _score(args: argparse.Namespace) -> int:
+    images = [path.read_bytes() for path in args.image]
+    async with connect(args, "embedding") as client:
+        response = await client.score(images, args.text)
+    if args.json:
+        _print_json(response)
+        return EXIT_OK
+    for path, row in zip(args.image, response.rows, strict=True):
+        if row.HasField("error"):
+            print(f"{path}: error: {row.error.message}")
+            continue
+        ranked = sorted(zip(args.text, row.probabilities, strict=True), key=lambda p: -p[1])
+        print(f"{path}: " + ", ".join(f"{text!r} {p:.3f}" for text, p in ranked))
+    return EXIT_OK
+
+
+async def _models(args: argparse.Namespace) -> int:
+    from sensorium.models import prepare_models
+
+    settings = Settings()
+    logs.configure("INFO", settings.log_format)
+    model_dir = args.dir or settings.model_dir
+    services = args.services or settings.services
+    unknown = set(services) - {"pdf", "transcription", "embedding"}
+    if unknown:
+        raise CliError(f"unknown service(s) {', '.join(sorted(unknown))}", EXIT_USAGE)
+    return await asyncio.to_thread(prepare_models, settings, model_dir, services)
+
+
+Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""What a service hosted by the server looks like, and which services exist.
+
+Each service package (`sensorium.pdf`, `sensorium.transcription`, `sensorium.embedding`) provides
+a `HostedService`: it registers its servicer, loads and warms its engine in `start()`, and
+releases it in `stop()`. Service modules are imported lazily, so a PDF-only install never
+imports torch.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import grpc
+from google.protobuf import descriptor_pool
+
+from sensorium.errors import Reason, SensoriumError
+from sensorium.settings import ServiceName, Settings
+
+# Every service Sensorium defines, by settings name: (gRPC service name, module with `create`).
+SERVICES: dict[ServiceName, tuple[str, str]] = {
+    "pdf": ("sensorium.pdf.v1.PdfService", "sensorium.pdf.servicer"),
+    "transcription": (
+        "sensorium.transcription.v1.TranscriptionService", "sensorium.transcription.servicer",
+    ),
+    "embedding": ("sensorium.embedding.v1.EmbeddingService", "sensorium.embedding.servicer"),
+}
+
+
+class HostedService(abc.ABC):
+    """One gRPC service and the engine behind it."""
+
+    name: ClassVar[str]
+    """Short name, as in SENSORIUM_SERVICES (test services use their own)."""
+    full_name: ClassVar[str]
+    """gRPC service name, e.g. "sensorium.pdf.v1.PdfService" (health and reflection use it)."""
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.problem: SensoriumError | None = SensoriumError(
+            Reason.NOT_READY, f"the {self.name} service is starting; retry shortly",
+            retry_after_seconds=5.0,
+        )
+
+    @abc.abstractmethod
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add the servicer to `server` (before it starts)."""
+
+    def method_paths(self) -> set[str]:
+        """Full paths of this service's methods ("/pkg.Service/Method"), from its descriptor."""
+        try:
+            service = descriptor_pool.Default().FindServiceByName(self.full_name)
+        except KeyError:
+            return set()
+        return {f"/{self.full_name}/{m.name}" for m in service.methods}
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Load and warm up the engine; raise `ServiceStartError` with the fix when it cannot."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release the engine (worker processes, model memory) after in-flight calls ended."""
+
+
+class ServiceStartError(Exception):
+    """A service cannot start; the message says why and how to fix it."""
+
+
+def create_service(name: ServiceName, settings: Settings) -> HostedService:
+    """Build the hosted service `name` from its package's `create(settings)`."""
+    _, module_name = SERVICES[name]
+    module = importlib.import_module(module_name)
+    service: HostedService = module.create(settings)
+    return service
+
+
+def not_hosted(method: str, hosted: list[str]) -> SensoriumError:
+    """The answer to a call of a method this process does not serve."""
+    service = method.rsplit("/", 1)[0].lstrip("/")
+    names = {full: short for short, (full, _) in SERVICES.items()}
+    serving = ", ".join(hosted) or "nothing"
+    if service in names:
+        text = (
+            f"this server does not host the {names[service]} service (it hosts: {serving}); "
+            f"add `{names[service]}` to SENSORIUM_SERVICES or call a server that hosts it"
+        )
+    else:
+        text = f"unknown method {method}; this server hosts: {serving}"
+    return SensoriumError(Reason.NOT_HOSTED, text, {"method": method})
+
+
+class UnbuiltService(HostedService):
+    """A service whose API is defined but whose engine is not in this build yet.
+
+    Every call answers UNIMPLEMENTED saying so; start-up fails in production and reports the
+    service NOT_SERVING in the dev profile. No fake results.
+    """
+
+    add_to_server: ClassVar[Callable[[Any, grpc.aio.Server], None]]
+    servicer: ClassVar[type]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.problem = SensoriumError(
+            Reason.NOT_HOSTED,
+            f"the {self.name} service is not implemented in this build of Sensorium; "
+            f"remove `{self.name}` from SENSORIUM_SERVICES or use a build that provides it",
+        )
+
+    def register(self, server: grpc.aio.Server) -> None:
+        type(self).add_to_server(self.servicer(), server)
+
+    async def start(self) -> None:
+        assert self.problem is not None
+        raise ServiceStartError(self.problem.message)

@@ -1,0 +1,247 @@
+"""The one place every data-plane call passes through: readiness, errors, metrics and logs.
+
+Servicers raise `SensoriumError`; this interceptor turns it into the rich status. Any other
+exception is logged with its stack and answered INTERNAL with a request id: grpc.aio would
+otherwise answer UNKNOWN with the exception's text (server paths included). Health and
+reflection calls are passed through untouched so probes never wait behind this work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from sensorium import errors, metrics
+from sensorium.errors import Reason, SensoriumError
+from sensorium.hosting import HostedService, not_hosted
+
+log = logging.getLogger("sensorium.rpc")
+
+PASS_THROUGH = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+OTHER_METHOD = "other"  # metrics label for methods no service defines (bounded cardinality)
+
+
+@dataclass
+class CallState:
+    """Server-wide state the interceptor consults on every call."""
+
+    services: dict[str, HostedService] = field(default_factory=dict)
+    """Hosted services by gRPC service name."""
+    known_methods: set[str] = field(default_factory=set)
+    """Full method paths of hosted services; others share one metrics label."""
+    draining: bool = False
+    """Set once shutdown stops taking new work."""
+
+
+class _Call:
+    """Bookkeeping for one call: id, timing, sizes, final code, and the one log line."""
+
+    def __init__(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], known_methods: set[str]
+    ) -> None:
+        self.method = method
+        self.label = method if method in known_methods else OTHER_METHOD
+        self.context = context
+        incoming = dict(context.invocation_metadata() or ())
+        self.request_id = str(incoming.get("x-request-id") or uuid.uuid4().hex[:16])
+        self.code = grpc.StatusCode.OK
+        self.reason = ""
+        self.received = 0
+        self.sent = 0
+        self.started = time.perf_counter()
+        metrics.IN_FLIGHT.labels(self.label).inc()
+
+    async def fail(self, error: SensoriumError) -> None:
+        self.code, self.reason = error.code, error.reason.name
+        await self.context.abort_with_status(errors.to_status(error, self.request_id))
+
+    async def crash(self, exc: BaseException) -> None:
+        log.error(
+            "unexpected error", exc_info=exc,
+            extra={"method": self.method, "request_id": self.request_id},
+        )
+        await self.fail(errors.internal_error(self.request_id))
+
+    def finish(self) -> None:
+        seconds = time.perf_counter() - self.started
+        code = self.code.name
+        metrics.IN_FLIGHT.labels(self.label).dec()
+        metrics.REQUESTS.labels(self.label, code).inc()
+        metrics.REQUEST_SECONDS.labels(self.label).observe(seconds)
+        metrics.RECEIVED_BYTES.labels(self.label).inc(self.received)
+        metrics.SENT_BYTES.labels(self.label).inc(self.sent)
+        fields = {
+            "method": self.method, "code": code, "duration_ms": round(seconds * 1000, 2),
+            "request_bytes": self.received, "response_bytes": self.sent,
+            "request_id": self.request_id, "peer": self.context.peer(),
+        }
+        if self.reason:
+            fields["reason"] = self.reason
+        level = logging.ERROR if code in ("INTERNAL", "UNKNOWN", "DATA_LOSS") else logging.INFO
+        log.log(level, "rpc", extra=fields)
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Wraps every data-plane method handler (see the module docstring)."""
+
+    def __init__(self, state: CallState) -> None:
+        self.state = state
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method: str = details.method  # type: ignore[attr-defined]
+        handler = await continuation(details)
+        if method.startswith(PASS_THROUGH) or handler is None:
+            return handler
+        return self._wrap(method, handler)
+
+    def _admit(self, method: str) -> None:
+        """Refuse work the server cannot do now, before the servicer runs."""
+        if self.state.draining:
+            raise SensoriumError(
+                Reason.SHUTTING_DOWN, "the server is shutting down; retry on another replica",
+                retry_after_seconds=1.0,
+            )
+        service = self.state.services.get(method.split("/")[1])
+        if service is None:
+            raise not_hosted(method, [s.name for s in self.state.services.values()])
+        if not service.ready and service.problem is not None:
+            raise service.problem
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._streaming(method, handler.unary_stream, request_streaming=False),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(
+                self._streaming(method, handler.stream_stream, request_streaming=True),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_unary_rpc_method_handler(
+            self._stream_unary(method, handler.stream_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _unary(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            call = _Call(method, context, self.state.known_methods)
+            call.received = _size(request)
+            try:
+                self._admit(method)
+                response = await behavior(request, context)
+                call.sent = _size(response)
+                return response
+            except BaseException as exc:  # noqa: BLE001 - classified in _handle
+                await self._handle(call, exc)
+            finally:
+                call.finish()
+
+        return wrapped
+
+    def _stream_unary(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def wrapped(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            call = _Call(method, context, self.state.known_methods)
+            try:
+                self._admit(method)
+                response = await behavior(_counted(requests, call), context)
+                call.sent = _size(response)
+                return response
+            except BaseException as exc:  # noqa: BLE001 - classified in _handle
+                await self._handle(call, exc)
+            finally:
+                call.finish()
+
+        return wrapped
+
+    def _streaming(
+        self, method: str, behavior: Callable[..., Any], *, request_streaming: bool
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def wrapped(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            call = _Call(method, context, self.state.known_methods)
+            if request_streaming:
+                request = _counted(request, call)
+            else:
+                call.received = _size(request)
+            try:
+                self._admit(method)
+                async for response in behavior(request, context):
+                    call.sent += _size(response)
+                    yield response
+            except BaseException as exc:  # noqa: BLE001 - classified in _handle
+                await self._handle(call, exc)
+            finally:
+                call.finish()
+
+        return wrapped
+
+    @staticmethod
+    async def _handle(call: _Call, exc: BaseException) -> None:
+        """Answer `exc` with the right status; re-raise what grpc itself must see."""
+        if isinstance(exc, SensoriumError):
+            await call.fail(exc)
+        elif isinstance(exc, asyncio.CancelledError):
+            call.code = grpc.StatusCode.CANCELLED
+            raise exc
+        elif isinstance(exc, grpc.aio.AbortError):
+            # The servicer aborted by itself; its code is already on the context.
+            call.code = call.context.code() or grpc.StatusCode.UNKNOWN
+            raise exc
+        elif isinstance(exc, Exception):
+            await call.crash(exc)
+        else:
+            raise exc
+
+
+async def _counted(requests: Any, call: _Call) -> AsyncIterator[Any]:
+    async for request in requests:
+        call.received += _size(request)
+        yield request
+
+
+def _size(message: Any) -> int:
+    size: int = message.ByteSize() if hasattr(message, "ByteSize") else len(message or b"")
+    return size
+
+
+def fallback_handler(state: CallState) -> grpc.GenericRpcHandler:
+    """Answers methods no registered servicer handles. The interceptor refuses methods of
+    services not hosted here; this catches unknown methods of hosted ones."""
+
+    class Fallback(grpc.GenericRpcHandler):
+        def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+            method: str = details.method  # type: ignore[attr-defined]
+
+            async def refuse(requests: Any, context: Any) -> AsyncIterator[Any]:
+                # Aborts by itself: pass-through methods (e.g. reflection when it is off)
+                # reach this handler without the interceptor's error mapping.
+                error = not_hosted(method, [s.name for s in state.services.values()])
+                await context.abort_with_status(errors.to_status(error, uuid.uuid4().hex[:16]))
+                yield  # pragma: no cover - an async generator, as stream handlers must be
+
+            # A stream-stream handler accepts unary and streaming callers alike.
+            return grpc.stream_stream_rpc_method_handler(refuse)
+
+    return Fallback()

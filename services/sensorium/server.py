@@ -1,0 +1,172 @@
+"""The gRPC server: hosts any subset of the services, health, reflection and metrics.
+
+Start-up: bind the ports with every health entry NOT_SERVING (grpcio reports the overall ""
+entry SERVING before anything is set), then start each service (load and warm its model) and
+mark it SERVING. Shutdown on SIGTERM: NOT_SERVING first, wait `shutdown_delay_seconds` for load
+balancers to notice while still serving, then refuse new work with UNAVAILABLE and let
+in-flight calls finish within `shutdown_grace_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sensorium import metrics
+from sensorium.hosting import HostedService, ServiceStartError, create_service
+from sensorium.interceptor import CallState, ServiceInterceptor, fallback_handler
+from sensorium.settings import Settings
+
+log = logging.getLogger(__name__)
+
+OVERALL = ""
+LIVENESS = "liveness"
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class Server:
+    """One Sensorium server process: `await start()`, then `await shutdown()` (or `serve()`)."""
+
+    def __init__(self, settings: Settings, services: Sequence[HostedService] | None = None) -> None:
+        self.settings = settings
+        hosted = services if services is not None else [
+            create_service(name, settings) for name in settings.services
+        ]
+        self.state = CallState(services={s.full_name: s for s in hosted})
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self.health_port = 0
+        self.metrics_port: int | None = None
+        self._stopped = asyncio.Event()
+        self._shutdown: asyncio.Task[None] | None = None
+        self._main = self._build_main()
+        self._probe = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._probe)
+        self._metrics: metrics.MetricsEndpoint | None = None
+
+    @property
+    def services(self) -> list[HostedService]:
+        return list(self.state.services.values())
+
+    def _build_main(self) -> grpc.aio.Server:
+        options = [
+            ("grpc.max_receive_message_length", self.settings.max_receive_message_bytes),
+            ("grpc.max_send_message_length", self.settings.max_send_message_bytes),
+        ]
+        server = grpc.aio.server(interceptors=[ServiceInterceptor(self.state)], options=options)
+        for service in self.services:
+            service.register(server)
+            self.state.known_methods |= service.method_paths()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if self.settings.reflection:
+            names = [*self.state.services, health.SERVICE_NAME, reflection.SERVICE_NAME]
+            reflection.enable_server_reflection(names, server)
+        server.add_generic_rpc_handlers([fallback_handler(self.state)])
+        return server
+
+    async def start(self) -> None:
+        """Bind and serve, then bring each service up. Raises `ServiceStartError` in
+        production when a service cannot start (after stopping what was started)."""
+        for name in [OVERALL, *self.state.services]:
+            await self.health.set(name, _NOT_SERVING)
+        await self.health.set(LIVENESS, _SERVING)
+        for service in self.services:
+            metrics.SERVICE_READY.labels(service.name).set(0)
+        self.port = self._main.add_insecure_port(self.settings.address)
+        host = self.settings.address.rsplit(":", 1)[0]
+        self.health_port = self._probe.add_insecure_port(f"{host}:{self.settings.health_port}")
+        if self.settings.metrics_port >= 0:
+            self._metrics = metrics.MetricsEndpoint(self.settings.metrics_port)
+            self.metrics_port = self._metrics.port
+        await self._main.start()
+        await self._probe.start()
+        log.info(
+            "listening", extra={"port": self.port, "health_port": self.health_port,
+                                "metrics_port": self.metrics_port,
+                                "services": ",".join(s.name for s in self.services),
+                                "profile": self.settings.profile},
+        )
+        failures = await self._start_services()
+        if failures and self.settings.profile == "production":
+            await self._stop_everything(grace=0)
+            raise ServiceStartError("; ".join(failures))
+        if any(s.ready for s in self.services) or not self.services:
+            await self.health.set(OVERALL, _SERVING)
+            log.info("ready", extra={"serving": ",".join(s.name for s in self.services if s.ready)})
+
+    async def _start_services(self) -> list[str]:
+        failures = []
+        for service in self.services:
+            try:
+                await service.start()
+            except ServiceStartError as exc:
+                failures.append(f"{service.name}: {exc}")
+                log.error("service cannot start", extra={"service": service.name, "why": str(exc)})
+                continue
+            service.ready, service.problem = True, None
+            metrics.SERVICE_READY.labels(service.name).set(1)
+            await self.health.set(service.full_name, _SERVING)
+            log.info("service ready", extra={"service": service.name})
+        return failures
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_shutdown, sig.name)
+
+    def request_shutdown(self, why: str = "requested") -> None:
+        if self._shutdown is None:
+            log.info("shutting down", extra={"why": why})
+            self._shutdown = asyncio.get_running_loop().create_task(self.shutdown())
+
+    async def shutdown(self) -> None:
+        """NOT_SERVING, wait for load balancers, refuse new work, drain, stop."""
+        for name in [OVERALL, *self.state.services]:
+            await self.health.set(name, _NOT_SERVING)
+        for service in self.services:
+            metrics.SERVICE_READY.labels(service.name).set(0)
+        await asyncio.sleep(self.settings.shutdown_delay_seconds)
+        self.state.draining = True
+        await self._stop_everything(grace=self.settings.shutdown_grace_seconds)
+        log.info("stopped")
+
+    async def _stop_everything(self, grace: float) -> None:
+        await self._main.stop(grace)
+        for service in self.services:
+            try:
+                await service.stop()
+            except Exception:
+                log.exception("stopping a service failed", extra={"service": service.name})
+        await self._probe.stop(0)
+        if self._metrics is not None:
+            self._metrics.close()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; the process exit code."""
+    server = Server(settings)
+    server.install_signal_handlers()
+    try:
+        await server.start()
+    except RuntimeError as exc:  # grpc's "Failed to bind"
+        log.critical("cannot listen on %s (%s); is the port in use? set SENSORIUM_ADDRESS",
+                     settings.address, exc)
+        return 2
+    except ServiceStartError as exc:
+        log.critical(
+            "start-up failed: %s. (SENSORIUM_PROFILE=dev starts anyway and reports it)", exc
+        )
+        return 3
+    await server.wait_stopped()
+    return 0

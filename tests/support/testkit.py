@@ -1,0 +1,99 @@
+"""Shared test helpers: a test-only service, settings for in-process servers, corpus paths."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from sensorium.errors import Reason, SensoriumError
+from sensorium.hosting import HostedService
+from sensorium.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = Path(os.environ.get("CORPUS_DIR", REPO.parent / "shared" / "corpus"))
+
+
+def corpus_manifest() -> list[dict[str, Any]]:
+    files: list[dict[str, Any]] = json.loads((CORPUS / "manifest.json").read_text())["files"]
+    return files
+
+
+def test_settings(**overrides: Any) -> Settings:
+    """Settings for an in-process server on loopback with ephemeral ports and no delays."""
+    values: dict[str, Any] = {
+        "address": "127.0.0.1:0", "health_port": 0, "metrics_port": -1,
+        "shutdown_delay_seconds": 0.0, "shutdown_grace_seconds": 5.0, "services": [],
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class SlowService(HostedService):
+    """A test-only service speaking raw bytes, to exercise the server without a real engine.
+
+    /sensorium.test.Slow/Sleep  sleeps float(request) seconds off the event loop, answers b"done"
+    /sensorium.test.Slow/Crash  raises an unexpected exception whose text must not leak
+    /sensorium.test.Slow/Fail   raises SensoriumError(Reason[request])
+    /sensorium.test.Slow/Echo   streams back each request message
+    """
+
+    name = "slow"
+    full_name = "sensorium.test.Slow"
+    SECRET = "/srv/secret/path.py line 42"
+
+    def __init__(self, start_delay: float = 0.0, fail_start: str = "") -> None:
+        super().__init__()
+        self.start_delay = start_delay
+        self.fail_start = fail_start
+        self.started = threading.Event()
+        self.in_flight = 0
+        self.finished = 0
+
+    def method_paths(self) -> set[str]:
+        return {f"/{self.full_name}/{m}" for m in ("Sleep", "Crash", "Fail", "Echo")}
+
+    async def start(self) -> None:
+        from sensorium.hosting import ServiceStartError
+
+        await asyncio.sleep(self.start_delay)
+        if self.fail_start:
+            raise ServiceStartError(self.fail_start)
+
+    def register(self, server: grpc.aio.Server) -> None:
+        async def sleep(request: bytes, context: Any) -> bytes:
+            self.in_flight += 1
+            self.started.set()
+            try:
+                await asyncio.to_thread(time.sleep, float(request.decode() or 0))
+            finally:
+                self.in_flight -= 1
+            self.finished += 1
+            return b"done"
+
+        async def crash(request: bytes, context: Any) -> bytes:
+            raise RuntimeError(f"boom in {self.SECRET}")
+
+        async def fail(request: bytes, context: Any) -> bytes:
+            raise SensoriumError(Reason[request.decode()], "you asked for it", {"k": "v"},
+                                 retry_after_seconds=2.5 if request == b"OVERLOADED" else None)
+
+        async def echo(requests: Any, context: Any) -> Any:
+            async for request in requests:
+                yield request
+
+        handlers = {
+            "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
+            "Crash": grpc.unary_unary_rpc_method_handler(crash),
+            "Fail": grpc.unary_unary_rpc_method_handler(fail),
+            "Echo": grpc.stream_stream_rpc_method_handler(echo),
+        }
+        server.add_generic_rpc_handlers(
+            [grpc.method_handlers_generic_handler(self.full_name, handlers)]
+        )

@@ -1,0 +1,64 @@
+import pytest
+from pydantic import ValidationError
+
+from sensorium.settings import Settings, known_variables, unknown_variables
+
+
+def test_defaults_operators_rely_on():
+    settings = Settings()
+    assert settings.address == "[::]:50051"
+    assert settings.services == ["pdf", "transcription", "embedding"]
+    assert settings.device == "auto"
+    assert settings.profile == "production"
+
+
+def test_comma_list_and_nested_groups(monkeypatch):
+    monkeypatch.setenv("SENSORIUM_SERVICES", " PDF, embedding,pdf ")
+    monkeypatch.setenv("SENSORIUM_PDF__WORKERS", "3")
+    monkeypatch.setenv("SENSORIUM_EMBEDDING__MODEL", "RN50")
+    monkeypatch.setenv("SENSORIUM_METRICS_PORT", "9999")
+    settings = Settings()
+    assert settings.services == ["pdf", "embedding"]
+    assert settings.pdf.workers == 3
+    assert settings.embedding.model == "RN50"
+    assert settings.metrics_port == 9999
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("SENSORIUM_ADRESS", "SENSORIUM_ADDRESS"),  # a mistyped top-level name
+        ("SENSORIUM_PDF__WORKRS", "SENSORIUM_PDF__WORKERS"),  # a mistyped nested name
+        ("SENSORIUM_NOPE", None),
+    ],
+)
+def test_unknown_variables_fail_start_up(monkeypatch, name, hint):
+    monkeypatch.setenv(name, "1")
+    with pytest.raises(ValidationError) as error:
+        Settings()
+    assert f"unknown setting {name}" in str(error.value)
+    if hint:
+        assert f"did you mean {hint}?" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SENSORIUM_SERVICES", "pdf,video"), ("SENSORIUM_DEVICE", "tpu"),
+     ("SENSORIUM_PDF__WORKERS", "-1"), ("SENSORIUM_SERVICES", " , ")],
+)
+def test_bad_values_are_rejected(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_every_variable_is_documented():
+    variables = known_variables()
+    assert "SENSORIUM_TRANSCRIPTION__MODEL" in variables
+    assert "SENSORIUM_HEALTH_PORT" in variables
+    for name, doc in variables.items():
+        assert doc.split("[default:")[0].strip(), f"{name} has no documentation"
+
+
+def test_unknown_variables_is_case_insensitive():
+    assert unknown_variables({"sensorium_address": "x", "OTHER": "y"}) == []
