@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -62,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except pydantic.ValidationError as exc:
         problems = "; ".join(_validation_lines(exc))
         return _fail(f"invalid settings: {problems}", EXIT_USAGE)
+    except BrokenPipeError:
+        # The reader went away (`sensorium pdf x.pdf | head`): stop quietly, like other tools.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:
         return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     except KeyboardInterrupt:
@@ -376,7 +379,7 @@ async def _models(args: argparse.Namespace) -> int:
     settings = Settings()
     logs.configure("INFO", settings.log_format)
     model_dir = args.dir or settings.model_dir
-    services = args.services or settings.services
+    services: list[str] = args.services or list(settings.services)
     unknown = set(services) - {"pdf", "transcription", "embedding"}
     if unknown:
         raise CliError(f"unknown service(s) {', '.join(sorted(unknown))}", EXIT_USAGE)

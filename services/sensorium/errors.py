@@ -55,8 +55,9 @@ class Reason(enum.IntEnum):
     PARSER_CRASH = 70
     INTERNAL_ERROR = 71
 
-    def to_proto(self) -> errors_pb2.ErrorReason.ValueType:
-        return errors_pb2.ErrorReason.ValueType(self.value)
+    def to_proto(self) -> str:
+        """The proto enum value's name (protobuf accepts names wherever an enum goes)."""
+        return f"ERROR_REASON_{self.name}"
 
 
 _S = grpc.StatusCode
@@ -119,7 +120,8 @@ def to_status(error: SensoriumError, request_id: str) -> grpc.Status:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(error.retry_after_seconds * 1e9))
         status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-    return rpc_status.to_status(status)
+    rich: grpc.Status = rpc_status.to_status(status)
+    return rich
 
 
 def item_error(error: SensoriumError) -> errors_pb2.ItemError:

@@ -18,6 +18,7 @@ from google.protobuf import descriptor_pool
 
 from sensorium.errors import Reason, SensoriumError
 from sensorium.settings import ServiceName, Settings
+from sensorium.uploads import ByteBudget
 
 # Every service Sensorium defines, by settings name: (gRPC service name, module with `create`).
 SERVICES: dict[ServiceName, tuple[str, str]] = {
@@ -67,11 +68,12 @@ class ServiceStartError(Exception):
     """A service cannot start; the message says why and how to fix it."""
 
 
-def create_service(name: ServiceName, settings: Settings) -> HostedService:
-    """Build the hosted service `name` from its package's `create(settings)`."""
+def create_service(name: ServiceName, settings: Settings, budget: ByteBudget) -> HostedService:
+    """Build the hosted service `name` from its package's `create(settings, budget)`; all
+    services share the server's one upload byte budget."""
     _, module_name = SERVICES[name]
     module = importlib.import_module(module_name)
-    service: HostedService = module.create(settings)
+    service: HostedService = module.create(settings, budget)
     return service
 
 

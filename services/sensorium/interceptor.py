@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -88,7 +88,11 @@ class _Call:
         log.log(level, "rpc", extra=fields)
 
 
-class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+# Generic only in the type stubs; a string so nothing subscripts it at run time.
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every data-plane method handler (see the module docstring)."""
 
     def __init__(self, state: CallState) -> None:
@@ -96,10 +100,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method: str = details.method  # type: ignore[attr-defined]
+    ) -> Handler | None:
+        method: str = details.method
         handler = await continuation(details)
         if method.startswith(PASS_THROUGH) or handler is None:
             return handler
@@ -118,7 +122,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if not service.ready and service.problem is not None:
             raise service.problem
 
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _wrap(self, method: str, handler: Handler) -> Handler:
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, handler.unary_unary),
@@ -137,6 +141,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
+        assert handler.stream_unary is not None
         return grpc.stream_unary_rpc_method_handler(
             self._stream_unary(method, handler.stream_unary),
             request_deserializer=handler.request_deserializer,
@@ -152,7 +157,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 response = await behavior(request, context)
                 call.sent = _size(response)
                 return response
-            except BaseException as exc:  # noqa: BLE001 - classified in _handle
+            except BaseException as exc:
                 await self._handle(call, exc)
             finally:
                 call.finish()
@@ -167,7 +172,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 response = await behavior(_counted(requests, call), context)
                 call.sent = _size(response)
                 return response
-            except BaseException as exc:  # noqa: BLE001 - classified in _handle
+            except BaseException as exc:
                 await self._handle(call, exc)
             finally:
                 call.finish()
@@ -190,7 +195,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 async for response in behavior(request, context):
                     call.sent += _size(response)
                     yield response
-            except BaseException as exc:  # noqa: BLE001 - classified in _handle
+            except BaseException as exc:
                 await self._handle(call, exc)
             finally:
                 call.finish()
@@ -231,8 +236,8 @@ def fallback_handler(state: CallState) -> grpc.GenericRpcHandler:
     services not hosted here; this catches unknown methods of hosted ones."""
 
     class Fallback(grpc.GenericRpcHandler):
-        def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-            method: str = details.method  # type: ignore[attr-defined]
+        def service(self, details: grpc.HandlerCallDetails) -> Handler:
+            method: str = details.method
 
             async def refuse(requests: Any, context: Any) -> AsyncIterator[Any]:
                 # Aborts by itself: pass-through methods (e.g. reflection when it is off)

@@ -65,7 +65,7 @@ PDF_SECONDS = Histogram(
 class MetricsEndpoint:
     """The HTTP endpoint Prometheus scrapes, on its own thread."""
 
-    def __init__(self, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - scraped from outside
+    def __init__(self, port: int, host: str = "0.0.0.0") -> None:
         self._server: WSGIServer
         self._thread: threading.Thread
         self._server, self._thread = start_http_server(port, addr=host)

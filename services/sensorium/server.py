@@ -22,6 +22,7 @@ from sensorium import metrics
 from sensorium.hosting import HostedService, ServiceStartError, create_service
 from sensorium.interceptor import CallState, ServiceInterceptor, fallback_handler
 from sensorium.settings import Settings
+from sensorium.uploads import ByteBudget
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,9 @@ class Server:
 
     def __init__(self, settings: Settings, services: Sequence[HostedService] | None = None) -> None:
         self.settings = settings
+        self.budget = ByteBudget(settings.max_upload_bytes_in_flight)
         hosted = services if services is not None else [
-            create_service(name, settings) for name in settings.services
+            create_service(name, settings, self.budget) for name in settings.services
         ]
         self.state = CallState(services={s.full_name: s for s in hosted})
         self.health = health.aio.HealthServicer()

@@ -10,11 +10,11 @@ import urllib.request
 
 import grpc
 import pytest
-import testkit
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
 
+import testkit
 from sensorium.client import Client, ClientError
 from sensorium.errors import details_from_rpc_error
 from sensorium.hosting import ServiceStartError
@@ -116,7 +116,7 @@ async def test_unexpected_exception_is_internal_with_request_id_and_no_leak(star
 async def test_unhosted_and_unbuilt_services_answer_unimplemented(start_server):
     from sensorium.embedding.servicer import create as embedding
 
-    server = await start_server(services=[testkit.SlowService(), embedding(testkit.test_settings())],
+    server = await start_server(services=[testkit.SlowService(), embedding(testkit.test_settings(), None)],
                                 profile="dev")
     async with Client(f"127.0.0.1:{server.port}") as client:
         assert await client.health() == "SERVING"  # dev: serves what it can

@@ -8,8 +8,8 @@ import signal
 import sys
 
 import grpc
-import testkit
 
+import testkit
 from sensorium.client import Client
 
 

@@ -9,7 +9,6 @@ import asyncio
 import sys
 
 import testkit
-
 from sensorium import logs
 from sensorium.server import Server
 from sensorium.settings import Settings

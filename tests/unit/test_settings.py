@@ -62,3 +62,11 @@ def test_every_variable_is_documented():
 
 def test_unknown_variables_is_case_insensitive():
     assert unknown_variables({"sensorium_address": "x", "OTHER": "y"}) == []
+
+
+def test_readme_documents_every_variable():
+    from testkit import REPO
+
+    readme = (REPO / "README.md").read_text()
+    missing = [name for name in known_variables() if f"`{name}`" not in readme]
+    assert not missing, f"README.md does not document {missing}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sensorium.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from sensorium.hosting import HostedService, UnbuiltService
 from sensorium.settings import Settings
+from sensorium.uploads import ByteBudget
 
 
 class EmbeddingService(UnbuiltService):
@@ -15,5 +16,5 @@ class EmbeddingService(UnbuiltService):
     servicer = pb_grpc.EmbeddingServiceServicer
 
 
-def create(settings: Settings) -> HostedService:
+def create(settings: Settings, budget: ByteBudget) -> HostedService:
     return EmbeddingService()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sensorium.hosting import HostedService, UnbuiltService
 from sensorium.settings import Settings
 from sensorium.transcription.v1 import transcription_service_pb2_grpc as pb_grpc
+from sensorium.uploads import ByteBudget
 
 
 class TranscriptionService(UnbuiltService):
@@ -15,5 +16,5 @@ class TranscriptionService(UnbuiltService):
     servicer = pb_grpc.TranscriptionServiceServicer
 
 
-def create(settings: Settings) -> HostedService:
+def create(settings: Settings, budget: ByteBudget) -> HostedService:
     return TranscriptionService()

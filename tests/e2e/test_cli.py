@@ -1,0 +1,147 @@
+"""The CLI as a user runs it: `sensorium serve` in a subprocess, then client commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymupdf
+import pytest
+
+SENSORIUM = [sys.executable, "-m", "sensorium.cli"]
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
+    return subprocess.run([*SENSORIUM, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env or _env())
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORIUM_")}
+    return {**env, **extra}
+
+
+@pytest.fixture(scope="module")
+def two_page_pdf(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pdf") / "two.pdf"
+    doc = pymupdf.open()
+    for text in ("First page says hello.", "Second page says goodbye."):
+        doc.new_page().insert_text((72, 72), text)
+    doc.set_metadata({"title": "Two pages"})
+    doc.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server():
+    env = _env(SENSORIUM_ADDRESS="127.0.0.1:0", SENSORIUM_HEALTH_PORT="0",
+               SENSORIUM_METRICS_PORT="0", SENSORIUM_SERVICES="pdf",
+               SENSORIUM_SHUTDOWN_DELAY_SECONDS="0", SENSORIUM_PDF__WORKERS="1")
+    process = subprocess.Popen([*SENSORIUM, "serve"], env=env, stderr=subprocess.PIPE, text=True)
+    ports: dict[str, str] = {}
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        lines.append(line)
+        if match := re.search(r" listening port=(\d+) health_port=(\d+) metrics_port=(\d+)", line):
+            ports = dict(zip(("port", "health", "metrics"), match.groups(), strict=True))
+        if " ready " in line or not line:
+            break
+    assert ports, "".join(lines)
+    yield process, ports
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+
+def test_pdf_through_a_running_server(server, two_page_pdf):
+    _, ports = server
+    result = run("pdf", str(two_page_pdf), "--server", f"127.0.0.1:{ports['port']}")
+    assert result.returncode == 0, result.stderr
+    pages = result.stdout.split("\f")
+    assert "First page says hello." in pages[0]
+    assert "Second page says goodbye." in pages[1]
+
+
+def test_pdf_json_is_the_protobuf_json_mapping(server, two_page_pdf):
+    _, ports = server
+    result = run("pdf", str(two_page_pdf), "--pages", "2", "--json",
+                 "--server", f"127.0.0.1:{ports['port']}")
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout)
+    assert response["metadata"]["title"] == "Two pages"
+    assert response["metadata"]["pageCount"] == 2
+    assert [p["pageNumber"] for p in response["pages"]] == [2]
+
+
+def test_failures_are_one_line_with_status_and_reason(server, tmp_path):
+    _, ports = server
+    not_pdf = tmp_path / "notes.pdf"
+    not_pdf.write_bytes(b"just some text, not a PDF\n" * 10)
+    result = run("pdf", str(not_pdf), "--server", f"127.0.0.1:{ports['port']}")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "INVALID_ARGUMENT PDF_UNREADABLE" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_health_command_exit_codes(server):
+    _, ports = server
+    ok = run("health", "--server", f"127.0.0.1:{ports['health']}")
+    assert (ok.returncode, ok.stdout.strip()) == (0, "overall: SERVING")
+    pdf = run("health", "--server", f"127.0.0.1:{ports['health']}",
+              "--service", "sensorium.pdf.v1.PdfService")
+    assert pdf.returncode == 0
+    unknown = run("health", "--server", f"127.0.0.1:{ports['health']}", "--service", "nope")
+    assert unknown.returncode == 1
+    down = run("health", "--server", "127.0.0.1:1", "--timeout", "1")
+    assert down.returncode == 2
+
+
+def test_metrics_endpoint_counts_the_calls(server, two_page_pdf):
+    import urllib.request
+
+    _, ports = server
+    run("pdf", str(two_page_pdf), "--server", f"127.0.0.1:{ports['port']}")
+    body = urllib.request.urlopen(f"http://127.0.0.1:{ports['metrics']}/metrics", timeout=5).read()
+    assert b'sensorium_pdf_documents_total{outcome="ok"}' in body
+    assert b'method="/sensorium.pdf.v1.PdfService/ExtractDocument"' in body
+
+
+def test_pdf_in_process_without_a_server(two_page_pdf):
+    result = run("pdf", str(two_page_pdf))
+    assert result.returncode == 0, result.stderr
+    assert "Second page says goodbye." in result.stdout
+
+
+def test_unbuilt_service_in_process_says_so(tmp_path):
+    result = run("embed", "--text", "a red circle")
+    assert result.returncode != 0
+    assert "not implemented in this build" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_setting_stops_serve():
+    result = run("serve", env=_env(SENSORIUM_ADRESS="127.0.0.1:0"))
+    assert result.returncode == 2
+    assert "did you mean SENSORIUM_ADDRESS?" in result.stderr
+
+
+def test_sigterm_stops_serve_with_exit_zero():
+    env = _env(SENSORIUM_ADDRESS="127.0.0.1:0", SENSORIUM_HEALTH_PORT="0",
+               SENSORIUM_METRICS_PORT="-1", SENSORIUM_SERVICES="pdf",
+               SENSORIUM_SHUTDOWN_DELAY_SECONDS="0", SENSORIUM_PDF__WORKERS="1")
+    process = subprocess.Popen([*SENSORIUM, "serve"], env=env, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if " ready " in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    assert "Traceback" not in process.stderr.read()
