@@ -26,11 +26,12 @@ StartServer = Callable[..., Any]
 
 @pytest.fixture
 async def start_server() -> AsyncIterator[StartServer]:
-    """`await start_server(services=[...], **settings)` -> a running Server on 127.0.0.1:0."""
+    """`await start_server(hosted=[...], **settings)` -> a running Server on 127.0.0.1:0.
+    Without `hosted`, the server builds the services named by the `services` setting."""
     servers: list[Server] = []
 
-    async def start(services: Sequence[HostedService] | None = None, **overrides: Any) -> Server:
-        server = Server(testkit.test_settings(**overrides), services=services)
+    async def start(hosted: Sequence[HostedService] | None = None, **overrides: Any) -> Server:
+        server = Server(testkit.test_settings(**overrides), services=hosted)
         servers.append(server)
         await server.start()
         return server

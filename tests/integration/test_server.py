@@ -52,7 +52,7 @@ async def test_health_is_not_serving_at_boot_then_serving():
 
 
 async def test_probe_port_serves_only_health(start_server):
-    server = await start_server(services=[testkit.SlowService()])
+    server = await start_server(hosted=[testkit.SlowService()])
     assert server.health_port not in (0, server.port)
     async with Client(f"127.0.0.1:{server.health_port}") as probe:
         assert await probe.health() == "SERVING"
@@ -71,17 +71,17 @@ async def test_reflection_lists_services_and_can_be_switched_off(start_server):
                 return [s.name for s in response.list_services_response.service]
         return []
 
-    on = await start_server(services=[testkit.SlowService()])
+    on = await start_server(hosted=[testkit.SlowService()])
     names = await listed(on.port)
     assert {"sensorium.test.Slow", "grpc.health.v1.Health"} <= set(names)
-    off = await start_server(services=[testkit.SlowService()], reflection=False)
+    off = await start_server(hosted=[testkit.SlowService()], reflection=False)
     with pytest.raises(grpc.RpcError) as error:
         await listed(off.port)
     assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 async def test_domain_error_decodes_as_rich_status(start_server):
-    server = await start_server(services=[testkit.SlowService()])
+    server = await start_server(hosted=[testkit.SlowService()])
     async with Client(f"127.0.0.1:{server.port}") as client:
         with pytest.raises(grpc.RpcError) as error:
             await _call(client, "Fail")(b"OVERLOADED", metadata=(("x-request-id", "r-42"),))
@@ -94,7 +94,7 @@ async def test_domain_error_decodes_as_rich_status(start_server):
 
 
 async def test_unexpected_exception_is_internal_with_request_id_and_no_leak(start_server, caplog):
-    server = await start_server(services=[testkit.SlowService()])
+    server = await start_server(hosted=[testkit.SlowService()])
     async with Client(f"127.0.0.1:{server.port}") as client:
         with caplog.at_level(logging.ERROR, logger="sensorium.rpc"):
             with pytest.raises(grpc.RpcError) as error:
@@ -116,7 +116,7 @@ async def test_unexpected_exception_is_internal_with_request_id_and_no_leak(star
 async def test_unhosted_and_unbuilt_services_answer_unimplemented(start_server):
     from sensorium.embedding.servicer import create as embedding
 
-    server = await start_server(services=[testkit.SlowService(), embedding(testkit.test_settings(), None)],
+    server = await start_server(hosted=[testkit.SlowService(), embedding(testkit.test_settings(), None)],
                                 profile="dev")
     async with Client(f"127.0.0.1:{server.port}") as client:
         assert await client.health() == "SERVING"  # dev: serves what it can
@@ -138,11 +138,11 @@ async def test_unhosted_and_unbuilt_services_answer_unimplemented(start_server):
 
 async def test_production_start_fails_when_a_service_cannot_start(start_server):
     with pytest.raises(ServiceStartError, match="weights missing"):
-        await start_server(services=[testkit.SlowService(fail_start="weights missing")])
+        await start_server(hosted=[testkit.SlowService(fail_start="weights missing")])
 
 
 async def test_metrics_count_exact_changes_and_are_scraped(start_server):
-    server = await start_server(services=[testkit.SlowService()], metrics_port=0)
+    server = await start_server(hosted=[testkit.SlowService()], metrics_port=0)
     method = SLOW + "Sleep"
 
     def value(name: str, **labels: str) -> float:
@@ -168,7 +168,7 @@ async def test_metrics_count_exact_changes_and_are_scraped(start_server):
 
 
 async def test_one_log_line_per_request(start_server, caplog):
-    server = await start_server(services=[testkit.SlowService()])
+    server = await start_server(hosted=[testkit.SlowService()])
     async with Client(f"127.0.0.1:{server.port}") as client:
         with caplog.at_level(logging.INFO, logger="sensorium.rpc"):
             await _call(client, "Sleep")(b"0", metadata=(("x-request-id", "line-1"),))
@@ -180,7 +180,7 @@ async def test_one_log_line_per_request(start_server, caplog):
 
 async def test_health_stays_fast_while_every_worker_is_busy(start_server):
     service = testkit.SlowService()
-    server = await start_server(services=[service])
+    server = await start_server(hosted=[service])
     async with Client(f"127.0.0.1:{server.port}") as client:
         busy = [asyncio.ensure_future(_call(client, "Sleep")(b"2")) for _ in range(32)]
         while service.in_flight < 8:  # the default thread pool is saturated
@@ -200,7 +200,7 @@ async def test_health_stays_fast_while_every_worker_is_busy(start_server):
 
 async def test_graceful_shutdown_drains_in_flight_and_refuses_new_work(start_server):
     service = testkit.SlowService()
-    server = await start_server(services=[service], shutdown_delay_seconds=0.5,
+    server = await start_server(hosted=[service], shutdown_delay_seconds=0.5,
                                 shutdown_grace_seconds=10)
     async with Client(f"127.0.0.1:{server.port}") as client:
         in_flight = asyncio.ensure_future(_call(client, "Sleep")(b"1.5"))

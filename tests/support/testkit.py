@@ -97,3 +97,28 @@ class SlowService(HostedService):
         server.add_generic_rpc_handlers(
             [grpc.method_handlers_generic_handler(self.full_name, handlers)]
         )
+
+
+def make_pdf(
+    pages: list[str], *, title: str = "", user_password: str = "", image_pixels: int = 0
+) -> bytes:
+    """A PDF with one text page per entry; optionally encrypted (AES-256) and with an image of
+    `image_pixels` x `image_pixels` on the first page."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    for text in pages:
+        page = doc.new_page()
+        page.insert_textbox(pymupdf.Rect(36, 36, 560, 800), text, fontsize=6)
+    if image_pixels:
+        pixmap = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, image_pixels, image_pixels), False)
+        pixmap.clear_with(200)
+        doc[0].insert_image(pymupdf.Rect(100, 400, 300, 600), pixmap=pixmap)
+    if title:
+        doc.set_metadata({"title": title})
+    options: dict[str, Any] = {}
+    if user_password:
+        options = {"encryption": pymupdf.PDF_ENCRYPT_AES_256, "user_pw": user_password,
+                   "owner_pw": user_password + "-owner"}
+    data: bytes = doc.tobytes(**options)
+    return data

@@ -1,0 +1,239 @@
+"""The PDF service on a real in-process server: both shapes, every error path, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+import testkit
+from prometheus_client import REGISTRY
+
+from sensorium.client import Client, ClientError
+from sensorium.pdf.v1 import pdf_service_pb2 as pb
+from sensorium.type.v1 import errors_pb2
+
+CORPUS_PDF = testkit.CORPUS / "pdf"
+needs_corpus = pytest.mark.skipif(not CORPUS_PDF.is_dir(), reason="shared corpus not found")
+
+
+@pytest.fixture
+async def pdf_client(start_server, monkeypatch):
+    """A client of a server hosting the PDF service with test hooks and small limits."""
+    monkeypatch.setenv("PDF_TEST_HOOKS", "1")
+
+    async def connect(**pdf: object) -> Client:
+        settings = {"workers": 2, "timeout_seconds": 20, **pdf}
+        server = await start_server(services=["pdf"], pdf=settings)
+        return Client(f"127.0.0.1:{server.port}")
+
+    return connect
+
+
+async def _stream(client: Client, content: bytes, tmp_path: Path, **options: object):
+    path = tmp_path / "upload.pdf"
+    path.write_bytes(content)
+    return [m async for m in client.stream_extract_document(path, pb.ExtractOptions(**options))]
+
+
+def _reason(error: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
+    return error.value.details.code.name, error.value.details.reason
+
+
+async def test_unary_returns_pages_in_order_with_metadata(pdf_client):
+    client = await pdf_client()
+    content = testkit.make_pdf(["alpha page", "beta page", "gamma page"], title="Greek")
+    response = await client.extract_document(content, pb.ExtractOptions(include_blocks=True))
+    assert [p.page_number for p in response.pages] == [1, 2, 3]
+    assert [p.text.strip() for p in response.pages] == ["alpha page", "beta page", "gamma page"]
+    assert response.metadata.title == "Greek"
+    assert response.metadata.page_count == 3
+    assert response.metadata.pdf_version.startswith("1.")
+    assert not response.metadata.encrypted and not response.metadata.repaired
+    assert response.pages[0].blocks[0].text.strip() == "alpha page"
+    assert response.pages[0].blocks[0].bbox.x1 > response.pages[0].blocks[0].bbox.x0
+    assert response.summary.pages_extracted == 3
+
+
+async def test_page_range_and_out_of_range(pdf_client):
+    client = await pdf_client()
+    content = testkit.make_pdf([f"page {i}" for i in range(1, 6)])
+    response = await client.extract_document(content, pb.ExtractOptions(first_page=2, last_page=3))
+    assert [p.text.strip() for p in response.pages] == ["page 2", "page 3"]
+    with pytest.raises(ClientError) as error:
+        await client.extract_document(content, pb.ExtractOptions(first_page=9))
+    assert _reason(error) == ("OUT_OF_RANGE", "PAGE_OUT_OF_RANGE")
+    assert "5 pages" in error.value.details.message
+
+
+async def test_stream_sends_metadata_pages_images_then_summary(pdf_client, tmp_path):
+    client = await pdf_client()
+    content = testkit.make_pdf(["with an image", "second"], image_pixels=64)
+    messages = await _stream(client, content, tmp_path, include_images=True)
+    kinds = [m.WhichOneof("result") for m in messages]
+    assert kinds == ["metadata", "page", "image", "page", "summary"]
+    image = messages[2].image
+    assert (image.page_number, image.width, image.height) == (1, 64, 64)
+    assert image.format in {"png", "jpeg"} and image.data
+    assert image.bbox.x1 - image.bbox.x0 == pytest.approx(200, abs=1)
+    assert messages[-1].summary.images_extracted == 1
+
+
+async def test_images_are_refused_on_the_unary_call(pdf_client):
+    client = await pdf_client()
+    with pytest.raises(ClientError) as error:
+        await client.extract_document(testkit.make_pdf(["x"]), pb.ExtractOptions(include_images=True))
+    assert _reason(error) == ("INVALID_ARGUMENT", "INVALID_REQUEST")
+    assert "StreamExtractDocument" in error.value.details.message
+
+
+async def test_image_over_the_pixel_cap_is_marked_not_extracted(pdf_client, tmp_path):
+    client = await pdf_client(max_pixels=100 * 100)
+    messages = await _stream(client, testkit.make_pdf(["big"], image_pixels=200), tmp_path,
+                             include_images=True)
+    image = next(m.image for m in messages if m.WhichOneof("result") == "image")
+    assert image.error.reason == errors_pb2.ERROR_REASON_IMAGE_TOO_LARGE
+    assert "SENSORIUM_PDF__MAX_PIXELS" in image.error.message or image.error.message
+    assert not image.data
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "INPUT_EMPTY"),
+        (b"just some text, certainly not a PDF\n" * 20, "PDF_UNREADABLE"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(500), "PDF_UNREADABLE"),
+    ],
+)
+async def test_bad_input_is_invalid_argument_and_the_server_keeps_serving(pdf_client, content, reason):
+    client = await pdf_client()
+    with pytest.raises(ClientError) as error:
+        await client.extract_document(content)
+    assert _reason(error) == ("INVALID_ARGUMENT", reason)
+    assert (await client.extract_document(testkit.make_pdf(["fine"]))).pages[0].text.strip() == "fine"
+
+
+async def test_truncated_pdf_is_repaired_or_refused_never_a_crash(pdf_client):
+    client = await pdf_client()
+    content = testkit.make_pdf([f"page {i}" for i in range(1, 4)])
+    try:
+        response = await client.extract_document(content[: len(content) * 2 // 3])
+    except ClientError as error:
+        assert error.value.details.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.value.details.reason in {"PDF_UNREADABLE", "PDF_NO_PAGES"}
+    else:
+        assert response.metadata.repaired  # MuPDF rebuilt the xref: say so
+
+
+@needs_corpus
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("qpdf_bad1.pdf", "PDF_UNREADABLE"), ("qpdf_pages-loop.pdf", "PDF_NO_PAGES")],
+)
+async def test_corpus_files_that_must_fail(pdf_client, name, reason):
+    client = await pdf_client()
+    with pytest.raises(ClientError) as error:
+        await client.extract_document((CORPUS_PDF / name).read_bytes())
+    assert _reason(error) == ("INVALID_ARGUMENT", reason)
+
+
+@needs_corpus
+async def test_passwords_required_wrong_and_right(pdf_client):
+    client = await pdf_client()
+    content = (CORPUS_PDF / "qpdf_enc-R6-V5-user-view-owner-master.pdf").read_bytes()
+    with pytest.raises(ClientError) as missing:
+        await client.extract_document(content)
+    assert _reason(missing) == ("INVALID_ARGUMENT", "PDF_PASSWORD_REQUIRED")
+    with pytest.raises(ClientError) as wrong:
+        await client.extract_document(content, pb.ExtractOptions(password="nope"))
+    assert _reason(wrong) == ("INVALID_ARGUMENT", "PDF_PASSWORD_INCORRECT")
+    for password in ("view", "master"):
+        response = await client.extract_document(content, pb.ExtractOptions(password=password))
+        assert response.metadata.encrypted
+        assert len(response.pages) == response.metadata.page_count > 0
+
+
+async def test_limits_bytes_pages_and_time(pdf_client):
+    client = await pdf_client(max_document_bytes=2000, max_pages=3, timeout_seconds=1.5)
+    small = testkit.make_pdf(["a"])
+    assert len(small) < 2000
+    with pytest.raises(ClientError) as too_big:
+        await client.extract_document(small + b"%" + bytes(3000))
+    assert _reason(too_big) == ("INVALID_ARGUMENT", "INPUT_TOO_LARGE")
+    assert "SENSORIUM_PDF__MAX_DOCUMENT_BYTES" in too_big.value.details.message
+    with pytest.raises(ClientError) as too_many:
+        await client.extract_document(testkit.make_pdf(["1", "2", "3", "4"]))
+    assert _reason(too_many) == ("INVALID_ARGUMENT", "PDF_TOO_MANY_PAGES")
+    with pytest.raises(ClientError) as too_slow:
+        await client.extract_document(testkit.make_pdf(["z"], title="sensorium-test:sleep=30"))
+    assert _reason(too_slow) == ("INVALID_ARGUMENT", "PROCESSING_LIMIT")
+    assert (await client.extract_document(small)).pages[0].text.strip() == "a"
+
+
+async def test_stream_must_start_with_a_header(pdf_client):
+    client = await pdf_client()
+
+    async def chunk_first():
+        yield pb.StreamExtractDocumentRequest(chunk=b"%PDF-1.7")
+
+    with pytest.raises(grpc.RpcError) as error:
+        async for _ in client.pdf.StreamExtractDocument(chunk_first()):
+            pass
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "header" in (error.value.details() or "")
+
+
+async def test_a_crashing_worker_fails_only_its_own_request(pdf_client):
+    client = await pdf_client()
+    restarts = REGISTRY.get_sample_value("sensorium_worker_restarts_total",
+                                         {"service": "pdf", "reason": "crash"}) or 0
+    crash = client.extract_document(testkit.make_pdf(["x"], title="sensorium-test:segfault"))
+    normal = [client.extract_document(testkit.make_pdf([f"doc {i}"])) for i in range(4)]
+    results = await asyncio.gather(crash, *normal, return_exceptions=True)
+    assert isinstance(results[0], ClientError)
+    assert results[0].details.code == grpc.StatusCode.INTERNAL
+    assert results[0].details.reason == "PARSER_CRASH"
+    assert [r.pages[0].text.strip() for r in results[1:]] == [f"doc {i}" for i in range(4)]
+    assert REGISTRY.get_sample_value("sensorium_worker_restarts_total",
+                                     {"service": "pdf", "reason": "crash"}) == restarts + 1
+    # The pool healed: both workers serve again.
+    again = await asyncio.gather(*(client.extract_document(testkit.make_pdf(["ok"])) for _ in range(4)))
+    assert all(r.pages[0].text.strip() == "ok" for r in again)
+
+
+async def test_a_hanging_worker_is_killed_and_others_proceed(pdf_client):
+    client = await pdf_client(timeout_seconds=2)
+    hang = client.extract_document(testkit.make_pdf(["x"], title="sensorium-test:sleep=60"))
+    started = time.monotonic()
+    normal = [client.extract_document(testkit.make_pdf([f"doc {i}"])) for i in range(3)]
+    results = await asyncio.gather(hang, *normal, return_exceptions=True)
+    assert isinstance(results[0], ClientError)
+    assert results[0].details.reason == "PROCESSING_LIMIT"
+    assert time.monotonic() - started < 30  # killed at its limit, not after 60 s
+    assert [r.pages[0].text.strip() for r in results[1:]] == ["doc 0", "doc 1", "doc 2"]
+
+
+async def test_first_page_streams_long_before_the_last(pdf_client, tmp_path):
+    client = await pdf_client()
+    filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 80  # ~4.6 kB a page
+    content = testkit.make_pdf([f"page {i} {filler}" for i in range(1, 1001)])
+    path = tmp_path / "long.pdf"
+    path.write_bytes(content)
+    started = time.perf_counter()
+    first_page = None
+    pages = 0
+    async for message in client.stream_extract_document(path):
+        if message.WhichOneof("result") == "page":
+            pages += 1
+            if first_page is None:
+                first_page = time.perf_counter() - started
+                assert message.page.page_number == 1
+    total = time.perf_counter() - started
+    assert pages == 1000
+    assert first_page is not None and first_page <= 0.1 * total, (first_page, total)
+    # The same text does not fit one unary response under clients' 4 MiB limit: say so.
+    with pytest.raises(ClientError) as error:
+        await client.extract_document(content)
+    assert "StreamExtractDocument" in error.value.details.message
