@@ -210,6 +210,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         elif isinstance(exc, asyncio.CancelledError):
             call.code = grpc.StatusCode.CANCELLED
             raise exc
+        elif isinstance(exc, TimeoutError):
+            # The Batcher drops work whose deadline passed before the model could run it.
+            call.code = grpc.StatusCode.DEADLINE_EXCEEDED
+            await call.context.abort(call.code, "the call's deadline passed before it could run")
         elif isinstance(exc, grpc.aio.AbortError):
             # The servicer aborted by itself; its code is already on the context.
             call.code = call.context.code() or grpc.StatusCode.UNKNOWN

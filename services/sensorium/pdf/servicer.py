@@ -57,7 +57,7 @@ class PdfService(HostedService):
         started, outcome = time.perf_counter(), "ok"
         try:
             items = self.pool.extract(path, _options(options))
-            async with contextlib.aclosing(items):  # type: ignore[type-var]
+            async with contextlib.aclosing(items):
                 async for item in items:
                     if isinstance(item, extractor.PageResult):
                         metrics.PDF_PAGES.labels("failed" if item.error else "ok").inc()

@@ -1,0 +1,474 @@
+"""The PDF worker pool: extraction in killable, recycled, memory-capped processes.
+
+A document is extracted by a sequence of tasks on a `pebble.ProcessPool`. The first task opens
+and authenticates the document, reads its metadata and extracts its first pages (up to 4, and
+no more once 50 ms have passed); the next tasks extract ranges of pages in chunks that grow (4,
+8, 16, 32 pages), so the first page reaches the caller at once while the per-task overhead stays
+small on long documents. Up to two chunks per worker are in flight (one running, one queued, so
+no worker waits for the caller), and results are yielded in page order. Each task names the
+document by path; a worker keeps the few documents it works on open between their tasks, so
+chunks do not re-parse the file.
+
+What the pool guarantees (DESIGN.md §1):
+- a document has one wall-clock budget (`timeout_seconds`) across its tasks, counted from when
+  its first task starts running (time spent queued behind other documents is not the input's
+  fault); a task past it is killed and the document fails with PROCESSING_LIMIT;
+- a worker that crashes (segfault, abort) fails only the task it was running (PARSER_CRASH);
+  pebble starts a replacement, and a pool broken beyond that is rebuilt;
+- workers exit after `recycle_after_documents` tasks, returning memory MuPDF leaked or
+  fragmented; a task is a whole document of up to 4 pages, or a chunk of a longer one, so long
+  documents recycle workers sooner;
+- each worker's address space is capped at `worker_memory_mb` (RLIMIT_AS);
+- at most `max_pending_documents` documents are admitted at once; more get OVERLOADED with a
+  retry delay.
+
+Workers start through a "forkserver" that has already imported PyMuPDF: forking the server
+process itself is unsafe (gRPC's threads), and "spawn" would pay Python's start-up and the
+imports on every restart.
+
+Test hooks, for crash and hang tests: with `test_hooks=True` (or the environment variable
+`PDF_TEST_HOOKS=1` when the pool is created), a worker acts on documents whose /Title is
+`sensorium-test:segfault`, `sensorium-test:sleep=SECONDS` or `sensorium-test:allocate=MIB`,
+optionally suffixed `@page=N` to act in the task that extracts page N (default: the first
+task). Without the flag such titles are ordinary titles. The variable is deliberately not
+`SENSORIUM_*`: the settings object rejects unknown variables of that prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import multiprocessing
+import os
+import resource
+import signal
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncGenerator, Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pebble
+import pymupdf
+
+from sensorium.device import available_cpus
+from sensorium.errors import Reason, SensoriumError
+from sensorium.pdf import extractor
+from sensorium.pdf.extractor import DocumentInfo, ExtractOptions, ImageResult, Item, Limits, PageResult
+
+if TYPE_CHECKING:
+    from sensorium.settings import PdfSettings
+
+TEST_HOOKS_ENV = "PDF_TEST_HOOKS"
+"""Environment variable that enables the test hooks of pools created while it is "1"."""
+FIRST_CHUNK_PAGES = 4
+FIRST_TASK_SECONDS = 0.05
+MAX_CHUNK_PAGES = 32
+_TEST_TITLE_PREFIX = "sensorium-test:"
+_CLOSE_TIMEOUT_SECONDS = 10.0
+_OPEN_DOCUMENTS = 4
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side: these run in the worker processes.
+
+
+@dataclass
+class _WorkerState:
+    test_hooks: bool = False
+    memory_mb: int = 0
+    tasks: int = 0
+    # Open documents by (path, inode, size, mtime, password), least recently used first.
+    documents: OrderedDict[tuple[Any, ...], pymupdf.Document] = field(default_factory=OrderedDict)
+
+
+_worker = _WorkerState()
+
+
+@dataclass(frozen=True)
+class _TaskResult:
+    items: list[PageResult | ImageResult]
+    info: DocumentInfo | None  # first task only
+    next_index: int  # first page index (0-based) not yet extracted
+    stop_index: int  # end of the requested range (0-based, exclusive)
+    started_at: float  # time.monotonic() when the task started; one clock for all processes
+    pid: int
+    worker_tasks: int  # tasks this worker has run, this one included
+
+
+def _init_worker(memory_mb: int, test_hooks: bool) -> None:
+    """Pebble initializer; it must never raise (a worker failing here breaks the pool)."""
+    _worker.test_hooks, _worker.memory_mb = test_hooks, memory_mb
+    # MuPDF prints every recoverable problem to stderr; the results report what matters.
+    pymupdf.TOOLS.mupdf_display_errors(False)
+    pymupdf.TOOLS.mupdf_display_warnings(False)
+    if memory_mb > 0:
+        limit = memory_mb * 1024 * 1024
+        with contextlib.suppress(ValueError, OSError):
+            _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            if hard != resource.RLIM_INFINITY:
+                limit = min(limit, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _ping(seconds: float) -> int:
+    time.sleep(seconds)
+    _worker.tasks += 1
+    return os.getpid()
+
+
+def _run_task(
+    path: str, options: ExtractOptions, limits: Limits, start: int | None, stop: int, end: int
+) -> _TaskResult:
+    """Extract pages [start, stop) of the document, whose requested range ends at `end`.
+
+    `start=None` makes the first task: it also checks the document, reads its metadata and
+    resolves the requested range, then extracts at most `stop` pages of it and stops early,
+    after at least one page, once FIRST_TASK_SECONDS have passed, so the first page is not
+    held back by slow pages after it.
+    """
+    started_at = time.monotonic()
+    _worker.tasks += 1
+    _drop_deleted()
+    key: tuple[Any, ...] | None = None
+    try:
+        first_task = start is None
+        doc, key = _open(path, options.password, limits if first_task else None)
+        info: DocumentInfo | None = None
+        if first_task:
+            info = extractor.read_info(doc)
+            indices = extractor.resolve_range(info.page_count, options.first_page, options.last_page)
+            start, end = indices.start, indices.stop
+            stop = min(end, start + stop)
+        assert start is not None
+        if _worker.test_hooks:
+            _test_hook(doc, first_task, range(start, stop))
+        items: list[PageResult | ImageResult] = []
+        index = start
+        while index < stop:
+            if first_task and index > start and time.monotonic() - started_at > FIRST_TASK_SECONDS:
+                break
+            page, images = extractor.extract_page(doc, index, options, limits)
+            items.append(page)
+            items.extend(images)
+            index += 1
+        if index >= end:
+            _close_cached(key)  # the last chunk: release the file now
+    except MemoryError:
+        _close_cached()  # every cached document, to give the memory back
+        raise SensoriumError(
+            Reason.PROCESSING_LIMIT,
+            f"extracting the document needs more memory than this server's limit of "
+            f"{_worker.memory_mb} MiB per worker (SENSORIUM_PDF__WORKER_MEMORY_MB); send a "
+            "smaller or simpler document, or ask the operator to raise the limit",
+            {"limit_mb": str(_worker.memory_mb)},
+        ) from None
+    except BaseException:
+        if key is not None:
+            _close_cached(key)
+        raise
+    return _TaskResult(items, info, index, end, started_at, os.getpid(), _worker.tasks)
+
+
+def _open(path: str, password: str, limits: Limits | None) -> tuple[pymupdf.Document, tuple[Any, ...]]:
+    """The document at `path` and its cache key.
+
+    A worker keeps the documents it is working on open between their tasks: re-opening costs
+    a few milliseconds per task (~8 ms for a 1,000-page page tree), a fifth of the work on a
+    long document. Several stay open because under load tasks of different documents
+    interleave on one worker. The key includes the file's identity: temporary names recur.
+    """
+    stat = os.stat(path)
+    key = (path, stat.st_ino, stat.st_size, stat.st_mtime_ns, password)
+    cached = _worker.documents.get(key)
+    # The first task of a document always opens it afresh, with the limits checked.
+    if cached is not None and limits is None:
+        _worker.documents.move_to_end(key)
+        return cached, key
+    _close_cached(key)
+    doc = extractor.open_document(
+        path,
+        password,
+        max_pages=limits.max_pages if limits else None,
+        max_bytes=limits.max_document_bytes if limits else None,
+    )
+    _worker.documents[key] = doc
+    while len(_worker.documents) > _OPEN_DOCUMENTS:
+        _close_cached(next(iter(_worker.documents)))
+    return doc, key
+
+
+def _drop_deleted() -> None:
+    """Close cached documents whose file is gone: the server deletes a spooled upload after
+    its call, and an open file would keep its disk space in use."""
+    for key in list(_worker.documents):
+        path, inode = key[0], key[1]
+        try:
+            gone = os.stat(path).st_ino != inode
+        except OSError:
+            gone = True
+        if gone:
+            _close_cached(key)
+
+
+def _close_cached(key: tuple[Any, ...] | None = None) -> None:
+    """Close the document of `key`, or every cached document."""
+    keys = [key] if key is not None else list(_worker.documents)
+    for each in keys:
+        doc = _worker.documents.pop(each, None)
+        if doc is not None:
+            doc.close()
+
+
+def _test_hook(doc: pymupdf.Document, first_task: bool, pages: range) -> None:
+    title = str((doc.metadata or {}).get("title") or "")
+    if not title.startswith(_TEST_TITLE_PREFIX):
+        return
+    action, _, where = title.removeprefix(_TEST_TITLE_PREFIX).partition("@page=")
+    if (where and int(where) - 1 not in pages) or (not where and not first_task):
+        return
+    name, _, argument = action.partition("=")
+    if name == "segfault":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif name == "sleep":
+        time.sleep(float(argument))
+    elif name == "allocate":
+        ballast = bytearray(int(argument) * 1024 * 1024)
+        del ballast
+
+
+# ---------------------------------------------------------------------------------------------
+# Server side.
+
+
+class PdfWorkerPool:
+    """Extracts documents in worker processes; consumed by the asyncio servicer.
+
+    `on_worker_restart(reason)` is called whenever a worker is replaced: "crash", "timeout",
+    "cancelled" (its document's caller went away) or "recycled"; the servicer turns it into a
+    metric. This module imports nothing of gRPC or Prometheus.
+    """
+
+    def __init__(
+        self,
+        settings: PdfSettings,
+        *,
+        on_worker_restart: Callable[[str], None] | None = None,
+        test_hooks: bool | None = None,
+    ) -> None:
+        self.workers = settings.workers or available_cpus()  # the one CPU-quota reader
+        self._settings = settings
+        self._limits = Limits(
+            max_pages=settings.max_pages,
+            max_pixels=settings.max_pixels,
+            ocr_enabled=settings.ocr,
+            ocr_language=settings.ocr_language,
+            tessdata_dir=str(settings.tessdata_dir) if settings.tessdata_dir else None,
+            max_document_bytes=settings.max_document_bytes,
+        )
+        if test_hooks is None:
+            test_hooks = os.environ.get(TEST_HOOKS_ENV) == "1"
+        self._initargs = (settings.worker_memory_mb, test_hooks)
+        self._on_worker_restart = on_worker_restart or (lambda reason: None)
+        self._pending = 0
+        self._closed = False
+        # Futures finish on pebble's threads, so the set of unfinished ones has a lock.
+        self._inflight: set[pebble.ProcessFuture[Any]] = set()
+        self._inflight_lock = threading.Lock()
+        self._seconds_per_document = 1.0  # moving average, for the OVERLOADED retry delay
+        self.worker_pids_seen: set[int] = set()
+        """Worker processes that ran a task (for tests and diagnostics)."""
+        self._pool = self._new_pool()
+
+    @property
+    def pending(self) -> int:
+        """Documents admitted and not finished."""
+        return self._pending
+
+    def _new_pool(self) -> pebble.ProcessPool:
+        context = multiprocessing.get_context("forkserver")
+        # Workers fork from a server that has already imported PyMuPDF: restarts cost
+        # milliseconds. (Ignored if this process's forkserver already runs.)
+        context.set_forkserver_preload([__name__])
+        return pebble.ProcessPool(
+            max_workers=self.workers,
+            max_tasks=self._settings.recycle_after_documents,
+            initializer=_init_worker,
+            initargs=self._initargs,
+            context=context,
+        )
+
+    async def warm_up(self) -> None:
+        """Start the workers (and the forkserver) now, so the first request is not slow."""
+        futures = [self._schedule(_ping, (0.05,), None) for _ in range(self.workers)]
+        pids = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        self.worker_pids_seen.update(pids)
+
+    async def extract(
+        self, path: str | os.PathLike[str], options: ExtractOptions
+    ) -> AsyncGenerator[Item, None]:
+        """Extract the document at `path`: its `DocumentInfo`, then each requested page in
+        order, each followed by its images (when asked for).
+
+        Raises `SensoriumError` for a document that fails as a whole — before the first item,
+        or after some pages for PROCESSING_LIMIT and PARSER_CRASH. Consume it with
+        `contextlib.aclosing` so a caller that stops early frees its workers at once.
+        """
+        if self._closed:
+            raise SensoriumError(
+                Reason.SHUTTING_DOWN, "the PDF service is shutting down; retry on another server"
+            )
+        if self._pending >= self._settings.max_pending_documents:
+            raise self._overloaded()
+        self._pending += 1
+        begun = time.monotonic()
+        path = os.fspath(path)
+        window: deque[pebble.ProcessFuture[Any]] = deque()
+        try:
+            first = self._schedule(
+                _run_task,
+                (path, options, self._limits, None, FIRST_CHUNK_PAGES, 0),
+                self._settings.timeout_seconds,
+            )
+            window.append(first)
+            result = await self._result(first)
+            window.popleft()
+            assert result.info is not None
+            deadline = result.started_at + self._settings.timeout_seconds
+            yield result.info
+            for item in result.items:
+                yield item
+            end = result.stop_index
+            chunks = _chunks(result.next_index, end, FIRST_CHUNK_PAGES)
+            while True:
+                while len(window) < 2 * self.workers and (pages := next(chunks, None)) is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise self._timed_out()
+                    args = (path, options, self._limits, pages.start, pages.stop, end)
+                    window.append(self._schedule(_run_task, args, remaining))
+                if not window:
+                    break
+                result = await self._result(window[0])
+                window.popleft()
+                for item in result.items:
+                    yield item
+            elapsed = time.monotonic() - begun
+            self._seconds_per_document += 0.1 * (elapsed - self._seconds_per_document)
+        finally:
+            for future in window:
+                if future.running():
+                    self._on_worker_restart("cancelled")
+                future.cancel()
+            self._pending -= 1
+
+    async def close(self) -> None:
+        """Stop every worker; documents in work fail with SHUTTING_DOWN. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._inflight_lock:
+            inflight = list(self._inflight)
+        for future in inflight:
+            future.cancel()
+        pool = self._pool
+        pool.stop()
+        await asyncio.to_thread(pool.join, _CLOSE_TIMEOUT_SECONDS)
+
+    def _schedule(
+        self, function: Callable[..., Any], args: tuple[Any, ...], timeout: float | None
+    ) -> pebble.ProcessFuture[Any]:
+        try:
+            future = self._pool.schedule(function, args, timeout=timeout)
+        except RuntimeError:
+            # Pebble marks the whole pool broken in rare races (a worker dying before its task
+            # was acknowledged); replace it rather than fail every later request.
+            if self._closed:
+                raise SensoriumError(
+                    Reason.SHUTTING_DOWN, "the PDF service is shutting down; retry elsewhere"
+                ) from None
+            self._replace_pool()
+            future = self._pool.schedule(function, args, timeout=timeout)
+        with self._inflight_lock:
+            self._inflight.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: concurrent.futures.Future[Any]) -> None:
+        with self._inflight_lock:
+            self._inflight.discard(future)
+
+    def _replace_pool(self) -> None:
+        broken, self._pool = self._pool, self._new_pool()
+        broken.stop()
+        # Joining waits for the old manager threads; nothing here needs to wait for it.
+        asyncio.get_running_loop().run_in_executor(None, broken.join, _CLOSE_TIMEOUT_SECONDS)
+
+    async def _result(self, future: pebble.ProcessFuture[Any]) -> _TaskResult:
+        try:
+            result: _TaskResult = await asyncio.wrap_future(future)
+        except TimeoutError:
+            self._on_worker_restart("timeout")
+            raise self._timed_out() from None
+        except pebble.ProcessExpired as error:
+            self._on_worker_restart("crash")
+            raise SensoriumError(
+                Reason.PARSER_CRASH,
+                f"the PDF parser crashed on this document (worker exit code {error.exitcode}); "
+                "the file is probably malformed: repair it (e.g. `qpdf in.pdf out.pdf`) and "
+                "send it again",
+                {"exit_code": str(error.exitcode)},
+            ) from None
+        except BrokenProcessPool:
+            self._on_worker_restart("crash")
+            if not self._closed:
+                self._replace_pool()
+            raise SensoriumError(
+                Reason.PARSER_CRASH,
+                "a PDF worker process died while extracting this document; if it happens "
+                "again with this file, repair it (e.g. `qpdf in.pdf out.pdf`)",
+            ) from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._closed and not (task and task.cancelling()):
+                raise SensoriumError(
+                    Reason.SHUTTING_DOWN,
+                    "the PDF service shut down while extracting this document; retry elsewhere",
+                ) from None
+            raise
+        self.worker_pids_seen.add(result.pid)
+        if result.worker_tasks >= self._settings.recycle_after_documents:
+            self._on_worker_restart("recycled")
+        return result
+
+    def _timed_out(self) -> SensoriumError:
+        limit = self._settings.timeout_seconds
+        return SensoriumError(
+            Reason.PROCESSING_LIMIT,
+            f"extracting the document took longer than this server's limit of {limit:g} s "
+            "(SENSORIUM_PDF__TIMEOUT_SECONDS); send fewer pages (options.first_page / "
+            "last_page) or a smaller document",
+            {"limit_seconds": f"{limit:g}"},
+        )
+
+    def _overloaded(self) -> SensoriumError:
+        backlog = self._pending / self.workers
+        retry = min(60.0, max(0.5, backlog * self._seconds_per_document))
+        return SensoriumError(
+            Reason.OVERLOADED,
+            f"the PDF service is busy ({self._pending} documents in work, limit "
+            f"{self._settings.max_pending_documents}); retry after {retry:.1f} s",
+            {"pending_documents": str(self._pending)},
+            retry_after_seconds=retry,
+        )
+
+
+def _chunks(start: int, stop: int, size: int) -> Iterator[range]:
+    """Consecutive page ranges covering [start, stop), doubling in size up to MAX_CHUNK_PAGES."""
+    while start < stop:
+        end = min(stop, start + size)
+        yield range(start, end)
+        start, size = end, min(size * 2, MAX_CHUNK_PAGES)

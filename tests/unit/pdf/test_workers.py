@@ -1,0 +1,316 @@
+"""The PDF worker pool: real worker processes, crashes, hangs, recycling, limits, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sensorium.errors import Reason, SensoriumError
+from sensorium.pdf.extractor import (
+    DocumentInfo,
+    ExtractOptions,
+    ImageResult,
+    Item,
+    Limits,
+    PageResult,
+    extract_document,
+)
+from sensorium.pdf.workers import PdfWorkerPool
+from sensorium.settings import PdfSettings
+
+PoolFactory = Callable[..., PdfWorkerPool]
+
+
+@pytest.fixture
+def restarts() -> list[str]:
+    return []
+
+
+@pytest.fixture
+async def make_pool(restarts: list[str]) -> AsyncIterator[PoolFactory]:
+    pools: list[PdfWorkerPool] = []
+
+    def make(*, test_hooks: bool = True, **settings: Any) -> PdfWorkerPool:
+        values: dict[str, Any] = {"workers": 2, "timeout_seconds": 30.0, **settings}
+        pool = PdfWorkerPool(PdfSettings(**values), on_worker_restart=restarts.append, test_hooks=test_hooks)
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        await pool.close()
+
+
+async def collect(pool: PdfWorkerPool, path: Path, options: ExtractOptions | None = None) -> list[Item]:
+    return [item async for item in pool.extract(path, options or ExtractOptions())]
+
+
+def pages_of(items: list[Item]) -> list[PageResult]:
+    return [item for item in items if isinstance(item, PageResult)]
+
+
+async def pages_until_error(pool: PdfWorkerPool, path: Path) -> tuple[list[int], SensoriumError]:
+    """Page numbers received before the extraction failed, and its error."""
+    received: list[int] = []
+    try:
+        async for item in pool.extract(path, ExtractOptions()):
+            if isinstance(item, PageResult):
+                received.append(item.page_number)
+    except SensoriumError as error:
+        return received, error
+    raise AssertionError(f"no error after {len(received)} pages")
+
+
+def address_space_limit(pid: int) -> str:
+    limits = Path(f"/proc/{pid}/limits").read_text().splitlines()
+    return next(line for line in limits if line.startswith("Max address space"))
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, finished but not yet reaped, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def wait_gone(pids: set[int], seconds: float = 5.0) -> set[int]:
+    deadline = time.monotonic() + seconds
+    while (left := {pid for pid in pids if alive(pid)}) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return left
+
+
+# --- extraction through the pool --------------------------------------------------------------
+
+
+async def test_pool_extracts_like_the_extractor(make_pool: PoolFactory, make_text_pdf: Any) -> None:
+    path = make_text_pdf(40)  # first task, then growing chunks on both workers
+    pool = make_pool()
+    items = await collect(pool, path)
+    local = list(extract_document(path, ExtractOptions(), Limits()))
+    assert isinstance(items[0], DocumentInfo) and items[0].page_count == 40
+    assert items == local
+
+
+async def test_pool_streams_images_after_their_page(make_pool: PoolFactory, images_pdf: Path) -> None:
+    items = await collect(make_pool(), images_pdf, ExtractOptions(include_images=True))
+    kinds = [type(item) for item in items]
+    assert kinds == [DocumentInfo, PageResult, ImageResult, ImageResult, PageResult]
+
+
+async def test_page_range(make_pool: PoolFactory, make_text_pdf: Any) -> None:
+    items = await collect(make_pool(), make_text_pdf(50), ExtractOptions(first_page=7, last_page=31))
+    assert [p.page_number for p in pages_of(items)] == list(range(7, 32))
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        (ExtractOptions(password="wrong"), Reason.PDF_PASSWORD_INCORRECT),
+        (ExtractOptions(), Reason.PDF_PASSWORD_REQUIRED),
+    ],
+)
+async def test_password_errors_cross_the_process_boundary(
+    make_pool: PoolFactory, make_encrypted_pdf: Any, options: ExtractOptions, reason: Reason
+) -> None:
+    with pytest.raises(SensoriumError) as excinfo:
+        await collect(make_pool(), make_encrypted_pdf("pässwörd"), options)
+    assert excinfo.value.reason == reason
+
+
+async def test_encrypted_document_through_the_pool(make_pool: PoolFactory, make_encrypted_pdf: Any) -> None:
+    items = await collect(make_pool(), make_encrypted_pdf("pässwörd"), ExtractOptions(password="pässwörd"))
+    assert [p.text for p in pages_of(items)] == ["Secret text"]
+
+
+async def test_document_errors(make_pool: PoolFactory, make_text_pdf: Any, tmp_path: Path) -> None:
+    pool = make_pool(max_document_bytes=5000)
+    with pytest.raises(SensoriumError) as excinfo:
+        await collect(pool, make_text_pdf(3), ExtractOptions(first_page=4))
+    assert excinfo.value.reason == Reason.PAGE_OUT_OF_RANGE
+    (tmp_path / "junk.pdf").write_bytes(b"not a pdf")
+    with pytest.raises(SensoriumError) as excinfo:
+        await collect(pool, tmp_path / "junk.pdf")
+    assert excinfo.value.reason == Reason.PDF_UNREADABLE
+    with pytest.raises(SensoriumError) as excinfo:
+        await collect(pool, make_text_pdf(60, lines=30))
+    assert excinfo.value.reason == Reason.INPUT_TOO_LARGE
+    assert pool.pending == 0
+
+
+async def test_first_page_arrives_early(make_pool: PoolFactory, dense_1000_pdf: Path) -> None:
+    pool = make_pool()
+    await pool.warm_up()
+    started = time.monotonic()
+    first_page = None
+    numbers = []
+    async for item in pool.extract(dense_1000_pdf, ExtractOptions()):
+        if isinstance(item, PageResult):
+            first_page = first_page or time.monotonic() - started
+            numbers.append(item.page_number)
+    total = time.monotonic() - started
+    assert numbers == list(range(1, 1001))
+    assert first_page is not None
+    assert first_page <= 0.10 * total, f"first page after {first_page:.3f} s of {total:.3f} s"
+
+
+# --- isolation: crashes, hangs, memory ------------------------------------------------------------
+
+
+async def test_a_crash_fails_only_its_document(
+    make_pool: PoolFactory, make_text_pdf: Any, restarts: list[str]
+) -> None:
+    pool = make_pool()
+    crashing = make_text_pdf(2, title="sensorium-test:segfault")
+    healthy = make_text_pdf(30)
+    crashed, served = await asyncio.gather(
+        collect(pool, crashing), collect(pool, healthy), return_exceptions=True
+    )
+    assert isinstance(crashed, SensoriumError) and crashed.reason == Reason.PARSER_CRASH
+    assert crashed.metadata["exit_code"] == "-11"
+    assert isinstance(served, list) and len(pages_of(served)) == 30
+    assert "crash" in restarts
+    # The pool heals: both workers serve again.
+    again = await asyncio.gather(*(collect(pool, healthy) for _ in range(3)))
+    assert all(len(pages_of(items)) == 30 for items in again)
+
+
+async def test_a_crash_in_a_later_chunk(make_pool: PoolFactory, make_text_pdf: Any) -> None:
+    path = make_text_pdf(40, title="sensorium-test:segfault@page=30")
+    received, error = await pages_until_error(make_pool(), path)
+    assert error.reason == Reason.PARSER_CRASH
+    assert received == list(range(1, len(received) + 1)) and 0 < len(received) < 30
+
+
+async def test_a_hang_is_killed_at_the_time_limit(
+    make_pool: PoolFactory, make_text_pdf: Any, restarts: list[str]
+) -> None:
+    pool = make_pool(timeout_seconds=1.0)
+    hanging = make_text_pdf(2, title="sensorium-test:sleep=60")
+    started = time.monotonic()
+    hung, served = await asyncio.gather(
+        collect(pool, hanging), collect(pool, make_text_pdf(10)), return_exceptions=True
+    )
+    assert time.monotonic() - started < 10
+    assert isinstance(hung, SensoriumError) and hung.reason == Reason.PROCESSING_LIMIT
+    assert "SENSORIUM_PDF__TIMEOUT_SECONDS" in hung.message
+    assert isinstance(served, list) and len(pages_of(served)) == 10
+    assert restarts == ["timeout"]
+    assert len(pages_of(await collect(pool, make_text_pdf(3)))) == 3
+
+
+async def test_the_time_limit_spans_the_whole_document(make_pool: PoolFactory, make_text_pdf: Any) -> None:
+    path = make_text_pdf(40, title="sensorium-test:sleep=60@page=20")
+    received, error = await pages_until_error(make_pool(timeout_seconds=1.0), path)
+    assert error.reason == Reason.PROCESSING_LIMIT
+    assert received == list(range(1, len(received) + 1)) and 0 < len(received) < 20
+
+
+async def test_memory_limit(make_pool: PoolFactory, make_text_pdf: Any) -> None:
+    pool = make_pool(workers=1, worker_memory_mb=512)
+    await pool.warm_up()
+    (pid,) = pool.worker_pids_seen
+    assert str(512 * 1024 * 1024) in address_space_limit(pid)
+    with pytest.raises(SensoriumError) as excinfo:
+        await collect(pool, make_text_pdf(1, title="sensorium-test:allocate=2048"))
+    assert excinfo.value.reason == Reason.PROCESSING_LIMIT
+    assert "SENSORIUM_PDF__WORKER_MEMORY_MB" in excinfo.value.message
+    assert len(pages_of(await collect(pool, make_text_pdf(2)))) == 2
+
+
+async def test_test_hooks_are_inert_by_default(make_pool: PoolFactory, make_text_pdf: Any) -> None:
+    pool = make_pool(test_hooks=False)
+    items = await collect(pool, make_text_pdf(2, title="sensorium-test:segfault"))
+    assert isinstance(items[0], DocumentInfo) and items[0].title == "sensorium-test:segfault"
+    assert len(pages_of(items)) == 2
+
+
+# --- recycling, admission, shutdown ------------------------------------------------------------
+
+
+async def test_workers_are_recycled(make_pool: PoolFactory, make_text_pdf: Any, restarts: list[str]) -> None:
+    pool = make_pool(workers=1, recycle_after_documents=2)
+    path = make_text_pdf(1)  # one task per document
+    for _ in range(5):
+        await collect(pool, path)
+    assert len(pool.worker_pids_seen) == 3  # documents 1-2, 3-4, 5
+    assert restarts == ["recycled", "recycled"]
+
+
+async def test_overload_is_refused_with_a_retry_delay(make_pool: PoolFactory, make_text_pdf: Any) -> None:
+    pool = make_pool(max_pending_documents=1)
+    slow = pool.extract(make_text_pdf(1, title="sensorium-test:sleep=60"), ExtractOptions())
+    first = asyncio.ensure_future(slow.__anext__())
+    while pool.pending == 0:
+        await asyncio.sleep(0.01)
+    with pytest.raises(SensoriumError) as excinfo:
+        await collect(pool, make_text_pdf(1))
+    error = excinfo.value
+    assert error.reason == Reason.OVERLOADED and error.code.name == "RESOURCE_EXHAUSTED"
+    assert error.retry_after_seconds is not None and error.retry_after_seconds > 0
+    first.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    await slow.aclose()
+    assert pool.pending == 0
+    assert len(pages_of(await collect(pool, make_text_pdf(2)))) == 2
+
+
+async def test_a_caller_leaving_early_frees_its_slot(make_pool: PoolFactory, make_text_pdf: Any) -> None:
+    pool = make_pool()
+    async with contextlib.aclosing(pool.extract(make_text_pdf(200), ExtractOptions())) as items:
+        async for item in items:
+            if isinstance(item, PageResult) and item.page_number == 3:
+                break
+    assert pool.pending == 0
+    assert len(pages_of(await collect(pool, make_text_pdf(5)))) == 5
+
+
+async def test_close_leaves_no_processes(make_pool: PoolFactory, make_text_pdf: Any) -> None:
+    pool = make_pool()
+    await pool.warm_up()
+    await collect(pool, make_text_pdf(20))
+    pids = set(pool.worker_pids_seen)
+    assert pids and all(alive(pid) for pid in pids)
+    await pool.close()
+    assert await wait_gone(pids) == set()
+    assert not [p for p in multiprocessing.active_children() if p.name == "pebble_pool_worker"]
+    with pytest.raises(SensoriumError) as excinfo:
+        await collect(pool, make_text_pdf(1))
+    assert excinfo.value.reason == Reason.SHUTTING_DOWN
+    await pool.close()  # idempotent
+
+
+async def test_close_fails_documents_in_flight(make_pool: PoolFactory, make_text_pdf: Any) -> None:
+    pool = make_pool()
+    hanging = asyncio.ensure_future(collect(pool, make_text_pdf(1, title="sensorium-test:sleep=60")))
+    while pool.pending == 0:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # let the task reach a worker
+    started = time.monotonic()
+    await pool.close()
+    with pytest.raises(SensoriumError) as excinfo:
+        await hanging
+    assert excinfo.value.reason == Reason.SHUTTING_DOWN
+    assert time.monotonic() - started < 10
+
+
+async def test_pool_heals_after_an_idle_worker_is_killed(make_pool: PoolFactory, make_text_pdf: Any) -> None:
+    # The kernel's OOM killer may pick an idle worker; pebble then marks its whole pool broken.
+    pool = make_pool()
+    await pool.warm_up()
+    for pid in pool.worker_pids_seen:
+        os.kill(pid, signal.SIGKILL)
+    await asyncio.sleep(0.5)  # pebble's manager notices within 0.1 s
+    assert len(pages_of(await collect(pool, make_text_pdf(3)))) == 3
