@@ -48,6 +48,11 @@ WORKER_RESTARTS = Counter(
     "Worker processes or threads replaced, by service and reason (recycled, crashed, timeout).",
     ["service", "reason"],
 )
+BATCH_DROPPED = Counter(
+    "sensorium_batch_dropped_items",
+    "Items that never reached the model, by reason (overloaded, cancelled, expired, shutdown).",
+    ["model", "reason"],
+)
 UPLOAD_BYTES_IN_FLIGHT = Gauge(
     "sensorium_upload_bytes_in_flight", "Bytes of uploads held by the server right now."
 )
@@ -60,6 +65,21 @@ PDF_PAGES = Counter("sensorium_pdf_pages", "PDF pages extracted, by outcome.", [
 PDF_SECONDS = Histogram(
     "sensorium_pdf_extraction_seconds", "Wall time to extract one PDF document.", buckets=_LATENCY
 )
+
+
+class BatchMetrics:
+    """The Batcher's observer (`sensorium.batching.BatchObserver`), recording into Prometheus.
+    The batcher's name is the `model` / `queue` label."""
+
+    def queue_depth(self, batcher: str, depth: int) -> None:
+        QUEUE_DEPTH.labels(batcher).set(depth)
+
+    def batch_done(self, batcher: str, size: int, model_seconds: float, failed: bool) -> None:
+        BATCH_SIZE.labels(batcher).observe(size)
+        MODEL_SECONDS.labels(batcher).observe(model_seconds)
+
+    def dropped(self, batcher: str, reason: str) -> None:
+        BATCH_DROPPED.labels(batcher, reason).inc()
 
 
 class MetricsEndpoint:
