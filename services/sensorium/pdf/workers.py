@@ -467,8 +467,11 @@ class PdfWorkerPool:
 
 
 def _chunks(start: int, stop: int, size: int) -> Iterator[range]:
-    """Consecutive page ranges covering [start, stop), doubling in size up to MAX_CHUNK_PAGES."""
+    """Consecutive page ranges covering [start, stop): doubling up to MAX_CHUNK_PAGES, and
+    shrinking again towards the end, so that the last results to reach the caller are few
+    (the worker sits idle while they are converted and sent)."""
     while start < stop:
-        end = min(stop, start + size)
+        tail = max(FIRST_CHUNK_PAGES, (stop - start) // 2)
+        end = min(stop, start + min(size, tail))
         yield range(start, end)
         start, size = end, min(size * 2, MAX_CHUNK_PAGES)

@@ -379,10 +379,12 @@ def test_images_are_extracted_after_their_page(images_pdf: Path) -> None:
     assert (jpeg.bbox.x0, jpeg.bbox.y0, jpeg.bbox.x1, jpeg.bbox.y1) == pytest.approx((300, 100, 364, 148))
 
 
-def test_image_count_without_images(images_pdf: Path) -> None:
+def test_images_are_not_even_counted_unless_asked_for(images_pdf: Path) -> None:
     _, pages, images = extract(images_pdf)
-    assert [p.image_count for p in pages] == [2, 0]
+    assert [p.image_count for p in pages] == [0, 0]
     assert images == []
+    _, pages, _ = extract(images_pdf, ExtractOptions(include_images=True))
+    assert [p.image_count for p in pages] == [2, 0]
 
 
 def test_image_pixel_limit(images_pdf: Path) -> None:
