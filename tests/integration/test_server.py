@@ -217,3 +217,30 @@ async def test_graceful_shutdown_drains_in_flight_and_refuses_new_work(start_ser
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         assert await in_flight == b"done"  # the in-flight call finished
     await asyncio.wait_for(server.wait_stopped(), 10)
+
+
+async def test_messages_over_the_receive_limit_are_refused(start_server):
+    server = await start_server(hosted=[testkit.SlowService()], max_receive_message_bytes=1024)
+    async with Client(f"127.0.0.1:{server.port}") as client:
+        with pytest.raises(grpc.RpcError) as error:
+            await _call(client, "Sleep")(b"0" * 2048)
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert await _call(client, "Sleep")(b"0") == b"done"
+
+
+async def test_json_log_lines(start_server, capfd):
+    import json
+
+    from sensorium import logs
+
+    logs.configure("INFO", "json")
+    try:
+        server = await start_server(hosted=[testkit.SlowService()])
+        async with Client(f"127.0.0.1:{server.port}") as client:
+            await _call(client, "Sleep")(b"0", metadata=(("x-request-id", "json-1"),))
+    finally:
+        logging.getLogger().handlers.clear()
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if "json-1" in line]
+    assert len(lines) == 1
+    assert lines[0]["message"] == "rpc" and lines[0]["code"] == "OK"
+    assert lines[0]["method"] == SLOW + "Sleep"
