@@ -207,7 +207,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         """Answer `exc` with the right status; re-raise what grpc itself must see."""
         if isinstance(exc, SensoriumError):
             await call.fail(exc)
-        elif isinstance(exc, asyncio.CancelledError):
+        elif isinstance(exc, asyncio.CancelledError | GeneratorExit):  # the client went away
             call.code = grpc.StatusCode.CANCELLED
             raise exc
         elif isinstance(exc, TimeoutError):

@@ -181,7 +181,7 @@ def open_document(
             Reason.INPUT_TOO_LARGE,
             f"the document has {size} bytes, more than this server's limit of {max_bytes} "
             "(SENSORIUM_PDF__MAX_DOCUMENT_BYTES); send a smaller document",
-            {"size_bytes": str(size), "max_bytes": str(max_bytes)},
+            {"size_bytes": str(size), "limit_bytes": str(max_bytes)},
         )
     if not _has_pdf_header(path):
         raise _unreadable()
@@ -207,7 +207,7 @@ def open_document(
                 Reason.PDF_TOO_MANY_PAGES,
                 f"the document has {page_count} pages, more than this server's limit of "
                 f"{max_pages} (SENSORIUM_PDF__MAX_PAGES); split the document and send the parts",
-                {"page_count": str(page_count), "max_pages": str(max_pages)},
+                {"page_count": str(page_count), "limit_pages": str(max_pages)},
             )
     except BaseException:
         doc.close()

