@@ -73,11 +73,15 @@ class Client:
             raise ClientError(details_from_rpc_error(exc)) from None
 
     async def _stream(self, call: Callable[..., Any], requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        rpc = call(requests, timeout=self.timeout)
         try:
-            async for response in call(requests, timeout=self.timeout):
+            async for response in rpc:
                 yield response
         except grpc.RpcError as exc:
             raise ClientError(details_from_rpc_error(exc)) from None
+        finally:
+            # A caller that stops early cancels the call, so the server stops working on it.
+            rpc.cancel()
 
     # Health
 

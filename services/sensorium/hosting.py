@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -91,28 +90,3 @@ def not_hosted(method: str, hosted: list[str]) -> SensoriumError:
         text = f"unknown method {method}; this server hosts: {serving}"
     return SensoriumError(Reason.NOT_HOSTED, text, {"method": method})
 
-
-class UnbuiltService(HostedService):
-    """A service whose API is defined but whose engine is not in this build yet.
-
-    Every call answers UNIMPLEMENTED saying so; start-up fails in production and reports the
-    service NOT_SERVING in the dev profile. No fake results.
-    """
-
-    add_to_server: ClassVar[Callable[[Any, grpc.aio.Server], None]]
-    servicer: ClassVar[type]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.problem = SensoriumError(
-            Reason.NOT_HOSTED,
-            f"the {self.name} service is not implemented in this build of Sensorium; "
-            f"remove `{self.name}` from SENSORIUM_SERVICES or use a build that provides it",
-        )
-
-    def register(self, server: grpc.aio.Server) -> None:
-        type(self).add_to_server(self.servicer(), server)
-
-    async def start(self) -> None:
-        assert self.problem is not None
-        raise ServiceStartError(self.problem.message)

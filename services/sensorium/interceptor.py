@@ -49,6 +49,8 @@ class _Call:
         self.method = method
         self.label = method if method in known_methods else OTHER_METHOD
         self.context = context
+        # Read now: grpcio segfaults on `peer()` once a call has been cancelled.
+        self.peer = context.peer()
         incoming = dict(context.invocation_metadata() or ())
         self.request_id = str(incoming.get("x-request-id") or uuid.uuid4().hex[:16])
         self.code = grpc.StatusCode.OK
@@ -80,7 +82,7 @@ class _Call:
         fields = {
             "method": self.method, "code": code, "duration_ms": round(seconds * 1000, 2),
             "request_bytes": self.received, "response_bytes": self.sent,
-            "request_id": self.request_id, "peer": self.context.peer(),
+            "request_id": self.request_id, "peer": self.peer,
         }
         if self.reason:
             fields["reason"] = self.reason

@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sensorium import metrics
+from sensorium.errors import Reason, SensoriumError
 from sensorium.hosting import HostedService, ServiceStartError, create_service
 from sensorium.interceptor import CallState, ServiceInterceptor, fallback_handler
 from sensorium.settings import Settings
@@ -111,6 +112,9 @@ class Server:
             except ServiceStartError as exc:
                 failures.append(f"{service.name}: {exc}")
                 log.error("service cannot start", extra={"service": service.name, "why": str(exc)})
+                service.problem = SensoriumError(
+                    Reason.NOT_READY, f"the {service.name} service could not start: {exc}"
+                )
                 continue
             service.ready, service.problem = True, None
             metrics.SERVICE_READY.labels(service.name).set(1)

@@ -121,13 +121,6 @@ def test_pdf_in_process_without_a_server(two_page_pdf):
     assert "Second page says goodbye." in result.stdout
 
 
-def test_unbuilt_service_in_process_says_so(tmp_path):
-    result = run("embed", "--text", "a red circle")
-    assert result.returncode != 0
-    assert "not implemented in this build" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
 def test_unknown_setting_stops_serve():
     result = run("serve", env=_env(SENSORIUM_ADRESS="127.0.0.1:0"))
     assert result.returncode == 2

@@ -113,27 +113,34 @@ async def test_unexpected_exception_is_internal_with_request_id_and_no_leak(star
     assert logged[0].request_id == request_id
 
 
-async def test_unhosted_and_unbuilt_services_answer_unimplemented(start_server):
-    from sensorium.embedding.servicer import create as embedding
-
-    server = await start_server(hosted=[testkit.SlowService(), embedding(testkit.test_settings(), None)],
-                                profile="dev")
+async def test_unhosted_services_and_unknown_methods_answer_unimplemented(start_server):
+    server = await start_server(hosted=[testkit.SlowService()])
     async with Client(f"127.0.0.1:{server.port}") as client:
-        assert await client.health() == "SERVING"  # dev: serves what it can
-        assert await client.health("sensorium.embedding.v1.EmbeddingService") == "NOT_SERVING"
-        with pytest.raises(ClientError) as unbuilt:
-            await client.embed_texts(["a red circle"])
         with pytest.raises(ClientError) as unhosted:
             await client.extract_document(b"%PDF-1.7")
         with pytest.raises(grpc.RpcError) as unknown:
             await _call(client, "NoSuchMethod")(b"")
-    assert unbuilt.value.details.code == grpc.StatusCode.UNIMPLEMENTED
-    assert "not implemented in this build" in unbuilt.value.details.message
     assert unhosted.value.details.code == grpc.StatusCode.UNIMPLEMENTED
     assert unhosted.value.details.reason == "NOT_HOSTED"
+    assert "does not host the pdf service" in unhosted.value.details.message
     assert "SENSORIUM_SERVICES" in unhosted.value.details.message
     assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "NoSuchMethod" in (unknown.value.details() or "")
+
+
+async def test_dev_profile_serves_what_it_can_and_reports_the_rest(start_server):
+    broken = testkit.SlowService(fail_start="weights missing; run `sensorium models`")
+    broken.full_name = "sensorium.test.Broken"  # type: ignore[misc]
+    server = await start_server(hosted=[testkit.SlowService(), broken], profile="dev")
+    async with Client(f"127.0.0.1:{server.port}") as client:
+        assert await client.health() == "SERVING"
+        assert await client.health("sensorium.test.Slow") == "SERVING"
+        assert await client.health("sensorium.test.Broken") == "NOT_SERVING"
+        with pytest.raises(grpc.RpcError) as error:
+            await client.channel.unary_unary("/sensorium.test.Broken/Sleep")(b"0")
+    details = details_from_rpc_error(error.value)
+    assert (details.code, details.reason) == (grpc.StatusCode.UNAVAILABLE, "NOT_READY")
+    assert "could not start: weights missing; run `sensorium models`" in details.message
 
 
 async def test_production_start_fails_when_a_service_cannot_start(start_server):

@@ -70,3 +70,13 @@ def test_readme_documents_every_variable():
     readme = (REPO / "README.md").read_text()
     missing = [name for name in known_variables() if f"`{name}`" not in readme]
     assert not missing, f"README.md does not document {missing}"
+
+
+def test_dev_profile_uses_packaged_whisper_unless_a_model_is_named(monkeypatch):
+    monkeypatch.setenv("SENSORIUM_PROFILE", "dev")
+    assert Settings().transcription.model == "packaged:base"
+    monkeypatch.setenv("SENSORIUM_TRANSCRIPTION__MODEL", "tiny")
+    assert Settings().transcription.model == "tiny"
+    monkeypatch.delenv("SENSORIUM_PROFILE")
+    monkeypatch.delenv("SENSORIUM_TRANSCRIPTION__MODEL")
+    assert Settings().transcription.model == "base"

@@ -26,35 +26,35 @@ from sensorium.type.v1 import geometry_pb2 as sensorium_dot_type_dot_v1_dot_geom
 from sensorium.type.v1 import upload_pb2 as sensorium_dot_type_dot_v1_dot_upload__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n6sensorium/transcription/v1/transcription_service.proto\x12\x1asensorium.transcription.v1\x1a sensorium/type/v1/geometry.proto\x1a\x1esensorium/type/v1/upload.proto\"\xd9\x02\n\x14TranscriptionOptions\x12\x10\n\x08language\x18\x01 \x01(\t\x12.\n\x04task\x18\x02 \x01(\x0e\x32 .sensorium.transcription.v1.Task\x12\x11\n\tbeam_size\x18\x03 \x01(\r\x12\x17\n\x0fword_timestamps\x18\x04 \x01(\x08\x12\x17\n\nvad_filter\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\x16\n\x0einitial_prompt\x18\x06 \x01(\t\x12\x10\n\x08hotwords\x18\x07 \x01(\t\x12\x14\n\x0ctemperatures\x18\x08 \x03(\x02\x12\'\n\x1a\x63ondition_on_previous_text\x18\t \x01(\x08H\x01\x88\x01\x01\x12\x0f\n\x07\x62\x61tched\x18\n \x01(\x08\x12\x12\n\nbatch_size\x18\x0b \x01(\rB\r\n\x0b_vad_filterB\x1d\n\x1b_condition_on_previous_text\"g\n\x11TranscribeRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x41\n\x07options\x18\x02 \x01(\x0b\x32\x30.sensorium.transcription.v1.TranscriptionOptions\"\xcb\x01\n\x12TranscribeResponse\x12;\n\x04info\x18\x01 \x01(\x0b\x32-.sensorium.transcription.v1.TranscriptionInfo\x12\x35\n\x08segments\x18\x02 \x03(\x0b\x32#.sensorium.transcription.v1.Segment\x12\x41\n\x07summary\x18\x03 \x01(\x0b\x32\x30.sensorium.transcription.v1.TranscriptionSummary\"{\n\x17StreamTranscribeRequest\x12\x44\n\x06header\x18\x01 \x01(\x0b\x32\x32.sensorium.transcription.v1.StreamTranscribeHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07message\"\x8c\x01\n\x16StreamTranscribeHeader\x12/\n\x06upload\x18\x01 \x01(\x0b\x32\x1f.sensorium.type.v1.UploadHeader\x12\x41\n\x07options\x18\x02 \x01(\x0b\x32\x30.sensorium.transcription.v1.TranscriptionOptions\"\xe0\x01\n\x18StreamTranscribeResponse\x12=\n\x04info\x18\x01 \x01(\x0b\x32-.sensorium.transcription.v1.TranscriptionInfoH\x00\x12\x36\n\x07segment\x18\x02 \x01(\x0b\x32#.sensorium.transcription.v1.SegmentH\x00\x12\x43\n\x07summary\x18\x03 \x01(\x0b\x32\x30.sensorium.transcription.v1.TranscriptionSummaryH\x00\x42\x08\n\x06result\"\x89\x02\n\x11TranscriptionInfo\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x1c\n\x14language_probability\x18\x02 \x01(\x02\x12\x18\n\x10\x64uration_seconds\x18\x03 \x01(\x01\x12\"\n\x1a\x64uration_after_vad_seconds\x18\x04 \x01(\x01\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07\x62\x61tched\x18\x06 \x01(\x08\x12\x12\n\nvad_filter\x18\x07 \x01(\x08\x12\"\n\x1a\x63ondition_on_previous_text\x18\x08 \x01(\x08\x12.\n\x04task\x18\t \x01(\x0e\x32 .sensorium.transcription.v1.Task\"\xe7\x01\n\x07Segment\x12\r\n\x05index\x18\x01 \x01(\r\x12*\n\x04time\x18\x02 \x01(\x0b\x32\x1c.sensorium.type.v1.TimeRange\x12\x0c\n\x04text\x18\x03 \x01(\t\x12/\n\x05words\x18\x04 \x03(\x0b\x32 .sensorium.transcription.v1.Word\x12\x13\n\x0b\x61vg_logprob\x18\x05 \x01(\x02\x12\x1d\n\x15no_speech_probability\x18\x06 \x01(\x02\x12\x19\n\x11\x63ompression_ratio\x18\x07 \x01(\x02\x12\x13\n\x0btemperature\x18\x08 \x01(\x02\"U\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12*\n\x04time\x18\x02 \x01(\x0b\x32\x1c.sensorium.type.v1.TimeRange\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\"c\n\x14TranscriptionSummary\x12\x15\n\rsegment_count\x18\x01 \x01(\r\x12\x1a\n\x12processing_seconds\x18\x02 \x01(\x01\x12\x18\n\x10real_time_factor\x18\x03 \x01(\x01*E\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_TRANSCRIBE\x10\x01\x12\x12\n\x0eTASK_TRANSLATE\x10\x02\x32\x87\x02\n\x14TranscriptionService\x12k\n\nTranscribe\x12-.sensorium.transcription.v1.TranscribeRequest\x1a..sensorium.transcription.v1.TranscribeResponse\x12\x81\x01\n\x10StreamTranscribe\x12\x33.sensorium.transcription.v1.StreamTranscribeRequest\x1a\x34.sensorium.transcription.v1.StreamTranscribeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n6sensorium/transcription/v1/transcription_service.proto\x12\x1asensorium.transcription.v1\x1a sensorium/type/v1/geometry.proto\x1a\x1esensorium/type/v1/upload.proto\"\xf2\x02\n\x14TranscriptionOptions\x12\x10\n\x08language\x18\x01 \x01(\t\x12.\n\x04task\x18\x02 \x01(\x0e\x32 .sensorium.transcription.v1.Task\x12\x11\n\tbeam_size\x18\x03 \x01(\r\x12\x17\n\x0fword_timestamps\x18\x04 \x01(\x08\x12\x17\n\nvad_filter\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\x16\n\x0einitial_prompt\x18\x06 \x01(\t\x12\x10\n\x08hotwords\x18\x07 \x01(\t\x12\x14\n\x0ctemperatures\x18\x08 \x03(\x02\x12\'\n\x1a\x63ondition_on_previous_text\x18\t \x01(\x08H\x01\x88\x01\x01\x12\x0f\n\x07\x62\x61tched\x18\n \x01(\x08\x12\x12\n\nbatch_size\x18\x0b \x01(\r\x12\x17\n\x0f\x61llow_truncated\x18\x0c \x01(\x08\x42\r\n\x0b_vad_filterB\x1d\n\x1b_condition_on_previous_text\"g\n\x11TranscribeRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x41\n\x07options\x18\x02 \x01(\x0b\x32\x30.sensorium.transcription.v1.TranscriptionOptions\"\xcb\x01\n\x12TranscribeResponse\x12;\n\x04info\x18\x01 \x01(\x0b\x32-.sensorium.transcription.v1.TranscriptionInfo\x12\x35\n\x08segments\x18\x02 \x03(\x0b\x32#.sensorium.transcription.v1.Segment\x12\x41\n\x07summary\x18\x03 \x01(\x0b\x32\x30.sensorium.transcription.v1.TranscriptionSummary\"{\n\x17StreamTranscribeRequest\x12\x44\n\x06header\x18\x01 \x01(\x0b\x32\x32.sensorium.transcription.v1.StreamTranscribeHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07message\"\x8c\x01\n\x16StreamTranscribeHeader\x12/\n\x06upload\x18\x01 \x01(\x0b\x32\x1f.sensorium.type.v1.UploadHeader\x12\x41\n\x07options\x18\x02 \x01(\x0b\x32\x30.sensorium.transcription.v1.TranscriptionOptions\"\xe0\x01\n\x18StreamTranscribeResponse\x12=\n\x04info\x18\x01 \x01(\x0b\x32-.sensorium.transcription.v1.TranscriptionInfoH\x00\x12\x36\n\x07segment\x18\x02 \x01(\x0b\x32#.sensorium.transcription.v1.SegmentH\x00\x12\x43\n\x07summary\x18\x03 \x01(\x0b\x32\x30.sensorium.transcription.v1.TranscriptionSummaryH\x00\x42\x08\n\x06result\"\xbf\x02\n\x11TranscriptionInfo\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x1c\n\x14language_probability\x18\x02 \x01(\x02\x12\x18\n\x10\x64uration_seconds\x18\x03 \x01(\x01\x12\"\n\x1a\x64uration_after_vad_seconds\x18\x04 \x01(\x01\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07\x62\x61tched\x18\x06 \x01(\x08\x12\x12\n\nvad_filter\x18\x07 \x01(\x08\x12\"\n\x1a\x63ondition_on_previous_text\x18\x08 \x01(\x08\x12.\n\x04task\x18\t \x01(\x0e\x32 .sensorium.transcription.v1.Task\x12!\n\x19\x64\x65\x63lared_duration_seconds\x18\n \x01(\x01\x12\x11\n\ttruncated\x18\x0b \x01(\x08\"\xe7\x01\n\x07Segment\x12\r\n\x05index\x18\x01 \x01(\r\x12*\n\x04time\x18\x02 \x01(\x0b\x32\x1c.sensorium.type.v1.TimeRange\x12\x0c\n\x04text\x18\x03 \x01(\t\x12/\n\x05words\x18\x04 \x03(\x0b\x32 .sensorium.transcription.v1.Word\x12\x13\n\x0b\x61vg_logprob\x18\x05 \x01(\x02\x12\x1d\n\x15no_speech_probability\x18\x06 \x01(\x02\x12\x19\n\x11\x63ompression_ratio\x18\x07 \x01(\x02\x12\x13\n\x0btemperature\x18\x08 \x01(\x02\"U\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12*\n\x04time\x18\x02 \x01(\x0b\x32\x1c.sensorium.type.v1.TimeRange\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\"c\n\x14TranscriptionSummary\x12\x15\n\rsegment_count\x18\x01 \x01(\r\x12\x1a\n\x12processing_seconds\x18\x02 \x01(\x01\x12\x18\n\x10real_time_factor\x18\x03 \x01(\x01*E\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_TRANSCRIBE\x10\x01\x12\x12\n\x0eTASK_TRANSLATE\x10\x02\x32\x87\x02\n\x14TranscriptionService\x12k\n\nTranscribe\x12-.sensorium.transcription.v1.TranscribeRequest\x1a..sensorium.transcription.v1.TranscribeResponse\x12\x81\x01\n\x10StreamTranscribe\x12\x33.sensorium.transcription.v1.StreamTranscribeRequest\x1a\x34.sensorium.transcription.v1.StreamTranscribeResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sensorium.transcription.v1.transcription_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASK']._serialized_start=1996
-  _globals['_TASK']._serialized_end=2065
+  _globals['_TASK']._serialized_start=2075
+  _globals['_TASK']._serialized_end=2144
   _globals['_TRANSCRIPTIONOPTIONS']._serialized_start=153
-  _globals['_TRANSCRIPTIONOPTIONS']._serialized_end=498
-  _globals['_TRANSCRIBEREQUEST']._serialized_start=500
-  _globals['_TRANSCRIBEREQUEST']._serialized_end=603
-  _globals['_TRANSCRIBERESPONSE']._serialized_start=606
-  _globals['_TRANSCRIBERESPONSE']._serialized_end=809
-  _globals['_STREAMTRANSCRIBEREQUEST']._serialized_start=811
-  _globals['_STREAMTRANSCRIBEREQUEST']._serialized_end=934
-  _globals['_STREAMTRANSCRIBEHEADER']._serialized_start=937
-  _globals['_STREAMTRANSCRIBEHEADER']._serialized_end=1077
-  _globals['_STREAMTRANSCRIBERESPONSE']._serialized_start=1080
-  _globals['_STREAMTRANSCRIBERESPONSE']._serialized_end=1304
-  _globals['_TRANSCRIPTIONINFO']._serialized_start=1307
-  _globals['_TRANSCRIPTIONINFO']._serialized_end=1572
-  _globals['_SEGMENT']._serialized_start=1575
-  _globals['_SEGMENT']._serialized_end=1806
-  _globals['_WORD']._serialized_start=1808
-  _globals['_WORD']._serialized_end=1893
-  _globals['_TRANSCRIPTIONSUMMARY']._serialized_start=1895
-  _globals['_TRANSCRIPTIONSUMMARY']._serialized_end=1994
-  _globals['_TRANSCRIPTIONSERVICE']._serialized_start=2068
-  _globals['_TRANSCRIPTIONSERVICE']._serialized_end=2331
+  _globals['_TRANSCRIPTIONOPTIONS']._serialized_end=523
+  _globals['_TRANSCRIBEREQUEST']._serialized_start=525
+  _globals['_TRANSCRIBEREQUEST']._serialized_end=628
+  _globals['_TRANSCRIBERESPONSE']._serialized_start=631
+  _globals['_TRANSCRIBERESPONSE']._serialized_end=834
+  _globals['_STREAMTRANSCRIBEREQUEST']._serialized_start=836
+  _globals['_STREAMTRANSCRIBEREQUEST']._serialized_end=959
+  _globals['_STREAMTRANSCRIBEHEADER']._serialized_start=962
+  _globals['_STREAMTRANSCRIBEHEADER']._serialized_end=1102
+  _globals['_STREAMTRANSCRIBERESPONSE']._serialized_start=1105
+  _globals['_STREAMTRANSCRIBERESPONSE']._serialized_end=1329
+  _globals['_TRANSCRIPTIONINFO']._serialized_start=1332
+  _globals['_TRANSCRIPTIONINFO']._serialized_end=1651
+  _globals['_SEGMENT']._serialized_start=1654
+  _globals['_SEGMENT']._serialized_end=1885
+  _globals['_WORD']._serialized_start=1887
+  _globals['_WORD']._serialized_end=1972
+  _globals['_TRANSCRIPTIONSUMMARY']._serialized_start=1974
+  _globals['_TRANSCRIPTIONSUMMARY']._serialized_end=2073
+  _globals['_TRANSCRIPTIONSERVICE']._serialized_start=2147
+  _globals['_TRANSCRIPTIONSERVICE']._serialized_end=2410
 # @@protoc_insertion_point(module_scope)

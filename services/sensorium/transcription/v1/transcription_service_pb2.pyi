@@ -19,7 +19,7 @@ TASK_TRANSCRIBE: Task
 TASK_TRANSLATE: Task
 
 class TranscriptionOptions(_message.Message):
-    __slots__ = ("language", "task", "beam_size", "word_timestamps", "vad_filter", "initial_prompt", "hotwords", "temperatures", "condition_on_previous_text", "batched", "batch_size")
+    __slots__ = ("language", "task", "beam_size", "word_timestamps", "vad_filter", "initial_prompt", "hotwords", "temperatures", "condition_on_previous_text", "batched", "batch_size", "allow_truncated")
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     BEAM_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class TranscriptionOptions(_message.Message):
     CONDITION_ON_PREVIOUS_TEXT_FIELD_NUMBER: _ClassVar[int]
     BATCHED_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     language: str
     task: Task
     beam_size: int
@@ -42,7 +43,8 @@ class TranscriptionOptions(_message.Message):
     condition_on_previous_text: bool
     batched: bool
     batch_size: int
-    def __init__(self, language: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., beam_size: _Optional[int] = ..., word_timestamps: _Optional[bool] = ..., vad_filter: _Optional[bool] = ..., initial_prompt: _Optional[str] = ..., hotwords: _Optional[str] = ..., temperatures: _Optional[_Iterable[float]] = ..., condition_on_previous_text: _Optional[bool] = ..., batched: _Optional[bool] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    allow_truncated: bool
+    def __init__(self, language: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., beam_size: _Optional[int] = ..., word_timestamps: _Optional[bool] = ..., vad_filter: _Optional[bool] = ..., initial_prompt: _Optional[str] = ..., hotwords: _Optional[str] = ..., temperatures: _Optional[_Iterable[float]] = ..., condition_on_previous_text: _Optional[bool] = ..., batched: _Optional[bool] = ..., batch_size: _Optional[int] = ..., allow_truncated: _Optional[bool] = ...) -> None: ...
 
 class TranscribeRequest(_message.Message):
     __slots__ = ("content", "options")
@@ -89,7 +91,7 @@ class StreamTranscribeResponse(_message.Message):
     def __init__(self, info: _Optional[_Union[TranscriptionInfo, _Mapping]] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., summary: _Optional[_Union[TranscriptionSummary, _Mapping]] = ...) -> None: ...
 
 class TranscriptionInfo(_message.Message):
-    __slots__ = ("language", "language_probability", "duration_seconds", "duration_after_vad_seconds", "model", "batched", "vad_filter", "condition_on_previous_text", "task")
+    __slots__ = ("language", "language_probability", "duration_seconds", "duration_after_vad_seconds", "model", "batched", "vad_filter", "condition_on_previous_text", "task", "declared_duration_seconds", "truncated")
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +101,8 @@ class TranscriptionInfo(_message.Message):
     VAD_FILTER_FIELD_NUMBER: _ClassVar[int]
     CONDITION_ON_PREVIOUS_TEXT_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
+    DECLARED_DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     language: str
     language_probability: float
     duration_seconds: float
@@ -108,7 +112,9 @@ class TranscriptionInfo(_message.Message):
     vad_filter: bool
     condition_on_previous_text: bool
     task: Task
-    def __init__(self, language: _Optional[str] = ..., language_probability: _Optional[float] = ..., duration_seconds: _Optional[float] = ..., duration_after_vad_seconds: _Optional[float] = ..., model: _Optional[str] = ..., batched: _Optional[bool] = ..., vad_filter: _Optional[bool] = ..., condition_on_previous_text: _Optional[bool] = ..., task: _Optional[_Union[Task, str]] = ...) -> None: ...
+    declared_duration_seconds: float
+    truncated: bool
+    def __init__(self, language: _Optional[str] = ..., language_probability: _Optional[float] = ..., duration_seconds: _Optional[float] = ..., duration_after_vad_seconds: _Optional[float] = ..., model: _Optional[str] = ..., batched: _Optional[bool] = ..., vad_filter: _Optional[bool] = ..., condition_on_previous_text: _Optional[bool] = ..., task: _Optional[_Union[Task, str]] = ..., declared_duration_seconds: _Optional[float] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class Segment(_message.Message):
     __slots__ = ("index", "time", "text", "words", "avg_logprob", "no_speech_probability", "compression_ratio", "temperature")
