@@ -39,7 +39,7 @@ class PdfSettings(_Group):
     """Wall-clock limit per document; the worker is killed past it (PROCESSING_LIMIT)."""
     max_pixels: int = Field(default=50_000_000, gt=0)
     """Most pixels of one page rendered for OCR, or of one embedded image extracted."""
-    recycle_after_documents: int = Field(default=200, gt=0)
+    recycle_after_documents: int = Field(default=1000, gt=0)
     """A worker process is replaced after this many tasks, returning leaked memory. A task is a
     document of up to 4 pages or a chunk of up to 32 pages of a longer one."""
     worker_memory_mb: int = Field(default=2048, ge=0)
