@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pymupdf
 import pytest
 
-SENSORIUM = [sys.executable, "-m", "sensorium.cli"]
+import testkit
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
-    return subprocess.run([*SENSORIUM, *args], capture_output=True, text=True, timeout=timeout,
-                          env=env or _env())
+    return testkit.run_cli(*args, env=env or _env(), timeout=timeout)
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORIUM_")}
-    return {**env, **extra}
+_env = testkit.cli_env
 
 
 @pytest.fixture(scope="module")
@@ -40,25 +32,10 @@ def two_page_pdf(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server():
-    env = _env(SENSORIUM_ADDRESS="127.0.0.1:0", SENSORIUM_HEALTH_PORT="0",
-               SENSORIUM_METRICS_PORT="0", SENSORIUM_SERVICES="pdf",
-               SENSORIUM_SHUTDOWN_DELAY_SECONDS="0", SENSORIUM_PDF__WORKERS="1")
-    process = subprocess.Popen([*SENSORIUM, "serve"], env=env, stderr=subprocess.PIPE, text=True)
-    ports: dict[str, str] = {}
-    lines = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        lines.append(line)
-        if match := re.search(r" listening port=(\d+) health_port=(\d+) metrics_port=(\d+)", line):
-            ports = dict(zip(("port", "health", "metrics"), match.groups(), strict=True))
-        if " ready " in line or not line:
-            break
-    assert ports, "".join(lines)
-    yield process, ports
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
+    with testkit.serve(_env(SENSORIUM_SERVICES="pdf", SENSORIUM_PDF__WORKERS="1")) as serving:
+        ports = {"port": serving.port, "health": serving.health_port,
+                 "metrics": serving.metrics_port}
+        yield serving.process, ports
 
 
 def test_pdf_through_a_running_server(server, two_page_pdf):
@@ -128,13 +105,8 @@ def test_unknown_setting_stops_serve():
 
 
 def test_sigterm_stops_serve_with_exit_zero():
-    env = _env(SENSORIUM_ADDRESS="127.0.0.1:0", SENSORIUM_HEALTH_PORT="0",
-               SENSORIUM_METRICS_PORT="-1", SENSORIUM_SERVICES="pdf",
-               SENSORIUM_SHUTDOWN_DELAY_SECONDS="0", SENSORIUM_PDF__WORKERS="1")
-    process = subprocess.Popen([*SENSORIUM, "serve"], env=env, stderr=subprocess.PIPE, text=True)
-    for line in process.stderr:
-        if " ready " in line:
-            break
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0
-    assert "Traceback" not in process.stderr.read()
+    env = _env(SENSORIUM_SERVICES="pdf", SENSORIUM_PDF__WORKERS="1", SENSORIUM_METRICS_PORT="-1")
+    with testkit.serve(env) as serving:
+        serving.process.send_signal(signal.SIGTERM)
+        assert serving.process.wait(30) == 0
+        assert "Traceback" not in (serving.process.stderr.read() if serving.process.stderr else "")

@@ -4,31 +4,22 @@ subprocess hosting the project-trained tiny CLIP, and in-process (no --server)."
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import testkit
 from sensorium.embedding import training
-
-SENSORIUM = [sys.executable, "-m", "sensorium.cli"]
 
 
 def _env(model: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORIUM_")}
-    return {**env, "SENSORIUM_SERVICES": "embedding", "SENSORIUM_DEVICE": "cpu",
-            "SENSORIUM_EMBEDDING__MODEL": f"local-dir:{model}", "SENSORIUM_EMBEDDING__PRETRAINED": "",
-            **extra}
+    return testkit.cli_env(SENSORIUM_SERVICES="embedding", SENSORIUM_DEVICE="cpu",
+                           SENSORIUM_EMBEDDING__MODEL=f"local-dir:{model}",
+                           SENSORIUM_EMBEDDING__PRETRAINED="", **extra)
 
 
-def run(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SENSORIUM, *args], capture_output=True, text=True, timeout=timeout, env=env)
+run = testkit.run_cli
 
 
 @pytest.fixture(scope="module")
@@ -52,22 +43,9 @@ def pictures(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def server(model):
-    env = _env(model, SENSORIUM_ADDRESS="127.0.0.1:0", SENSORIUM_HEALTH_PORT="0",
-               SENSORIUM_METRICS_PORT="-1", SENSORIUM_SHUTDOWN_DELAY_SECONDS="0")
-    process = subprocess.Popen([*SENSORIUM, "serve"], env=env, stderr=subprocess.PIPE, text=True)
-    port, lines = "", []
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        lines.append(line)
-        if match := re.search(r" listening port=(\d+)", line):
-            port = match.group(1)
-        if " ready " in line or not line:
-            break
-    assert port and process.poll() is None, "".join(lines)
-    yield f"127.0.0.1:{port}", env
-    process.send_signal(signal.SIGTERM)
-    process.wait(30)
+    env = _env(model)
+    with testkit.serve(env, timeout=90) as serving:
+        yield serving.target, env
 
 
 def test_embed_texts_and_images_through_a_running_server(server, pictures):
@@ -115,8 +93,8 @@ def test_embed_in_process_without_a_server(model):
 
 
 def test_missing_weights_fail_in_one_line_with_the_fix(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORIUM_")}
-    env.update(SENSORIUM_SERVICES="embedding", SENSORIUM_DEVICE="cpu", SENSORIUM_MODEL_DIR=str(tmp_path))
+    env = testkit.cli_env(SENSORIUM_SERVICES="embedding", SENSORIUM_DEVICE="cpu",
+                          SENSORIUM_MODEL_DIR=str(tmp_path))
     result = run("embed", "--text", "hello", env=env)
     assert result.returncode == 3, result.stderr
     assert "sensorium models embedding" in result.stderr and "Traceback" not in result.stderr

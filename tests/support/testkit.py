@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +129,64 @@ def make_pdf(
                    "owner_pw": user_password + "-owner"}
     data: bytes = doc.tobytes(**options)
     return data
+
+
+# --- The CLI in subprocesses (e2e tests) ------------------------------------------------------
+
+SENSORIUM = [sys.executable, "-m", "sensorium.cli"]
+
+
+def cli_env(**settings: str) -> dict[str, str]:
+    """This process's environment without any SENSORIUM_* variable, plus `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SENSORIUM_")}
+    return {**env, **settings}
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`sensorium ARGS...` as a user runs it; output captured as text."""
+    return subprocess.run([*SENSORIUM, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, check=False)
+
+
+@dataclass
+class ServeProcess:
+    """A running `sensorium serve`, with the ports it logged."""
+
+    process: subprocess.Popen[str]
+    port: int
+    health_port: int
+    metrics_port: int | None
+    log: str
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def serve(env: dict[str, str], timeout: float = 120) -> Iterator[ServeProcess]:
+    """Start `sensorium serve` on ephemeral loopback ports, wait for "ready", stop it with
+    SIGTERM on exit and check that it exits 0."""
+    env = {"SENSORIUM_ADDRESS": "127.0.0.1:0", "SENSORIUM_HEALTH_PORT": "0",
+           "SENSORIUM_METRICS_PORT": "0", "SENSORIUM_SHUTDOWN_DELAY_SECONDS": "0", **env}
+    process = subprocess.Popen([*SENSORIUM, "serve"], env=env, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    lines: list[str] = []
+    ports: tuple[str, ...] = ()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        lines.append(line)
+        if match := re.search(r" listening port=(\d+) health_port=(\d+) metrics_port=(\S+)", line):
+            ports = match.groups()
+        if " ready " in line or not line:
+            break
+    try:
+        assert ports and any(" ready " in line for line in lines), "".join(lines)
+        metrics = None if ports[2] == "None" else int(ports[2])
+        yield ServeProcess(process, int(ports[0]), int(ports[1]), metrics, "".join(lines))
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        code = process.wait(60)
+    assert code == 0, f"sensorium serve exited {code}"
