@@ -246,3 +246,23 @@ async def test_first_page_streams_long_before_the_last(pdf_client, tmp_path):
     with pytest.raises(ClientError) as error:
         await client.extract_document(content)
     assert "StreamExtractDocument" in error.value.details.message
+
+
+async def test_scanned_pages_are_flagged_and_ocrd_through_the_service(pdf_client):
+    client = await pdf_client()
+    content = testkit.make_scanned_pdf("Hello OCR World")
+    page = (await client.extract_document(content)).pages[0]
+    assert not page.has_text_layer
+    assert page.ocr_status == pb.OCR_STATUS_APPLIED
+    assert "Hello OCR World" in page.text
+    skipped = (await client.extract_document(content, pb.ExtractOptions(ocr_mode=pb.OCR_MODE_NEVER))).pages[0]
+    assert (skipped.ocr_status, skipped.text) == (pb.OCR_STATUS_SKIPPED, "")
+
+
+async def test_ocr_switched_off_on_the_server_says_how_to_turn_it_on(pdf_client):
+    client = await pdf_client(ocr=False)
+    response = await client.extract_document(testkit.make_scanned_pdf("Hello OCR World"))
+    page = response.pages[0]
+    assert page.ocr_status == pb.OCR_STATUS_UNAVAILABLE
+    assert "SENSORIUM_PDF__OCR" in page.ocr_message
+    assert response.summary.pages_without_text == 1

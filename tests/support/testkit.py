@@ -190,3 +190,18 @@ def serve(env: dict[str, str], timeout: float = 120) -> Iterator[ServeProcess]:
             process.send_signal(signal.SIGTERM)
         code = process.wait(60)
     assert code == 0, f"sensorium serve exited {code}"
+
+
+def make_scanned_pdf(text: str) -> bytes:
+    """A one-page PDF whose page is only a picture of `text` (no text layer), as a scan is."""
+    import pymupdf
+
+    source = pymupdf.open()
+    page = source.new_page(width=400, height=120)
+    page.insert_text((20, 70), text, fontsize=32)
+    picture = page.get_pixmap(dpi=200)
+    doc = pymupdf.open()
+    scanned = doc.new_page(width=400, height=120)
+    scanned.insert_image(scanned.rect, pixmap=picture)
+    data: bytes = doc.tobytes()
+    return data
