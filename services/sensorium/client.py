@@ -5,11 +5,19 @@
 
 Failed calls raise `ClientError`, whose `details` hold the status code, the Sensorium reason
 (e.g. "PDF_PASSWORD_REQUIRED"), the message and any retry delay.
+
+Uploads (the streaming calls) run on grpcio's synchronous stack in a thread: when a server
+refuses an upload early (overloaded, too large, draining) while the client is still sending,
+grpc.aio's client replaces the server's status with "INTERNAL: Internal error from Core"
+(grpc/grpc#36066); the synchronous stack reports the real status and its details.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -46,13 +54,12 @@ class Client:
     def __init__(self, target: str, *, timeout: float | None = None) -> None:
         self.target = target
         self.timeout = timeout
-        self.channel = grpc.aio.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
-                ("grpc.max_send_message_length", MAX_RECEIVE_BYTES),
-            ],
-        )
+        options = [
+            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+            ("grpc.max_send_message_length", MAX_RECEIVE_BYTES),
+        ]
+        self.channel = grpc.aio.insecure_channel(target, options=options)
+        self._uploads = grpc.insecure_channel(target, options=options)  # see the module docstring
         self.pdf = pdf_grpc.PdfServiceStub(self.channel)
         self.transcription = transcription_grpc.TranscriptionServiceStub(self.channel)
         self.embedding = embedding_grpc.EmbeddingServiceStub(self.channel)
@@ -65,6 +72,7 @@ class Client:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.channel.close()
+        self._uploads.close()
 
     async def _unary(self, call: Callable[..., Awaitable[T]], request: Any) -> T:
         try:
@@ -72,16 +80,49 @@ class Client:
         except grpc.RpcError as exc:
             raise ClientError(details_from_rpc_error(exc)) from None
 
-    async def _stream(self, call: Callable[..., Any], requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        rpc = call(requests, timeout=self.timeout)
+    async def _stream(self, method: str, requests: Iterator[Any], response_type: Any) -> AsyncIterator[Any]:
+        """Upload `requests` and yield the responses, on the synchronous stack in a thread."""
+        call = self._uploads.stream_stream(
+            method, request_serializer=_serialize, response_deserializer=response_type.FromString
+        )(requests, timeout=self.timeout)
+        loop = asyncio.get_running_loop()
+        responses: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=32)
+        stopped = threading.Event()
+
+        def hand_over(kind: str, value: Any) -> None:
+            # Blocks while the queue is full (the caller is slower than the server), so
+            # responses do not pile up in memory; gives up once the caller has left.
+            put = asyncio.run_coroutine_threadsafe(responses.put((kind, value)), loop)
+            while not stopped.is_set():
+                try:
+                    put.result(timeout=0.1)
+                    return
+                except concurrent.futures.TimeoutError:
+                    continue
+            put.cancel()
+
+        def receive() -> None:
+            try:
+                for response in call:
+                    hand_over("response", response)
+            except grpc.RpcError as exc:
+                hand_over("error", exc)
+            hand_over("end", None)
+
+        receiving = asyncio.ensure_future(asyncio.to_thread(receive))
         try:
-            async for response in rpc:
-                yield response
-        except grpc.RpcError as exc:
-            raise ClientError(details_from_rpc_error(exc)) from None
+            while True:
+                kind, value = await responses.get()
+                if kind == "end":
+                    break
+                if kind == "error":
+                    raise ClientError(details_from_rpc_error(value))
+                yield value
         finally:
             # A caller that stops early cancels the call, so the server stops working on it.
-            rpc.cancel()
+            stopped.set()
+            call.cancel()
+            await receiving
 
     # Health
 
@@ -106,7 +147,8 @@ class Client:
                                                     options=options)
         requests = _chunked(path, pdf_pb.StreamExtractDocumentRequest(header=header),
                             lambda chunk: pdf_pb.StreamExtractDocumentRequest(chunk=chunk))
-        return self._stream(self.pdf.StreamExtractDocument, requests)
+        return self._stream("/sensorium.pdf.v1.PdfService/StreamExtractDocument", requests,
+                            pdf_pb.StreamExtractDocumentResponse)
 
     # Transcription
 
@@ -122,7 +164,8 @@ class Client:
         header = transcription_pb.StreamTranscribeHeader(upload=_upload(path, ""), options=options)
         requests = _chunked(path, transcription_pb.StreamTranscribeRequest(header=header),
                             lambda chunk: transcription_pb.StreamTranscribeRequest(chunk=chunk))
-        return self._stream(self.transcription.StreamTranscribe, requests)
+        return self._stream("/sensorium.transcription.v1.TranscriptionService/StreamTranscribe",
+                            requests, transcription_pb.StreamTranscribeResponse)
 
     # Embedding
 
@@ -153,8 +196,13 @@ def _upload(path: Path, media_type: str) -> upload_pb2.UploadHeader:
     )
 
 
-async def _chunked(path: Path, header: Any, wrap: Callable[[bytes], Any]) -> AsyncIterator[Any]:
+def _chunked(path: Path, header: Any, wrap: Callable[[bytes], Any]) -> Iterator[Any]:
     yield header
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):
             yield wrap(chunk)
+
+
+def _serialize(message: Any) -> bytes:
+    data: bytes = message.SerializeToString()
+    return data

@@ -266,3 +266,22 @@ async def test_ocr_switched_off_on_the_server_says_how_to_turn_it_on(pdf_client)
     assert page.ocr_status == pb.OCR_STATUS_UNAVAILABLE
     assert "SENSORIUM_PDF__OCR" in page.ocr_message
     assert response.summary.pages_without_text == 1
+
+
+async def test_uploads_refused_mid_stream_report_the_servers_status(start_server, tmp_path):
+    """grpc.aio's client reports "INTERNAL: Internal error from Core" when a server refuses an
+    upload it is still sending (grpc/grpc#36066); the shipped client must not."""
+    big = tmp_path / "big.pdf"
+    big.write_bytes(testkit.make_pdf(["x"]) + b"%" + bytes(6 * 1024 * 1024))
+    limited = await start_server(services=["pdf"], pdf={"workers": 1, "max_document_bytes": 100_000})
+    budget = await start_server(services=["pdf"], pdf={"workers": 1},
+                                max_upload_bytes_in_flight=2 * 1024 * 1024)
+    for server, expected in ((limited, ("INVALID_ARGUMENT", "INPUT_TOO_LARGE")),
+                             (budget, ("RESOURCE_EXHAUSTED", "OVERLOADED"))):
+        async with Client(f"127.0.0.1:{server.port}") as client:
+            with pytest.raises(ClientError) as error:
+                async for _ in client.stream_extract_document(big):
+                    pass
+            assert _reason(error) == expected
+            if expected[1] == "OVERLOADED":
+                assert error.value.details.retry_after_seconds
