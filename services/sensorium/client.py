@@ -15,7 +15,6 @@ grpc.aio's client replaces the server's status with "INTERNAL: Internal error fr
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -86,20 +85,17 @@ class Client:
             method, request_serializer=_serialize, response_deserializer=response_type.FromString
         )(requests, timeout=self.timeout)
         loop = asyncio.get_running_loop()
-        responses: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=32)
+        responses: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        # At most this many responses wait for the caller: a slow caller slows the stream
+        # (gRPC flow control) instead of piling responses up in memory.
+        slots = threading.Semaphore(32)
         stopped = threading.Event()
 
         def hand_over(kind: str, value: Any) -> None:
-            # Blocks while the queue is full (the caller is slower than the server), so
-            # responses do not pile up in memory; gives up once the caller has left.
-            put = asyncio.run_coroutine_threadsafe(responses.put((kind, value)), loop)
-            while not stopped.is_set():
-                try:
-                    put.result(timeout=0.1)
-                    return
-                except concurrent.futures.TimeoutError:
-                    continue
-            put.cancel()
+            while not slots.acquire(timeout=0.1):
+                if stopped.is_set():
+                    return  # the caller has left
+            loop.call_soon_threadsafe(responses.put_nowait, (kind, value))
 
         def receive() -> None:
             try:
@@ -113,6 +109,7 @@ class Client:
         try:
             while True:
                 kind, value = await responses.get()
+                slots.release()
                 if kind == "end":
                     break
                 if kind == "error":
