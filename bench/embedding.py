@@ -86,7 +86,8 @@ async def service_run(kind: str, inputs: list[Any], args: argparse.Namespace, co
     settings = Settings(
         address="127.0.0.1:0", health_port=0, metrics_port=-1, services=["embedding"],
         shutdown_delay_seconds=0, device=args.device,
-        embedding={"model": args.model, "pretrained": args.pretrained, "max_batch_size": max_batch},
+        embedding={"model": args.model, "pretrained": args.pretrained, "max_batch_size": max_batch,
+                   "preprocess_threads": args.preprocess_threads},
     )
     server = Server(settings)
     await server.start()
@@ -138,6 +139,8 @@ async def main(args: argparse.Namespace) -> int:
     results: list[harness.RunResult] = []
     ratios: dict[str, float] = {}
     for kind, inputs in (("images", images), ("texts", texts)):
+        if kind not in args.kinds:
+            continue
         base, on, off = await measure(kind, inputs, baseline, args, concurrency)
         results += [base, on, off]
         ratios[f"{kind}_service_over_inprocess"] = harness.ratio(on, base)
@@ -153,7 +156,7 @@ async def main(args: argparse.Namespace) -> int:
     for result in results:
         print(result.markdown_row())
     print()
-    for kind in ("images", "texts"):
+    for kind in args.kinds:
         print(f"- {kind}: service ÷ in-process = **{ratios[f'{kind}_service_over_inprocess']:.2f}** "
               f"(target >= 0.9); batching on ÷ off = **{ratios[f'{kind}_batching_on_over_off']:.2f}**")
     if args.json:
@@ -166,6 +169,9 @@ if __name__ == "__main__":
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     harness.add_common_args(parser, concurrency=(16,), duration=20.0, warmup=5.0)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--kinds", nargs="+", choices=["images", "texts"], default=["images", "texts"])
+    parser.add_argument("--preprocess-threads", type=int, default=0,
+                        help="SENSORIUM_EMBEDDING__PREPROCESS_THREADS for the service (0 = its default)")
     parser.add_argument("--model", default="ViT-B-32")
     parser.add_argument("--pretrained", default="", help='open_clip tag or file; "" = random weights')
     parser.add_argument("--width", type=int, default=640)
