@@ -130,6 +130,8 @@ async def measure(kind: str, inputs: list[Any], baseline: InProcess, args: argpa
 
 
 async def main(args: argparse.Namespace) -> int:
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     concurrency = args.concurrency[0]
     images = make_images(64, (args.width, args.height))
     texts = make_texts(64)
@@ -170,6 +172,8 @@ if __name__ == "__main__":
     harness.add_common_args(parser, concurrency=(16,), duration=20.0, warmup=5.0)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--kinds", nargs="+", choices=["images", "texts"], default=["images", "texts"])
+    parser.add_argument("--switch-interval", type=float, default=0.0,
+                        help="sys.setswitchinterval for this process (0 = Python's 5 ms)")
     parser.add_argument("--preprocess-threads", type=int, default=0,
                         help="SENSORIUM_EMBEDDING__PREPROCESS_THREADS for the service (0 = its default)")
     parser.add_argument("--model", default="ViT-B-32")
