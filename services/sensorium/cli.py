@@ -14,7 +14,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -385,9 +385,6 @@ async def _models(args: argparse.Namespace) -> int:
     if unknown:
         raise CliError(f"unknown service(s) {', '.join(sorted(unknown))}", EXIT_USAGE)
     return await asyncio.to_thread(prepare_models, settings, model_dir, services)
-
-
-Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 if __name__ == "__main__":

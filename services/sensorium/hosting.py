@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import grpc
 from google.protobuf import descriptor_pool
+from google.protobuf.message import Message
 
 from sensorium.errors import Reason, SensoriumError
 from sensorium.settings import ServiceName, Settings
@@ -74,6 +75,22 @@ def create_service(name: ServiceName, settings: Settings, budget: ByteBudget) ->
     module = importlib.import_module(module_name)
     service: HostedService = module.create(settings, budget)
     return service
+
+
+UNARY_RESPONSE_LIMIT = 4 * 1024 * 1024
+"""gRPC clients' default receive limit: unary responses stay under it (bulky results stream)."""
+
+
+def ensure_unary_fits(response: Message, what: str, stream_method: str) -> None:
+    """Refuse a unary response most clients could not receive, naming the streaming call."""
+    size = response.ByteSize()
+    if size > UNARY_RESPONSE_LIMIT:
+        raise SensoriumError(
+            Reason.INPUT_TOO_LARGE,
+            f"the {what} is {size} bytes, more than the 4 MiB most gRPC clients accept in one "
+            f"message; use {stream_method}",
+            {"size_bytes": str(size), "limit_bytes": str(UNARY_RESPONSE_LIMIT)},
+        )
 
 
 def not_hosted(method: str, hosted: list[str]) -> SensoriumError:

@@ -127,7 +127,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     def _wrap(self, method: str, handler: Handler) -> Handler:
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, handler.unary_unary),
+                self._single_response(method, handler.unary_unary, request_streaming=False),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -145,33 +145,23 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             )
         assert handler.stream_unary is not None
         return grpc.stream_unary_rpc_method_handler(
-            self._stream_unary(method, handler.stream_unary),
+            self._single_response(method, handler.stream_unary, request_streaming=True),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
-    def _unary(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def _single_response(
+        self, method: str, behavior: Callable[..., Any], *, request_streaming: bool
+    ) -> Callable[..., Any]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             call = _Call(method, context, self.state.known_methods)
-            call.received = _size(request)
+            if request_streaming:
+                request = _counted(request, call)
+            else:
+                call.received = _size(request)
             try:
                 self._admit(method)
                 response = await behavior(request, context)
-                call.sent = _size(response)
-                return response
-            except BaseException as exc:
-                await self._handle(call, exc)
-            finally:
-                call.finish()
-
-        return wrapped
-
-    def _stream_unary(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
-        async def wrapped(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            call = _Call(method, context, self.state.known_methods)
-            try:
-                self._admit(method)
-                response = await behavior(_counted(requests, call), context)
                 call.sent = _size(response)
                 return response
             except BaseException as exc:

@@ -17,7 +17,7 @@ from google.protobuf import timestamp_pb2
 
 from sensorium import metrics
 from sensorium.errors import Reason, SensoriumError, item_error
-from sensorium.hosting import HostedService
+from sensorium.hosting import HostedService, ensure_unary_fits
 from sensorium.pdf import extractor
 from sensorium.pdf.v1 import pdf_service_pb2 as pb
 from sensorium.pdf.v1 import pdf_service_pb2_grpc as pb_grpc
@@ -26,7 +26,6 @@ from sensorium.settings import Settings
 from sensorium.type.v1 import geometry_pb2
 from sensorium.uploads import ByteBudget, split_stream, spool_bytes, spool_chunks
 
-UNARY_RESPONSE_LIMIT = 4 * 1024 * 1024  # gRPC clients' default receive limit
 _SIZE_SETTING = "SENSORIUM_PDF__MAX_DOCUMENT_BYTES"
 
 
@@ -102,13 +101,7 @@ class _Servicer(pb_grpc.PdfServiceServicer):
                 elif isinstance(item, extractor.PageResult):
                     response.pages.append(_page(item))
         response.summary.CopyFrom(_summary(response.pages, 0, time.perf_counter() - started))
-        if response.ByteSize() > UNARY_RESPONSE_LIMIT:
-            raise SensoriumError(
-                Reason.INPUT_TOO_LARGE,
-                f"the extracted text is {response.ByteSize()} bytes, more than the 4 MiB most "
-                "gRPC clients accept in one message; use StreamExtractDocument, or ask for "
-                "fewer pages",
-            )
+        ensure_unary_fits(response, "extracted text", "StreamExtractDocument, or ask for fewer pages")
         return response
 
     async def StreamExtractDocument(

@@ -31,7 +31,7 @@ from sensorium.device import (
     thread_counts,
 )
 from sensorium.errors import Reason, SensoriumError
-from sensorium.hosting import HostedService, ServiceStartError
+from sensorium.hosting import HostedService, ServiceStartError, ensure_unary_fits
 from sensorium.models import ModelError
 from sensorium.settings import Settings
 from sensorium.transcription import audio, models, transcriber
@@ -43,7 +43,6 @@ from sensorium.uploads import ByteBudget, check_size, split_stream, spool_chunks
 
 log = logging.getLogger("sensorium.transcription")
 
-UNARY_RESPONSE_LIMIT = 4 * 1024 * 1024  # gRPC clients' default receive limit
 _SIZE_SETTING = "SENSORIUM_TRANSCRIPTION__MAX_AUDIO_BYTES"
 _TASKS: dict[int, transcriber.Task] = {
     pb.TASK_UNSPECIFIED: "transcribe", pb.TASK_TRANSCRIBE: "transcribe",
@@ -229,12 +228,7 @@ class _Servicer(pb_grpc.TranscriptionServiceServicer):
                     response.segments.append(message.segment)
         seconds = time.perf_counter() - started
         response.summary.CopyFrom(_summary(len(response.segments), seconds, decoded.duration))
-        if response.ByteSize() > UNARY_RESPONSE_LIMIT:
-            raise SensoriumError(
-                Reason.INPUT_TOO_LARGE,
-                f"the transcript is {response.ByteSize()} bytes, more than the 4 MiB most gRPC "
-                "clients accept in one message; use StreamTranscribe",
-            )
+        ensure_unary_fits(response, "transcript", "StreamTranscribe")
         return response
 
     async def StreamTranscribe(

@@ -10,6 +10,8 @@ from pathlib import Path
 import pymupdf
 import pytest
 
+import testkit
+
 LEFT = [f"Left column line {i}." for i in range(1, 9)]
 RIGHT = [f"Right column line {i}." for i in range(1, 9)]
 SCANNED_TEXT = "Hello OCR World"
@@ -123,13 +125,7 @@ def bomb_pdf(generated: Path) -> Path:
 @pytest.fixture(scope="session")
 def scanned_pdf(generated: Path) -> Path:
     """Page 1: only a picture of text (no text layer); page 2: real text."""
-    source = pymupdf.open()
-    text_page = source.new_page(width=400, height=120)
-    text_page.insert_text((20, 70), SCANNED_TEXT, fontsize=32)
-    picture = text_page.get_pixmap(dpi=200)
-    doc = pymupdf.open()
-    scanned = doc.new_page(width=400, height=120)
-    scanned.insert_image(scanned.rect, pixmap=picture)
+    doc = pymupdf.open(stream=testkit.make_scanned_pdf(SCANNED_TEXT), filetype="pdf")
     doc.new_page().insert_text((50, 60), "Typed text")
     path = generated / "scanned.pdf"
     doc.save(path)
