@@ -52,10 +52,13 @@ def document(tmp: Path) -> Path:
     return path
 
 
-def upload(path: Path) -> list[pb.StreamExtractDocumentRequest]:
+def upload(path: Path, pages_per_message: int) -> list[pb.StreamExtractDocumentRequest]:
     """The messages of one streaming upload of `path`: a header, then 1 MiB chunks."""
     data = path.read_bytes()
-    header = pb.StreamExtractDocumentHeader(upload={"filename": path.name, "size_bytes": len(data)})
+    header = pb.StreamExtractDocumentHeader(
+        upload={"filename": path.name, "size_bytes": len(data)},
+        options={"max_pages_per_message": pages_per_message},
+    )
     chunks = [data[i : i + 1024 * 1024] for i in range(0, len(data), 1024 * 1024)]
     return [pb.StreamExtractDocumentRequest(header=header),
             *(pb.StreamExtractDocumentRequest(chunk=chunk) for chunk in chunks)]
@@ -69,7 +72,7 @@ async def service_run(path: Path, workers: int, concurrency: int, args: argparse
     server = Server(settings)
     await server.start()
     try:
-        messages = upload(path)
+        messages = upload(path, args.pages_per_message)
         async with Client(f"127.0.0.1:{server.port}") as client:
             async def call(i: int) -> None:
                 # The load generator calls the grpc.aio stub directly: it is the cheapest Python
@@ -78,7 +81,8 @@ async def service_run(path: Path, workers: int, concurrency: int, args: argparse
                 # CPU is taken from the workers being measured.
                 got = 0
                 async for message in client.pdf.StreamExtractDocument(iter(messages)):
-                    got += message.WhichOneof("result") == "page"
+                    kind = message.WhichOneof("result")
+                    got += 1 if kind == "page" else len(message.pages.pages) if kind == "pages" else 0
                 assert got == pages, got
 
             return await harness.run_closed_loop(
@@ -124,7 +128,8 @@ async def main(args: argparse.Namespace) -> int:
     b = (svc2.items_per_s / svc1.items_per_s) / (lib2.items_per_s / lib1.items_per_s)
     print(harness.machine_markdown())
     print(f"\nCommand: `{' '.join([sys.executable.rsplit('/', 1)[-1], *sys.argv])}`\n")
-    print(f"Document: `{path.name}`, {pages} pages, {path.stat().st_size} bytes\n")
+    print(f"Document: `{path.name}`, {pages} pages, {path.stat().st_size} bytes; "
+          f"max_pages_per_message={args.pages_per_message}\n")
     print(harness.markdown_header())
     for result in results:
         print(result.markdown_row())
@@ -135,7 +140,8 @@ async def main(args: argparse.Namespace) -> int:
           f"4 clients: **{b:.2f}** (target >= 0.9)")
     if args.json:
         extra: dict[str, Any] = {"ratio_a": a, "ratio_a_default_workers": a_default,
-                                 "ratio_b": b, "pages": pages}
+                                 "ratio_b": b, "pages": pages,
+                                 "max_pages_per_message": args.pages_per_message}
         harness.write_json(args.json, results, command=" ".join(sys.argv), extra=extra)
     return 0
 
@@ -144,6 +150,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     harness.add_common_args(parser, concurrency=(1,), duration=10.0, warmup=2.0)
+    parser.add_argument("--pages-per-message", type=int, default=32,
+                        help="the request's max_pages_per_message (0: one message per page)")
     parser.add_argument("--recycle", type=int, default=PdfSettings().recycle_after_documents,
                         help="SENSORIUM_PDF__RECYCLE_AFTER_DOCUMENTS for the service (tasks)")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -92,6 +92,25 @@ def test_metrics_endpoint_counts_the_calls(server, two_page_pdf):
     assert b'method="/sensorium.pdf.v1.PdfService/ExtractDocument"' in body
 
 
+def test_pdf_images_use_the_stream_and_every_page_is_printed_in_order(server, tmp_path):
+    """With --images the CLI streams (pages arrive in batches) and saves the images."""
+    _, ports = server
+    path = tmp_path / "twelve.pdf"
+    path.write_bytes(testkit.make_pdf([f"Streamed page {i}." for i in range(1, 13)], image_pixels=64))
+    images = tmp_path / "images"
+    address = f"127.0.0.1:{ports['port']}"
+    result = run("pdf", str(path), "--images", str(images), "--server", address)
+    assert result.returncode == 0, result.stderr
+    pages = result.stdout.split("\f")[:-1]
+    assert [page.strip() for page in pages] == [f"Streamed page {i}." for i in range(1, 13)]
+    assert [p.name for p in images.iterdir()] == ["page0001-00.png"]
+    result = run("pdf", str(path), "--images", str(images), "--json", "--server", address)
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout)
+    assert [p["pageNumber"] for p in response["pages"]] == list(range(1, 13))
+    assert response["summary"]["imagesExtracted"] == 1
+
+
 def test_pdf_in_process_without_a_server(two_page_pdf):
     result = run("pdf", str(two_page_pdf))
     assert result.returncode == 0, result.stderr

@@ -81,6 +81,40 @@ async def test_stream_sends_metadata_pages_images_then_summary(pdf_client, tmp_p
     assert messages[-1].summary.images_extracted == 1
 
 
+def _pages(messages: list[pb.StreamExtractDocumentResponse]) -> list[pb.Page]:
+    """The pages of a stream, whether sent one per message or in batches."""
+    pages: list[pb.Page] = []
+    for message in messages:
+        kind = message.WhichOneof("result")
+        pages.extend([message.page] if kind == "page" else message.pages.pages if kind == "pages" else [])
+    return pages
+
+
+async def test_batched_stream_sends_the_same_pages_in_fewer_messages(pdf_client, tmp_path):
+    client = await pdf_client()
+    content = testkit.make_pdf([f"page {i} " + "text " * 200 for i in range(1, 101)])
+    single = await _stream(client, content, tmp_path)
+    batched = await _stream(client, content, tmp_path, max_pages_per_message=32)
+    assert [m.WhichOneof("result") for m in single].count("page") == 100
+    kinds = [m.WhichOneof("result") for m in batched]
+    assert kinds[0] == "metadata" and kinds[-1] == "summary" and set(kinds[1:-1]) == {"pages"}
+    sizes = [len(m.pages.pages) for m in batched[1:-1]]
+    assert sizes[0] <= 4, "the first pages are sent as soon as they are extracted"
+    assert max(sizes) <= 32 and len(sizes) <= 10, sizes
+    assert _pages(batched) == _pages(single)
+    assert [p.page_number for p in _pages(batched)] == list(range(1, 101))
+    assert batched[-1].summary.pages_extracted == 100
+
+
+async def test_batched_stream_sends_images_after_their_batch(pdf_client, tmp_path):
+    client = await pdf_client()
+    content = testkit.make_pdf(["with an image", "second"], image_pixels=64)
+    messages = await _stream(client, content, tmp_path, include_images=True, max_pages_per_message=8)
+    assert [m.WhichOneof("result") for m in messages] == ["metadata", "pages", "image", "summary"]
+    assert [p.image_count for p in messages[1].pages.pages] == [1, 0]
+    assert messages[2].image.page_number == 1 and messages[2].image.data
+
+
 async def test_images_are_refused_on_the_unary_call(pdf_client):
     client = await pdf_client()
     with pytest.raises(ClientError) as error:
@@ -224,7 +258,8 @@ async def test_a_hanging_worker_is_killed_and_others_proceed(pdf_client):
     assert [r.pages[0].text.strip() for r in results[1:]] == ["doc 0", "doc 1", "doc 2"]
 
 
-async def test_first_page_streams_long_before_the_last(pdf_client, tmp_path):
+@pytest.mark.parametrize("per_message", [0, 32])
+async def test_first_page_streams_long_before_the_last(pdf_client, tmp_path, per_message):
     client = await pdf_client()
     filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 80  # ~4.6 kB a page
     content = testkit.make_pdf([f"page {i} {filler}" for i in range(1, 1001)])
@@ -233,15 +268,18 @@ async def test_first_page_streams_long_before_the_last(pdf_client, tmp_path):
     started = time.perf_counter()
     first_page = None
     pages = 0
-    async for message in client.stream_extract_document(path):
-        if message.WhichOneof("result") == "page":
-            pages += 1
-            if first_page is None:
-                first_page = time.perf_counter() - started
-                assert message.page.page_number == 1
+    options = pb.ExtractOptions(max_pages_per_message=per_message)
+    async for message in client.stream_extract_document(path, options):
+        received = _pages([message])
+        if received and first_page is None:
+            first_page = time.perf_counter() - started
+            assert received[0].page_number == 1
+        pages += len(received)
     total = time.perf_counter() - started
     assert pages == 1000
     assert first_page is not None and first_page <= 0.1 * total, (first_page, total)
+    if per_message:
+        return
     # The same text does not fit one unary response under clients' 4 MiB limit: say so.
     with pytest.raises(ClientError) as error:
         await client.extract_document(content)

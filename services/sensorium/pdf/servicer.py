@@ -1,15 +1,17 @@
 """The PDF service: gRPC messages in and out, extraction in the worker pool.
 
 The unary call collects the whole result (text only: images would push responses past most
-clients' 4 MiB receive limit); the stream sends the metadata, then each page as soon as its
-worker returns it, then a summary.
+clients' 4 MiB receive limit); the stream sends the metadata, then the pages as soon as their
+worker returns them (one message per page, or the pages of one worker task together when the
+client asks for `max_pages_per_message`), then a summary.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -27,6 +29,13 @@ from sensorium.type.v1 import geometry_pb2
 from sensorium.uploads import ByteBudget, split_stream, spool_bytes, spool_chunks
 
 _SIZE_SETTING = "SENSORIUM_PDF__MAX_DOCUMENT_BYTES"
+MAX_PAGES_PER_MESSAGE = 256
+"""The server's cap on `ExtractOptions.max_pages_per_message`."""
+BATCH_BYTES = 1024 * 1024
+"""A `pages` message closes before it would pass this size (a single larger page goes alone,
+as it would in a `page` message): responses stay well inside clients' 4 MiB receive limit."""
+
+_Results = extractor.DocumentInfo | list[extractor.PageResult | extractor.ImageResult]
 
 
 class PdfService(HostedService):
@@ -50,17 +59,22 @@ class PdfService(HostedService):
         if self.pool is not None:
             await self.pool.close()
 
-    async def extract(self, path: str, options: pb.ExtractOptions) -> AsyncIterator[Any]:
-        """Extracted items with the document's metrics recorded, whatever the outcome."""
+    async def extract(self, path: str, options: pb.ExtractOptions) -> AsyncIterator[_Results]:
+        """The pool's results (the document's info, then lists of the items each worker task
+        extracted), with the document's metrics recorded, whatever the outcome."""
         assert self.pool is not None, "start() runs before any call is admitted"
         started, outcome = time.perf_counter(), "ok"
         try:
-            items = self.pool.extract(path, _options(options))
-            async with contextlib.aclosing(items):
-                async for item in items:
-                    if isinstance(item, extractor.PageResult):
-                        metrics.PDF_PAGES.labels("failed" if item.error else "ok").inc()
-                    yield item
+            results = self.pool.extract(path, _options(options))
+            async with contextlib.aclosing(results):
+                async for result in results:
+                    if isinstance(result, list):
+                        pages = [item for item in result if isinstance(item, extractor.PageResult)]
+                        failed = sum(1 for page in pages if page.error)
+                        _PAGES_OK.inc(len(pages) - failed)
+                        if failed:
+                            _PAGES_FAILED.inc(failed)
+                    yield result
         except SensoriumError as error:
             outcome = error.reason.name
             raise
@@ -70,6 +84,10 @@ class PdfService(HostedService):
         finally:
             metrics.PDF_DOCUMENTS.labels(outcome).inc()
             metrics.PDF_SECONDS.observe(time.perf_counter() - started)
+
+
+_PAGES_OK = metrics.PDF_PAGES.labels("ok")
+_PAGES_FAILED = metrics.PDF_PAGES.labels("failed")
 
 
 def _count_restart(reason: str) -> None:
@@ -90,17 +108,20 @@ class _Servicer(pb_grpc.PdfServiceServicer):
                 "4 MiB message limit here); call it, or unset options.include_images",
             )
         response = pb.ExtractDocumentResponse()
-        started = time.perf_counter()
+        totals = _Totals()
         async with spool_bytes(
             request.content, budget=self.service.budget, limit=self.service.settings.max_document_bytes,
             what="PDF", setting=_SIZE_SETTING, suffix=".pdf",
         ) as upload:
-            async for item in self.service.extract(str(upload.path), request.options):
-                if isinstance(item, extractor.DocumentInfo):
-                    response.metadata.CopyFrom(_metadata(item))
-                elif isinstance(item, extractor.PageResult):
-                    response.pages.append(_page(item))
-        response.summary.CopyFrom(_summary(response.pages, 0, time.perf_counter() - started))
+            async for result in self.service.extract(str(upload.path), request.options):
+                if isinstance(result, extractor.DocumentInfo):
+                    response.metadata.CopyFrom(_metadata(result))
+                    continue
+                for item in result:
+                    if isinstance(item, extractor.PageResult):
+                        totals.count(item)
+                        response.pages.append(_page(item))
+        response.summary.CopyFrom(totals.summary())
         ensure_unary_fits(response, "extracted text", "StreamExtractDocument, or ask for fewer pages")
         return response
 
@@ -110,26 +131,81 @@ class _Servicer(pb_grpc.PdfServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.StreamExtractDocumentResponse]:
         header, chunks = await split_stream(requests)
-        pages: list[pb.Page] = []
-        images = 0
-        started = time.perf_counter()
+        per_message = min(header.options.max_pages_per_message, MAX_PAGES_PER_MESSAGE)
+        totals = _Totals()
         async with spool_chunks(
             chunks, declared_size=header.upload.size_bytes, filename=header.upload.filename,
             budget=self.service.budget, limit=self.service.settings.max_document_bytes,
             what="PDF", setting=_SIZE_SETTING, suffix=".pdf",
         ) as upload:
-            async for item in self.service.extract(str(upload.path), header.options):
-                if isinstance(item, extractor.DocumentInfo):
-                    yield pb.StreamExtractDocumentResponse(metadata=_metadata(item))
-                elif isinstance(item, extractor.PageResult):
-                    page = _page(item)
-                    pages.append(pb.Page(error=page.error, has_text_layer=page.has_text_layer))
-                    yield pb.StreamExtractDocumentResponse(page=page)
-                else:
-                    images += not item.error
-                    yield pb.StreamExtractDocumentResponse(image=_image(item))
-        summary = _summary(pages, images, time.perf_counter() - started)
-        yield pb.StreamExtractDocumentResponse(summary=summary)
+            async for result in self.service.extract(str(upload.path), header.options):
+                if isinstance(result, extractor.DocumentInfo):
+                    yield pb.StreamExtractDocumentResponse(metadata=_metadata(result))
+                    continue
+                for message in _stream_messages(result, per_message, totals):
+                    yield message
+        yield pb.StreamExtractDocumentResponse(summary=totals.summary())
+
+
+@dataclass
+class _Totals:
+    """What the summary reports, counted as the pages go out."""
+
+    pages: int = 0
+    failed: int = 0
+    without_text: int = 0
+    images: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def count(self, page: extractor.PageResult) -> None:
+        self.pages += 1
+        self.failed += page.error is not None
+        self.without_text += not page.has_text_layer
+
+    def summary(self) -> pb.ExtractionSummary:
+        return pb.ExtractionSummary(
+            pages_extracted=self.pages, pages_failed=self.failed,
+            pages_without_text=self.without_text, images_extracted=self.images,
+            processing_seconds=time.perf_counter() - self.started,
+        )
+
+
+def _stream_messages(
+    items: list[extractor.PageResult | extractor.ImageResult], per_message: int, totals: _Totals
+) -> list[pb.StreamExtractDocumentResponse]:
+    """The stream messages for one worker task's items, in order: each page in a `page`
+    message (per_message <= 1), or the pages in `pages` batches of up to `per_message` pages
+    and BATCH_BYTES, each batch followed by its pages' images."""
+    messages: list[pb.StreamExtractDocumentResponse] = []
+    batch: list[pb.Page] = []
+    batch_bytes = 0
+    images: list[pb.StreamExtractDocumentResponse] = []
+
+    def close_batch() -> None:
+        nonlocal batch, batch_bytes, images
+        if batch:
+            messages.append(pb.StreamExtractDocumentResponse(pages=pb.PageBatch(pages=batch)))
+        messages.extend(images)
+        batch, batch_bytes, images = [], 0, []
+
+    for item in items:
+        if isinstance(item, extractor.ImageResult):
+            totals.images += item.error is None
+            images.append(pb.StreamExtractDocumentResponse(image=_image(item)))
+            continue
+        totals.count(item)
+        page = _page(item)
+        if per_message <= 1:
+            close_batch()  # the previous page's images
+            messages.append(pb.StreamExtractDocumentResponse(page=page))
+            continue
+        size = page.ByteSize()
+        if batch and (len(batch) >= per_message or batch_bytes + size > BATCH_BYTES):
+            close_batch()
+        batch.append(page)
+        batch_bytes += size
+    close_batch()
+    return messages
 
 
 def _options(options: pb.ExtractOptions) -> extractor.ExtractOptions:
@@ -146,12 +222,12 @@ def _metadata(info: extractor.DocumentInfo) -> pb.DocumentMetadata:
         creator=info.creator, producer=info.producer, page_count=info.page_count,
         pdf_version=info.pdf_version, encrypted=info.encrypted, repaired=info.repaired,
     )
-    for field, value in (("creation_time", info.creation_time),
-                         ("modification_time", info.modification_time)):
+    for name, value in (("creation_time", info.creation_time),
+                        ("modification_time", info.modification_time)):
         if value is not None:
             stamp = timestamp_pb2.Timestamp()
             stamp.FromDatetime(value)
-            getattr(message, field).CopyFrom(stamp)
+            getattr(message, name).CopyFrom(stamp)
     return message
 
 
@@ -177,14 +253,6 @@ def _image(image: extractor.ImageResult) -> pb.EmbeddedImage:
         page_number=image.page_number, index=image.index, bbox=_bbox(image.bbox),
         format=image.format, data=image.data, width=image.width, height=image.height,
         error=item_error(image.error) if image.error else None,
-    )
-
-
-def _summary(pages: Sequence[pb.Page], images: int, seconds: float) -> pb.ExtractionSummary:
-    return pb.ExtractionSummary(
-        pages_extracted=len(pages), pages_failed=sum(p.HasField("error") for p in pages),
-        pages_without_text=sum(not p.has_text_layer for p in pages), images_extracted=images,
-        processing_seconds=seconds,
     )
 
 

@@ -1,13 +1,19 @@
 """The PDF worker pool: extraction in killable, recycled, memory-capped processes.
 
-A document is extracted by a sequence of tasks on a `pebble.ProcessPool`. The first task opens
-and authenticates the document, reads its metadata and extracts its first pages (up to 4, and
-no more once 50 ms have passed); the next tasks extract ranges of pages in chunks that grow (4,
-8, 16, 32 pages), so the first page reaches the caller at once while the per-task overhead stays
-small on long documents. Up to two chunks per worker are in flight (one running, one queued, so
-no worker waits for the caller), and results are yielded in page order. Each task names the
-document by path; a worker keeps the few documents it works on open between their tasks, so
-chunks do not re-parse the file.
+A document is extracted by a sequence of tasks. The first task opens and authenticates the
+document, reads its metadata and extracts its first pages (up to 4, and no more once 50 ms have
+passed); the next tasks extract ranges of pages in chunks that grow (4, 8, 16, 32 pages), so the
+first page reaches the caller at once while the per-task overhead stays small on long documents.
+Results are yielded in page order. Each task names the document by path; a worker keeps the few
+documents it works on open between their tasks, so chunks do not re-parse the file.
+
+Each worker is a "lane": a `pebble.ProcessPool` of one process (one pool of N processes would
+share one queue, and a document's chunks would land on every worker). A document stays on the
+lane that opened it, up to two chunks in flight there (one running, one queued, so the worker
+never waits for the caller), and spreads to other lanes only while they are idle: one document
+alone uses every worker, while under load each document is opened, and its fonts and resources
+loaded, once instead of once per worker (~6 ms a document, 5 % of its work, in
+docs/benchmarks.md).
 
 What the pool guarantees (DESIGN.md §1):
 - a document has one wall-clock budget (`timeout_seconds`) across its tasks, counted from when
@@ -37,16 +43,14 @@ task). Without the flag such titles are ordinary titles. The variable is deliber
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import multiprocessing
 import os
 import resource
 import signal
-import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections import Counter, OrderedDict, deque
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -57,7 +61,7 @@ import pymupdf
 from sensorium.device import available_cpus
 from sensorium.errors import Reason, SensoriumError
 from sensorium.pdf import extractor
-from sensorium.pdf.extractor import DocumentInfo, ExtractOptions, ImageResult, Item, Limits, PageResult
+from sensorium.pdf.extractor import DocumentInfo, ExtractOptions, ImageResult, Limits, PageResult
 
 if TYPE_CHECKING:
     from sensorium.settings import PdfSettings
@@ -249,6 +253,19 @@ def _test_hook(doc: pymupdf.Document, first_task: bool, pages: range) -> None:
 # Server side.
 
 
+class _Lane:
+    """One worker process, in a pebble pool of its own so that tasks can be sent to it."""
+
+    def __init__(self, pool: pebble.ProcessPool) -> None:
+        self.pool = pool
+        self.futures: set[pebble.ProcessFuture[Any]] = set()  # touched on the event loop only
+
+    def load(self) -> int:
+        """Tasks scheduled on this lane and not finished."""
+        self.futures = {future for future in self.futures if not future.done()}
+        return len(self.futures)
+
+
 class PdfWorkerPool:
     """Extracts documents in worker processes; consumed by the asyncio servicer.
 
@@ -280,13 +297,10 @@ class PdfWorkerPool:
         self._on_worker_restart = on_worker_restart or (lambda reason: None)
         self._pending = 0
         self._closed = False
-        # Futures finish on pebble's threads, so the set of unfinished ones has a lock.
-        self._inflight: set[pebble.ProcessFuture[Any]] = set()
-        self._inflight_lock = threading.Lock()
         self._seconds_per_document = 1.0  # moving average, for the OVERLOADED retry delay
         self.worker_pids_seen: set[int] = set()
         """Worker processes that ran a task (for tests and diagnostics)."""
-        self._pool = self._new_pool()
+        self._lanes = [_Lane(self._new_pool()) for _ in range(self.workers)]
 
     @property
     def pending(self) -> int:
@@ -301,7 +315,7 @@ class PdfWorkerPool:
         # (Ignored if this process's forkserver already runs.)
         context.set_forkserver_preload(["__main__", __name__])
         return pebble.ProcessPool(
-            max_workers=self.workers,
+            max_workers=1,
             max_tasks=self._settings.recycle_after_documents,
             initializer=_init_worker,
             initargs=self._initargs,
@@ -310,15 +324,16 @@ class PdfWorkerPool:
 
     async def warm_up(self) -> None:
         """Start the workers (and the forkserver) now, so the first request is not slow."""
-        futures = [self._schedule(_ping, (0.05,), None) for _ in range(self.workers)]
+        futures = [self._schedule(lane, _ping, (0.05,), None) for lane in self._lanes]
         pids = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
         self.worker_pids_seen.update(pids)
 
     async def extract(
         self, path: str | os.PathLike[str], options: ExtractOptions
-    ) -> AsyncGenerator[Item, None]:
-        """Extract the document at `path`: its `DocumentInfo`, then each requested page in
-        order, each followed by its images (when asked for).
+    ) -> AsyncGenerator[DocumentInfo | list[PageResult | ImageResult], None]:
+        """Extract the document at `path`: its `DocumentInfo`, then the requested pages in
+        order, each followed by its images (when asked for), in lists of the items extracted
+        together (one worker task's; a caller can send them on as one message).
 
         Raises `SensoriumError` for a document that fails as a whole — before the first item,
         or after some pages for PROCESSING_LIMIT and PARSER_CRASH. Consume it with
@@ -333,88 +348,99 @@ class PdfWorkerPool:
         self._pending += 1
         begun = time.monotonic()
         path = os.fspath(path)
-        window: deque[pebble.ProcessFuture[Any]] = deque()
+        window: deque[tuple[pebble.ProcessFuture[Any], _Lane]] = deque()
+        mine: Counter[_Lane] = Counter()  # this document's tasks in flight, per lane
         try:
+            lane = min(self._lanes, key=_Lane.load)
             first = self._schedule(
-                _run_task,
-                (path, options, self._limits, None, FIRST_CHUNK_PAGES, 0),
+                lane, _run_task, (path, options, self._limits, None, FIRST_CHUNK_PAGES, 0),
                 self._settings.timeout_seconds,
             )
-            window.append(first)
-            result = await self._result(first)
+            window.append((first, lane))
+            result = await self._result(first, lane)
             window.popleft()
             assert result.info is not None
             deadline = result.started_at + self._settings.timeout_seconds
             yield result.info
-            for item in result.items:
-                yield item
+            if result.items:
+                yield result.items
+            home = [lane]  # the lanes that have this document open
             end = result.stop_index
-            chunks = _chunks(result.next_index, end, FIRST_CHUNK_PAGES)
+            start, size = result.next_index, FIRST_CHUNK_PAGES
             while True:
-                while len(window) < 2 * self.workers and (pages := next(chunks, None)) is not None:
+                while start < end and (target := self._next_lane(home, mine)) is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise self._timed_out()
+                    if target not in home:
+                        home.append(target)
+                    pages = _chunk(start, end, size, spread=len(home) > 1)
                     args = (path, options, self._limits, pages.start, pages.stop, end)
-                    window.append(self._schedule(_run_task, args, remaining))
+                    window.append((self._schedule(target, _run_task, args, remaining), target))
+                    mine[target] += 1
+                    start, size = pages.stop, min(size * 2, MAX_CHUNK_PAGES)
                 if not window:
                     break
-                result = await self._result(window[0])
-                window.popleft()
-                for item in result.items:
-                    yield item
+                future, lane = window.popleft()
+                mine[lane] -= 1
+                result = await self._result(future, lane)
+                if result.items:
+                    yield result.items
             elapsed = time.monotonic() - begun
             self._seconds_per_document += 0.1 * (elapsed - self._seconds_per_document)
         finally:
-            for future in window:
+            for future, _lane in window:
                 if future.running():
                     self._on_worker_restart("cancelled")
                 future.cancel()
             self._pending -= 1
+
+    def _next_lane(self, home: list[_Lane], mine: Counter[_Lane]) -> _Lane | None:
+        """Where a document's next chunk goes: an idle lane (one that has the document open
+        first), else one of its own lanes with fewer than two of its chunks; None to wait."""
+        idle = [lane for lane in self._lanes if lane.load() == 0]
+        if idle:
+            return next((lane for lane in idle if lane in home), idle[0])
+        own = [lane for lane in home if mine[lane] < 2]
+        return min(own, key=_Lane.load) if own else None
 
     async def close(self) -> None:
         """Stop every worker; documents in work fail with SHUTTING_DOWN. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        with self._inflight_lock:
-            inflight = list(self._inflight)
-        for future in inflight:
-            future.cancel()
-        pool = self._pool
-        pool.stop()
-        await asyncio.to_thread(pool.join, _CLOSE_TIMEOUT_SECONDS)
+        for lane in self._lanes:
+            for future in list(lane.futures):
+                future.cancel()
+            lane.pool.stop()
+        await asyncio.gather(
+            *(asyncio.to_thread(lane.pool.join, _CLOSE_TIMEOUT_SECONDS) for lane in self._lanes)
+        )
 
     def _schedule(
-        self, function: Callable[..., Any], args: tuple[Any, ...], timeout: float | None
+        self, lane: _Lane, function: Callable[..., Any], args: tuple[Any, ...], timeout: float | None
     ) -> pebble.ProcessFuture[Any]:
         try:
-            future = self._pool.schedule(function, args, timeout=timeout)
+            future = lane.pool.schedule(function, args, timeout=timeout)
         except RuntimeError:
-            # Pebble marks the whole pool broken in rare races (a worker dying before its task
+            # Pebble marks a whole pool broken in rare races (a worker dying before its task
             # was acknowledged); replace it rather than fail every later request.
             if self._closed:
                 raise SensoriumError(
                     Reason.SHUTTING_DOWN, "the PDF service is shutting down; retry elsewhere"
                 ) from None
-            self._replace_pool()
-            future = self._pool.schedule(function, args, timeout=timeout)
-        with self._inflight_lock:
-            self._inflight.add(future)
-        future.add_done_callback(self._forget)
+            self._replace_pool(lane)
+            future = lane.pool.schedule(function, args, timeout=timeout)
+        lane.futures.add(future)
         return future
 
-    def _forget(self, future: concurrent.futures.Future[Any]) -> None:
-        with self._inflight_lock:
-            self._inflight.discard(future)
-
-    def _replace_pool(self) -> None:
-        broken, self._pool = self._pool, self._new_pool()
+    def _replace_pool(self, lane: _Lane) -> None:
+        broken, lane.pool = lane.pool, self._new_pool()
         broken.stop()
         # Joining waits for the old manager threads; nothing here needs to wait for it.
         asyncio.get_running_loop().run_in_executor(None, broken.join, _CLOSE_TIMEOUT_SECONDS)
 
-    async def _result(self, future: pebble.ProcessFuture[Any]) -> _TaskResult:
+    async def _result(self, future: pebble.ProcessFuture[Any], lane: _Lane) -> _TaskResult:
         try:
             result: _TaskResult = await asyncio.wrap_future(future)
         except TimeoutError:
@@ -432,7 +458,7 @@ class PdfWorkerPool:
         except BrokenProcessPool:
             self._on_worker_restart("crash")
             if not self._closed:
-                self._replace_pool()
+                self._replace_pool(lane)
             raise SensoriumError(
                 Reason.PARSER_CRASH,
                 "a PDF worker process died while extracting this document; if it happens "
@@ -473,12 +499,12 @@ class PdfWorkerPool:
         )
 
 
-def _chunks(start: int, stop: int, size: int) -> Iterator[range]:
-    """Consecutive page ranges covering [start, stop): doubling up to MAX_CHUNK_PAGES, and
-    shrinking again towards the end, so that the last results to reach the caller are few
-    (the worker sits idle while they are converted and sent)."""
-    while start < stop:
-        tail = max(FIRST_CHUNK_PAGES, (stop - start) // 2)
-        end = min(stop, start + min(size, tail))
-        yield range(start, end)
-        start, size = end, min(size * 2, MAX_CHUNK_PAGES)
+def _chunk(start: int, stop: int, size: int, *, spread: bool) -> range:
+    """The next page range of a document: `size` pages from `start` (sizes double up to
+    MAX_CHUNK_PAGES). While the document is spread over several workers, at most half of what
+    is left: its last results then come in small pieces from every worker, instead of one
+    worker finishing a big chunk alone. On one worker, every chunk costs a round trip (~0.3 ms
+    of the server's CPU) and small ones buy nothing."""
+    if spread:
+        size = min(size, max(FIRST_CHUNK_PAGES, (stop - start) // 2))
+    return range(start, min(stop, start + size))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import multiprocessing
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from sensorium.pdf.extractor import (
     PageResult,
     extract_document,
 )
-from sensorium.pdf.workers import PdfWorkerPool
+from sensorium.pdf.workers import PdfWorkerPool, _Lane
 from sensorium.settings import PdfSettings
 
 PoolFactory = Callable[..., PdfWorkerPool]
@@ -50,8 +52,21 @@ async def make_pool(restarts: list[str]) -> AsyncIterator[PoolFactory]:
         await pool.close()
 
 
+async def items_of(
+    pool: PdfWorkerPool, path: Path, options: ExtractOptions | None = None
+) -> AsyncIterator[Item]:
+    """The pool's items one by one (it yields each task's items as one list)."""
+    async with contextlib.aclosing(pool.extract(path, options or ExtractOptions())) as results:
+        async for result in results:
+            if isinstance(result, list):
+                for item in result:
+                    yield item
+            else:
+                yield result
+
+
 async def collect(pool: PdfWorkerPool, path: Path, options: ExtractOptions | None = None) -> list[Item]:
-    return [item async for item in pool.extract(path, options or ExtractOptions())]
+    return [item async for item in items_of(pool, path, options)]
 
 
 def pages_of(items: list[Item]) -> list[PageResult]:
@@ -62,7 +77,7 @@ async def pages_until_error(pool: PdfWorkerPool, path: Path) -> tuple[list[int],
     """Page numbers received before the extraction failed, and its error."""
     received: list[int] = []
     try:
-        async for item in pool.extract(path, ExtractOptions()):
+        async for item in items_of(pool, path):
             if isinstance(item, PageResult):
                 received.append(item.page_number)
     except SensoriumError as error:
@@ -101,6 +116,82 @@ async def test_pool_extracts_like_the_extractor(make_pool: PoolFactory, make_tex
     local = list(extract_document(path, ExtractOptions(), Limits()))
     assert isinstance(items[0], DocumentInfo) and items[0].page_count == 40
     assert items == local
+
+
+async def test_pool_yields_each_tasks_pages_together(make_pool: PoolFactory, make_text_pdf: Any) -> None:
+    """The servicer sends each list as one message: the first must be small (the first page
+    reaches the caller at once), later ones larger (fewer messages per page)."""
+    results = [r async for r in make_pool().extract(make_text_pdf(100), ExtractOptions())]
+    assert isinstance(results[0], DocumentInfo)
+    chunks = [[item.page_number for item in chunk] for chunk in results[1:] if isinstance(chunk, list)]
+    assert len(chunks) == len(results) - 1
+    assert [n for chunk in chunks for n in chunk] == list(range(1, 101))
+    assert len(chunks[0]) <= 4 < max(len(chunk) for chunk in chunks)
+
+
+def record_lanes(pool: PdfWorkerPool, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """(document path, lane number) of every extraction task the pool schedules from now on."""
+    scheduled: list[tuple[str, int]] = []
+    schedule = pool._schedule
+
+    def recording(lane: Any, function: Any, args: tuple[Any, ...], timeout: float | None) -> Any:
+        scheduled.append((Path(args[0]).name, pool._lanes.index(lane)))
+        return schedule(lane, function, args, timeout)
+
+    monkeypatch.setattr(pool, "_schedule", recording)
+    return scheduled
+
+
+async def test_a_document_alone_spreads_over_the_idle_workers(
+    make_pool: PoolFactory, make_text_pdf: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = make_pool()
+    await pool.warm_up()
+    scheduled = record_lanes(pool, monkeypatch)
+    assert len(pages_of(await collect(pool, make_text_pdf(200)))) == 200
+    assert {lane for _, lane in scheduled} == {0, 1}
+
+
+async def test_a_document_does_not_queue_behind_a_busy_worker(
+    make_pool: PoolFactory, make_text_pdf: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = make_pool()
+    await pool.warm_up()
+    scheduled = record_lanes(pool, monkeypatch)
+    slow = asyncio.ensure_future(collect(pool, make_text_pdf(1, title="sensorium-test:sleep=3")))
+    while not scheduled:
+        await asyncio.sleep(0.01)
+    busy = scheduled[0][1]
+    long = make_text_pdf(100)
+    assert len(pages_of(await collect(pool, long))) == 100
+    assert not slow.done(), "the sleeping document outlasts the long one"
+    lanes = {lane for name, lane in scheduled if name == long.name}
+    assert lanes == {1 - busy}
+    assert len([name for name, _ in scheduled if name == long.name]) > 3  # several chunks
+    slow.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await slow
+
+
+def test_lane_choice_keeps_a_document_on_its_workers_unless_one_is_idle() -> None:
+    """The routing rule on its own, with lanes whose load is set by unfinished futures."""
+
+    def lane(load: int) -> Any:
+        made = _Lane(pool=None)
+        made.futures = {concurrent.futures.Future() for _ in range(load)}
+        return made
+
+    pool = PdfWorkerPool.__new__(PdfWorkerPool)
+    a, b, c = pool._lanes = [lane(1), lane(3), lane(2)]
+    # Every worker busy: the document's own lane, while it has fewer than 2 chunks there.
+    assert pool._next_lane([b], Counter({b: 1})) is b
+    assert pool._next_lane([b], Counter({b: 2})) is None
+    assert pool._next_lane([b, c], Counter({b: 1, c: 1})) is c  # the less loaded of its own
+    # An idle worker takes the chunk: its own first (the document is open there), else any.
+    a.futures.clear()
+    assert pool._next_lane([b], Counter({b: 2})) is a
+    c.futures.clear()
+    assert pool._next_lane([b, c], Counter({b: 2})) is c
 
 
 async def test_pool_streams_images_after_their_page(make_pool: PoolFactory, images_pdf: Path) -> None:
@@ -155,7 +246,7 @@ async def test_first_page_arrives_early(make_pool: PoolFactory, dense_1000_pdf: 
     started = time.monotonic()
     first_page = None
     numbers = []
-    async for item in pool.extract(dense_1000_pdf, ExtractOptions()):
+    async for item in items_of(pool, dense_1000_pdf):
         if isinstance(item, PageResult):
             first_page = first_page or time.monotonic() - started
             numbers.append(item.page_number)
@@ -269,7 +360,7 @@ async def test_overload_is_refused_with_a_retry_delay(make_pool: PoolFactory, ma
 
 async def test_a_caller_leaving_early_frees_its_slot(make_pool: PoolFactory, make_text_pdf: Any) -> None:
     pool = make_pool()
-    async with contextlib.aclosing(pool.extract(make_text_pdf(200), ExtractOptions())) as items:
+    async with contextlib.aclosing(items_of(pool, make_text_pdf(200))) as items:
         async for item in items:
             if isinstance(item, PageResult) and item.page_number == 3:
                 break

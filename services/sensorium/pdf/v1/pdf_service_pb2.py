@@ -28,39 +28,41 @@ from sensorium.type.v1 import geometry_pb2 as sensorium_dot_type_dot_v1_dot_geom
 from sensorium.type.v1 import upload_pb2 as sensorium_dot_type_dot_v1_dot_upload__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"sensorium/pdf/v1/pdf_service.proto\x12\x10sensorium.pdf.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esensorium/type/v1/errors.proto\x1a sensorium/type/v1/geometry.proto\x1a\x1esensorium/type/v1/upload.proto\"\xa6\x01\n\x0e\x45xtractOptions\x12\x12\n\nfirst_page\x18\x01 \x01(\r\x12\x11\n\tlast_page\x18\x02 \x01(\r\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x16\n\x0einclude_blocks\x18\x04 \x01(\x08\x12\x16\n\x0einclude_images\x18\x05 \x01(\x08\x12+\n\x08ocr_mode\x18\x06 \x01(\x0e\x32\x19.sensorium.pdf.v1.OcrMode\"\\\n\x16\x45xtractDocumentRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x31\n\x07options\x18\x02 \x01(\x0b\x32 .sensorium.pdf.v1.ExtractOptions\"\xac\x01\n\x17\x45xtractDocumentResponse\x12\x34\n\x08metadata\x18\x01 \x01(\x0b\x32\".sensorium.pdf.v1.DocumentMetadata\x12%\n\x05pages\x18\x02 \x03(\x0b\x32\x16.sensorium.pdf.v1.Page\x12\x34\n\x07summary\x18\x03 \x01(\x0b\x32#.sensorium.pdf.v1.ExtractionSummary\"{\n\x1cStreamExtractDocumentRequest\x12?\n\x06header\x18\x01 \x01(\x0b\x32-.sensorium.pdf.v1.StreamExtractDocumentHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07message\"\x81\x01\n\x1bStreamExtractDocumentHeader\x12/\n\x06upload\x18\x01 \x01(\x0b\x32\x1f.sensorium.type.v1.UploadHeader\x12\x31\n\x07options\x18\x02 \x01(\x0b\x32 .sensorium.pdf.v1.ExtractOptions\"\xf3\x01\n\x1dStreamExtractDocumentResponse\x12\x36\n\x08metadata\x18\x01 \x01(\x0b\x32\".sensorium.pdf.v1.DocumentMetadataH\x00\x12&\n\x04page\x18\x02 \x01(\x0b\x32\x16.sensorium.pdf.v1.PageH\x00\x12\x30\n\x05image\x18\x03 \x01(\x0b\x32\x1f.sensorium.pdf.v1.EmbeddedImageH\x00\x12\x36\n\x07summary\x18\x04 \x01(\x0b\x32#.sensorium.pdf.v1.ExtractionSummaryH\x00\x42\x08\n\x06result\"\xaf\x02\n\x10\x44ocumentMetadata\x12\r\n\x05title\x18\x01 \x01(\t\x12\x0e\n\x06\x61uthor\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x10\n\x08keywords\x18\x04 \x01(\t\x12\x0f\n\x07\x63reator\x18\x05 \x01(\t\x12\x10\n\x08producer\x18\x06 \x01(\t\x12\x31\n\rcreation_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11modification_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npage_count\x18\t \x01(\r\x12\x13\n\x0bpdf_version\x18\n \x01(\t\x12\x11\n\tencrypted\x18\x0b \x01(\x08\x12\x10\n\x08repaired\x18\x0c \x01(\x08\"\x95\x02\n\x04Page\x12\x13\n\x0bpage_number\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12+\n\x06\x62locks\x18\x03 \x03(\x0b\x32\x1b.sensorium.pdf.v1.TextBlock\x12\x16\n\x0ehas_text_layer\x18\x04 \x01(\x08\x12/\n\nocr_status\x18\x05 \x01(\x0e\x32\x1b.sensorium.pdf.v1.OcrStatus\x12\x13\n\x0bocr_message\x18\x06 \x01(\t\x12\r\n\x05width\x18\x07 \x01(\x02\x12\x0e\n\x06height\x18\x08 \x01(\x02\x12+\n\x05\x65rror\x18\t \x01(\x0b\x32\x1c.sensorium.type.v1.ItemError\x12\x13\n\x0bimage_count\x18\n \x01(\r\"G\n\tTextBlock\x12,\n\x04\x62\x62ox\x18\x01 \x01(\x0b\x32\x1e.sensorium.type.v1.BoundingBox\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xcb\x01\n\rEmbeddedImage\x12\x13\n\x0bpage_number\x18\x01 \x01(\r\x12\r\n\x05index\x18\x02 \x01(\r\x12,\n\x04\x62\x62ox\x18\x03 \x01(\x0b\x32\x1e.sensorium.type.v1.BoundingBox\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\r\n\x05width\x18\x06 \x01(\r\x12\x0e\n\x06height\x18\x07 \x01(\r\x12+\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x1c.sensorium.type.v1.ItemError\"\x94\x01\n\x11\x45xtractionSummary\x12\x17\n\x0fpages_extracted\x18\x01 \x01(\r\x12\x14\n\x0cpages_failed\x18\x02 \x01(\r\x12\x1a\n\x12pages_without_text\x18\x03 \x01(\r\x12\x18\n\x10images_extracted\x18\x04 \x01(\r\x12\x1a\n\x12processing_seconds\x18\x05 \x01(\x01*J\n\x07OcrMode\x12\x18\n\x14OCR_MODE_UNSPECIFIED\x10\x00\x12\x11\n\rOCR_MODE_AUTO\x10\x01\x12\x12\n\x0eOCR_MODE_NEVER\x10\x02*\xa5\x01\n\tOcrStatus\x12\x1a\n\x16OCR_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15OCR_STATUS_NOT_NEEDED\x10\x01\x12\x16\n\x12OCR_STATUS_SKIPPED\x10\x02\x12\x16\n\x12OCR_STATUS_APPLIED\x10\x03\x12\x1a\n\x16OCR_STATUS_UNAVAILABLE\x10\x04\x12\x15\n\x11OCR_STATUS_FAILED\x10\x05\x32\xf2\x01\n\nPdfService\x12\x66\n\x0f\x45xtractDocument\x12(.sensorium.pdf.v1.ExtractDocumentRequest\x1a).sensorium.pdf.v1.ExtractDocumentResponse\x12|\n\x15StreamExtractDocument\x12..sensorium.pdf.v1.StreamExtractDocumentRequest\x1a/.sensorium.pdf.v1.StreamExtractDocumentResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"sensorium/pdf/v1/pdf_service.proto\x12\x10sensorium.pdf.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esensorium/type/v1/errors.proto\x1a sensorium/type/v1/geometry.proto\x1a\x1esensorium/type/v1/upload.proto\"\xc5\x01\n\x0e\x45xtractOptions\x12\x12\n\nfirst_page\x18\x01 \x01(\r\x12\x11\n\tlast_page\x18\x02 \x01(\r\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x16\n\x0einclude_blocks\x18\x04 \x01(\x08\x12\x16\n\x0einclude_images\x18\x05 \x01(\x08\x12+\n\x08ocr_mode\x18\x06 \x01(\x0e\x32\x19.sensorium.pdf.v1.OcrMode\x12\x1d\n\x15max_pages_per_message\x18\x07 \x01(\r\"\\\n\x16\x45xtractDocumentRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x31\n\x07options\x18\x02 \x01(\x0b\x32 .sensorium.pdf.v1.ExtractOptions\"\xac\x01\n\x17\x45xtractDocumentResponse\x12\x34\n\x08metadata\x18\x01 \x01(\x0b\x32\".sensorium.pdf.v1.DocumentMetadata\x12%\n\x05pages\x18\x02 \x03(\x0b\x32\x16.sensorium.pdf.v1.Page\x12\x34\n\x07summary\x18\x03 \x01(\x0b\x32#.sensorium.pdf.v1.ExtractionSummary\"{\n\x1cStreamExtractDocumentRequest\x12?\n\x06header\x18\x01 \x01(\x0b\x32-.sensorium.pdf.v1.StreamExtractDocumentHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07message\"\x81\x01\n\x1bStreamExtractDocumentHeader\x12/\n\x06upload\x18\x01 \x01(\x0b\x32\x1f.sensorium.type.v1.UploadHeader\x12\x31\n\x07options\x18\x02 \x01(\x0b\x32 .sensorium.pdf.v1.ExtractOptions\"\xa1\x02\n\x1dStreamExtractDocumentResponse\x12\x36\n\x08metadata\x18\x01 \x01(\x0b\x32\".sensorium.pdf.v1.DocumentMetadataH\x00\x12&\n\x04page\x18\x02 \x01(\x0b\x32\x16.sensorium.pdf.v1.PageH\x00\x12\x30\n\x05image\x18\x03 \x01(\x0b\x32\x1f.sensorium.pdf.v1.EmbeddedImageH\x00\x12\x36\n\x07summary\x18\x04 \x01(\x0b\x32#.sensorium.pdf.v1.ExtractionSummaryH\x00\x12,\n\x05pages\x18\x05 \x01(\x0b\x32\x1b.sensorium.pdf.v1.PageBatchH\x00\x42\x08\n\x06result\"2\n\tPageBatch\x12%\n\x05pages\x18\x01 \x03(\x0b\x32\x16.sensorium.pdf.v1.Page\"\xaf\x02\n\x10\x44ocumentMetadata\x12\r\n\x05title\x18\x01 \x01(\t\x12\x0e\n\x06\x61uthor\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x10\n\x08keywords\x18\x04 \x01(\t\x12\x0f\n\x07\x63reator\x18\x05 \x01(\t\x12\x10\n\x08producer\x18\x06 \x01(\t\x12\x31\n\rcreation_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11modification_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npage_count\x18\t \x01(\r\x12\x13\n\x0bpdf_version\x18\n \x01(\t\x12\x11\n\tencrypted\x18\x0b \x01(\x08\x12\x10\n\x08repaired\x18\x0c \x01(\x08\"\x95\x02\n\x04Page\x12\x13\n\x0bpage_number\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12+\n\x06\x62locks\x18\x03 \x03(\x0b\x32\x1b.sensorium.pdf.v1.TextBlock\x12\x16\n\x0ehas_text_layer\x18\x04 \x01(\x08\x12/\n\nocr_status\x18\x05 \x01(\x0e\x32\x1b.sensorium.pdf.v1.OcrStatus\x12\x13\n\x0bocr_message\x18\x06 \x01(\t\x12\r\n\x05width\x18\x07 \x01(\x02\x12\x0e\n\x06height\x18\x08 \x01(\x02\x12+\n\x05\x65rror\x18\t \x01(\x0b\x32\x1c.sensorium.type.v1.ItemError\x12\x13\n\x0bimage_count\x18\n \x01(\r\"G\n\tTextBlock\x12,\n\x04\x62\x62ox\x18\x01 \x01(\x0b\x32\x1e.sensorium.type.v1.BoundingBox\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xcb\x01\n\rEmbeddedImage\x12\x13\n\x0bpage_number\x18\x01 \x01(\r\x12\r\n\x05index\x18\x02 \x01(\r\x12,\n\x04\x62\x62ox\x18\x03 \x01(\x0b\x32\x1e.sensorium.type.v1.BoundingBox\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\r\n\x05width\x18\x06 \x01(\r\x12\x0e\n\x06height\x18\x07 \x01(\r\x12+\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x1c.sensorium.type.v1.ItemError\"\x94\x01\n\x11\x45xtractionSummary\x12\x17\n\x0fpages_extracted\x18\x01 \x01(\r\x12\x14\n\x0cpages_failed\x18\x02 \x01(\r\x12\x1a\n\x12pages_without_text\x18\x03 \x01(\r\x12\x18\n\x10images_extracted\x18\x04 \x01(\r\x12\x1a\n\x12processing_seconds\x18\x05 \x01(\x01*J\n\x07OcrMode\x12\x18\n\x14OCR_MODE_UNSPECIFIED\x10\x00\x12\x11\n\rOCR_MODE_AUTO\x10\x01\x12\x12\n\x0eOCR_MODE_NEVER\x10\x02*\xa5\x01\n\tOcrStatus\x12\x1a\n\x16OCR_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15OCR_STATUS_NOT_NEEDED\x10\x01\x12\x16\n\x12OCR_STATUS_SKIPPED\x10\x02\x12\x16\n\x12OCR_STATUS_APPLIED\x10\x03\x12\x1a\n\x16OCR_STATUS_UNAVAILABLE\x10\x04\x12\x15\n\x11OCR_STATUS_FAILED\x10\x05\x32\xf2\x01\n\nPdfService\x12\x66\n\x0f\x45xtractDocument\x12(.sensorium.pdf.v1.ExtractDocumentRequest\x1a).sensorium.pdf.v1.ExtractDocumentResponse\x12|\n\x15StreamExtractDocument\x12..sensorium.pdf.v1.StreamExtractDocumentRequest\x1a/.sensorium.pdf.v1.StreamExtractDocumentResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sensorium.pdf.v1.pdf_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OCRMODE']._serialized_start=2144
-  _globals['_OCRMODE']._serialized_end=2218
-  _globals['_OCRSTATUS']._serialized_start=2221
-  _globals['_OCRSTATUS']._serialized_end=2386
+  _globals['_OCRMODE']._serialized_start=2273
+  _globals['_OCRMODE']._serialized_end=2347
+  _globals['_OCRSTATUS']._serialized_start=2350
+  _globals['_OCRSTATUS']._serialized_end=2515
   _globals['_EXTRACTOPTIONS']._serialized_start=188
-  _globals['_EXTRACTOPTIONS']._serialized_end=354
-  _globals['_EXTRACTDOCUMENTREQUEST']._serialized_start=356
-  _globals['_EXTRACTDOCUMENTREQUEST']._serialized_end=448
-  _globals['_EXTRACTDOCUMENTRESPONSE']._serialized_start=451
-  _globals['_EXTRACTDOCUMENTRESPONSE']._serialized_end=623
-  _globals['_STREAMEXTRACTDOCUMENTREQUEST']._serialized_start=625
-  _globals['_STREAMEXTRACTDOCUMENTREQUEST']._serialized_end=748
-  _globals['_STREAMEXTRACTDOCUMENTHEADER']._serialized_start=751
-  _globals['_STREAMEXTRACTDOCUMENTHEADER']._serialized_end=880
-  _globals['_STREAMEXTRACTDOCUMENTRESPONSE']._serialized_start=883
-  _globals['_STREAMEXTRACTDOCUMENTRESPONSE']._serialized_end=1126
-  _globals['_DOCUMENTMETADATA']._serialized_start=1129
-  _globals['_DOCUMENTMETADATA']._serialized_end=1432
-  _globals['_PAGE']._serialized_start=1435
-  _globals['_PAGE']._serialized_end=1712
-  _globals['_TEXTBLOCK']._serialized_start=1714
-  _globals['_TEXTBLOCK']._serialized_end=1785
-  _globals['_EMBEDDEDIMAGE']._serialized_start=1788
-  _globals['_EMBEDDEDIMAGE']._serialized_end=1991
-  _globals['_EXTRACTIONSUMMARY']._serialized_start=1994
-  _globals['_EXTRACTIONSUMMARY']._serialized_end=2142
-  _globals['_PDFSERVICE']._serialized_start=2389
-  _globals['_PDFSERVICE']._serialized_end=2631
+  _globals['_EXTRACTOPTIONS']._serialized_end=385
+  _globals['_EXTRACTDOCUMENTREQUEST']._serialized_start=387
+  _globals['_EXTRACTDOCUMENTREQUEST']._serialized_end=479
+  _globals['_EXTRACTDOCUMENTRESPONSE']._serialized_start=482
+  _globals['_EXTRACTDOCUMENTRESPONSE']._serialized_end=654
+  _globals['_STREAMEXTRACTDOCUMENTREQUEST']._serialized_start=656
+  _globals['_STREAMEXTRACTDOCUMENTREQUEST']._serialized_end=779
+  _globals['_STREAMEXTRACTDOCUMENTHEADER']._serialized_start=782
+  _globals['_STREAMEXTRACTDOCUMENTHEADER']._serialized_end=911
+  _globals['_STREAMEXTRACTDOCUMENTRESPONSE']._serialized_start=914
+  _globals['_STREAMEXTRACTDOCUMENTRESPONSE']._serialized_end=1203
+  _globals['_PAGEBATCH']._serialized_start=1205
+  _globals['_PAGEBATCH']._serialized_end=1255
+  _globals['_DOCUMENTMETADATA']._serialized_start=1258
+  _globals['_DOCUMENTMETADATA']._serialized_end=1561
+  _globals['_PAGE']._serialized_start=1564
+  _globals['_PAGE']._serialized_end=1841
+  _globals['_TEXTBLOCK']._serialized_start=1843
+  _globals['_TEXTBLOCK']._serialized_end=1914
+  _globals['_EMBEDDEDIMAGE']._serialized_start=1917
+  _globals['_EMBEDDEDIMAGE']._serialized_end=2120
+  _globals['_EXTRACTIONSUMMARY']._serialized_start=2123
+  _globals['_EXTRACTIONSUMMARY']._serialized_end=2271
+  _globals['_PDFSERVICE']._serialized_start=2518
+  _globals['_PDFSERVICE']._serialized_end=2760
 # @@protoc_insertion_point(module_scope)

@@ -38,20 +38,22 @@ OCR_STATUS_UNAVAILABLE: OcrStatus
 OCR_STATUS_FAILED: OcrStatus
 
 class ExtractOptions(_message.Message):
-    __slots__ = ("first_page", "last_page", "password", "include_blocks", "include_images", "ocr_mode")
+    __slots__ = ("first_page", "last_page", "password", "include_blocks", "include_images", "ocr_mode", "max_pages_per_message")
     FIRST_PAGE_FIELD_NUMBER: _ClassVar[int]
     LAST_PAGE_FIELD_NUMBER: _ClassVar[int]
     PASSWORD_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_IMAGES_FIELD_NUMBER: _ClassVar[int]
     OCR_MODE_FIELD_NUMBER: _ClassVar[int]
+    MAX_PAGES_PER_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     first_page: int
     last_page: int
     password: str
     include_blocks: bool
     include_images: bool
     ocr_mode: OcrMode
-    def __init__(self, first_page: _Optional[int] = ..., last_page: _Optional[int] = ..., password: _Optional[str] = ..., include_blocks: _Optional[bool] = ..., include_images: _Optional[bool] = ..., ocr_mode: _Optional[_Union[OcrMode, str]] = ...) -> None: ...
+    max_pages_per_message: int
+    def __init__(self, first_page: _Optional[int] = ..., last_page: _Optional[int] = ..., password: _Optional[str] = ..., include_blocks: _Optional[bool] = ..., include_images: _Optional[bool] = ..., ocr_mode: _Optional[_Union[OcrMode, str]] = ..., max_pages_per_message: _Optional[int] = ...) -> None: ...
 
 class ExtractDocumentRequest(_message.Message):
     __slots__ = ("content", "options")
@@ -88,16 +90,24 @@ class StreamExtractDocumentHeader(_message.Message):
     def __init__(self, upload: _Optional[_Union[_upload_pb2.UploadHeader, _Mapping]] = ..., options: _Optional[_Union[ExtractOptions, _Mapping]] = ...) -> None: ...
 
 class StreamExtractDocumentResponse(_message.Message):
-    __slots__ = ("metadata", "page", "image", "summary")
+    __slots__ = ("metadata", "page", "image", "summary", "pages")
     METADATA_FIELD_NUMBER: _ClassVar[int]
     PAGE_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
     metadata: DocumentMetadata
     page: Page
     image: EmbeddedImage
     summary: ExtractionSummary
-    def __init__(self, metadata: _Optional[_Union[DocumentMetadata, _Mapping]] = ..., page: _Optional[_Union[Page, _Mapping]] = ..., image: _Optional[_Union[EmbeddedImage, _Mapping]] = ..., summary: _Optional[_Union[ExtractionSummary, _Mapping]] = ...) -> None: ...
+    pages: PageBatch
+    def __init__(self, metadata: _Optional[_Union[DocumentMetadata, _Mapping]] = ..., page: _Optional[_Union[Page, _Mapping]] = ..., image: _Optional[_Union[EmbeddedImage, _Mapping]] = ..., summary: _Optional[_Union[ExtractionSummary, _Mapping]] = ..., pages: _Optional[_Union[PageBatch, _Mapping]] = ...) -> None: ...
+
+class PageBatch(_message.Message):
+    __slots__ = ("pages",)
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    pages: _containers.RepeatedCompositeFieldContainer[Page]
+    def __init__(self, pages: _Optional[_Iterable[_Union[Page, _Mapping]]] = ...) -> None: ...
 
 class DocumentMetadata(_message.Message):
     __slots__ = ("title", "author", "subject", "keywords", "creator", "producer", "creation_time", "modification_time", "page_count", "pdf_version", "encrypted", "repaired")
