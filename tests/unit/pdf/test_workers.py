@@ -129,8 +129,13 @@ async def test_pool_yields_each_tasks_pages_together(make_pool: PoolFactory, mak
     assert len(chunks[0]) <= 4 < max(len(chunk) for chunk in chunks)
 
 
-def record_lanes(pool: PdfWorkerPool, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """(document path, lane number) of every extraction task the pool schedules from now on."""
+async def recording_pool(
+    make_pool: PoolFactory, monkeypatch: pytest.MonkeyPatch
+) -> tuple[PdfWorkerPool, list[tuple[str, int]]]:
+    """A warm 2-worker pool, and the (document name, lane number) of every extraction task it
+    schedules from now on."""
+    pool = make_pool()
+    await pool.warm_up()
     scheduled: list[tuple[str, int]] = []
     schedule = pool._schedule
 
@@ -139,15 +144,13 @@ def record_lanes(pool: PdfWorkerPool, monkeypatch: pytest.MonkeyPatch) -> list[t
         return schedule(lane, function, args, timeout)
 
     monkeypatch.setattr(pool, "_schedule", recording)
-    return scheduled
+    return pool, scheduled
 
 
 async def test_a_document_alone_spreads_over_the_idle_workers(
     make_pool: PoolFactory, make_text_pdf: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pool = make_pool()
-    await pool.warm_up()
-    scheduled = record_lanes(pool, monkeypatch)
+    pool, scheduled = await recording_pool(make_pool, monkeypatch)
     assert len(pages_of(await collect(pool, make_text_pdf(200)))) == 200
     assert {lane for _, lane in scheduled} == {0, 1}
 
@@ -155,9 +158,7 @@ async def test_a_document_alone_spreads_over_the_idle_workers(
 async def test_a_document_does_not_queue_behind_a_busy_worker(
     make_pool: PoolFactory, make_text_pdf: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pool = make_pool()
-    await pool.warm_up()
-    scheduled = record_lanes(pool, monkeypatch)
+    pool, scheduled = await recording_pool(make_pool, monkeypatch)
     slow = asyncio.ensure_future(collect(pool, make_text_pdf(1, title="sensorium-test:sleep=3")))
     while not scheduled:
         await asyncio.sleep(0.01)
