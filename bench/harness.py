@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as _dt
 import inspect
 import json
@@ -483,36 +484,25 @@ async def measure_sync(
     GIL, like most native libraries, will). ``inline=True`` calls ``fn`` directly on the event
     loop, which avoids the thread hop and is only allowed with ``concurrency == 1``.
     """
-    if inline:
-        if concurrency != 1:
-            raise ValueError("inline=True runs on the event loop and needs concurrency == 1")
+    if inline and concurrency != 1:
+        raise ValueError("inline=True runs on the event loop and needs concurrency == 1")
+    with contextlib.ExitStack() as stack:
+        if inline:
 
-        async def call_inline(i: int) -> Any:
-            return fn(i)
+            async def call(i: int) -> Any:
+                return fn(i)
 
-        return await run_closed_loop(
-            call_inline,
-            concurrency=1,
-            duration=duration,
-            requests=requests,
-            warmup=warmup,
-            warmup_requests=warmup_requests,
-            name=name,
-            items_per_call=items_per_call,
-            bytes_per_call=bytes_per_call,
-            progress=progress,
-            progress_interval=progress_interval,
-            extra=extra,
-        )
+        else:
+            loop = asyncio.get_running_loop()
+            pool = stack.enter_context(
+                ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench-baseline")
+            )
 
-    loop = asyncio.get_running_loop()
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench-baseline") as pool:
-
-        async def call_threaded(i: int) -> Any:
-            return await loop.run_in_executor(pool, fn, i)
+            async def call(i: int) -> Any:
+                return await loop.run_in_executor(pool, fn, i)
 
         return await run_closed_loop(
-            call_threaded,
+            call,
             concurrency=concurrency,
             duration=duration,
             requests=requests,

@@ -150,15 +150,21 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             response_serializer=handler.response_serializer,
         )
 
+    def _begin(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], request: Any, streaming: bool
+    ) -> tuple[_Call, Any]:
+        """The call's record, and the request (a stream is wrapped to count its bytes)."""
+        call = _Call(method, context, self.state.known_methods)
+        if streaming:
+            return call, _counted(request, call)
+        call.received = _size(request)
+        return call, request
+
     def _single_response(
         self, method: str, behavior: Callable[..., Any], *, request_streaming: bool
     ) -> Callable[..., Any]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            call = _Call(method, context, self.state.known_methods)
-            if request_streaming:
-                request = _counted(request, call)
-            else:
-                call.received = _size(request)
+            call, request = self._begin(method, context, request, request_streaming)
             try:
                 self._admit(method)
                 response = await behavior(request, context)
@@ -177,11 +183,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            call = _Call(method, context, self.state.known_methods)
-            if request_streaming:
-                request = _counted(request, call)
-            else:
-                call.received = _size(request)
+            call, request = self._begin(method, context, request, request_streaming)
             try:
                 self._admit(method)
                 async for response in behavior(request, context):
