@@ -45,7 +45,8 @@ async def main(args: argparse.Namespace) -> int:
             single_texts = await asyncio.gather(*(client.embed_texts([t]) for t in texts))
             batch = await client.embed_images(images)
         # The same weights (random ones are drawn at load) and open_clip's own transforms.
-        engine = server.services[0].engine  # type: ignore[attr-defined]
+        assert server.runtimes is not None
+        engine = server.runtimes.embedding.model
         model, preprocess, tokenizer = engine.model, engine.preprocess, engine.tokenizer
     finally:
         await server.shutdown()

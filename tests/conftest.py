@@ -10,6 +10,7 @@ import pytest
 
 import testkit
 from sensorium.hosting import HostedService
+from sensorium.runtimes import Runtimes
 from sensorium.server import Server
 
 
@@ -27,11 +28,17 @@ StartServer = Callable[..., Any]
 @pytest.fixture
 async def start_server() -> AsyncIterator[StartServer]:
     """`await start_server(hosted=[...], **settings)` -> a running Server on 127.0.0.1:0.
-    Without `hosted`, the server builds the services named by the `services` setting."""
+    Without `hosted`, the server runs the runtimes of the services named by the `services`
+    setting; `factories` replaces some of their runtime factories (see `Runtimes`)."""
     servers: list[Server] = []
 
-    async def start(hosted: Sequence[HostedService] | None = None, **overrides: Any) -> Server:
-        server = Server(testkit.test_settings(**overrides), services=hosted)
+    async def start(
+        hosted: Sequence[HostedService] | None = None, factories: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Server:
+        settings = testkit.test_settings(**overrides)
+        runtimes = None if hosted is not None else Runtimes(settings, factories=factories)
+        server = Server(settings, services=hosted, runtimes=runtimes)
         servers.append(server)
         await server.start()
         return server

@@ -214,6 +214,7 @@ class Batcher(Generic[T, R]):
         max_batch_size: int = 1,
         max_wait: float = 0.0,
         queue_size: int = 64,
+        queue_setting: str = "",
         workers: int = 1,
         clock: Clock | None = None,
         observer: BatchObserver | None = None,
@@ -230,6 +231,7 @@ class Batcher(Generic[T, R]):
         self._max_batch_size = max_batch_size
         self._max_wait = max_wait
         self._queue_size = queue_size
+        self._queue_setting = queue_setting  # the settings path of queue_size, for OVERLOADED
         self._workers = workers
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._observer: BatchObserver = _Guarded(observer if observer is not None else NullObserver())
@@ -249,10 +251,6 @@ class Batcher(Generic[T, R]):
         return self._clock
 
     @property
-    def streaming(self) -> bool:
-        return self._run_stream is not None
-
-    @property
     def accepting(self) -> bool:
         """True between `start()` and `close()`."""
         return self._state is _State.OPEN
@@ -261,6 +259,13 @@ class Batcher(Generic[T, R]):
     def queue_depth(self) -> int:
         with self._cond:
             return len(self._queue)
+
+    def check_capacity(self) -> None:
+        """Raise OVERLOADED now if the queue is full: for callers with expensive work to do
+        (decoding audio) before they submit, which the queue would refuse anyway."""
+        with self._cond:
+            if len(self._queue) >= self._queue_size:
+                raise self._overloaded_locked()
 
     def start(self) -> None:
         """Start the worker threads."""
@@ -352,12 +357,7 @@ class Batcher(Generic[T, R]):
                 raise _expired()
             if len(self._queue) >= self._queue_size:
                 self._observer.dropped(self.name, "overloaded")
-                retry = self._retry_after_locked()
-                raise SensoriumError(
-                    Reason.OVERLOADED,
-                    f"the {self.name} queue is full ({self._queue_size} waiting); retry in {retry:g} s",
-                    retry_after_seconds=retry,
-                )
+                raise self._overloaded_locked()
             entry.enqueued_at = now
             self._queue.append(entry)
             depth = len(self._queue)
@@ -378,6 +378,14 @@ class Batcher(Generic[T, R]):
                 return  # already taken by a worker (or finished)
             self._observer.queue_depth(self.name, len(self._queue))
             self._observer.dropped(self.name, "cancelled")
+
+    def _overloaded_locked(self) -> SensoriumError:
+        retry = self._retry_after_locked()
+        return SensoriumError(
+            Reason.OVERLOADED,
+            f"the {self.name} queue is full ({self._queue_size} waiting); retry in {retry:g} s",
+            retry_after_seconds=retry, setting=self._queue_setting,
+        )
 
     def _retry_after_locked(self) -> float:
         # The time the workers need to work through what is queued now.

@@ -1,9 +1,8 @@
 """The `sensorium` command: run the server, call it, check its health, prepare models.
 
-Client subcommands talk to `--server HOST:PORT`, or, without it, start the service they need
-in-process on a loopback port and talk to that (the same code path as a remote server).
-Every failure prints one line naming the status and reason and exits non-zero; never a
-traceback.
+Client subcommands talk to `--server HOST:PORT`, or, without it, run the engine they need in
+this process (`sensorium.local.LocalClient`: the same responses, no server). Every failure
+prints one line naming the status and reason and exits non-zero; never a traceback.
 """
 
 from __future__ import annotations
@@ -24,8 +23,9 @@ from google.protobuf.message import Message
 
 from sensorium import logs
 from sensorium.client import Client, ClientError
-from sensorium.hosting import ServiceStartError
+from sensorium.errors import ServiceStartError
 from sensorium.pdf.v1 import pdf_service_pb2 as pdf_pb
+from sensorium.registry import SERVICES
 from sensorium.settings import ServiceName, Settings, known_variables
 from sensorium.transcription.v1 import transcription_service_pb2 as transcription_pb
 
@@ -170,8 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("--dir", type=Path, default=None,
                         help="model directory (default: SENSORIUM_MODEL_DIR)")
-    models.add_argument("services", nargs="*", default=[],
-                        help="services whose models to prepare (default: those in SENSORIUM_SERVICES)")
+    models.add_argument("services", nargs="*", default=[], metavar="SERVICE",
+                        help=f"services whose models to prepare: {', '.join(SERVICES)} (default: "
+                        "those in SENSORIUM_SERVICES)")
     models.set_defaults(run=_models)
     return parser
 
@@ -185,28 +186,20 @@ def _client_flags(parser: argparse.ArgumentParser) -> None:
 
 
 @contextlib.asynccontextmanager
-async def connect(args: argparse.Namespace, service: ServiceName) -> AsyncIterator[Client]:
-    """A client for `--server`, or for an in-process server hosting only `service`."""
+async def connect(args: argparse.Namespace, service: ServiceName) -> AsyncIterator[Any]:
+    """A `Client` of `--server`, or a `LocalClient` running `service` in this process."""
     if args.server:
         async with Client(args.server, timeout=args.timeout) as client:
             yield client
         return
-    from sensorium.server import Server
+    from sensorium.local import LocalClient
+    from sensorium.runtimes import Runtimes
 
-    base = Settings()
-    # In-process server logs would interleave with the output; failures surface as errors.
-    logs.configure("CRITICAL", base.log_format)
-    settings = base.model_copy(update={
-        "address": "127.0.0.1:0", "services": [service], "health_port": 0, "metrics_port": -1,
-        "reflection": False, "shutdown_delay_seconds": 0.0, "profile": "production",
-    })
-    server = Server(settings)
-    await server.start()
-    try:
-        async with Client(f"127.0.0.1:{server.port}", timeout=args.timeout) as client:
-            yield client
-    finally:
-        await server.shutdown()
+    settings = Settings()
+    # Engine logs would interleave with the output; failures surface as errors.
+    logs.configure("CRITICAL", settings.log_format)
+    async with Runtimes(settings, [service]) as runtimes:
+        yield LocalClient(runtimes, timeout=args.timeout)
 
 
 def _print_json(message: Message) -> None:
@@ -265,7 +258,8 @@ async def _pdf(args: argparse.Namespace) -> int:
     )
     size = args.file.stat().st_size
     async with connect(args, "pdf") as client:
-        if size <= INLINE_LIMIT and args.images is None:
+        # In-process, the file is extracted in place: the stream's path, with nothing to upload.
+        if args.server and size <= INLINE_LIMIT and args.images is None:
             response = await client.extract_document(args.file.read_bytes(), options)
             if args.json:
                 _print_json(response)
@@ -387,10 +381,12 @@ async def _models(args: argparse.Namespace) -> int:
     logs.configure("INFO", settings.log_format)
     model_dir = args.dir or settings.model_dir
     services: list[str] = args.services or list(settings.services)
-    unknown = set(services) - {"pdf", "transcription", "embedding"}
+    unknown = set(services) - set(SERVICES)
     if unknown:
-        raise CliError(f"unknown service(s) {', '.join(sorted(unknown))}", EXIT_USAGE)
-    return await asyncio.to_thread(prepare_models, settings, model_dir, services)
+        raise CliError(f"unknown service(s) {', '.join(sorted(unknown))}; known: "
+                       f"{', '.join(SERVICES)}", EXIT_USAGE)
+    names: list[ServiceName] = [name for name in SERVICES if name in services]
+    return await asyncio.to_thread(prepare_models, settings, model_dir, names)
 
 
 if __name__ == "__main__":

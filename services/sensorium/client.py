@@ -17,16 +17,18 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
 from sensorium.embedding.v1 import embedding_service_pb2 as embedding_pb
 from sensorium.embedding.v1 import embedding_service_pb2_grpc as embedding_grpc
-from sensorium.errors import ErrorDetails, details_from_rpc_error
 from sensorium.pdf.v1 import pdf_service_pb2 as pdf_pb
 from sensorium.pdf.v1 import pdf_service_pb2_grpc as pdf_grpc
 from sensorium.transcription.v1 import transcription_service_pb2 as transcription_pb
@@ -37,6 +39,39 @@ CHUNK_BYTES = 1024 * 1024
 # Streams carry images and many pages; allow large messages in, whatever the gRPC default.
 MAX_RECEIVE_BYTES = 64 * 1024 * 1024
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ErrorDetails:
+    """What a client learns from a failed call (see `details_from_rpc_error`)."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    retry_after_seconds: float | None = None
+
+    def __str__(self) -> str:
+        reason = f" {self.reason}" if self.reason else ""
+        return f"{self.code.name}{reason}: {self.message}"
+
+
+def details_from_rpc_error(error: grpc.RpcError) -> ErrorDetails:
+    """Decode the rich status of a failed call; plain statuses give code and message only."""
+    call: Any = error
+    code: grpc.StatusCode = call.code()
+    message: str = call.details() or ""
+    status = rpc_status.from_call(call)
+    if status is None:
+        return ErrorDetails(code, message)
+    reason, metadata, retry = "", {}, None
+    for detail in status.details:
+        info, delay = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            reason, metadata = info.reason, dict(info.metadata)
+        elif detail.Unpack(delay):
+            retry = delay.retry_delay.ToNanoseconds() / 1e9
+    return ErrorDetails(code, status.message, reason, metadata, retry)
 
 
 class ClientError(Exception):

@@ -11,6 +11,7 @@ torch and ctranslate2 are imported only inside the probes: a PDF-only install ha
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import math
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 log = logging.getLogger("sensorium.device")
 
@@ -27,6 +28,8 @@ DeviceRequest = Literal["auto", "cuda", "cpu"]
 Device = Literal["cuda", "cpu"]
 Library = Literal["torch", "ctranslate2"]
 """The libraries that run models: torch (open_clip embeddings), ctranslate2 (faster-whisper)."""
+
+T = TypeVar("T")
 
 CudaProbe = Callable[[], int | None]
 """Reports the CUDA devices a library can use: None when the library is not installed, a count
@@ -128,6 +131,25 @@ def resolve_device(
         )
     log.warning("CUDA is not usable, models run on the CPU (slow): %s", why)
     return _plan("cpu", f"CUDA not usable: {why}", cpu_count)
+
+
+def load_with_fallback(
+    requested: DeviceRequest, plan: DevicePlan, load: Callable[[DevicePlan], T], *, what: str
+) -> tuple[T, DevicePlan]:
+    """`load(plan)` (load and warm up a model), and the plan it ran on.
+
+    Under `auto`, a CUDA *library* failure that only shows at the first kernel (the probes load
+    libraries, not kernels) moves the model to the CPU with a warning; anything else, and any
+    failure under `cuda`, is raised. Blocking: call it off the event loop.
+    """
+    try:
+        return load(plan), plan
+    except Exception as exc:
+        if not (requested == "auto" and plan.is_cuda and is_cuda_library_error(exc)):
+            raise
+        log.warning("CUDA failed at warm-up; the %s model runs on the CPU: %s", what, exc)
+        fallback = plan.on_cpu(f"CUDA failed at warm-up: {exc}")
+        return load(fallback), fallback
 
 
 def probe_torch() -> int | None:
@@ -295,6 +317,50 @@ def _read_cfs(directory: Path) -> float | None:
 
 
 @dataclass(frozen=True)
+class CpuBudget:
+    """How the process's CPUs are split among the services it hosts (`split_cpus`)."""
+
+    cpus: int
+    """CPUs the process may use."""
+    shares: dict[str, int]
+    """CPUs each hosted service sizes itself for (workers, threads), by service name."""
+    fixed: frozenset[str]
+    """Services whose share their own settings fixed."""
+
+    def describe(self) -> str:
+        """For the start-up log: "2 CPUs: pdf 1, embedding 1 (set)"."""
+        parts = [f"{name} {share}{' (set)' if name in self.fixed else ''}"
+                 for name, share in self.shares.items()]
+        total = sum(self.shares.values())
+        over = f"; {total} in all, more than the CPUs" if total > self.cpus else ""
+        return f"{self.cpus} CPUs: {', '.join(parts) or 'no services'}{over}"
+
+
+def split_cpus(cpus: int, services: Iterable[str], fixed: Mapping[str, int] | None = None) -> CpuBudget:
+    """Split `cpus` among `services`, once per process.
+
+    The rule: a service whose own settings size it (`fixed`, e.g. SENSORIUM_PDF__WORKERS=3)
+    gets that many; the CPUs left are shared equally by the others, at least one each, a
+    remainder going to the first services in order. Each service sizing itself for every CPU,
+    as it would alone, oversubscribes a process hosting three of them about 3x: torch's and
+    CTranslate2's thread pools and the PDF workers then fight over the same cores.
+    """
+    names = list(dict.fromkeys(services))
+    fixed = {name: max(1, count) for name, count in (fixed or {}).items() if name in names and count > 0}
+    cpus = max(1, cpus)
+    free = [name for name in names if name not in fixed]
+    left = max(0, cpus - sum(fixed.values()))
+    shares: dict[str, int] = {}
+    for name in names:
+        if name in fixed:
+            shares[name] = fixed[name]
+        else:
+            index = free.index(name)
+            shares[name] = max(1, left // len(free) + (1 if index < left % len(free) else 0))
+    return CpuBudget(cpus, shares, frozenset(fixed))
+
+
+@dataclass(frozen=True)
 class ThreadCounts:
     """How a service's CPUs are split."""
 
@@ -327,3 +393,34 @@ def thread_counts(
         model = model_threads or max(1, cpus // workers)
         preprocess = preprocess_threads or max(1, cpus // 8)
     return ThreadCounts(model, preprocess)
+
+
+class DeviceGate:
+    """The process's one device decision, made when the first model runtime starts (probing
+    imports torch and creates a CUDA context: seconds, so never at import or for PDF only)."""
+
+    def __init__(
+        self, requested: DeviceRequest, libraries: Iterable[Library],
+        resolve: Callable[..., DevicePlan] = resolve_device,
+    ) -> None:
+        self.requested = requested
+        self.libraries = tuple(dict.fromkeys(libraries))
+        self._resolve = resolve
+        self._outcome: DevicePlan | DeviceError | None = None
+        self._lock = asyncio.Lock()
+
+    async def plan(self, cpus: int) -> DevicePlan:
+        """The device plan, with `cpus` (the asking service's share) as its CPU count.
+        Raises `DeviceError` when device=cuda and CUDA is not usable."""
+        async with self._lock:
+            if self._outcome is None:
+                try:
+                    self._outcome = await asyncio.to_thread(
+                        self._resolve, self.requested, libraries=self.libraries, cpus=cpus
+                    )
+                except DeviceError as exc:
+                    self._outcome = exc
+        if isinstance(self._outcome, DeviceError):
+            raise self._outcome
+        return DevicePlan(self._outcome.device, self._outcome.reason, self._outcome.torch_dtype,
+                          self._outcome.compute_type, cpus)

@@ -1,41 +1,32 @@
-"""What a service hosted by the server looks like, and which services exist.
+"""How the gRPC server hosts a service: the adapter between a runtime and the server.
 
-Each service package (`sensorium.pdf`, `sensorium.transcription`, `sensorium.embedding`) provides
-a `HostedService`: it registers its servicer, loads and warms its engine in `start()`, and
-releases it in `stop()`. Service modules are imported lazily, so a PDF-only install never
-imports torch.
+A `HostedService` registers its servicer, starts its engine and stops it; the server tracks
+whether it is ready. `RuntimeService` is the adapter for every registered service: its
+servicer comes from the registry, its engine is a runtime of the process's `Runtimes`. Tests
+host services of their own by subclassing `HostedService`.
 """
 
 from __future__ import annotations
 
 import abc
-import importlib
-from typing import ClassVar
+import time
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
 
 from sensorium.errors import Reason, SensoriumError
-from sensorium.settings import ServiceName, Settings
-from sensorium.uploads import ByteBudget
-
-# Every service Sensorium defines, by settings name: (gRPC service name, module with `create`).
-SERVICES: dict[ServiceName, tuple[str, str]] = {
-    "pdf": ("sensorium.pdf.v1.PdfService", "sensorium.pdf.servicer"),
-    "transcription": (
-        "sensorium.transcription.v1.TranscriptionService", "sensorium.transcription.servicer",
-    ),
-    "embedding": ("sensorium.embedding.v1.EmbeddingService", "sensorium.embedding.servicer"),
-}
+from sensorium.registry import ServiceSpec, by_grpc_name
+from sensorium.runtimes import Runtimes
 
 
 class HostedService(abc.ABC):
     """One gRPC service and the engine behind it."""
 
-    name: ClassVar[str]
+    name: str
     """Short name, as in SENSORIUM_SERVICES (test services use their own)."""
-    full_name: ClassVar[str]
+    full_name: str
     """gRPC service name, e.g. "sensorium.pdf.v1.PdfService" (health and reflection use it)."""
 
     def __init__(self) -> None:
@@ -60,21 +51,27 @@ class HostedService(abc.ABC):
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Load and warm up the engine; raise `ServiceStartError` with the fix when it cannot."""
 
-    async def stop(self) -> None:  # noqa: B027 - optional hook
+    async def stop(self, grace: float | None = None) -> None:  # noqa: B027 - optional hook
         """Release the engine (worker processes, model memory) after in-flight calls ended."""
 
 
-class ServiceStartError(Exception):
-    """A service cannot start; the message says why and how to fix it."""
+class RuntimeService(HostedService):
+    """A registered service: the registry's servicer over a runtime of `runtimes`."""
 
+    def __init__(self, spec: ServiceSpec, runtimes: Runtimes) -> None:
+        self.name, self.full_name = spec.name, spec.grpc_name
+        self.spec = spec
+        self.runtimes = runtimes
+        super().__init__()
 
-def create_service(name: ServiceName, settings: Settings, budget: ByteBudget) -> HostedService:
-    """Build the hosted service `name` from its package's `create(settings, budget)`; all
-    services share the server's one upload byte budget."""
-    _, module_name = SERVICES[name]
-    module = importlib.import_module(module_name)
-    service: HostedService = module.create(settings, budget)
-    return service
+    def register(self, server: grpc.aio.Server) -> None:
+        self.spec.add_servicer(server, self.runtimes.get(self.spec.name))
+
+    async def start(self) -> None:
+        await self.runtimes.start(self.spec.name)
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.runtimes.get(self.spec.name).close(grace)
 
 
 UNARY_RESPONSE_LIMIT = 4 * 1024 * 1024
@@ -93,15 +90,20 @@ def ensure_unary_fits(response: Message, what: str, stream_method: str) -> None:
         )
 
 
+def deadline_of(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+    """The call's deadline on the `time.monotonic()` scale runtimes and the Batcher use."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
 def not_hosted(method: str, hosted: list[str]) -> SensoriumError:
     """The answer to a call of a method this process does not serve."""
-    service = method.rsplit("/", 1)[0].lstrip("/")
-    names = {full: short for short, (full, _) in SERVICES.items()}
+    spec = by_grpc_name(method.rsplit("/", 1)[0].lstrip("/"))
     serving = ", ".join(hosted) or "nothing"
-    if service in names:
+    if spec is not None:
         text = (
-            f"this server does not host the {names[service]} service (it hosts: {serving}); "
-            f"add `{names[service]}` to SENSORIUM_SERVICES or call a server that hosts it"
+            f"this server does not host the {spec.name} service (it hosts: {serving}); "
+            f"add `{spec.name}` to SENSORIUM_SERVICES or call a server that hosts it"
         )
     else:
         text = f"unknown method {method}; this server hosts: {serving}"

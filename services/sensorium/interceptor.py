@@ -18,7 +18,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from sensorium import errors, metrics
+from sensorium import errors, metrics, status
 from sensorium.errors import Reason, SensoriumError
 from sensorium.hosting import HostedService, not_hosted
 
@@ -61,8 +61,8 @@ class _Call:
         metrics.IN_FLIGHT.labels(self.label).inc()
 
     async def fail(self, error: SensoriumError) -> None:
-        self.code, self.reason = error.code, error.reason.name
-        await self.context.abort_with_status(errors.to_status(error, self.request_id))
+        self.code, self.reason = status.code_of(error), error.reason.name
+        await self.context.abort_with_status(status.to_status(error, self.request_id))
 
     async def crash(self, exc: BaseException) -> None:
         log.error(
@@ -241,7 +241,7 @@ def fallback_handler(state: CallState) -> grpc.GenericRpcHandler:
                 # Aborts by itself: pass-through methods (e.g. reflection when it is off)
                 # reach this handler without the interceptor's error mapping.
                 error = not_hosted(method, [s.name for s in state.services.values()])
-                await context.abort_with_status(errors.to_status(error, uuid.uuid4().hex[:16]))
+                await context.abort_with_status(status.to_status(error, uuid.uuid4().hex[:16]))
                 yield  # pragma: no cover - an async generator, as stream handlers must be
 
             # A stream-stream handler accepts unary and streaming callers alike.

@@ -19,11 +19,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sensorium import metrics
-from sensorium.errors import Reason, SensoriumError
-from sensorium.hosting import HostedService, ServiceStartError, create_service
+from sensorium.errors import Reason, SensoriumError, ServiceStartError
+from sensorium.hosting import HostedService, RuntimeService
 from sensorium.interceptor import CallState, ServiceInterceptor, fallback_handler
+from sensorium.registry import SERVICES
+from sensorium.runtimes import Runtimes
 from sensorium.settings import Settings
-from sensorium.uploads import ByteBudget
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,22 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class Server:
-    """One Sensorium server process: `await start()`, then `await shutdown()` (or `serve()`)."""
+    """One Sensorium server process: `await start()`, then `await shutdown()` (or `serve()`).
 
-    def __init__(self, settings: Settings, services: Sequence[HostedService] | None = None) -> None:
+    It hosts the runtimes of `runtimes` (default: those SENSORIUM_SERVICES names), or, for
+    tests, the given `services`.
+    """
+
+    def __init__(
+        self, settings: Settings, services: Sequence[HostedService] | None = None,
+        runtimes: Runtimes | None = None,
+    ) -> None:
         self.settings = settings
-        self.budget = ByteBudget(settings.max_upload_bytes_in_flight)
-        hosted = services if services is not None else [
-            create_service(name, settings, self.budget) for name in settings.services
-        ]
+        if services is None:
+            runtimes = runtimes or Runtimes(settings)
+            services = [RuntimeService(SERVICES[name], runtimes) for name in runtimes.names]
+        self.runtimes = runtimes
+        hosted = list(services)
         self.state = CallState(services={s.full_name: s for s in hosted})
         self.health = health.aio.HealthServicer()
         self.port = 0
@@ -147,7 +156,7 @@ class Server:
         await self._main.stop(grace)
         for service in self.services:
             try:
-                await service.stop()
+                await service.stop(grace)
             except Exception:
                 log.exception("stopping a service failed", extra={"service": service.name})
         await self._probe.stop(0)

@@ -30,7 +30,8 @@ class PdfSettings(_Group):
     """`SENSORIUM_PDF__*`: the PDF service."""
 
     workers: int = Field(default=0, ge=0)
-    """Worker processes extracting documents in parallel; 0 = one per CPU the process may use."""
+    """Worker processes extracting documents in parallel; 0 = the PDF service's share of the
+    process's CPUs (all of them when it is hosted alone; see SENSORIUM_CPUS)."""
     max_document_bytes: int = Field(default=256 * MiB, gt=0)
     """Largest PDF accepted, in bytes (larger ones: INVALID_ARGUMENT / INPUT_TOO_LARGE)."""
     max_pages: int = Field(default=5000, gt=0)
@@ -66,7 +67,8 @@ class TranscriptionSettings(_Group):
     workers: int = Field(default=1, gt=0)
     """Model workers; each transcribes one file at a time (Whisper has no cross-request batching)."""
     cpu_threads: int = Field(default=0, ge=0)
-    """CPU threads per worker; 0 = the CPUs the process may use divided among workers."""
+    """CPU threads per worker; 0 = the transcription service's share of the process's CPUs
+    divided among its workers (see SENSORIUM_CPUS)."""
     max_duration_seconds: float = Field(default=4 * 3600.0, gt=0)
     """Longest audio accepted, enforced while decoding (AUDIO_TOO_LONG)."""
     max_audio_bytes: int = Field(default=512 * MiB, gt=0)
@@ -98,9 +100,13 @@ class EmbeddingSettings(_Group):
     """Largest encoded image accepted, in bytes."""
     strict_truncation: bool = False
     """Reject texts longer than the model's context instead of truncating them."""
+    cpu_threads: int = Field(default=0, ge=0)
+    """torch threads of the model on the CPU; 0 = the embedding service's share of the
+    process's CPUs (see SENSORIUM_CPUS)."""
     preprocess_threads: int = Field(default=0, ge=0)
-    """Threads decoding and preprocessing images and texts; 0 = decided by the device: on CUDA
-    every CPU but the model's, on CPU one in eight (the model needs the rest)."""
+    """Threads decoding and preprocessing images and texts; 0 = decided by the device from the
+    service's CPU share: on CUDA all of it but the model's CPU, on CPU one in eight (the model
+    needs the rest)."""
     max_items_per_request: int = Field(default=256, gt=0)
     """Most texts or images in one EmbedTexts / EmbedImages call, of each kind in one Score call,
     and items one StreamEmbed call has in work at once (the stream waits beyond it)."""
@@ -131,6 +137,11 @@ class Settings(BaseSettings):
     """Comma-separated services to host: pdf, transcription, embedding."""
     device: Literal["auto", "cuda", "cpu"] = "auto"
     """auto = CUDA if usable else CPU (with a warning); cuda = fail if there is no GPU."""
+    cpus: int = Field(default=0, ge=0)
+    """CPUs this process may use; 0 = detect (CPU affinity and cgroup quota). The hosted
+    services split them: a service sized by its own setting (SENSORIUM_PDF__WORKERS,
+    SENSORIUM_TRANSCRIPTION__CPU_THREADS, SENSORIUM_EMBEDDING__CPU_THREADS) takes that many,
+    the others share the rest equally (at least one each). The split is logged at start."""
     health_port: int = Field(default=50052, ge=0, le=65535)
     """Plaintext port that serves only grpc.health.v1, for Kubernetes probes; 0 = any free port."""
     metrics_port: int = Field(default=9464, ge=-1, le=65535)

@@ -16,31 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from sensorium import metrics
+from sensorium.budget import ByteBudget
 from sensorium.errors import Reason, SensoriumError
-
-
-class ByteBudget:
-    """Bytes held by uploads across all calls; a call that does not fit is refused at once."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def take(self, n: int) -> None:
-        if self.used + n > self.limit:
-            raise SensoriumError(
-                Reason.OVERLOADED,
-                f"the server holds {self.used} bytes of uploads and cannot take {n} more "
-                f"(limit {self.limit}); retry shortly",
-                retry_after_seconds=1.0,
-            )
-        self.used += n
-        metrics.UPLOAD_BYTES_IN_FLIGHT.set(self.used)
-
-    def give(self, n: int) -> None:
-        self.used -= n
-        metrics.UPLOAD_BYTES_IN_FLIGHT.set(self.used)
 
 
 @dataclass
@@ -53,14 +30,14 @@ class Upload:
 
 
 def check_size(size: int, limit: int, what: str, setting: str) -> None:
-    """Refuse empty and oversized content with a message naming the limit and its setting."""
+    """Refuse empty and oversized content; `setting` is the limit's settings path."""
     if size == 0:
         raise SensoriumError(Reason.INPUT_EMPTY, f"the {what} is empty (0 bytes); send its content")
     if size > limit:
         raise SensoriumError(
             Reason.INPUT_TOO_LARGE,
-            f"the {what} is {size} bytes; the limit is {limit} ({setting})",
-            {"limit_bytes": str(limit), "size_bytes": str(size)},
+            f"the {what} is {size} bytes; the limit is {limit}",
+            {"limit_bytes": str(limit), "size_bytes": str(size)}, setting=setting,
         )
 
 
@@ -70,13 +47,9 @@ async def spool_bytes(
 ) -> AsyncIterator[Upload]:
     """Write inline content to a temporary file for the duration of the context."""
     check_size(len(content), limit, what, setting)
-    budget.take(len(content))
-    try:
-        with _temporary(suffix) as (path, handle):
-            await asyncio.to_thread(_write_all, handle, content)
-            yield Upload(path, len(content))
-    finally:
-        budget.give(len(content))
+    with budget.hold(len(content)), _temporary(suffix) as (path, handle):
+        await asyncio.to_thread(_write_all, handle, content)
+        yield Upload(path, len(content))
 
 
 @contextlib.asynccontextmanager
@@ -94,20 +67,15 @@ async def spool_chunks(
     """Receive a chunked upload into a temporary file, enforcing the limits as bytes arrive."""
     if declared_size > limit:
         check_size(declared_size, limit, what, setting)
-    taken = 0
-    try:
-        with _temporary(suffix) as (path, handle):
-            async for chunk in chunks:
-                if taken + len(chunk) > limit:
-                    check_size(taken + len(chunk), limit, what, setting)
-                budget.take(len(chunk))
-                taken += len(chunk)
-                await asyncio.to_thread(handle.write, chunk)
-            await asyncio.to_thread(handle.flush)
-            check_size(taken, limit, what, setting)
-            yield Upload(path, taken, filename)
-    finally:
-        budget.give(taken)
+    with budget.hold() as held, _temporary(suffix) as (path, handle):
+        async for chunk in chunks:
+            if held.size + len(chunk) > limit:
+                check_size(held.size + len(chunk), limit, what, setting)
+            held.add(len(chunk))
+            await asyncio.to_thread(handle.write, chunk)
+        await asyncio.to_thread(handle.flush)
+        check_size(held.size, limit, what, setting)
+        yield Upload(path, held.size, filename)
 
 
 async def split_stream(

@@ -146,3 +146,17 @@ def test_pdf_password_from_a_file_and_a_wrong_one(server, tmp_path):
     wrong = run("pdf", str(CORPUS_R6), "--password", "nope", "--server", target)
     assert wrong.returncode == 1
     assert "INVALID_ARGUMENT PDF_PASSWORD_INCORRECT" in wrong.stderr
+
+
+def test_in_process_the_cli_runs_the_engine_itself_and_says_how_to_change_a_limit(two_page_pdf, server):
+    _, ports = server
+    remote = run("pdf", str(two_page_pdf), "--json", "--server", f"127.0.0.1:{ports['port']}")
+    local = run("pdf", str(two_page_pdf), "--json", env=_env(SENSORIUM_PDF__WORKERS="1"))
+    assert local.returncode == 0, local.stderr
+    strip = lambda r: {k: v for k, v in json.loads(r.stdout).items() if k != "summary"}  # noqa: E731
+    assert strip(local) == strip(remote)  # the same response, made without a server
+
+    limited = run("pdf", str(two_page_pdf), env=_env(SENSORIUM_PDF__MAX_PAGES="1"))
+    assert limited.returncode == 1
+    assert limited.stderr.startswith("sensorium: error: INVALID_ARGUMENT PDF_TOO_MANY_PAGES:")
+    assert "to change the limit, set SENSORIUM_PDF__MAX_PAGES" in limited.stderr

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import testkit
-from sensorium.embedding import training
+import tiny_clip
 
 
 def _env(model: Path, **extra: str) -> dict[str, str]:
@@ -24,7 +24,7 @@ run = testkit.run_cli
 
 @pytest.fixture(scope="module")
 def model() -> Path:
-    return training.build()
+    return tiny_clip.build()
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def pictures(tmp_path_factory) -> dict[str, Path]:
     paths = {}
     for shape, colour in (("circle", "red"), ("square", "blue"), ("triangle", "yellow")):
         path = folder / f"{colour}-{shape}.png"
-        path.write_bytes(training.png(training.draw(shape, colour, rng)))
+        path.write_bytes(tiny_clip.png(tiny_clip.draw(shape, colour, rng)))
         paths[f"{colour} {shape}"] = path
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     paths["broken"] = folder / "broken.jpg"

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import speechkit
 
+import speechkit
 import testkit
 
 pytestmark = pytest.mark.weights

@@ -15,8 +15,8 @@ from PIL import Image
 from prometheus_client import REGISTRY
 
 import testkit
+import tiny_clip
 from sensorium.client import Client, ClientError
-from sensorium.embedding import training
 from sensorium.embedding.embedder import fingerprint
 from sensorium.embedding.v1 import embedding_service_pb2 as pb
 from sensorium.type.v1 import errors_pb2
@@ -28,7 +28,7 @@ needs_corpus = pytest.mark.skipif(not CORPUS_IMAGES.is_dir(), reason="shared cor
 @pytest.fixture(scope="module")
 def shapes_model() -> Path:
     """The project-trained tiny CLIP (cached across runs by code version, steps and seed)."""
-    return training.build()
+    return tiny_clip.build()
 
 
 @pytest.fixture
@@ -58,13 +58,13 @@ def _reason(error: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
 
 def _noise_png(seed: int, size: tuple[int, int] = (40, 48)) -> bytes:
     pixels = np.random.default_rng(seed).integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
-    return training.png(Image.fromarray(pixels, "RGB"))
+    return tiny_clip.png(Image.fromarray(pixels, "RGB"))
 
 
 def _class_images(per_class: int, seed: int) -> list[tuple[int, bytes]]:
     rng = np.random.default_rng(seed)
-    return [(index, training.png(training.draw(shape, colour, rng)))
-            for _ in range(per_class) for index, (shape, colour) in enumerate(training.CLASSES)]
+    return [(index, tiny_clip.png(tiny_clip.draw(shape, colour, rng)))
+            for _ in range(per_class) for index, (shape, colour) in enumerate(tiny_clip.CLASSES)]
 
 
 def _cos(a, b) -> float:
@@ -84,7 +84,7 @@ async def test_space_health_and_limits_are_reported(embed_client, shapes_model):
     client = await embed_client(max_image_pixels=1234, max_image_bytes=5678)
     assert await client.health("sensorium.embedding.v1.EmbeddingService") == "SERVING"
     info = await client.embedding_space()
-    assert info.space.dimension == training.TINY_CONFIG["embed_dim"]
+    assert info.space.dimension == tiny_clip.TINY_CONFIG["embed_dim"]
     assert info.space.model == f"local-dir:{shapes_model.name}"
     assert info.space.pretrained == "open_clip_model.safetensors"
     assert info.space.normalized
@@ -96,12 +96,12 @@ async def test_space_health_and_limits_are_reported(embed_client, shapes_model):
 
 async def test_a_red_circle_ranks_the_red_circle_first_and_zero_shot_works(embed_client):
     client = await embed_client()
-    captions = [training.caption(shape, colour) for shape, colour in training.CLASSES]
+    captions = [tiny_clip.caption(shape, colour) for shape, colour in tiny_clip.CLASSES]
     gallery = _class_images(1, seed=7)
     images = await client.embed_images([data for _, data in gallery])
     query = (await client.embed_texts(["a red circle"])).results[0].vector.values
     ranked = sorted(range(len(gallery)), key=lambda i: -np.dot(images.results[i].vector.values, query))
-    assert training.CLASSES[gallery[ranked[0]][0]] == ("circle", "red")
+    assert tiny_clip.CLASSES[gallery[ranked[0]][0]] == ("circle", "red")
 
     test_set = _class_images(5, seed=11)  # fresh images, never seen in training
     response = await client.score([data for _, data in test_set], captions)
@@ -124,7 +124,7 @@ async def test_vectors_equal_open_clip_in_process_on_every_path(embed_client, sh
     tokenizer = open_clip.get_tokenizer(f"local-dir:{shapes_model}")
     model.eval()
     images = [_noise_png(seed, (30 + seed, 60 - seed)) for seed in range(24)]
-    texts = [f"a {colour} {shape} number {i}" for i, (shape, colour) in enumerate(training.CLASSES * 2)]
+    texts = [f"a {colour} {shape} number {i}" for i, (shape, colour) in enumerate(tiny_clip.CLASSES * 2)]
     with torch.no_grad():
         pixels = torch.stack([preprocess(Image.open(io.BytesIO(data)).convert("RGB")) for data in images])
         expected_images = model.encode_image(pixels, normalize=True).numpy()
@@ -163,7 +163,7 @@ async def test_vectors_equal_open_clip_in_process_on_every_path(embed_client, sh
 async def test_bad_images_fail_alone(embed_client):
     client = await embed_client(max_image_bytes=50_000, max_image_pixels=1_000_000)
     good = _noise_png(1)
-    huge = training.png(Image.new("1", (1200, 1000)))  # small file, 1.2 MP
+    huge = tiny_clip.png(Image.new("1", (1200, 1000)))  # small file, 1.2 MP
     response = await client.embed_images([good, b"", b"not an image at all", huge, b"\0" * 60_000, good])
     names = [_name(r.error.reason) if r.HasField("error") else "" for r in response.results]
     assert names == ["", "ERROR_REASON_INPUT_EMPTY", "ERROR_REASON_IMAGE_UNDECODABLE",
@@ -203,7 +203,7 @@ async def test_exif_orientation_is_applied(embed_client):
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     buffer = io.BytesIO()
     stored.save(buffer, format="PNG", exif=exif)
-    rotated, plain = (await client.embed_images([buffer.getvalue(), training.png(upright)])).results
+    rotated, plain = (await client.embed_images([buffer.getvalue(), tiny_clip.png(upright)])).results
     assert (rotated.width, rotated.height) == (24, 40)
     assert _cos(rotated.vector.values, plain.vector.values) >= 0.9999
 
@@ -254,7 +254,7 @@ async def test_score_marks_bad_images_per_row(embed_client):
     response = await client.score([b"broken", _noise_png(2)], ["a red circle", "a blue square"])
     assert response.rows[0].HasField("error") and not response.rows[0].probabilities
     assert len(response.rows[1].probabilities) == 2
-    assert response.space.dimension == training.TINY_CONFIG["embed_dim"]
+    assert response.space.dimension == tiny_clip.TINY_CONFIG["embed_dim"]
 
 
 async def test_stream_answers_each_item_with_its_id_and_error(embed_client):
@@ -275,7 +275,7 @@ async def test_stream_answers_each_item_with_its_id_and_error(embed_client):
 
 
 async def test_missing_weights_fail_start_up_with_the_fix(start_server, tmp_path):
-    from sensorium.hosting import ServiceStartError
+    from sensorium.errors import ServiceStartError
 
     settings = {"model": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"}
     with pytest.raises(ServiceStartError) as error:

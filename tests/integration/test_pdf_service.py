@@ -20,13 +20,13 @@ needs_corpus = pytest.mark.skipif(not CORPUS_PDF.is_dir(), reason="shared corpus
 
 
 @pytest.fixture
-async def pdf_client(start_server, monkeypatch):
-    """A client of a server hosting the PDF service with test hooks and small limits."""
-    monkeypatch.setenv("PDF_TEST_HOOKS", "1")
+async def pdf_client(start_server):
+    """A client of a server hosting the PDF service with fault hooks and small limits."""
 
     async def connect(**pdf: object) -> Client:
         settings = {"workers": 2, "timeout_seconds": 20, **pdf}
-        server = await start_server(services=["pdf"], pdf=settings)
+        server = await start_server(services=["pdf"], pdf=settings,
+                                    factories={"pdf": testkit.pdf_runtime_with_faults})
         return Client(f"127.0.0.1:{server.port}")
 
     return connect

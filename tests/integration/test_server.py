@@ -15,9 +15,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
 
 import testkit
-from sensorium.client import Client, ClientError
-from sensorium.errors import details_from_rpc_error
-from sensorium.hosting import ServiceStartError
+from sensorium.client import Client, ClientError, details_from_rpc_error
+from sensorium.errors import ServiceStartError
 from sensorium.server import Server
 
 SLOW = "/sensorium.test.Slow/"

@@ -12,8 +12,8 @@ import grpc
 import numpy as np
 import pytest
 import pytest_asyncio
-import speechkit
 
+import speechkit
 import testkit
 from sensorium.client import Client, ClientError
 from sensorium.server import Server
@@ -385,7 +385,7 @@ async def test_two_workers_transcribe_concurrently(model_dir):
 # ---- start-up ----------------------------------------------------------------------------
 
 async def test_an_unprepared_hub_model_stops_production_start_with_the_fix(tmp_path):
-    from sensorium.hosting import ServiceStartError
+    from sensorium.errors import ServiceStartError
 
     with pytest.raises(ServiceStartError) as error:
         await _server("tiny.en", tmp_path)

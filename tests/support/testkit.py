@@ -32,6 +32,14 @@ def corpus_manifest() -> list[dict[str, Any]]:
     return files
 
 
+def pdf_runtime_with_faults(context: Any) -> Any:
+    """A PDF runtime whose workers act on `sensorium-test:` titles (see `pdf_faults`)."""
+    import pdf_faults
+    from sensorium.pdf.runtime import PdfRuntime
+
+    return PdfRuntime(context, page_extractor=pdf_faults.extract_page)
+
+
 def test_settings(**overrides: Any) -> Settings:
     """Settings for an in-process server on loopback with ephemeral ports and no delays."""
     values: dict[str, Any] = {
@@ -67,7 +75,7 @@ class SlowService(HostedService):
         return {f"/{self.full_name}/{m}" for m in ("Sleep", "Crash", "Fail", "Echo")}
 
     async def start(self) -> None:
-        from sensorium.hosting import ServiceStartError
+        from sensorium.errors import ServiceStartError
 
         await asyncio.sleep(self.start_delay)
         if self.fail_start:

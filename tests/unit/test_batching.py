@@ -208,11 +208,18 @@ async def test_full_queue_refuses_at_once_with_a_retry_estimate(clock, closing):
     # Four queued items are two batches of two; one batch took 2 s; one worker.
     assert refused.value.retry_after_seconds == pytest.approx(4.0)
     assert "overloaded" in recorder.drops
+    # Callers with expensive work before they submit (decoding audio) ask first, and get the
+    # same estimate.
+    with pytest.raises(SensoriumError) as asked:
+        batcher.check_capacity()
+    assert asked.value.reason is Reason.OVERLOADED
+    assert asked.value.retry_after_seconds == pytest.approx(4.0)
 
     gate.opened.set()
     assert await running == f(1)
     assert await asyncio.gather(*queued) == [f(i) for i in range(2, 6)]
     assert 99 not in {x for b in gate.batches for x in b}
+    batcher.check_capacity()  # room again
     assert max(recorder.depths) == 4
 
 

@@ -4,8 +4,9 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from sensorium import errors
-from sensorium.errors import CODES, Reason, SensoriumError
+from sensorium import errors, status
+from sensorium.errors import Reason, SensoriumError
+from sensorium.status import CODES
 from sensorium.type.v1 import errors_pb2
 
 
@@ -36,21 +37,22 @@ def test_every_reason_has_a_status_code():
     ],
 )
 def test_design_status_table(reason, code):
-    assert SensoriumError(reason, "x").code == code
+    assert status.code_of(SensoriumError(reason, "x")) == code
 
 
 def test_errors_survive_pickling_across_processes():
-    error = SensoriumError(Reason.OVERLOADED, "busy", {"a": "b"}, retry_after_seconds=1.5)
+    error = SensoriumError(Reason.OVERLOADED, "busy", {"a": "b"}, retry_after_seconds=1.5,
+                           setting="pdf.max_pending_documents")
     copy = pickle.loads(pickle.dumps(error))
-    assert (copy.reason, copy.message, copy.metadata, copy.retry_after_seconds) == (
-        Reason.OVERLOADED, "busy", {"a": "b"}, 1.5)
+    assert (copy.reason, copy.message, copy.metadata, copy.retry_after_seconds, copy.setting) == (
+        Reason.OVERLOADED, "busy", {"a": "b"}, 1.5, "pdf.max_pending_documents")
 
 
 def test_rich_status_carries_reason_request_id_and_retry():
     error = SensoriumError(Reason.OVERLOADED, "queue full", {"queue": "pdf"}, retry_after_seconds=2)
-    status = errors.to_status(error, "req-1")
-    assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    (key, blob), = status.trailing_metadata
+    rich = status.to_status(error, "req-1")
+    assert rich.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    (key, blob), = rich.trailing_metadata
     assert key == "grpc-status-details-bin"
     decoded = status_pb2.Status.FromString(blob)
     assert decoded.code == 8 and decoded.message == "queue full"
@@ -63,10 +65,37 @@ def test_rich_status_carries_reason_request_id_and_retry():
 
 def test_internal_error_reveals_only_the_request_id():
     error = errors.internal_error("abc123")
-    assert error.code == grpc.StatusCode.INTERNAL
+    assert status.code_of(error) == grpc.StatusCode.INTERNAL
     assert "abc123" in error.message and "Traceback" not in error.message
 
 
 def test_item_error():
-    item = errors.item_error(SensoriumError(Reason.IMAGE_TOO_LARGE, "too big"))
+    item = status.item_error(SensoriumError(Reason.IMAGE_TOO_LARGE, "too big"))
     assert item.reason == errors_pb2.ERROR_REASON_IMAGE_TOO_LARGE and item.message == "too big"
+
+
+def test_a_limit_error_says_how_to_change_it_to_whoever_reads_it():
+    error = SensoriumError(Reason.PDF_TOO_MANY_PAGES, "the document has 9 pages, more than 5",
+                           setting="pdf.max_pages")
+    assert errors.setting_variable("pdf.max_pages") == "SENSORIUM_PDF__MAX_PAGES"
+    assert "set SENSORIUM_PDF__MAX_PAGES" in errors.explain(error, "operator")
+    assert "operator" in errors.explain(error, "client")
+    decoded = status_pb2.Status.FromString(dict(status.to_status(error, "r").trailing_metadata)[
+        "grpc-status-details-bin"])
+    info = error_details_pb2.ErrorInfo()
+    assert decoded.details[0].Unpack(info)
+    assert info.metadata["setting"] == "SENSORIUM_PDF__MAX_PAGES"
+    assert decoded.message.startswith("the document has 9 pages")
+    assert "SENSORIUM_PDF__MAX_PAGES" in decoded.message
+    plain = SensoriumError(Reason.PDF_UNREADABLE, "not a PDF")
+    assert errors.explain(plain, "client") == errors.explain(plain, "operator") == "not a PDF"
+
+
+def test_the_domain_error_module_imports_no_transport():
+    import subprocess
+    import sys
+
+    code = ("import sys, sensorium.errors; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('grpc', 'google')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

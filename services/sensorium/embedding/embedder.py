@@ -366,17 +366,16 @@ class Embedder:
         if len(text) > max_chars:
             raise SensoriumError(
                 Reason.INPUT_TOO_LARGE,
-                f"the text is {len(text)} characters; the limit is {max_chars} "
-                "(SENSORIUM_EMBEDDING__MAX_TEXT_CHARS); the model reads only its first "
-                f"{self.context_length} tokens anyway",
+                f"the text is {len(text)} characters; the limit is {max_chars} (the model "
+                f"reads only its first {self.context_length} tokens anyway)",
+                setting="embedding.max_text_chars",
             )
         if self._simple_tokenizer:
             tokens = self.tokenizer([text])[0]
-            count = len(self.tokenizer.encode(text)) + 2  # + start and end tokens
         else:
             with self._tokenizer_lock:
                 tokens = self.tokenizer([text])[0]
-                count = _hf_token_count(self.tokenizer, text)
+        count = self.count_tokens(text)
         truncated = count > self.context_length
         if truncated and strict:
             raise SensoriumError(
@@ -386,6 +385,13 @@ class Embedder:
                 {"token_count": str(count), "context_length": str(self.context_length)},
             )
         return TextInput(tokens, count, truncated)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of the whole `text`, start and end tokens included (not truncated)."""
+        if self._simple_tokenizer:
+            return len(self.tokenizer.encode(text)) + 2
+        with self._tokenizer_lock:
+            return _hf_token_count(self.tokenizer, text)
 
     # ---- the model (the Batcher's thread) ------------------------------------------------
 

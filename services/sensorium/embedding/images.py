@@ -36,8 +36,6 @@ FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
 opens through its JPEG plugin). Others are refused without being parsed, which also keeps
 rarely used, less hardened decoders out of reach."""
 
-_BYTES_SETTING = "SENSORIUM_EMBEDDING__MAX_IMAGE_BYTES"
-_PIXELS_SETTING = "SENSORIUM_EMBEDDING__MAX_IMAGE_PIXELS"
 _WHITE = (255, 255, 255)
 
 
@@ -70,8 +68,9 @@ def decode_image(
     if len(data) > max_bytes:
         raise SensoriumError(
             Reason.INPUT_TOO_LARGE,
-            f"the image is {len(data)} bytes; the limit is {max_bytes} ({_BYTES_SETTING})",
+            f"the image is {len(data)} bytes; the limit is {max_bytes}",
             {"limit_bytes": str(max_bytes), "size_bytes": str(len(data))},
+            setting="embedding.max_image_bytes",
         )
     try:
         with warnings.catch_warnings():
@@ -145,8 +144,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def _too_large(what: str, max_pixels: int) -> SensoriumError:
     return SensoriumError(
         Reason.IMAGE_TOO_LARGE,
-        f"{what}; the limit is {max_pixels} pixels ({_PIXELS_SETTING}); send a smaller image",
-        {"limit_pixels": str(max_pixels)},
+        f"{what}; the limit is {max_pixels} pixels; send a smaller image",
+        {"limit_pixels": str(max_pixels)}, setting="embedding.max_image_pixels",
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sensorium.models import ModelError
+from sensorium.errors import ModelError
 from sensorium.settings import Settings
 
 

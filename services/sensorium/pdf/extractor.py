@@ -28,11 +28,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pymupdf
 
 from sensorium.errors import Reason, SensoriumError
+
+if TYPE_CHECKING:  # the settings module (pydantic) stays out of the workers
+    from sensorium.settings import PdfSettings
 
 # Content-stream order, ligatures and whitespace kept, no image blocks (images are extracted
 # separately, and text-only textpages are cheaper).
@@ -88,6 +91,17 @@ class Limits:
     ocr_enabled: bool = True
     ocr_language: str = "eng"
     tessdata_dir: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: PdfSettings) -> Limits:
+        return cls(
+            max_pages=settings.max_pages,
+            max_pixels=settings.max_pixels,
+            max_document_bytes=settings.max_document_bytes,
+            ocr_enabled=settings.ocr,
+            ocr_language=settings.ocr_language,
+            tessdata_dir=str(settings.tessdata_dir) if settings.tessdata_dir else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -179,9 +193,10 @@ def open_document(
     if max_bytes is not None and size > max_bytes:
         raise SensoriumError(
             Reason.INPUT_TOO_LARGE,
-            f"the document has {size} bytes, more than this server's limit of {max_bytes} "
-            "(SENSORIUM_PDF__MAX_DOCUMENT_BYTES); send a smaller document",
+            f"the document has {size} bytes, more than the limit of {max_bytes}; send a "
+            "smaller document",
             {"size_bytes": str(size), "limit_bytes": str(max_bytes)},
+            setting="pdf.max_document_bytes",
         )
     if not _has_pdf_header(path):
         raise _unreadable()
@@ -205,9 +220,10 @@ def open_document(
         if max_pages is not None and page_count > max_pages:
             raise SensoriumError(
                 Reason.PDF_TOO_MANY_PAGES,
-                f"the document has {page_count} pages, more than this server's limit of "
-                f"{max_pages} (SENSORIUM_PDF__MAX_PAGES); split the document and send the parts",
+                f"the document has {page_count} pages, more than the limit of {max_pages}; "
+                "split the document and send the parts",
                 {"page_count": str(page_count), "limit_pages": str(max_pages)},
+                setting="pdf.max_pages",
             )
     except BaseException:
         doc.close()
@@ -549,17 +565,16 @@ def _extract_image(
     bbox = drawn.pop(0) if drawn else None
     meta = {"page": str(page_number), "index": str(index)}
 
-    def failed(reason: Reason, message: str) -> ImageResult:
-        return ImageResult(
-            page_number, index, bbox, "", b"", width, height, SensoriumError(reason, message, meta)
-        )
+    def failed(reason: Reason, message: str, setting: str = "") -> ImageResult:
+        error = SensoriumError(reason, message, meta, setting=setting)
+        return ImageResult(page_number, index, bbox, "", b"", width, height, error)
 
     # The stored dimensions are checked before decoding: decompression bombs exist.
     if width * height > max_pixels:
         return failed(
             Reason.IMAGE_TOO_LARGE,
             f"image {index} on page {page_number} has {width}x{height} = {width * height} "
-            f"pixels, over this server's limit of {max_pixels} (SENSORIUM_PDF__MAX_PIXELS)",
+            f"pixels, over the limit of {max_pixels}", "pdf.max_pixels",
         )
     try:
         extracted = doc.extract_image(xref)
@@ -580,18 +595,6 @@ def _extract_image(
             f"image {index} on page {page_number} could not be decoded ({type(error).__name__})",
         )
     return ImageResult(page_number, index, bbox, fmt, data, width, height)
-
-
-def extract_pages(
-    doc: pymupdf.Document, indices: range, options: ExtractOptions, limits: Limits
-) -> list[PageResult | ImageResult]:
-    """Pages `indices` (0-based) in order, each followed by its images."""
-    items: list[PageResult | ImageResult] = []
-    for index in indices:
-        page, images = extract_page(doc, index, options, limits)
-        items.append(page)
-        items.extend(images)
-    return items
 
 
 def extract_document(path: str | os.PathLike[str], options: ExtractOptions, limits: Limits) -> Iterator[Item]:

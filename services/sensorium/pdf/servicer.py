@@ -1,129 +1,111 @@
-"""The PDF service: gRPC messages in and out, extraction in the worker pool.
+"""The PDF service's gRPC face: protobuf in and out, uploads spooled, the `PdfRuntime` behind.
 
 The unary call collects the whole result (text only: images would push responses past most
 clients' 4 MiB receive limit); the stream sends the metadata, then the pages as soon as their
 worker returns them (one message per page, or the pages of one worker task together when the
-client asks for `max_pages_per_message`), then a summary.
+client asks for `max_pages_per_message`), then a summary. `extract_document` and
+`stream_document` make those responses from a file path without any gRPC context, so the
+in-process CLI gives exactly what a server would.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
 
-from sensorium import metrics
-from sensorium.errors import Reason, SensoriumError, item_error
-from sensorium.hosting import HostedService, ensure_unary_fits
+from sensorium.errors import Reason, SensoriumError
+from sensorium.hosting import ensure_unary_fits
 from sensorium.pdf import extractor
+from sensorium.pdf.runtime import PdfRuntime
 from sensorium.pdf.v1 import pdf_service_pb2 as pb
 from sensorium.pdf.v1 import pdf_service_pb2_grpc as pb_grpc
-from sensorium.pdf.workers import PdfWorkerPool
-from sensorium.settings import Settings
+from sensorium.status import item_error
 from sensorium.type.v1 import geometry_pb2
-from sensorium.uploads import ByteBudget, split_stream, spool_bytes, spool_chunks
+from sensorium.uploads import split_stream, spool_bytes, spool_chunks
 
-_SIZE_SETTING = "SENSORIUM_PDF__MAX_DOCUMENT_BYTES"
+_SIZE_SETTING = "pdf.max_document_bytes"
 MAX_PAGES_PER_MESSAGE = 256
 """The server's cap on `ExtractOptions.max_pages_per_message`."""
 BATCH_BYTES = 1024 * 1024
 """A `pages` message closes before it would pass this size (a single larger page goes alone,
 as it would in a `page` message): responses stay well inside clients' 4 MiB receive limit."""
 
-_Results = extractor.DocumentInfo | list[extractor.PageResult | extractor.ImageResult]
+
+def add_to_server(server: grpc.aio.Server, runtime: PdfRuntime) -> None:
+    pb_grpc.add_PdfServiceServicer_to_server(_Servicer(runtime), server)
 
 
-class PdfService(HostedService):
-    name = "pdf"
-    full_name = "sensorium.pdf.v1.PdfService"
-
-    def __init__(self, settings: Settings, budget: ByteBudget) -> None:
-        super().__init__()
-        self.settings = settings.pdf
-        self.budget = budget
-        self.pool: PdfWorkerPool | None = None
-
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_PdfServiceServicer_to_server(_Servicer(self), server)
-
-    async def start(self) -> None:
-        self.pool = PdfWorkerPool(self.settings, on_worker_restart=_count_restart)
-        await self.pool.warm_up()
-
-    async def stop(self) -> None:
-        if self.pool is not None:
-            await self.pool.close()
-
-    async def extract(self, path: str, options: pb.ExtractOptions) -> AsyncIterator[_Results]:
-        """The pool's results (the document's info, then lists of the items each worker task
-        extracted), with the document's metrics recorded, whatever the outcome."""
-        assert self.pool is not None, "start() runs before any call is admitted"
-        started, outcome = time.perf_counter(), "ok"
-        try:
-            results = self.pool.extract(path, _options(options))
-            async with contextlib.aclosing(results):
-                async for result in results:
-                    if isinstance(result, list):
-                        pages = [item for item in result if isinstance(item, extractor.PageResult)]
-                        failed = sum(1 for page in pages if page.error)
-                        _PAGES_OK.inc(len(pages) - failed)
-                        if failed:
-                            _PAGES_FAILED.inc(failed)
-                    yield result
-        except SensoriumError as error:
-            outcome = error.reason.name
-            raise
-        except BaseException:
-            outcome = "cancelled"
-            raise
-        finally:
-            metrics.PDF_DOCUMENTS.labels(outcome).inc()
-            metrics.PDF_SECONDS.observe(time.perf_counter() - started)
+def extraction_options(options: pb.ExtractOptions) -> extractor.ExtractOptions:
+    return extractor.ExtractOptions(
+        first_page=options.first_page, last_page=options.last_page, password=options.password,
+        include_blocks=options.include_blocks, include_images=options.include_images,
+        ocr=options.ocr_mode != pb.OCR_MODE_NEVER,
+    )
 
 
-_PAGES_OK = metrics.PDF_PAGES.labels("ok")
-_PAGES_FAILED = metrics.PDF_PAGES.labels("failed")
+async def extract_document(
+    runtime: PdfRuntime, path: str, options: pb.ExtractOptions
+) -> pb.ExtractDocumentResponse:
+    """The unary call's response for the document at `path` (pages only: no images)."""
+    if options.include_images:
+        raise SensoriumError(
+            Reason.INVALID_REQUEST,
+            "images are returned only by StreamExtractDocument (they would exceed clients' "
+            "4 MiB message limit here); call it, or unset options.include_images",
+        )
+    response = pb.ExtractDocumentResponse()
+    totals = _Totals()
+    results = runtime.extract(path, extraction_options(options))
+    async with contextlib.aclosing(results):
+        async for result in results:
+            if isinstance(result, extractor.DocumentInfo):
+                response.metadata.CopyFrom(_metadata(result))
+                continue
+            for item in result:
+                if isinstance(item, extractor.PageResult):
+                    totals.count(item)
+                    response.pages.append(_page(item))
+    response.summary.CopyFrom(totals.summary())
+    ensure_unary_fits(response, "extracted text", "StreamExtractDocument, or ask for fewer pages")
+    return response
 
 
-def _count_restart(reason: str) -> None:
-    metrics.WORKER_RESTARTS.labels("pdf", reason).inc()
+async def stream_document(
+    runtime: PdfRuntime, path: str, options: pb.ExtractOptions
+) -> AsyncGenerator[pb.StreamExtractDocumentResponse, None]:
+    """The streaming call's responses for the document at `path`: metadata, pages (batched
+    when `options.max_pages_per_message` asks), images after their pages, the summary."""
+    per_message = min(options.max_pages_per_message, MAX_PAGES_PER_MESSAGE)
+    totals = _Totals()
+    results = runtime.extract(path, extraction_options(options))
+    async with contextlib.aclosing(results):
+        async for result in results:
+            if isinstance(result, extractor.DocumentInfo):
+                yield pb.StreamExtractDocumentResponse(metadata=_metadata(result))
+                continue
+            for message in _stream_messages(result, per_message, totals):
+                yield message
+    yield pb.StreamExtractDocumentResponse(summary=totals.summary())
 
 
 class _Servicer(pb_grpc.PdfServiceServicer):
-    def __init__(self, service: PdfService) -> None:
-        self.service = service
+    def __init__(self, runtime: PdfRuntime) -> None:
+        self.runtime = runtime
 
     async def ExtractDocument(
         self, request: pb.ExtractDocumentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ExtractDocumentResponse:
-        if request.options.include_images:
-            raise SensoriumError(
-                Reason.INVALID_REQUEST,
-                "images are returned only by StreamExtractDocument (they would exceed clients' "
-                "4 MiB message limit here); call it, or unset options.include_images",
-            )
-        response = pb.ExtractDocumentResponse()
-        totals = _Totals()
         async with spool_bytes(
-            request.content, budget=self.service.budget, limit=self.service.settings.max_document_bytes,
+            request.content, budget=self.runtime.budget, limit=self.runtime.settings.max_document_bytes,
             what="PDF", setting=_SIZE_SETTING, suffix=".pdf",
         ) as upload:
-            async for result in self.service.extract(str(upload.path), request.options):
-                if isinstance(result, extractor.DocumentInfo):
-                    response.metadata.CopyFrom(_metadata(result))
-                    continue
-                for item in result:
-                    if isinstance(item, extractor.PageResult):
-                        totals.count(item)
-                        response.pages.append(_page(item))
-        response.summary.CopyFrom(totals.summary())
-        ensure_unary_fits(response, "extracted text", "StreamExtractDocument, or ask for fewer pages")
-        return response
+            return await extract_document(self.runtime, str(upload.path), request.options)
 
     async def StreamExtractDocument(
         self,
@@ -131,20 +113,15 @@ class _Servicer(pb_grpc.PdfServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.StreamExtractDocumentResponse]:
         header, chunks = await split_stream(requests)
-        per_message = min(header.options.max_pages_per_message, MAX_PAGES_PER_MESSAGE)
-        totals = _Totals()
         async with spool_chunks(
             chunks, declared_size=header.upload.size_bytes, filename=header.upload.filename,
-            budget=self.service.budget, limit=self.service.settings.max_document_bytes,
+            budget=self.runtime.budget, limit=self.runtime.settings.max_document_bytes,
             what="PDF", setting=_SIZE_SETTING, suffix=".pdf",
         ) as upload:
-            async for result in self.service.extract(str(upload.path), header.options):
-                if isinstance(result, extractor.DocumentInfo):
-                    yield pb.StreamExtractDocumentResponse(metadata=_metadata(result))
-                    continue
-                for message in _stream_messages(result, per_message, totals):
+            messages = stream_document(self.runtime, str(upload.path), header.options)
+            async with contextlib.aclosing(messages):
+                async for message in messages:
                     yield message
-        yield pb.StreamExtractDocumentResponse(summary=totals.summary())
 
 
 @dataclass
@@ -208,14 +185,6 @@ def _stream_messages(
     return messages
 
 
-def _options(options: pb.ExtractOptions) -> extractor.ExtractOptions:
-    return extractor.ExtractOptions(
-        first_page=options.first_page, last_page=options.last_page, password=options.password,
-        include_blocks=options.include_blocks, include_images=options.include_images,
-        ocr=options.ocr_mode != pb.OCR_MODE_NEVER,
-    )
-
-
 def _metadata(info: extractor.DocumentInfo) -> pb.DocumentMetadata:
     message = pb.DocumentMetadata(
         title=info.title, author=info.author, subject=info.subject, keywords=info.keywords,
@@ -254,7 +223,3 @@ def _image(image: extractor.ImageResult) -> pb.EmbeddedImage:
         format=image.format, data=image.data, width=image.width, height=image.height,
         error=item_error(image.error) if image.error else None,
     )
-
-
-def create(settings: Settings, budget: ByteBudget) -> HostedService:
-    return PdfService(settings, budget)

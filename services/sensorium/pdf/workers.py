@@ -32,12 +32,9 @@ Workers start through a "forkserver" that has already imported PyMuPDF: forking 
 process itself is unsafe (gRPC's threads), and "spawn" would pay Python's start-up and the
 imports on every restart.
 
-Test hooks, for crash and hang tests: with `test_hooks=True` (or the environment variable
-`PDF_TEST_HOOKS=1` when the pool is created), a worker acts on documents whose /Title is
-`sensorium-test:segfault`, `sensorium-test:sleep=SECONDS` or `sensorium-test:allocate=MIB`,
-optionally suffixed `@page=N` to act in the task that extracts page N (default: the first
-task). Without the flag such titles are ordinary titles. The variable is deliberately not
-`SENSORIUM_*`: the settings object rejects unknown variables of that prefix.
+Tests inject faults from outside the shipped code: the pool takes a `page_extractor` (default
+`extractor.extract_page`) that its workers call for every page, so a test can hand it a function
+of its own (tests/support) that crashes, hangs or reports its process id for a kill from outside.
 """
 
 from __future__ import annotations
@@ -47,7 +44,6 @@ import contextlib
 import multiprocessing
 import os
 import resource
-import signal
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable
@@ -58,7 +54,6 @@ from typing import TYPE_CHECKING, Any
 import pebble
 import pymupdf
 
-from sensorium.device import available_cpus
 from sensorium.errors import Reason, SensoriumError
 from sensorium.pdf import extractor
 from sensorium.pdf.extractor import DocumentInfo, ExtractOptions, ImageResult, Limits, PageResult
@@ -66,8 +61,10 @@ from sensorium.pdf.extractor import DocumentInfo, ExtractOptions, ImageResult, L
 if TYPE_CHECKING:
     from sensorium.settings import PdfSettings
 
-TEST_HOOKS_ENV = "PDF_TEST_HOOKS"
-"""Environment variable that enables the test hooks of pools created while it is "1"."""
+PageExtractor = Callable[
+    [pymupdf.Document, int, ExtractOptions, Limits], tuple[PageResult, list[ImageResult]]
+]
+"""`extractor.extract_page`'s signature: what a worker calls for each page."""
 # Pebble's manager threads poll every `sleep_unit` (0.1 s by default): that is how late a
 # recycled or crashed worker is replaced and a timed-out task killed, while documents wait.
 # 20 ms costs a few wake-ups a second and removes ~0.2 s stalls at every worker recycle.
@@ -76,7 +73,6 @@ pebble.CONSTS.sleep_unit = 0.02
 FIRST_CHUNK_PAGES = 4
 FIRST_TASK_SECONDS = 0.05
 MAX_CHUNK_PAGES = 32
-_TEST_TITLE_PREFIX = "sensorium-test:"
 _CLOSE_TIMEOUT_SECONDS = 10.0
 _OPEN_DOCUMENTS = 4
 
@@ -87,7 +83,7 @@ _OPEN_DOCUMENTS = 4
 
 @dataclass
 class _WorkerState:
-    test_hooks: bool = False
+    extract_page: PageExtractor = extractor.extract_page
     memory_mb: int = 0
     tasks: int = 0
     # Open documents by (path, inode, size, mtime, password), least recently used first.
@@ -108,9 +104,9 @@ class _TaskResult:
     worker_tasks: int  # tasks this worker has run, this one included
 
 
-def _init_worker(memory_mb: int, test_hooks: bool) -> None:
+def _init_worker(memory_mb: int, page_extractor: PageExtractor) -> None:
     """Pebble initializer; it must never raise (a worker failing here breaks the pool)."""
-    _worker.test_hooks, _worker.memory_mb = test_hooks, memory_mb
+    _worker.extract_page, _worker.memory_mb = page_extractor, memory_mb
     # MuPDF prints every recoverable problem to stderr; the results report what matters.
     pymupdf.TOOLS.mupdf_display_errors(False)
     pymupdf.TOOLS.mupdf_display_warnings(False)
@@ -145,7 +141,12 @@ def _run_task(
     key: tuple[Any, ...] | None = None
     try:
         first_task = start is None
-        doc, key = _open(path, options.password, limits if first_task else None)
+        try:
+            doc, key = _open(path, options.password, limits if first_task else None)
+        except OSError as exc:  # gone or unreadable: a file the caller named, not an upload
+            raise SensoriumError(
+                Reason.PDF_UNREADABLE, f"the file cannot be read ({exc.strerror or type(exc).__name__})"
+            ) from None
         info: DocumentInfo | None = None
         if first_task:
             info = extractor.read_info(doc)
@@ -153,14 +154,12 @@ def _run_task(
             start, end = indices.start, indices.stop
             stop = min(end, start + stop)
         assert start is not None
-        if _worker.test_hooks:
-            _test_hook(doc, first_task, range(start, stop))
         items: list[PageResult | ImageResult] = []
         index = start
         while index < stop:
             if first_task and index > start and time.monotonic() - started_at > FIRST_TASK_SECONDS:
                 break
-            page, images = extractor.extract_page(doc, index, options, limits)
+            page, images = _worker.extract_page(doc, index, options, limits)
             items.append(page)
             items.extend(images)
             index += 1
@@ -170,10 +169,9 @@ def _run_task(
         _close_cached()  # every cached document, to give the memory back
         raise SensoriumError(
             Reason.PROCESSING_LIMIT,
-            f"extracting the document needs more memory than this server's limit of "
-            f"{_worker.memory_mb} MiB per worker (SENSORIUM_PDF__WORKER_MEMORY_MB); send a "
-            "smaller or simpler document, or ask the operator to raise the limit",
-            {"limit_mb": str(_worker.memory_mb)},
+            f"extracting the document needs more memory than the limit of "
+            f"{_worker.memory_mb} MiB per worker; send a smaller or simpler document",
+            {"limit_mb": str(_worker.memory_mb)}, setting="pdf.worker_memory_mb",
         ) from None
     except BaseException:
         if key is not None:
@@ -232,23 +230,6 @@ def _close_cached(key: tuple[Any, ...] | None = None) -> None:
             doc.close()
 
 
-def _test_hook(doc: pymupdf.Document, first_task: bool, pages: range) -> None:
-    title = str((doc.metadata or {}).get("title") or "")
-    if not title.startswith(_TEST_TITLE_PREFIX):
-        return
-    action, _, where = title.removeprefix(_TEST_TITLE_PREFIX).partition("@page=")
-    if (where and int(where) - 1 not in pages) or (not where and not first_task):
-        return
-    name, _, argument = action.partition("=")
-    if name == "segfault":
-        os.kill(os.getpid(), signal.SIGSEGV)
-    elif name == "sleep":
-        time.sleep(float(argument))
-    elif name == "allocate":
-        ballast = bytearray(int(argument) * 1024 * 1024)
-        del ballast
-
-
 # ---------------------------------------------------------------------------------------------
 # Server side.
 
@@ -278,22 +259,14 @@ class PdfWorkerPool:
         self,
         settings: PdfSettings,
         *,
+        workers: int,
         on_worker_restart: Callable[[str], None] | None = None,
-        test_hooks: bool | None = None,
+        page_extractor: PageExtractor = extractor.extract_page,
     ) -> None:
-        self.workers = settings.workers or available_cpus()  # the one CPU-quota reader
+        self.workers = max(1, workers)
         self._settings = settings
-        self._limits = Limits(
-            max_pages=settings.max_pages,
-            max_pixels=settings.max_pixels,
-            ocr_enabled=settings.ocr,
-            ocr_language=settings.ocr_language,
-            tessdata_dir=str(settings.tessdata_dir) if settings.tessdata_dir else None,
-            max_document_bytes=settings.max_document_bytes,
-        )
-        if test_hooks is None:
-            test_hooks = os.environ.get(TEST_HOOKS_ENV) == "1"
-        self._initargs = (settings.worker_memory_mb, test_hooks)
+        self._limits = Limits.from_settings(settings)
+        self._initargs = (settings.worker_memory_mb, page_extractor)
         self._on_worker_restart = on_worker_restart or (lambda reason: None)
         self._pending = 0
         self._closed = False
@@ -481,10 +454,9 @@ class PdfWorkerPool:
         limit = self._settings.timeout_seconds
         return SensoriumError(
             Reason.PROCESSING_LIMIT,
-            f"extracting the document took longer than this server's limit of {limit:g} s "
-            "(SENSORIUM_PDF__TIMEOUT_SECONDS); send fewer pages (options.first_page / "
-            "last_page) or a smaller document",
-            {"limit_seconds": f"{limit:g}"},
+            f"extracting the document took longer than the limit of {limit:g} s; extract fewer "
+            "pages at a time (a page range) or send a smaller document",
+            {"limit_seconds": f"{limit:g}"}, setting="pdf.timeout_seconds",
         )
 
     def _overloaded(self) -> SensoriumError:
@@ -495,7 +467,7 @@ class PdfWorkerPool:
             f"the PDF service is busy ({self._pending} documents in work, limit "
             f"{self._settings.max_pending_documents}); retry after {retry:.1f} s",
             {"pending_documents": str(self._pending)},
-            retry_after_seconds=retry,
+            retry_after_seconds=retry, setting="pdf.max_pending_documents",
         )
 
 

@@ -42,9 +42,6 @@ TRUNCATION_TOLERANCE_FRACTION = 0.05
 # decode_audio does: far fewer Python-level resampler calls, and bit-identical samples.
 _GROUP_SAMPLES = 500_000
 
-_DURATION_SETTING = "SENSORIUM_TRANSCRIPTION__MAX_DURATION_SECONDS"
-
-
 @dataclass(frozen=True)
 class DecodedAudio:
     """Decoded audio and what was learned about the file while decoding it."""
@@ -141,9 +138,8 @@ def _decode_stream(
         if total > limit:
             raise SensoriumError(
                 Reason.AUDIO_TOO_LONG,
-                f"the audio is longer than {max_seconds:g} s, the limit ({_DURATION_SETTING}); "
-                "split it, or ask the operator to raise the limit",
-                {"limit_seconds": f"{max_seconds:g}"},
+                f"the audio is longer than {max_seconds:g} s, the limit; split it",
+                {"limit_seconds": f"{max_seconds:g}"}, setting="transcription.max_duration_seconds",
             )
 
     for packet in container.demux(stream):

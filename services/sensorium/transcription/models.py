@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
-from sensorium.models import ModelError
+from sensorium.errors import ModelError
 from sensorium.settings import Settings
 
 log = logging.getLogger("sensorium.transcription")

@@ -110,6 +110,10 @@ class Info:
     duration_after_vad: float
     model: str
     options: Options
+    declared_duration: float | None = None
+    """The duration the file's container declares, when it declares one exactly."""
+    truncated: bool = False
+    """The file decoded well short of its declared duration and the caller allowed it."""
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+import tiny_clip
 from sensorium.batching import split_on_error
 from sensorium.device import is_cuda_oom, resolve_device
-from sensorium.embedding import embedder, training
+from sensorium.embedding import embedder
 from sensorium.embedding.embedder import Embedder, EngineError, resolve_weights
-from sensorium.errors import Reason, SensoriumError
-from sensorium.models import ModelError
+from sensorium.errors import ModelError, Reason, SensoriumError
 from sensorium.settings import Settings
 
 CPU = resolve_device("cpu")
@@ -24,7 +24,7 @@ CPU = resolve_device("cpu")
 
 @pytest.fixture(scope="module")
 def shapes_model() -> Path:
-    return training.build()
+    return tiny_clip.build()
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_registered_config_with_a_checkpoint_file_loads_like_the_local_dir(tmp_p
     import open_clip
 
     config = tmp_path / "sensorium-shapes-registered.json"
-    config.write_text(json.dumps(training.TINY_CONFIG))
+    config.write_text(json.dumps(tiny_clip.TINY_CONFIG))
     open_clip.add_model_config(config)
     checkpoint = shapes_model / "open_clip_model.safetensors"
     loaded = Embedder.load("sensorium-shapes-registered", str(checkpoint), tmp_path, CPU)
@@ -117,7 +117,7 @@ def test_tokenization_counts_truncates_and_rejects(engine):
 
 
 def test_mixed_batches_keep_order(engine):
-    image = engine.prepare_image(training.png(training.draw("circle", "red", np.random.default_rng(0))),
+    image = engine.prepare_image(tiny_clip.png(tiny_clip.draw("circle", "red", np.random.default_rng(0))),
                                  max_bytes=1 << 20, max_pixels=1 << 20)
     text = engine.prepare_text("a red circle")
     mixed = engine.encode([text, image, text])

@@ -47,7 +47,7 @@ def test_limits_are_checked_before_decoding():
     with pytest.raises(SensoriumError) as error:
         decode_image(bomb, **LIMITS)
     assert error.value.reason is Reason.IMAGE_TOO_LARGE
-    assert "12000x12000" in error.value.message and "MAX_IMAGE_PIXELS" in error.value.message
+    assert "12000x12000" in error.value.message and error.value.setting == "embedding.max_image_pixels"
 
 
 def test_corrupt_and_unsupported_data_is_undecodable():

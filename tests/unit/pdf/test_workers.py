@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import pdf_faults
 from sensorium.errors import Reason, SensoriumError
 from sensorium.pdf.extractor import (
     DocumentInfo,
@@ -41,9 +42,11 @@ def restarts() -> list[str]:
 async def make_pool(restarts: list[str]) -> AsyncIterator[PoolFactory]:
     pools: list[PdfWorkerPool] = []
 
-    def make(*, test_hooks: bool = True, **settings: Any) -> PdfWorkerPool:
-        values: dict[str, Any] = {"workers": 2, "timeout_seconds": 30.0, **settings}
-        pool = PdfWorkerPool(PdfSettings(**values), on_worker_restart=restarts.append, test_hooks=test_hooks)
+    def make(*, faults: bool = True, workers: int = 2, **settings: Any) -> PdfWorkerPool:
+        values: dict[str, Any] = {"timeout_seconds": 30.0, **settings}
+        injected = {"page_extractor": pdf_faults.extract_page} if faults else {}
+        pool = PdfWorkerPool(PdfSettings(**values), workers=workers, on_worker_restart=restarts.append,
+                             **injected)
         pools.append(pool)
         return pool
 
@@ -296,7 +299,7 @@ async def test_a_hang_is_killed_at_the_time_limit(
     )
     assert time.monotonic() - started < 10
     assert isinstance(hung, SensoriumError) and hung.reason == Reason.PROCESSING_LIMIT
-    assert "SENSORIUM_PDF__TIMEOUT_SECONDS" in hung.message
+    assert hung.setting == "pdf.timeout_seconds"
     assert isinstance(served, list) and len(pages_of(served)) == 10
     assert restarts == ["timeout"]
     assert len(pages_of(await collect(pool, make_text_pdf(3)))) == 3
@@ -317,12 +320,12 @@ async def test_memory_limit(make_pool: PoolFactory, make_text_pdf: Any) -> None:
     with pytest.raises(SensoriumError) as excinfo:
         await collect(pool, make_text_pdf(1, title="sensorium-test:allocate=2048"))
     assert excinfo.value.reason == Reason.PROCESSING_LIMIT
-    assert "SENSORIUM_PDF__WORKER_MEMORY_MB" in excinfo.value.message
+    assert excinfo.value.setting == "pdf.worker_memory_mb"
     assert len(pages_of(await collect(pool, make_text_pdf(2)))) == 2
 
 
-async def test_test_hooks_are_inert_by_default(make_pool: PoolFactory, make_text_pdf: Any) -> None:
-    pool = make_pool(test_hooks=False)
+async def test_the_shipped_pool_has_no_fault_hooks(make_pool: PoolFactory, make_text_pdf: Any) -> None:
+    pool = make_pool(faults=False)
     items = await collect(pool, make_text_pdf(2, title="sensorium-test:segfault"))
     assert isinstance(items[0], DocumentInfo) and items[0].title == "sensorium-test:segfault"
     assert len(pages_of(items)) == 2
@@ -349,7 +352,7 @@ async def test_overload_is_refused_with_a_retry_delay(make_pool: PoolFactory, ma
     with pytest.raises(SensoriumError) as excinfo:
         await collect(pool, make_text_pdf(1))
     error = excinfo.value
-    assert error.reason == Reason.OVERLOADED and error.code.name == "RESOURCE_EXHAUSTED"
+    assert error.reason == Reason.OVERLOADED and error.setting == "pdf.max_pending_documents"
     assert error.retry_after_seconds is not None and error.retry_after_seconds > 0
     first.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import speechkit
 from faster_whisper.audio import decode_audio
 
+import speechkit
 import testkit
 from sensorium.errors import Reason, SensoriumError
 from sensorium.transcription import audio
@@ -91,7 +91,7 @@ def test_duration_limit_is_enforced_on_decoded_samples(speech, tmp_path):
     with pytest.raises(SensoriumError) as error:
         audio.decode(path, max_seconds=20)
     assert error.value.reason is Reason.AUDIO_TOO_LONG
-    assert "SENSORIUM_TRANSCRIPTION__MAX_DURATION_SECONDS" in error.value.message
+    assert error.value.setting == "transcription.max_duration_seconds"
 
 
 def test_a_forged_short_duration_does_not_bypass_the_limit(speech, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sensorium.models import ModelError
+from sensorium.errors import ModelError
 from sensorium.settings import Settings
 from sensorium.transcription import models
 

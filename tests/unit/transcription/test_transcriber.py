@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import speechkit
 
+import speechkit
 import testkit
 from sensorium.batching import StreamCancelled
 from sensorium.transcription import models

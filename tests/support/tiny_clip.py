@@ -8,7 +8,7 @@ with a fixed seed, in well under a minute of CPU. The result is saved in open_cl
 `local-dir:` format (open_clip_config.json + open_clip_model.safetensors), which the service
 loads like any other model: SENSORIUM_EMBEDDING__MODEL=local-dir:/path/to/folder.
 
-    python -m sensorium.embedding.training /tmp/shapes-clip   # prints the model setting
+    python tests/support/tiny_clip.py /tmp/shapes-clip   # prints the model setting
 """
 
 from __future__ import annotations

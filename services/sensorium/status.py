@@ -1,0 +1,62 @@
+"""The transport side of errors: every `Reason`'s gRPC status code, and the rich status a client
+receives (`google.rpc.ErrorInfo` with the reason name, `RetryInfo` for errors worth retrying).
+
+The abort code and the code inside the rich status come from `CODES` alone, or clients'
+`rpc_status.from_call` raises. Decoding on the client side lives in `sensorium.client`.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from sensorium.errors import DOMAIN, REQUEST_ID, SETTING, Reason, SensoriumError, explain, setting_variable
+from sensorium.type.v1 import errors_pb2
+
+_S = grpc.StatusCode
+CODES: dict[Reason, grpc.StatusCode] = {
+    **{r: _S.INVALID_ARGUMENT for r in Reason if r.value < 40},
+    Reason.PAGE_OUT_OF_RANGE: _S.OUT_OF_RANGE,
+    Reason.PDF_PAGE_FAILED: _S.INTERNAL,  # only ever per page; a whole call never fails with it
+    Reason.OVERLOADED: _S.RESOURCE_EXHAUSTED,
+    Reason.GPU_OUT_OF_MEMORY: _S.RESOURCE_EXHAUSTED,
+    Reason.NOT_READY: _S.UNAVAILABLE,
+    Reason.SHUTTING_DOWN: _S.UNAVAILABLE,
+    Reason.NOT_HOSTED: _S.UNIMPLEMENTED,
+    Reason.PARSER_CRASH: _S.INTERNAL,
+    Reason.INTERNAL_ERROR: _S.INTERNAL,
+}
+"""The status table (README "The API"): every reason's gRPC status code."""
+
+
+def code_of(error: SensoriumError) -> grpc.StatusCode:
+    return CODES[error.reason]
+
+
+def to_status(error: SensoriumError, request_id: str) -> grpc.Status:
+    """The rich gRPC status for `error`, ready for `context.abort_with_status`."""
+    metadata = {**error.metadata, REQUEST_ID: request_id}
+    if error.setting:
+        metadata[SETTING] = setting_variable(error.setting)
+    info = error_details_pb2.ErrorInfo(reason=error.reason.name, domain=DOMAIN, metadata=metadata)
+    status = status_pb2.Status(code=_code_number(code_of(error)), message=explain(error, "client"))
+    status.details.add().Pack(info)
+    if error.retry_after_seconds is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(error.retry_after_seconds * 1e9))
+        status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    rich: grpc.Status = rpc_status.to_status(status)
+    return rich
+
+
+def item_error(error: SensoriumError) -> errors_pb2.ItemError:
+    """`error` as the per-item error field of a result message."""
+    return errors_pb2.ItemError(reason=error.reason.to_proto(), message=explain(error, "client"))
+
+
+def _code_number(code: grpc.StatusCode) -> int:
+    number: int = code.value[0]
+    assert code_pb2.Code.Name(number) == code.name  # the two enums share numbering
+    return number

@@ -1,0 +1,212 @@
+"""The transcription runtime: faster-whisper behind a streaming Batcher, for every front end.
+
+`decode` turns a file (path, bytes or a binary stream) into 16 kHz samples with PyAV, in a
+thread and at most `preprocess_threads` at once, before the audio queues for a model worker,
+so the model threads only ever run the model. `transcribe` yields the `Info`, then each
+`Segment` as the worker emits it; leaving early, cancelling or a passed deadline stops the
+worker within one segment. Each worker runs one file at a time (Whisper has no cross-request
+batching). The decoded samples count against the process's byte budget while they wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import logging
+import os
+import threading
+from collections.abc import AsyncGenerator, Callable
+from typing import IO
+
+from sensorium import metrics
+from sensorium.batching import Batcher
+from sensorium.device import DeviceError, DevicePlan, is_cuda_library_error, load_with_fallback, thread_counts
+from sensorium.errors import ModelError, Reason, SensoriumError, ServiceStartError
+from sensorium.registry import RuntimeContext
+from sensorium.transcription import audio, models, transcriber
+from sensorium.transcription.audio import DecodedAudio
+from sensorium.transcription.transcriber import Info, Options, Piece, Request, RequestedOptions, Segment
+
+log = logging.getLogger("sensorium.transcription")
+
+AudioSource = str | os.PathLike[str] | bytes | IO[bytes]
+"""A file path, the file's bytes, or a seekable binary stream."""
+Loader = Callable[[DevicePlan], transcriber.Transcriber]
+
+
+class TranscriptionRuntime:
+    """Whisper transcription; `start()` before use, `close()` after."""
+
+    def __init__(self, context: RuntimeContext, *, load: Loader | None = None) -> None:
+        self.root = context.settings
+        self.settings = context.settings.transcription
+        self.budget = context.budget
+        self._context = context
+        self._load = load or self._load_engine
+        self.engine: transcriber.Transcriber | None = None
+        self.plan: DevicePlan | None = None
+        self._batcher: Batcher[Request, Piece] | None = None
+        self._decoding: asyncio.Semaphore | None = None
+
+    @property
+    def batcher(self) -> Batcher[Request, Piece]:
+        if self._batcher is None:
+            raise _not_ready()
+        return self._batcher
+
+    @property
+    def model_name(self) -> str:
+        """The model as settings name it ("packaged:base"), reported to clients."""
+        return self.settings.model
+
+    async def start(self) -> None:
+        try:
+            plan = await self._context.device.plan(self._context.cpus)
+            engine, plan = await asyncio.to_thread(
+                load_with_fallback, self.root.device, plan, self._load, what="transcription"
+            )
+        except ServiceStartError:
+            raise
+        except (ModelError, DeviceError) as exc:
+            raise ServiceStartError(str(exc)) from None
+        except Exception as exc:  # e.g. a CUDA library failure under device=cuda
+            log.error("cannot load the transcription model", exc_info=exc)
+            raise ServiceStartError(f"loading the Whisper model failed: {type(exc).__name__}: {exc}") from exc
+        threads = thread_counts(plan.device, plan.cpu_threads, self.settings.workers)
+        self.engine, self.plan = engine, plan
+        self._decoding = asyncio.Semaphore(threads.preprocess_threads)
+        self._batcher = Batcher(
+            "transcription", run_stream=engine.run, max_batch_size=1,
+            workers=self.settings.workers, queue_size=self.settings.queue_size,
+            queue_setting="transcription.queue_size", observer=metrics.BatchMetrics(),
+        )
+        self._batcher.start()
+        log.info("transcription runtime started", extra={
+            "device": plan.device, "device_reason": plan.reason, "workers": self.settings.workers,
+            "cpu_threads": engine.cpu_threads, "decode_threads": threads.preprocess_threads,
+        })
+
+    def _load_engine(self, plan: DevicePlan) -> transcriber.Transcriber:
+        """Resolve, load and warm up the model on `plan`'s device (blocking)."""
+        resolved = models.resolve(self.settings.model, self.root.model_dir)
+        threads = thread_counts(plan.device, plan.cpu_threads, self.settings.workers,
+                                model_threads=self.settings.cpu_threads)
+        compute_type = plan.compute_type if self.settings.compute_type == "auto" \
+            else self.settings.compute_type
+        engine = transcriber.Transcriber(
+            resolved, device=plan.device, compute_type=compute_type,
+            cpu_threads=threads.model_threads, workers=self.settings.workers,
+            download_root=str(self.root.model_dir), local_files_only=True,
+        )
+        try:
+            engine.load()
+            engine.warm_up()
+        except Exception as exc:
+            error = _start_error(exc, resolved, self.root.model_dir)
+            if error is exc:
+                raise
+            raise error from exc
+        return engine
+
+    async def close(self, grace: float | None = None) -> None:
+        # Streams in work are stopped: a transcript cut short is reported to its caller as
+        # SHUTTING_DOWN, which it can retry elsewhere; waiting for an hour-long file would not do.
+        if self._batcher is not None:
+            await self._batcher.close(drain=False, grace=grace)
+
+    def resolve_options(self, requested: RequestedOptions) -> Options:
+        """Validate a caller's options against the loaded model (INVALID_REQUEST if wrong)."""
+        if self.engine is None:
+            raise _not_ready()
+        return transcriber.resolve_options(
+            requested, multilingual=self.engine.multilingual, languages=self.engine.languages,
+            default_batch_size=self.settings.batch_size,
+        )
+
+    async def decode(self, source: AudioSource, *, allow_truncated: bool = False) -> DecodedAudio:
+        """Decode off the event loop and the model threads; refuses at once when the model's
+        queue is full (it would not take the audio anyway), and truncated audio unless
+        `allow_truncated`."""
+        batcher = self.batcher
+        assert self._decoding is not None
+        batcher.check_capacity()
+        if isinstance(source, bytes):
+            source = io.BytesIO(source)
+        elif isinstance(source, os.PathLike):
+            source = os.fspath(source)
+        stop = threading.Event()
+        async with self._decoding:
+            try:
+                decoded = await asyncio.to_thread(
+                    audio.decode, source, max_seconds=self.settings.max_duration_seconds,
+                    stop=stop.is_set,
+                )
+            except BaseException:
+                stop.set()  # a cancelled call: the decoding thread ends at its next packet
+                raise
+        if decoded.shortfall_seconds and not allow_truncated:
+            declared = decoded.declared_seconds or 0.0
+            raise SensoriumError(
+                Reason.AUDIO_TRUNCATED,
+                f"the file declares {declared:.2f} s of audio but only {decoded.duration:.2f} s "
+                f"could be decoded: it is truncated or corrupt. Send the complete file, or allow "
+                f"truncated audio to transcribe what decodes",
+                {"declared_seconds": f"{declared:.3f}", "decoded_seconds": f"{decoded.duration:.3f}"},
+            )
+        return decoded
+
+    async def transcribe(
+        self, decoded: DecodedAudio, options: Options, *, deadline: float | None = None
+    ) -> AsyncGenerator[Info | Segment, None]:
+        """The `Info`, then each `Segment` as the model emits it. `deadline` is on the
+        `time.monotonic()` scale."""
+        batcher = self.batcher
+        transcriber.check_audio(options, decoded.duration)
+        declared, truncated = decoded.declared_seconds, bool(decoded.shortfall_seconds)
+        if not len(decoded.samples):
+            # Header-only: nothing to transcribe, and nothing for the model to detect.
+            yield Info(language=options.language or "",
+                       language_probability=1.0 if options.language else 0.0, duration=0.0,
+                       duration_after_vad=0.0, model=self.model_name, options=options,
+                       declared_duration=declared, truncated=truncated)
+            return
+        # The samples are the bulk of what a waiting call holds: admission on memory.
+        with self.budget.hold(decoded.samples.nbytes):
+            stream = batcher.submit_stream(Request(decoded.samples, options), deadline)
+            async with stream:
+                async for piece in stream:
+                    if isinstance(piece, Info):
+                        piece = dataclasses.replace(piece, declared_duration=declared, truncated=truncated)
+                    yield piece
+
+
+def _not_ready() -> SensoriumError:
+    return SensoriumError(Reason.NOT_READY, "the transcription model is loading; retry shortly",
+                          retry_after_seconds=5.0)
+
+
+def _start_error(exc: Exception, resolved: models.ResolvedModel, model_dir: os.PathLike[str]) -> Exception:
+    """A load failure as a `ServiceStartError` saying what to fix; CUDA library failures stay
+    as they are, for `load_with_fallback` to recognise."""
+    if isinstance(exc, ModelError | DeviceError):
+        return ServiceStartError(str(exc))
+    if is_cuda_library_error(exc):
+        return exc
+    if isinstance(exc, ValueError) and "Invalid model size" in str(exc):
+        return ServiceStartError(
+            f"{exc}. SENSORIUM_TRANSCRIPTION__MODEL takes a Whisper size, a hub repository "
+            "(org/name), a local CTranslate2 directory, or packaged:tiny.en / packaged:base"
+        )
+    if resolved.kind == "hub":
+        return ServiceStartError(
+            f"cannot load Whisper model {resolved.setting!r} from {model_dir} "
+            f"({type(exc).__name__}: {exc}). Servers never download at start-up: run "
+            "`sensorium models transcription` where huggingface.co is reachable (same "
+            "SENSORIUM_MODEL_DIR), or use a local directory or a packaged: model"
+        )
+    log.error("cannot load the transcription model", exc_info=exc)
+    return ServiceStartError(
+        f"cannot load Whisper model {resolved.setting!r} from {resolved.source} "
+        f"({type(exc).__name__}: {exc})"
+    )
