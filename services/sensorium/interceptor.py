@@ -111,7 +111,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return handler
         return self._wrap(method, handler)
 
-    def _admit(self, method: str) -> None:
+    def _admit(self, method: str, request_id: str) -> None:
         """Refuse work the server cannot do now, before the servicer runs."""
         if self.state.draining:
             raise SensoriumError(
@@ -122,7 +122,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if service is None:
             raise not_hosted(method, [s.name for s in self.state.services.values()])
         if not service.ready and service.problem is not None:
-            raise service.problem
+            problem = service.problem
+            raise SensoriumError(problem.reason, f"{problem.message} (request id {request_id})",
+                                 problem.metadata, problem.retry_after_seconds)
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
         if handler.unary_unary:
@@ -166,7 +168,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             call, request = self._begin(method, context, request, request_streaming)
             try:
-                self._admit(method)
+                self._admit(method, call.request_id)
                 response = await behavior(request, context)
                 call.sent = _size(response)
                 return response
@@ -185,7 +187,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         ) -> AsyncIterator[Any]:
             call, request = self._begin(method, context, request, request_streaming)
             try:
-                self._admit(method)
+                self._admit(method, call.request_id)
                 async for response in behavior(request, context):
                     call.sent += _size(response)
                     yield response

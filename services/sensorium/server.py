@@ -121,8 +121,10 @@ class Server:
             except ServiceStartError as exc:
                 failures.append(f"{service.name}: {exc}")
                 log.error("service cannot start", extra={"service": service.name, "why": str(exc)})
+                # Why names model directories, paths and library errors: the log's, not a client's.
                 service.problem = SensoriumError(
-                    Reason.NOT_READY, f"the {service.name} service could not start: {exc}"
+                    Reason.NOT_READY, f"the {service.name} service could not start on this server; "
+                    "its operator finds why in the server's log"
                 )
                 continue
             service.ready, service.problem = True, None

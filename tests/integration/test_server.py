@@ -127,7 +127,7 @@ async def test_unhosted_services_and_unknown_methods_answer_unimplemented(start_
     assert "NoSuchMethod" in (unknown.value.details() or "")
 
 
-async def test_dev_profile_serves_what_it_can_and_reports_the_rest(start_server):
+async def test_dev_profile_serves_what_it_can_and_reports_the_rest(start_server, caplog):
     broken = testkit.SlowService(fail_start="weights missing; run `sensorium models`")
     broken.full_name = "sensorium.test.Broken"  # type: ignore[misc]
     server = await start_server(hosted=[testkit.SlowService(), broken], profile="dev")
@@ -139,7 +139,12 @@ async def test_dev_profile_serves_what_it_can_and_reports_the_rest(start_server)
             await client.channel.unary_unary("/sensorium.test.Broken/Sleep")(b"0")
     details = details_from_rpc_error(error.value)
     assert (details.code, details.reason) == (grpc.StatusCode.UNAVAILABLE, "NOT_READY")
-    assert "could not start: weights missing; run `sensorium models`" in details.message
+    # The client learns that, and a handle into the log; the reason (paths, library errors)
+    # stays in the server's log.
+    assert "could not start on this server" in details.message
+    assert details.metadata["request_id"] in details.message
+    assert "weights missing" not in details.message
+    assert any(getattr(r, "why", "") == "weights missing; run `sensorium models`" for r in caplog.records)
 
 
 async def test_production_start_fails_when_a_service_cannot_start(start_server):

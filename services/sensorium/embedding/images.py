@@ -17,6 +17,8 @@ another module turns it back on).
 from __future__ import annotations
 
 import io
+import logging
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -37,6 +39,14 @@ opens through its JPEG plugin). Others are refused without being parsed, which a
 rarely used, less hardened decoders out of reach."""
 
 _WHITE = (255, 255, 255)
+CORRUPT_IMAGE_ERRORS: tuple[type[Exception], ...] = (
+    OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, ZeroDivisionError,
+    OverflowError,
+)
+"""What Pillow's decoders raise on corrupt or truncated data (OSError covers "image file is
+truncated" and "broken data stream"; SyntaxError "not a TIFF file"; struct.error, IndexError and
+KeyError short or inconsistent headers)."""
+log = logging.getLogger("sensorium.embedding")
 
 
 @dataclass(frozen=True)
@@ -91,9 +101,10 @@ def decode_image(
         ) from None
     except MemoryError:
         raise _too_large("decoding it ran out of memory", max_pixels) from None
-    except Exception as exc:
-        # Pillow's decoders raise OSError, ValueError, SyntaxError, EOFError, struct.error,
-        # IndexError... on corrupt data; every one of them means "this image is broken".
+    except CORRUPT_IMAGE_ERRORS as exc:
+        # What Pillow's decoders raise on corrupt data: "this image is broken". Anything else
+        # is a bug of ours and propagates (INTERNAL_ERROR, logged with its stack).
+        log.info("image undecodable: %s: %s", type(exc).__name__, _short(exc))
         raise SensoriumError(
             Reason.IMAGE_UNDECODABLE,
             f"the image is corrupt or truncated and cannot be decoded ({type(exc).__name__}: "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import functools
 import glob
+import logging
 import os
 import re
 import stringprep
@@ -37,12 +38,19 @@ from sensorium.errors import Reason, SensoriumError
 if TYPE_CHECKING:  # the settings module (pydantic) stays out of the workers
     from sensorium.settings import PdfSettings
 
+log = logging.getLogger("sensorium.pdf")
+
 # Content-stream order, ligatures and whitespace kept, no image blocks (images are extracted
 # separately, and text-only textpages are cheaper).
 _TEXT_FLAGS = pymupdf.TEXTFLAGS_TEXT
 # Tesseract is most accurate near 300 dpi; below ~100 dpi recognition degrades badly.
 OCR_DPI = 300
 MIN_OCR_DPI = 100
+# What MuPDF raises on content it cannot interpret: its own error types, and RuntimeError /
+# ValueError from the bindings. Anything else escaping a page is a bug of ours, not the file's
+# fault, and must fail loudly (INTERNAL_ERROR, logged with its stack) instead of being booked
+# as a damaged page.
+MUPDF_ERRORS: tuple[type[Exception], ...] = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
 # Stored encodings Pillow (hence the embedding service) decodes; others are re-encoded as PNG.
 _KEPT_IMAGE_FORMATS = frozenset({"png", "jpeg", "jpx", "tiff", "bmp", "gif"})
 _TESSDATA_GLOBS = (
@@ -410,9 +418,8 @@ def extract_page(
         # Listing images parses the page's resources: ~8 % of the cost of extracting its text,
         # paid only by callers who asked for images.
         images = doc.get_page_images(index, full=True) if options.include_images else []
-    except MemoryError:
-        raise  # the worker's memory limit: the whole document fails (PROCESSING_LIMIT)
-    except Exception as error:  # MuPDF raises many types; a broken page must not fail the rest
+    except MUPDF_ERRORS as error:  # a broken page must not fail the rest
+        log.warning("page %d failed: %s: %s", number, type(error).__name__, error)
         message = (
             f"page {number} could not be extracted ({type(error).__name__}); the other pages "
             "were. The file may be damaged: repairing it (e.g. `qpdf in.pdf out.pdf`) may help"
@@ -497,9 +504,10 @@ def _ocr(
             "OCR is disabled on this server; set SENSORIUM_PDF__OCR=true to enable it",
             [],
         )
-    tessdata, problem = find_tessdata(limits.tessdata_dir, limits.ocr_language)
+    tessdata, _ = find_tessdata(limits.tessdata_dir, limits.ocr_language)
     if tessdata is None:
-        return OcrStatus.UNAVAILABLE, problem, []
+        # The detail names server paths: the runtime logs it at start; callers get the gist.
+        return OcrStatus.UNAVAILABLE, ocr_missing_message(limits.ocr_language), []
     rect = page.rect
     # Choose the resolution from the pixel budget before rendering anything: a page can be
     # 200 x 200 inches, and its rendering would exhaust memory.
@@ -518,11 +526,20 @@ def _ocr(
             flags=_TEXT_FLAGS, language=limits.ocr_language, dpi=dpi, full=True, tessdata=tessdata
         )
         raw = _raw_blocks(page, textpage)
-    except MemoryError:
-        raise
-    except Exception as error:
+    except MUPDF_ERRORS as error:  # Tesseract's failures come back through MuPDF
+        log.warning("OCR failed: %s: %s", type(error).__name__, error)
         return OcrStatus.FAILED, f"OCR failed on this page ({type(error).__name__})", []
     return OcrStatus.APPLIED, "", raw
+
+
+def ocr_missing_message(language: str) -> str:
+    """What a caller is told when OCR is not installed (no server paths in it)."""
+    languages = [lang for lang in language.split("+") if lang]
+    needed = ", ".join(f"{lang}.traineddata" for lang in languages)
+    packages = " ".join(f"tesseract-ocr-{lang}" for lang in languages)
+    return (f"OCR is not installed on this server (Tesseract language data {needed} is missing); "
+            f"its operator can install it (Debian/Ubuntu: {packages}) or set "
+            "SENSORIUM_PDF__TESSDATA_DIR")
 
 
 @functools.lru_cache(maxsize=8)
@@ -587,9 +604,8 @@ def _extract_image(
                 pixmap = pymupdf.Pixmap(pymupdf.csRGB, pixmap)
             fmt, data = "png", pixmap.tobytes("png")
         width, height = int(extracted.get("width", width)), int(extracted.get("height", height))
-    except MemoryError:
-        raise
-    except Exception as error:
+    except MUPDF_ERRORS as error:
+        log.warning("image %d on page %d failed: %s: %s", index, page_number, type(error).__name__, error)
         return failed(
             Reason.IMAGE_UNDECODABLE,
             f"image {index} on page {page_number} could not be decoded ({type(error).__name__})",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections.abc import AsyncGenerator
@@ -20,6 +21,8 @@ from sensorium.pdf import extractor
 from sensorium.pdf.extractor import DocumentInfo, ExtractOptions, ImageResult, Limits, PageResult
 from sensorium.pdf.workers import PageExtractor, PdfWorkerPool
 from sensorium.registry import RuntimeContext
+
+log = logging.getLogger("sensorium.pdf")
 
 Results = DocumentInfo | list[PageResult | ImageResult]
 
@@ -37,6 +40,7 @@ class PdfRuntime:
         self.limits = Limits.from_settings(self.settings)
         self.workers = self.settings.workers or context.cpus
         self.budget = context.budget
+        self._log_config = (context.settings.log_level, context.settings.log_format)
         self._page_extractor = page_extractor
         self._pool: PdfWorkerPool | None = None
 
@@ -48,8 +52,12 @@ class PdfRuntime:
         return self._pool
 
     async def start(self) -> None:
+        if self.limits.ocr_enabled:
+            tessdata, problem = extractor.find_tessdata(self.limits.tessdata_dir, self.limits.ocr_language)
+            if tessdata is None:
+                log.warning("pages without a text layer will not be OCR'd: %s", problem)
         pool = PdfWorkerPool(self.settings, workers=self.workers, on_worker_restart=_count_restart,
-                             page_extractor=self._page_extractor)
+                             page_extractor=self._page_extractor, log_config=self._log_config)
         try:
             await pool.warm_up()
         except Exception as exc:

