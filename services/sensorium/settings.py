@@ -45,6 +45,10 @@ class PdfSettings(_Group):
     document of up to 4 pages or a chunk of up to 32 pages of a longer one."""
     worker_memory_mb: int = Field(default=2048, ge=0)
     """Address-space limit of each worker process in MiB; 0 = unlimited."""
+    crash_quarantine_seconds: float = Field(default=600.0, ge=0)
+    """A document (by content) that crashed or hung a worker twice within this many seconds is
+    refused at once (PARSER_CRASH) for this long, so a client retrying it cannot keep killing
+    workers; 0 = never refuse."""
     max_pending_documents: int = Field(default=64, gt=0)
     """Documents queued or in work at once; more are refused with RESOURCE_EXHAUSTED."""
     ocr: bool = True

@@ -7,7 +7,9 @@ act when page N (1-based) is extracted instead of the first page extracted:
 - `sleep=SECONDS`: the worker hangs that long;
 - `allocate=MIB`: the worker allocates that much (memory cap tests);
 - `pidfile=PATH`: the worker writes its process id to PATH and then waits up to 60 s, so a
-  test can kill (SIGKILL) or stop (SIGSTOP) it from outside while it holds the document.
+  test can kill (SIGKILL) or stop (SIGSTOP) it from outside while it holds the document;
+- `cpulimit`: the worker lowers its own CPU-time limit to one second from now and spins, as a
+  task would that outran the limit the pool arms (the kernel then ends it with SIGXCPU).
 
 Any other document is extracted normally. The pool runs it in its worker processes, which
 import it by name: this module must stay importable from `tests/support` (pytest puts that on
@@ -16,7 +18,9 @@ sys.path, and the forkserver's children inherit it).
 
 from __future__ import annotations
 
+import math
 import os
+import resource
 import signal
 import time
 from pathlib import Path
@@ -54,6 +58,11 @@ def _act(doc: pymupdf.Document, index: int, options: ExtractOptions) -> None:
     elif name == "allocate":
         ballast = bytearray(int(argument) * 1024 * 1024)
         del ballast
+    elif name == "cpulimit":
+        _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        resource.setrlimit(resource.RLIMIT_CPU, (math.ceil(time.process_time()) + 1, hard))
+        while True:
+            pass
     elif name == "pidfile":
         Path(argument).write_text(str(os.getpid()))
         time.sleep(60)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import time
+from collections import Counter, OrderedDict
 from collections.abc import AsyncGenerator
 
 from sensorium import metrics
@@ -43,6 +45,7 @@ class PdfRuntime:
         self._log_config = (context.settings.log_level, context.settings.log_format)
         self._page_extractor = page_extractor
         self._pool: PdfWorkerPool | None = None
+        self.quarantine = Quarantine(self.settings.crash_quarantine_seconds)
 
     @property
     def pool(self) -> PdfWorkerPool:
@@ -79,6 +82,7 @@ class PdfRuntime:
         pool = self.pool
         started, outcome = time.perf_counter(), "ok"
         try:
+            await self._check_quarantine(path)
             async with contextlib.aclosing(pool.extract(path, options)) as results:
                 async for result in results:
                     if isinstance(result, list):
@@ -86,6 +90,8 @@ class PdfRuntime:
                     yield result
         except SensoriumError as error:
             outcome = error.reason.name
+            if _killed_a_worker(error):
+                await self._strike(path)
             raise
         except (asyncio.CancelledError, GeneratorExit):
             outcome = "cancelled"  # the caller went away or stopped reading
@@ -96,6 +102,96 @@ class PdfRuntime:
         finally:
             metrics.PDF_DOCUMENTS.labels(outcome).inc()
             metrics.PDF_SECONDS.observe(time.perf_counter() - started)
+
+
+    async def _check_quarantine(self, path: str | os.PathLike[str]) -> None:
+        if not self.quarantine.active:
+            return  # the usual case: nothing to look up, not even a stat
+        try:
+            size = await asyncio.to_thread(os.path.getsize, path)
+        except OSError:
+            return  # the worker reports a file it cannot read
+        if not self.quarantine.may_hold(size):
+            return  # nothing of this size crashed a worker: no need to hash it
+        key = (size, await asyncio.to_thread(sha256_file, path))
+        until = self.quarantine.refused_until(key)
+        if until is not None:
+            left = until - time.monotonic()
+            raise SensoriumError(
+                Reason.PARSER_CRASH,
+                f"this document crashed or hung the PDF parser {self.quarantine.strikes} times in "
+                f"the last {self.quarantine.seconds:g} s and is refused for {left:.0f} s more; "
+                "repair it (e.g. `qpdf in.pdf out.pdf`) rather than retrying it",
+                {"quarantined_seconds": f"{left:.0f}"}, setting="pdf.crash_quarantine_seconds",
+            )
+
+    async def _strike(self, path: str | os.PathLike[str]) -> None:
+        if not self.quarantine.seconds:
+            return
+        with contextlib.suppress(OSError):  # the upload may be gone already
+            size = await asyncio.to_thread(os.path.getsize, path)
+            self.quarantine.strike((size, await asyncio.to_thread(sha256_file, path)))
+
+
+class Quarantine:
+    """Documents, by (size, sha256), that crashed or hung workers recently.
+
+    `strikes` kills within `seconds` refuse a document for `seconds` after the last one. Sizes
+    are kept apart so that, while nothing is quarantined, no document is ever hashed; at most
+    `capacity` documents are remembered (the oldest are forgotten first).
+    """
+
+    def __init__(self, seconds: float, strikes: int = 2, capacity: int = 4096) -> None:
+        self.seconds, self.strikes, self.capacity = seconds, strikes, capacity
+        self._kills: OrderedDict[tuple[int, str], list[float]] = OrderedDict()
+        self._sizes: Counter[int] = Counter()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._kills)
+
+    def may_hold(self, size: int) -> bool:
+        return self._sizes[size] > 0
+
+    def strike(self, key: tuple[int, str]) -> None:
+        now = time.monotonic()
+        if key not in self._kills:
+            self._kills[key] = []
+            self._sizes[key[0]] += 1
+        self._kills.move_to_end(key)
+        self._kills[key] = [t for t in self._kills[key] if now - t < self.seconds] + [now]
+        while len(self._kills) > self.capacity:
+            self._forget(next(iter(self._kills)))
+
+    def refused_until(self, key: tuple[int, str]) -> float | None:
+        kills = [t for t in self._kills.get(key, []) if time.monotonic() - t < self.seconds]
+        if not kills:
+            if key in self._kills:
+                self._forget(key)
+            return None
+        self._kills[key] = kills
+        return kills[-1] + self.seconds if len(kills) >= self.strikes else None
+
+    def _forget(self, key: tuple[int, str]) -> None:
+        del self._kills[key]
+        self._sizes[key[0]] -= 1
+        if not self._sizes[key[0]]:
+            del self._sizes[key[0]]
+
+
+def _killed_a_worker(error: SensoriumError) -> bool:
+    """A crash, or a hang the pool killed; not a refusal by the quarantine itself."""
+    if "quarantined_seconds" in error.metadata:
+        return False
+    return error.reason is Reason.PARSER_CRASH or error.setting == "pdf.timeout_seconds"
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _count_pages(items: list[PageResult | ImageResult]) -> None:

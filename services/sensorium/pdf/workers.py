@@ -41,9 +41,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import multiprocessing
 import os
 import resource
+import signal
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable
@@ -86,6 +88,7 @@ _OPEN_DOCUMENTS = 4
 class _WorkerState:
     extract_page: PageExtractor = extractor.extract_page
     memory_mb: int = 0
+    cpu_seconds: float = 0.0
     tasks: int = 0
     # Open documents by (path, inode, size, mtime, password), least recently used first.
     documents: OrderedDict[tuple[Any, ...], pymupdf.Document] = field(default_factory=OrderedDict)
@@ -105,9 +108,12 @@ class _TaskResult:
     worker_tasks: int  # tasks this worker has run, this one included
 
 
-def _init_worker(memory_mb: int, page_extractor: PageExtractor, log_config: tuple[str, str] | None) -> None:
+def _init_worker(
+    memory_mb: int, cpu_seconds: float, page_extractor: PageExtractor, log_config: tuple[str, str] | None
+) -> None:
     """Pebble initializer; it must never raise (a worker failing here breaks the pool)."""
     _worker.extract_page, _worker.memory_mb = page_extractor, memory_mb
+    _worker.cpu_seconds = cpu_seconds
     if log_config is not None:  # the server's log format, so a page's failure reads like the rest
         with contextlib.suppress(Exception):
             level, fmt = log_config
@@ -142,6 +148,7 @@ def _run_task(
     """
     started_at = time.monotonic()
     _worker.tasks += 1
+    _arm_cpu_limit()
     _drop_deleted()
     key: tuple[Any, ...] | None = None
     try:
@@ -183,6 +190,22 @@ def _run_task(
             _close_cached(key)
         raise
     return _TaskResult(items, info, index, end, started_at, os.getpid(), _worker.tasks)
+
+
+def _arm_cpu_limit() -> None:
+    """Let this task use at most `cpu_seconds` of CPU from now (RLIMIT_CPU counts the whole
+    process life, so it is re-armed per task). The server's wall-clock timeout normally stops a
+    task first; this is the kernel's backstop should the server's timer not, e.g. when its own
+    event loop is stalled. Past it the kernel sends SIGXCPU, which ends the worker."""
+    if _worker.cpu_seconds <= 0:
+        return
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    soft = math.ceil(usage.ru_utime + usage.ru_stime + _worker.cpu_seconds) + 1
+    with contextlib.suppress(ValueError, OSError):
+        _old, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
 def _open(path: str, password: str, limits: Limits | None) -> tuple[pymupdf.Document, tuple[Any, ...]]:
@@ -272,7 +295,7 @@ class PdfWorkerPool:
         self.workers = max(1, workers)
         self._settings = settings
         self._limits = Limits.from_settings(settings)
-        self._initargs = (settings.worker_memory_mb, page_extractor, log_config)
+        self._initargs = (settings.worker_memory_mb, settings.timeout_seconds, page_extractor, log_config)
         self._on_worker_restart = on_worker_restart or (lambda reason: None)
         self._pending = 0
         self._closed = False
@@ -426,6 +449,9 @@ class PdfWorkerPool:
             self._on_worker_restart("timeout")
             raise self._timed_out() from None
         except pebble.ProcessExpired as error:
+            if error.exitcode == -signal.SIGXCPU:  # the kernel's CPU-time backstop
+                self._on_worker_restart("timeout")
+                raise self._timed_out() from None
             self._on_worker_restart("crash")
             raise SensoriumError(
                 Reason.PARSER_CRASH,
