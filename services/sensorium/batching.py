@@ -267,6 +267,13 @@ class Batcher(Generic[T, R]):
             if len(self._queue) >= self._queue_size:
                 raise self._overloaded_locked()
 
+    def overloaded(self) -> SensoriumError:
+        """The OVERLOADED error this batcher gives now, with its retry estimate: for callers
+        that bound their own work in front of the queue (preprocessing)."""
+        with self._cond:
+            self._observer.dropped(self.name, "overloaded")
+            return self._overloaded_locked()
+
     def start(self) -> None:
         """Start the worker threads."""
         with self._cond:
