@@ -15,9 +15,6 @@ from sensorium.client import Client, ClientError
 from sensorium.pdf.v1 import pdf_service_pb2 as pb
 from sensorium.type.v1 import errors_pb2
 
-CORPUS_PDF = testkit.CORPUS / "pdf"
-needs_corpus = pytest.mark.skipif(not CORPUS_PDF.is_dir(), reason="shared corpus not found")
-
 
 @pytest.fixture
 async def pdf_client(start_server, monkeypatch):
@@ -162,14 +159,23 @@ async def test_truncated_pdfs_are_repaired_and_flagged_or_refused(pdf_client):
     assert _reason(error) == ("INVALID_ARGUMENT", "PDF_UNREADABLE")
 
 
-@needs_corpus
 async def test_garbage_fails_and_a_page_tree_loop_does_not_hang(pdf_client):
     client = await pdf_client()
     with pytest.raises(ClientError) as error:
-        await client.extract_document((CORPUS_PDF / "qpdf_bad1.pdf").read_bytes())
+        await client.extract_document(b"oops\n")
     assert _reason(error) == ("INVALID_ARGUMENT", "PDF_UNREADABLE")
     # MuPDF 1.28 breaks the /Pages loop and finds the one real page.
-    looped = await client.extract_document((CORPUS_PDF / "qpdf_pages-loop.pdf").read_bytes())
+    looped = await client.extract_document(testkit.make_page_tree_loop_pdf("Potato"))
+    assert [p.text.strip() for p in looped.pages] == ["Potato"]
+
+
+async def test_corpus_garbage_and_page_tree_loop(pdf_client, corpus_dir):
+    """The same on qpdf's own test files."""
+    client = await pdf_client()
+    with pytest.raises(ClientError) as error:
+        await client.extract_document((corpus_dir / "pdf" / "qpdf_bad1.pdf").read_bytes())
+    assert _reason(error) == ("INVALID_ARGUMENT", "PDF_UNREADABLE")
+    looped = await client.extract_document((corpus_dir / "pdf" / "qpdf_pages-loop.pdf").read_bytes())
     assert [p.text.strip() for p in looped.pages] == ["Potato"]
 
 
@@ -182,20 +188,31 @@ async def test_a_pdf_without_pages_is_a_failure_not_an_empty_success(pdf_client)
     assert _reason(error) == ("INVALID_ARGUMENT", "PDF_NO_PAGES")
 
 
-@needs_corpus
-async def test_passwords_required_wrong_and_right(pdf_client):
-    client = await pdf_client()
-    content = (CORPUS_PDF / "qpdf_enc-R6-V5-user-view-owner-master.pdf").read_bytes()
+async def _check_passwords(client: Client, content: bytes, user: str, owner: str) -> None:
     with pytest.raises(ClientError) as missing:
         await client.extract_document(content)
     assert _reason(missing) == ("INVALID_ARGUMENT", "PDF_PASSWORD_REQUIRED")
     with pytest.raises(ClientError) as wrong:
         await client.extract_document(content, pb.ExtractOptions(password="nope"))
     assert _reason(wrong) == ("INVALID_ARGUMENT", "PDF_PASSWORD_INCORRECT")
-    for password in ("view", "master"):
+    for password in (user, owner):
         response = await client.extract_document(content, pb.ExtractOptions(password=password))
         assert response.metadata.encrypted
         assert len(response.pages) == response.metadata.page_count > 0
+
+
+async def test_passwords_required_wrong_and_right(pdf_client):
+    client = await pdf_client()
+    content = testkit.make_r6_pdf(30, user_password="view", owner_password="master")
+    await _check_passwords(client, content, "view", "master")
+    response = await client.extract_document(content, pb.ExtractOptions(password="view"))
+    assert [p.text.strip() for p in response.pages] == [f"Page {n}" for n in range(1, 31)]
+
+
+async def test_corpus_passwords_required_wrong_and_right(pdf_client, corpus_dir):
+    """The same on qpdf's AES-256 R6 test file."""
+    content = (corpus_dir / "pdf" / "qpdf_enc-R6-V5-user-view-owner-master.pdf").read_bytes()
+    await _check_passwords(await pdf_client(), content, "view", "master")
 
 
 async def test_limits_bytes_pages_and_time(pdf_client):

@@ -21,7 +21,7 @@ from sensorium.transcription.v1 import transcription_service_pb2 as pb
 from sensorium.transcription.v1 import transcription_service_pb2_grpc as pb_grpc
 
 pytestmark = [pytest.mark.weights, pytest.mark.asyncio(loop_scope="module")]
-JFK = testkit.CORPUS / "audio" / "jfk.flac"
+JFK = testkit.JFK
 FULL_NAME = "sensorium.transcription.v1.TranscriptionService"
 
 

@@ -25,7 +25,7 @@ from sensorium.transcription.transcriber import (
 )
 
 pytestmark = pytest.mark.weights
-JFK = testkit.CORPUS / "audio" / "jfk.flac"
+JFK = testkit.JFK
 DETERMINISTIC = Options(temperatures=(0.0,), condition_on_previous_text=False)
 
 
