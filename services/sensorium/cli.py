@@ -113,9 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     health.add_argument("--server", default=None,
                         help="HOST:PORT (default: 127.0.0.1 and SENSORIUM_HEALTH_PORT or 50052)")
-    health.add_argument("--service", default="",
-                        help='service name, e.g. "sensorium.pdf.v1.PdfService" or "liveness" '
-                        '(default: the overall status)')
+    health.add_argument("--service", action="append", default=[],
+                        help='service name, e.g. "sensorium.pdf.v1.PdfService" or "liveness"; '
+                        'repeatable; exit 0 only when all are SERVING (default: the overall status)')
+    health.add_argument("--json", action="store_true",
+                        help='print one JSON object: {"server": "H:P", "services": {NAME: STATUS}} '
+                        '("overall" names the overall status; SERVICE_UNKNOWN for a name the '
+                        'server does not know), or {"server": "H:P", "error": "..."} when unreachable')
     health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     health.set_defaults(run=_health)
 
@@ -223,17 +227,30 @@ async def _serve(args: argparse.Namespace) -> int:
 
 async def _health(args: argparse.Namespace) -> int:
     target = args.server or f"127.0.0.1:{os.environ.get('SENSORIUM_HEALTH_PORT', '50052')}"
+    statuses: dict[str, str] = {}  # "" is the overall status, as in grpc.health.v1
     try:
         async with Client(target, timeout=args.timeout) as client:
-            status = await client.health(args.service)
+            for service in args.service or [""]:
+                try:
+                    statuses[service] = await client.health(service)
+                except ClientError as exc:
+                    if exc.details.code.name != "NOT_FOUND":
+                        raise
+                    statuses[service] = "SERVICE_UNKNOWN"
     except ClientError as exc:
-        if exc.details.code.name == "NOT_FOUND":
-            print(f"{args.service or 'overall'}: unknown service on {target}")
-            return EXIT_FAILED
-        print(f"{target}: unreachable ({exc.details})", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"server": target, "error": f"unreachable ({exc.details})"}))
+        else:
+            print(f"{target}: unreachable ({exc.details})", file=sys.stderr)
         return EXIT_USAGE
-    print(f"{args.service or 'overall'}: {status}")
-    return EXIT_OK if status == "SERVING" else EXIT_FAILED
+    if args.json:
+        named = {service or "overall": status for service, status in statuses.items()}
+        print(json.dumps({"server": target, "services": named}, indent=2))
+    else:
+        for service, status in statuses.items():
+            shown = f"unknown service on {target}" if status == "SERVICE_UNKNOWN" else status
+            print(f"{service or 'overall'}: {shown}")
+    return EXIT_OK if all(status == "SERVING" for status in statuses.values()) else EXIT_FAILED
 
 
 def parse_pages(text: str) -> tuple[int, int]:

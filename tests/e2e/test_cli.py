@@ -82,6 +82,26 @@ def test_health_command_exit_codes(server):
     assert down.returncode == 2
 
 
+def test_health_json_gives_the_status_of_each_service_asked(server):
+    _, ports = server
+    target = f"127.0.0.1:{ports['health']}"
+    both = run("health", "--server", target, "--json", "--service", "", "--service",
+               "sensorium.pdf.v1.PdfService")
+    assert both.returncode == 0, both.stderr
+    assert json.loads(both.stdout) == {
+        "server": target, "services": {"overall": "SERVING", "sensorium.pdf.v1.PdfService": "SERVING"}}
+    # The embedding service is not hosted here: one name not SERVING fails the whole check.
+    mixed = run("health", "--server", target, "--json", "--service", "liveness", "--service",
+                "sensorium.embedding.v1.EmbeddingService")
+    assert mixed.returncode == 1
+    assert json.loads(mixed.stdout)["services"] == {
+        "liveness": "SERVING", "sensorium.embedding.v1.EmbeddingService": "SERVICE_UNKNOWN"}
+    down = run("health", "--server", "127.0.0.1:1", "--timeout", "1", "--json")
+    assert down.returncode == 2
+    answer = json.loads(down.stdout)
+    assert answer["server"] == "127.0.0.1:1" and answer["error"].startswith("unreachable (UNAVAILABLE")
+
+
 def test_metrics_endpoint_counts_the_calls(server, two_page_pdf):
     import urllib.request
 
