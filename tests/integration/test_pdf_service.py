@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import grpc
+import numpy as np
+import pymupdf
 import pytest
 from prometheus_client import REGISTRY
 
@@ -110,6 +112,30 @@ async def test_batched_stream_sends_images_after_their_batch(pdf_client, tmp_pat
     assert [m.WhichOneof("result") for m in messages] == ["metadata", "pages", "image", "summary"]
     assert [p.image_count for p in messages[1].pages.pages] == [1, 0]
     assert messages[2].image.page_number == 1 and messages[2].image.data
+
+
+async def test_a_unary_request_over_the_message_limit_gets_grpcs_own_refusal(start_server, tmp_path):
+    """gRPC refuses a message over SENSORIUM_MAX_RECEIVE_MESSAGE_BYTES before any handler runs:
+    RESOURCE_EXHAUSTED with no ErrorInfo and no RetryInfo (docs/errors.md tells clients to use
+    the stream, not to back off). The streaming call takes the same document in chunks."""
+    limit = 2 * 1024 * 1024  # above the client's 1 MiB stream chunks
+    server = await start_server(services=["pdf"], max_receive_message_bytes=limit, pdf={"workers": 1})
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "A page with a noisy picture")
+    noise = np.random.default_rng(0).integers(0, 256, (1000, 1000, 3), dtype=np.uint8).tobytes()
+    doc[0].insert_image(pymupdf.Rect(72, 100, 500, 528),
+                        pixmap=pymupdf.Pixmap(pymupdf.csRGB, 1000, 1000, noise, False))
+    content = doc.tobytes(deflate=True)  # noise does not compress: ~3 MB
+    assert len(content) > limit
+    async with Client(f"127.0.0.1:{server.port}") as client:
+        with pytest.raises(ClientError) as error:
+            await client.extract_document(content)
+        details = error.value.details
+        assert details.code.name == "RESOURCE_EXHAUSTED"
+        assert (details.reason, details.metadata, details.retry_after_seconds) == ("", {}, None)
+        assert "Received message larger than max" in details.message and f"vs. {limit})" in details.message
+        streamed = await _stream(client, content, tmp_path)
+        assert [p.text.strip() for p in _pages(streamed)] == ["A page with a noisy picture"]
 
 
 async def test_images_are_refused_on_the_unary_call(pdf_client):
