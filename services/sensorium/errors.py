@@ -126,7 +126,8 @@ def to_status(error: SensoriumError, request_id: str) -> grpc.Status:
 
 def item_error(error: SensoriumError) -> errors_pb2.ItemError:
     """`error` as the per-item error field of a result message."""
-    return errors_pb2.ItemError(reason=error.reason.to_proto(), message=error.message)
+    return errors_pb2.ItemError(reason=error.reason.to_proto(), message=error.message,
+                                metadata=error.metadata)
 
 
 @dataclass(frozen=True)

@@ -549,9 +549,10 @@ def _extract_image(
     bbox = drawn.pop(0) if drawn else None
     meta = {"page": str(page_number), "index": str(index)}
 
-    def failed(reason: Reason, message: str) -> ImageResult:
+    def failed(reason: Reason, message: str, **extra: str) -> ImageResult:
         return ImageResult(
-            page_number, index, bbox, "", b"", width, height, SensoriumError(reason, message, meta)
+            page_number, index, bbox, "", b"", width, height,
+            SensoriumError(reason, message, {**meta, **extra}),
         )
 
     # The stored dimensions are checked before decoding: decompression bombs exist.
@@ -560,6 +561,7 @@ def _extract_image(
             Reason.IMAGE_TOO_LARGE,
             f"image {index} on page {page_number} has {width}x{height} = {width * height} "
             f"pixels, over this server's limit of {max_pixels} (SENSORIUM_PDF__MAX_PIXELS)",
+            limit_pixels=str(max_pixels),
         )
     try:
         extracted = doc.extract_image(xref)
