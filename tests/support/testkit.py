@@ -190,13 +190,21 @@ class ServeProcess:
         return f"127.0.0.1:{self.port}"
 
 
+# The server's own "ready" (every service started), not one service's "service ready".
+_READY = re.compile(r" sensorium\.server ready( |$)")
+
+
 @contextlib.contextmanager
-def serve(env: dict[str, str], timeout: float = 120) -> Iterator[ServeProcess]:
-    """Start `sensorium serve` on ephemeral loopback ports, wait for "ready", stop it with
-    SIGTERM on exit and check that it exits 0."""
+def serve(
+    env: dict[str, str], timeout: float = 120, command: list[str] | None = None
+) -> Iterator[ServeProcess]:
+    """Start `sensorium serve` (or `command`, which must end by exec'ing it and write what it
+    says to stderr) on ephemeral loopback ports, wait for "ready", stop it with SIGTERM on exit
+    and check that it exits 0."""
     env = {"SENSORIUM_ADDRESS": "127.0.0.1:0", "SENSORIUM_HEALTH_PORT": "0",
            "SENSORIUM_METRICS_PORT": "0", "SENSORIUM_SHUTDOWN_DELAY_SECONDS": "0", **env}
-    process = subprocess.Popen([*SENSORIUM, "serve"], env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command or [*SENSORIUM, "serve"], env=env, stderr=subprocess.PIPE,
+                               text=True)
     assert process.stderr is not None
     lines: list[str] = []
     ports: tuple[str, ...] = ()
@@ -206,10 +214,10 @@ def serve(env: dict[str, str], timeout: float = 120) -> Iterator[ServeProcess]:
         lines.append(line)
         if match := re.search(r" listening port=(\d+) health_port=(\d+) metrics_port=(\S+)", line):
             ports = match.groups()
-        if " ready " in line or not line:
+        if _READY.search(line) or not line:
             break
     try:
-        assert ports and any(" ready " in line for line in lines), "".join(lines)
+        assert ports and any(_READY.search(line) for line in lines), "".join(lines)
         metrics = None if ports[2] == "None" else int(ports[2])
         yield ServeProcess(process, int(ports[0]), int(ports[1]), metrics, "".join(lines))
     finally:

@@ -16,7 +16,9 @@ from testkit import REPO
 PASSING = "def test_fine():\n    assert True\n"
 
 
-def run_pytest(folder: Path, modules: dict[str, str], strict: bool = True) -> subprocess.CompletedProcess[str]:
+def run_pytest(
+    folder: Path, modules: dict[str, str], strict: bool = True
+) -> subprocess.CompletedProcess[str]:
     for name, source in {"test_fine.py": PASSING, **modules}.items():
         (folder / name).write_text(source)
     # Not this repository's configuration; asyncio_default_fixture_loop_scope quiets pytest-asyncio.
@@ -43,7 +45,8 @@ def test_a_collection_time_skip_fails_the_run(tmp_path, source):
 
 
 def test_a_run_time_skip_fails_the_run(tmp_path):
-    result = run_pytest(tmp_path, {"test_skipping.py": "import pytest\n\ndef test_x():\n    pytest.skip('no GPU')\n"})
+    source = "import pytest\n\ndef test_x():\n    pytest.skip('no GPU')\n"
+    result = run_pytest(tmp_path, {"test_skipping.py": source})
     assert result.returncode == 1, result.stdout
     assert "test_skipping.py::test_x: Skipped: no GPU" in result.stdout
 
