@@ -73,7 +73,7 @@ CODES: dict[Reason, grpc.StatusCode] = {
     Reason.PARSER_CRASH: _S.INTERNAL,
     Reason.INTERNAL_ERROR: _S.INTERNAL,
 }
-"""The DESIGN.md status table: every reason's gRPC status code."""
+"""Every reason's gRPC status code (the table in docs/errors.md, with what clients should do)."""
 
 
 @dataclass(eq=False)
