@@ -23,13 +23,15 @@ from google.protobuf.message import Message
 
 from sensorium import logs
 from sensorium.client import Client, ClientError
+from sensorium.embedding.v1 import embedding_service_pb2 as embedding_pb
 from sensorium.errors import ServiceStartError
 from sensorium.pdf.v1 import pdf_service_pb2 as pdf_pb
 from sensorium.registry import SERVICES
 from sensorium.settings import ServiceName, Settings, known_variables
 from sensorium.transcription.v1 import transcription_service_pb2 as transcription_pb
 
-# Files up to this size go inline (unary); larger ones, or image extraction, use the stream.
+# Files up to this size go inline (unary); larger ones, or image extraction, use the stream
+# (4 MiB: the request size most gRPC servers accept by default).
 INLINE_LIMIT = 4 * 1024 * 1024
 # Streamed pages come in batches of up to this many: one gRPC message per page costs the
 # server and this client more CPU than the rest of handling the page (docs/benchmarks.md).
@@ -56,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = asyncio.run(args.run(args))
         return result
     except ClientError as exc:
-        return _fail(f"{exc.details}")
+        return _fail(f"{exc.details}{_oversized_hint(exc)}")
     except CliError as exc:
         return _fail(str(exc), exc.code)
     except ServiceStartError as exc:
@@ -72,6 +74,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     except KeyboardInterrupt:
         return 130
+
+
+def _oversized_hint(exc: ClientError) -> str:
+    """What to do about a request gRPC itself refused as larger than the server's message limit:
+    that refusal comes before any Sensorium code runs, so it carries no reason, and retrying
+    the same request cannot succeed (docs/errors.md)."""
+    details = exc.details
+    refused = details.code.name == "RESOURCE_EXHAUSTED" and not details.reason
+    if not refused or "larger than max" not in details.message:
+        return ""
+    return (" (the request is larger than the server accepts in one message, its "
+            "SENSORIUM_MAX_RECEIVE_MESSAGE_BYTES; do not retry it as is: send fewer or smaller files)")
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> int:
@@ -113,9 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     health.add_argument("--server", default=None,
                         help="HOST:PORT (default: 127.0.0.1 and SENSORIUM_HEALTH_PORT or 50052)")
-    health.add_argument("--service", default="",
-                        help='service name, e.g. "sensorium.pdf.v1.PdfService" or "liveness" '
-                        '(default: the overall status)')
+    health.add_argument("--service", action="append", default=[],
+                        help='service name, e.g. "sensorium.pdf.v1.PdfService" or "liveness"; '
+                        'repeatable; exit 0 only when all are SERVING (default: the overall status)')
+    health.add_argument("--json", action="store_true",
+                        help='print one JSON object: {"server": "H:P", "services": {NAME: STATUS}} '
+                        '("overall" names the overall status; SERVICE_UNKNOWN for a name the '
+                        'server does not know), or {"server": "H:P", "error": "..."} when unreachable')
     health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     health.set_defaults(run=_health)
 
@@ -147,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.set_defaults(run=_transcribe)
 
     embed = commands.add_parser("embed", help="embed texts and images into the CLIP space",
-                                description="Print one vector per input (JSON with --json).")
+                                description="Print one vector per input (JSON with --json). "
+                                "Images of up to 4 MiB in all go in one EmbedImages call; more "
+                                "go through StreamEmbed, one image per message (their JSON results "
+                                "then carry no width and height).")
     embed.add_argument("--text", action="append", default=[], help="a text (repeatable)")
     embed.add_argument("--image", action="append", default=[], type=Path,
                        help="an image file (repeatable)")
@@ -216,17 +237,30 @@ async def _serve(args: argparse.Namespace) -> int:
 
 async def _health(args: argparse.Namespace) -> int:
     target = args.server or f"127.0.0.1:{os.environ.get('SENSORIUM_HEALTH_PORT', '50052')}"
+    statuses: dict[str, str] = {}  # "" is the overall status, as in grpc.health.v1
     try:
         async with Client(target, timeout=args.timeout) as client:
-            status = await client.health(args.service)
+            for service in args.service or [""]:
+                try:
+                    statuses[service] = await client.health(service)
+                except ClientError as exc:
+                    if exc.details.code.name != "NOT_FOUND":
+                        raise
+                    statuses[service] = "SERVICE_UNKNOWN"
     except ClientError as exc:
-        if exc.details.code.name == "NOT_FOUND":
-            print(f"{args.service or 'overall'}: unknown service on {target}")
-            return EXIT_FAILED
-        print(f"{target}: unreachable ({exc.details})", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"server": target, "error": f"unreachable ({exc.details})"}))
+        else:
+            print(f"{target}: unreachable ({exc.details})", file=sys.stderr)
         return EXIT_USAGE
-    print(f"{args.service or 'overall'}: {status}")
-    return EXIT_OK if status == "SERVING" else EXIT_FAILED
+    if args.json:
+        named = {service or "overall": status for service, status in statuses.items()}
+        print(json.dumps({"server": target, "services": named}, indent=2))
+    else:
+        for service, status in statuses.items():
+            shown = f"unknown service on {target}" if status == "SERVICE_UNKNOWN" else status
+            print(f"{service or 'overall'}: {shown}")
+    return EXIT_OK if all(status == "SERVING" for status in statuses.values()) else EXIT_FAILED
 
 
 def parse_pages(text: str) -> tuple[int, int]:
@@ -334,15 +368,17 @@ def _clock(seconds: float) -> str:
 async def _embed(args: argparse.Namespace) -> int:
     if not args.text and not args.image:
         raise CliError("give at least one --text or --image", EXIT_USAGE)
-    images = [path.read_bytes() for path in args.image]
+    inline = sum(path.stat().st_size for path in args.image) <= INLINE_LIMIT
     async with connect(args, "embedding") as client:
         results: list[tuple[str, Any]] = []
         if args.text:
             texts = await client.embed_texts(args.text)
             results += zip(args.text, texts.results, strict=True)
-        if images:
-            embedded = await client.embed_images(images)
+        if args.image and inline:
+            embedded = await client.embed_images([path.read_bytes() for path in args.image])
             results += zip(map(str, args.image), embedded.results, strict=True)
+        elif args.image:
+            results += await _stream_images(client, args.image)
     failed = any(result.HasField("error") for _, result in results)
     if args.json:
         print(json.dumps([{"input": name, **json_format.MessageToDict(result)}
@@ -356,6 +392,21 @@ async def _embed(args: argparse.Namespace) -> int:
             space = result.vector.space
             print(f"{name}: [{values}, ...] ({space.dimension}-d, {space.model}/{space.pretrained})")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+async def _stream_images(client: Client, paths: list[Path]) -> list[tuple[str, Any]]:
+    """Embed `paths` through StreamEmbed (each file read only when its message is sent), as
+    `ImageEmbedding` results in the order given."""
+    requests = (embedding_pb.StreamEmbedRequest(id=str(i), image=path.read_bytes())
+                for i, path in enumerate(paths))
+    answers = {answer.id: answer async for answer in client.stream_embed(requests)}
+    results = []
+    for i, path in enumerate(paths):
+        answer = answers[str(i)]
+        result = embedding_pb.ImageEmbedding(error=answer.error) if answer.HasField("error") \
+            else embedding_pb.ImageEmbedding(vector=answer.vector)
+        results.append((str(path), result))
+    return results
 
 
 async def _score(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -212,6 +212,14 @@ class Client:
     ) -> embedding_pb.EmbedImagesResponse:
         request = embedding_pb.EmbedImagesRequest(images=images, options=options)
         return await self._unary(self.embedding.EmbedImages, request)
+
+    def stream_embed(
+        self, requests: Iterable[embedding_pb.StreamEmbedRequest]
+    ) -> AsyncIterator[embedding_pb.StreamEmbedResponse]:
+        """One message per item, so no message holds more than one image; answers may come
+        out of order and carry the item's `id`. `requests` is consumed lazily."""
+        return self._stream("/sensorium.embedding.v1.EmbeddingService/StreamEmbed", iter(requests),
+                            embedding_pb.StreamEmbedResponse)
 
     async def score(self, images: Sequence[bytes], texts: Sequence[str]) -> embedding_pb.ScoreResponse:
         request = embedding_pb.ScoreRequest(images=images, texts=texts)

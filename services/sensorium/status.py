@@ -52,8 +52,12 @@ def to_status(error: SensoriumError, request_id: str) -> grpc.Status:
 
 
 def item_error(error: SensoriumError) -> errors_pb2.ItemError:
-    """`error` as the per-item error field of a result message."""
-    return errors_pb2.ItemError(reason=error.reason.to_proto(), message=explain(error, "client"))
+    """`error` as the per-item error field of a result message, with its metadata (limits)."""
+    metadata = dict(error.metadata)
+    if error.setting:
+        metadata[SETTING] = setting_variable(error.setting)
+    return errors_pb2.ItemError(reason=error.reason.to_proto(), message=explain(error, "client"),
+                                metadata=metadata)
 
 
 def _code_number(code: grpc.StatusCode) -> int:
