@@ -153,7 +153,8 @@ async def test_image_over_the_pixel_cap_is_marked_not_extracted(pdf_client, tmp_
     image = next(m.image for m in messages if m.WhichOneof("result") == "image")
     assert image.error.reason == errors_pb2.ERROR_REASON_IMAGE_TOO_LARGE
     assert "SENSORIUM_PDF__MAX_PIXELS" in image.error.message
-    assert dict(image.error.metadata) == {"limit_pixels": "10000", "page": "1", "index": "0"}
+    assert dict(image.error.metadata) == {"limit_pixels": "10000", "page": "1", "index": "0",
+                                          "setting": "SENSORIUM_PDF__MAX_PIXELS"}
     assert not image.data
 
 
