@@ -49,11 +49,14 @@ class Reason(enum.IntEnum):
     AUDIO_TRUNCATED = 32
     OVERLOADED = 40
     GPU_OUT_OF_MEMORY = 41
+    CLIENT_LIMIT = 42
     NOT_READY = 50
     SHUTTING_DOWN = 51
     NOT_HOSTED = 60
     PARSER_CRASH = 70
     INTERNAL_ERROR = 71
+    UNAUTHENTICATED = 80
+    PERMISSION_DENIED = 81
 
     def to_proto(self) -> str:
         """The proto enum value's name (protobuf accepts names wherever an enum goes)."""
@@ -67,11 +70,14 @@ CODES: dict[Reason, grpc.StatusCode] = {
     Reason.PDF_PAGE_FAILED: _S.INTERNAL,  # only ever per page; a whole call never fails with it
     Reason.OVERLOADED: _S.RESOURCE_EXHAUSTED,
     Reason.GPU_OUT_OF_MEMORY: _S.RESOURCE_EXHAUSTED,
+    Reason.CLIENT_LIMIT: _S.RESOURCE_EXHAUSTED,
     Reason.NOT_READY: _S.UNAVAILABLE,
     Reason.SHUTTING_DOWN: _S.UNAVAILABLE,
     Reason.NOT_HOSTED: _S.UNIMPLEMENTED,
     Reason.PARSER_CRASH: _S.INTERNAL,
     Reason.INTERNAL_ERROR: _S.INTERNAL,
+    Reason.UNAUTHENTICATED: _S.UNAUTHENTICATED,
+    Reason.PERMISSION_DENIED: _S.PERMISSION_DENIED,
 }
 """The DESIGN.md status table: every reason's gRPC status code."""
 
