@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sensorium import metrics
+from sensorium import metrics, tls
 from sensorium.errors import Reason, SensoriumError
 from sensorium.hosting import HostedService, ServiceStartError, create_service
 from sensorium.interceptor import CallState, ServiceInterceptor, fallback_handler
@@ -53,6 +53,7 @@ class Server:
         self._probe = grpc.aio.server()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._probe)
         self._metrics: metrics.MetricsEndpoint | None = None
+        self.certificates: tls.ReloadingCertificates | None = None
 
     @property
     def services(self) -> list[HostedService]:
@@ -82,7 +83,7 @@ class Server:
         await self.health.set(LIVENESS, _SERVING)
         for service in self.services:
             metrics.SERVICE_READY.labels(service.name).set(0)
-        self.port = self._main.add_insecure_port(self.settings.address)
+        self.port = self._bind_main()
         host = self.settings.address.rsplit(":", 1)[0]
         self.health_port = self._probe.add_insecure_port(f"{host}:{self.settings.health_port}")
         if self.settings.metrics_port >= 0:
@@ -103,6 +104,16 @@ class Server:
         if any(s.ready for s in self.services) or not self.services:
             await self.health.set(OVERALL, _SERVING)
             log.info("ready", extra={"serving": ",".join(s.name for s in self.services if s.ready)})
+
+    def _bind_main(self) -> int:
+        """Bind the API port: TLS when certificate files are set (raises `TlsError` when they
+        cannot be served), else plaintext with a warning."""
+        if self.settings.tls.enabled:
+            self.certificates = tls.ReloadingCertificates(self.settings.tls)
+            return self._main.add_secure_port(self.settings.address, self.certificates.credentials())
+        log.warning("TLS is off: the gRPC API is plaintext; set SENSORIUM_TLS__CERT_FILE and "
+                    "SENSORIUM_TLS__KEY_FILE to encrypt it", extra={"address": self.settings.address})
+        return self._main.add_insecure_port(self.settings.address)
 
     async def _start_services(self) -> list[str]:
         failures = []
@@ -168,6 +179,9 @@ async def serve(settings: Settings) -> int:
     except RuntimeError as exc:  # grpc's "Failed to bind"
         log.critical("cannot listen on %s (%s); is the port in use? set SENSORIUM_ADDRESS",
                      settings.address, exc)
+        return 2
+    except tls.TlsError as exc:
+        log.critical("cannot serve TLS: %s", exc)
         return 2
     except ServiceStartError as exc:
         log.critical(
