@@ -18,10 +18,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sensorium import metrics, tls
+from sensorium import auth, metrics, tls
 from sensorium.errors import Reason, SensoriumError
-from sensorium.hosting import HostedService, ServiceStartError, create_service
+from sensorium.hosting import SERVICES, HostedService, ServiceStartError, create_service
 from sensorium.interceptor import CallState, ServiceInterceptor, fallback_handler
+from sensorium.limits import CallLimiter
 from sensorium.settings import Settings
 from sensorium.uploads import ByteBudget
 
@@ -38,11 +39,18 @@ class Server:
 
     def __init__(self, settings: Settings, services: Sequence[HostedService] | None = None) -> None:
         self.settings = settings
-        self.budget = ByteBudget(settings.max_upload_bytes_in_flight)
+        self.budget = ByteBudget(
+            settings.max_upload_bytes_in_flight, settings.limits.max_upload_bytes_per_client
+        )
         hosted = services if services is not None else [
             create_service(name, settings, self.budget) for name in settings.services
         ]
-        self.state = CallState(services={s.full_name: s for s in hosted})
+        self.state = CallState(
+            services={s.full_name: s for s in hosted},
+            protect_reflection=settings.auth.protect_reflection,
+            client_certificates=settings.tls.client_ca_file is not None,
+            calls_per_client=CallLimiter(settings.limits.max_calls_per_client),
+        )
         self.health = health.aio.HealthServicer()
         self.port = 0
         self.health_port = 0
@@ -83,6 +91,7 @@ class Server:
         await self.health.set(LIVENESS, _SERVING)
         for service in self.services:
             metrics.SERVICE_READY.labels(service.name).set(0)
+        self._load_tokens()
         self.port = self._bind_main()
         host = self.settings.address.rsplit(":", 1)[0]
         self.health_port = self._probe.add_insecure_port(f"{host}:{self.settings.health_port}")
@@ -114,6 +123,17 @@ class Server:
         log.warning("TLS is off: the gRPC API is plaintext; set SENSORIUM_TLS__CERT_FILE and "
                     "SENSORIUM_TLS__KEY_FILE to encrypt it", extra={"address": self.settings.address})
         return self._main.add_insecure_port(self.settings.address)
+
+    def _load_tokens(self) -> None:
+        """Turn on token authentication when a tokens file is set (raises `TokenFileError`
+        when it cannot be read or parsed), else warn that every caller is served."""
+        path = self.settings.auth.tokens_file
+        if path is None:
+            log.warning("authentication is off: every caller that reaches the gRPC API is served; "
+                        "set SENSORIUM_AUTH__TOKENS_FILE to require bearer tokens")
+            return
+        known = {*SERVICES, *(s.name for s in self.services)}
+        self.state.tokens = auth.TokenFile(path, known)
 
     async def _start_services(self) -> list[str]:
         failures = []
@@ -182,6 +202,9 @@ async def serve(settings: Settings) -> int:
         return 2
     except tls.TlsError as exc:
         log.critical("cannot serve TLS: %s", exc)
+        return 2
+    except auth.TokenFileError as exc:
+        log.critical("cannot use the tokens file: %s", exc)
         return 2
     except ServiceStartError as exc:
         log.critical(

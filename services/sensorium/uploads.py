@@ -18,14 +18,20 @@ from typing import IO, Any
 
 from sensorium import metrics
 from sensorium.errors import Reason, SensoriumError
+from sensorium.limits import CURRENT_CLIENT, RETRY_AFTER_SECONDS
 
 
 class ByteBudget:
-    """Bytes held by uploads across all calls; a call that does not fit is refused at once."""
+    """Bytes held by uploads across all calls, and per client (`per_client_limit`, 0 =
+    unlimited; the client is `limits.CURRENT_CLIENT`, set by the interceptor); a call that
+    does not fit is refused at once. `take` and `give` of one call run in that call's
+    context, so both see the same client."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_client_limit: int = 0) -> None:
         self.limit = limit
         self.used = 0
+        self.per_client_limit = per_client_limit
+        self.per_client: dict[str, int] = {}
 
     def take(self, n: int) -> None:
         if self.used + n > self.limit:
@@ -35,12 +41,32 @@ class ByteBudget:
                 f"(limit {self.limit}); retry shortly",
                 retry_after_seconds=1.0,
             )
+        client = CURRENT_CLIENT.get() if self.per_client_limit else None
+        if client is not None:
+            held = self.per_client.get(client, 0)
+            if held + n > self.per_client_limit:
+                raise SensoriumError(
+                    Reason.CLIENT_LIMIT,
+                    f"this client ({client}) has {held} bytes of uploads held by the server and "
+                    f"cannot add {n} more (limit {self.per_client_limit}, "
+                    "SENSORIUM_LIMITS__MAX_UPLOAD_BYTES_PER_CLIENT); send fewer files at once",
+                    {"limit_bytes": str(self.per_client_limit)},
+                    retry_after_seconds=RETRY_AFTER_SECONDS,
+                )
+            self.per_client[client] = held + n
         self.used += n
         metrics.UPLOAD_BYTES_IN_FLIGHT.set(self.used)
 
     def give(self, n: int) -> None:
         self.used -= n
         metrics.UPLOAD_BYTES_IN_FLIGHT.set(self.used)
+        client = CURRENT_CLIENT.get() if self.per_client_limit else None
+        if client is not None:
+            held = self.per_client.get(client, 0) - n
+            if held > 0:
+                self.per_client[client] = held
+            else:
+                self.per_client.pop(client, None)
 
 
 @dataclass
