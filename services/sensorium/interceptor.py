@@ -48,6 +48,13 @@ class CallState:
     """Mutual TLS is on: a client without a token is named by its certificate's subject."""
     calls_per_client: limits.CallLimiter = field(default_factory=lambda: limits.CallLimiter(0))
     """Calls in flight per client."""
+    in_flight: int = 0
+    """Data-plane calls being served (refusals included, until they are answered)."""
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while `in_flight` is 0: shutdown waits for it before it closes the listener."""
+
+    def __post_init__(self) -> None:
+        self.idle.set()
 
 
 class _Call:
@@ -155,10 +162,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self.state.calls_per_client.acquire(call.client)
         call.counted = True
 
-    def _release(self, call: _Call) -> None:
+    def _end(self, call: _Call) -> None:
+        """The call is answered: give back its slots, log it."""
         if call.counted:
             self.state.calls_per_client.release(call.client)
             call.counted = False
+        self.state.in_flight -= 1
+        if self.state.in_flight == 0:
+            self.state.idle.set()
+        call.finish()
 
     def _authenticated(self, method: str, handler: Handler) -> Handler:
         """Reflection behind the token check (and the call log), with nothing else applied."""
@@ -169,7 +181,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(
             requests: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            call = _Call(method, context, self.state.known_methods)
+            call, requests = self._begin(method, context, requests, True)
             try:
                 self._authorize(call, method)
                 async for response in behavior(requests, context):
@@ -177,7 +189,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             except BaseException as exc:
                 await self._handle(call, exc)
             finally:
-                call.finish()
+                self._end(call)
 
         return grpc.stream_stream_rpc_method_handler(
             wrapped, request_deserializer=handler.request_deserializer,
@@ -228,6 +240,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     ) -> tuple[_Call, Any]:
         """The call's record, and the request (a stream is wrapped to count its bytes)."""
         call = _Call(method, context, self.state.known_methods)
+        self.state.in_flight += 1
+        self.state.idle.clear()
         if streaming:
             return call, _counted(request, call)
         call.received = _size(request)
@@ -248,8 +262,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             except BaseException as exc:
                 await self._handle(call, exc)
             finally:
-                self._release(call)
-                call.finish()
+                self._end(call)
 
         return wrapped
 
@@ -270,8 +283,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             except BaseException as exc:
                 await self._handle(call, exc)
             finally:
-                self._release(call)
-                call.finish()
+                self._end(call)
 
         return wrapped
 

@@ -164,14 +164,32 @@ class Server:
             self._shutdown = asyncio.get_running_loop().create_task(self.shutdown())
 
     async def shutdown(self) -> None:
-        """NOT_SERVING, wait for load balancers, refuse new work, drain, stop."""
+        """NOT_SERVING, wait for load balancers, refuse new work while in-flight calls drain,
+        stop.
+
+        The listener stays open while calls drain: a client that still reaches this replica
+        gets UNAVAILABLE / SHUTTING_DOWN with a RetryInfo (from the interceptor), which tells
+        it to retry elsewhere, instead of a refused connection with no reason. grpc's own
+        `stop(grace)` would close the listener at once.
+        """
         for name in [OVERALL, *self.state.services]:
             await self.health.set(name, _NOT_SERVING)
         for service in self.services:
             metrics.SERVICE_READY.labels(service.name).set(0)
         await asyncio.sleep(self.settings.shutdown_delay_seconds)
         self.state.draining = True
-        await self._stop_everything(grace=self.settings.shutdown_grace_seconds)
+        grace = self.settings.shutdown_grace_seconds
+        log.info("draining", extra={"in_flight": self.state.in_flight, "grace_seconds": grace})
+        started = asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(grace):
+                await self.state.idle.wait()
+        except TimeoutError:
+            log.warning("the grace period is over; cancelling the calls still in flight",
+                        extra={"in_flight": self.state.in_flight})
+        left = max(grace - (asyncio.get_running_loop().time() - started), 0.0)
+        # Calls that arrived since are refusals, answered at once; `left` bounds them.
+        await self._stop_everything(grace=left)
         log.info("stopped")
 
     async def _stop_everything(self, grace: float) -> None:
@@ -190,9 +208,9 @@ class Server:
         await self._stopped.wait()
 
 
-async def serve(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT; the process exit code."""
-    server = Server(settings)
+async def serve(settings: Settings, services: Sequence[HostedService] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; the process exit code. `services`: as for `Server`."""
+    server = Server(settings, services)
     server.install_signal_handlers()
     try:
         await server.start()

@@ -177,12 +177,15 @@ class ServeProcess:
 
 
 @contextlib.contextmanager
-def serve(env: dict[str, str], timeout: float = 120) -> Iterator[ServeProcess]:
-    """Start `sensorium serve` on ephemeral loopback ports, wait for "ready", stop it with
-    SIGTERM on exit and check that it exits 0."""
+def serve(
+    env: dict[str, str], timeout: float = 120, command: list[str] | None = None
+) -> Iterator[ServeProcess]:
+    """Start `sensorium serve` (or `command`, which must log as it does) on ephemeral loopback
+    ports, wait for "ready", stop it with SIGTERM on exit and check that it exits 0."""
     env = {"SENSORIUM_ADDRESS": "127.0.0.1:0", "SENSORIUM_HEALTH_PORT": "0",
            "SENSORIUM_METRICS_PORT": "0", "SENSORIUM_SHUTDOWN_DELAY_SECONDS": "0", **env}
-    process = subprocess.Popen([*SENSORIUM, "serve"], env=env, stderr=subprocess.PIPE, text=True)
+    command = command or [*SENSORIUM, "serve"]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     lines: list[str] = []
     ports: tuple[str, ...] = ()
