@@ -18,7 +18,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from sensorium import auth, errors, limits, metrics
+from sensorium import auth, errors, limits, metrics, tracing
 from sensorium.errors import Reason, SensoriumError
 from sensorium.hosting import HostedService, not_hosted
 
@@ -76,6 +76,9 @@ class _Call:
         """Who the call comes from (`auth.client_identity`), once `_authorize` ran."""
         self.counted = False
         """Holds one of its client's call slots (`CallState.calls_per_client`)."""
+        self.span: Any = None
+        """The call's trace span while tracing is on, and what makes it current."""
+        self.span_token: Any = None
         self.code = grpc.StatusCode.OK
         self.reason = ""
         self.received = 0
@@ -170,6 +173,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self.state.in_flight -= 1
         if self.state.in_flight == 0:
             self.state.idle.set()
+        tracing.leave(call.span_token)
+        tracing.end_call(call.span, call.code.name, call.code.value[0], call.reason, call.client)
         call.finish()
 
     def _authenticated(self, method: str, handler: Handler) -> Handler:
@@ -242,6 +247,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         call = _Call(method, context, self.state.known_methods)
         self.state.in_flight += 1
         self.state.idle.clear()
+        call.span = tracing.start_call(method, call.request_id, call.metadata)
+        call.span_token = tracing.enter(call.span)
         if streaming:
             return call, _counted(request, call)
         call.received = _size(request)

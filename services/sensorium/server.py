@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sensorium import auth, metrics, tls
+from sensorium import auth, metrics, tls, tracing
 from sensorium.errors import Reason, SensoriumError
 from sensorium.hosting import SERVICES, HostedService, ServiceStartError, create_service
 from sensorium.interceptor import CallState, ServiceInterceptor, fallback_handler
@@ -62,6 +62,7 @@ class Server:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._probe)
         self._metrics: metrics.MetricsEndpoint | None = None
         self.certificates: tls.ReloadingCertificates | None = None
+        self._tracing = False
 
     @property
     def services(self) -> list[HostedService]:
@@ -92,6 +93,9 @@ class Server:
         for service in self.services:
             metrics.SERVICE_READY.labels(service.name).set(0)
         self._load_tokens()
+        if self.settings.tracing.enabled:
+            tracing.configure(self.settings.tracing)
+            self._tracing = True
         self.port = self._bind_main()
         host = self.settings.address.rsplit(":", 1)[0]
         self.health_port = self._probe.add_insecure_port(f"{host}:{self.settings.health_port}")
@@ -202,6 +206,9 @@ class Server:
         await self._probe.stop(0)
         if self._metrics is not None:
             self._metrics.close()
+        if self._tracing:
+            # Exports the spans still buffered: a blocking call, kept off the event loop.
+            await asyncio.to_thread(tracing.shutdown)
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -223,6 +230,9 @@ async def serve(settings: Settings, services: Sequence[HostedService] | None = N
         return 2
     except auth.TokenFileError as exc:
         log.critical("cannot use the tokens file: %s", exc)
+        return 2
+    except tracing.TracingError as exc:
+        log.critical("cannot trace: %s", exc)
         return 2
     except ServiceStartError as exc:
         log.critical(

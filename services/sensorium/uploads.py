@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from sensorium import metrics
+from sensorium import metrics, tracing
 from sensorium.errors import Reason, SensoriumError
 from sensorium.limits import CURRENT_CLIENT, RETRY_AFTER_SECONDS
 
@@ -99,7 +99,8 @@ async def spool_bytes(
     budget.take(len(content))
     try:
         with _temporary(suffix) as (path, handle):
-            await asyncio.to_thread(_write_all, handle, content)
+            with tracing.span("sensorium.upload", **{"sensorium.upload.bytes": len(content)}):
+                await asyncio.to_thread(_write_all, handle, content)
             yield Upload(path, len(content))
     finally:
         budget.give(len(content))
@@ -123,13 +124,16 @@ async def spool_chunks(
     taken = 0
     try:
         with _temporary(suffix) as (path, handle):
-            async for chunk in chunks:
-                if taken + len(chunk) > limit:
-                    check_size(taken + len(chunk), limit, what, setting)
-                budget.take(len(chunk))
-                taken += len(chunk)
-                await asyncio.to_thread(handle.write, chunk)
-            await asyncio.to_thread(handle.flush)
+            # The span covers receiving the chunks too: on a slow link that is the upload.
+            with tracing.span("sensorium.upload", **{"sensorium.upload.streamed": True}) as span:
+                async for chunk in chunks:
+                    if taken + len(chunk) > limit:
+                        check_size(taken + len(chunk), limit, what, setting)
+                    budget.take(len(chunk))
+                    taken += len(chunk)
+                    await asyncio.to_thread(handle.write, chunk)
+                await asyncio.to_thread(handle.flush)
+                span.set_attribute("sensorium.upload.bytes", taken)
             check_size(taken, limit, what, setting)
             yield Upload(path, taken, filename)
     finally:
