@@ -6,7 +6,8 @@ from __future__ import annotations
 import ast
 import re
 
-from sensorium.errors import CODES, REQUEST_ID, Reason
+from sensorium.errors import REQUEST_ID, SETTING, Reason
+from sensorium.status import CODES
 from testkit import REPO
 
 DOC = (REPO / "docs" / "errors.md").read_text()
@@ -33,7 +34,7 @@ def test_every_reason_is_documented_with_its_status_code():
 def _metadata_keys_sent() -> set[str]:
     """Keys of the metadata dicts given to SensoriumError (or to the PDF extractor's `failed`
     helper and its `meta` dict) anywhere in the package."""
-    keys: set[str] = {REQUEST_ID}
+    keys: set[str] = {REQUEST_ID, SETTING}  # added to every error by the transport (status.py)
     for path in SERVICES.rglob("*.py"):
         if path.name.endswith(("_pb2.py", "_pb2_grpc.py")):
             continue
