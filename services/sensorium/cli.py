@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                         '("overall" names the overall status; SERVICE_UNKNOWN for a name the '
                         'server does not know), or {"server": "H:P", "error": "..."} when unreachable')
     health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    _tls_flags(health)
     health.set_defaults(run=_health)
 
     pdf = commands.add_parser("pdf", help="extract text (and images) from a PDF",
@@ -204,15 +205,49 @@ def _client_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print the full response in protobuf's JSON mapping")
     parser.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
+    _tls_flags(parser)
+    parser.add_argument("--token-file", type=Path, metavar="FILE",
+                        help="file whose first line is the bearer token the server expects "
+                        "(SENSORIUM_AUTH__TOKENS_FILE on the server); with --server")
+
+
+def _tls_flags(parser: argparse.ArgumentParser) -> None:
+    tls = parser.add_argument_group(
+        "TLS (with --server)", "any of these connects with TLS; mutual TLS needs --tls-cert and --tls-key"
+    )
+    tls.add_argument("--tls", action="store_true",
+                     help="connect with TLS, trusting the system's certificate authorities")
+    tls.add_argument("--tls-ca", type=Path, metavar="FILE",
+                     help="PEM CA certificate to trust instead of the system's")
+    tls.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM client certificate")
+    tls.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM key of --tls-cert")
+
+
+def _security(args: argparse.Namespace) -> dict[str, Any]:
+    """`Client` keyword arguments from the TLS and token flags."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise CliError("--tls-cert and --tls-key go together", EXIT_USAGE)
+    token = None
+    if getattr(args, "token_file", None) is not None:
+        lines = args.token_file.read_text(encoding="utf-8").splitlines()
+        token = lines[0].strip() if lines else ""
+        if not token:
+            raise CliError(f"{args.token_file}: the first line must be the token", EXIT_USAGE)
+    return {"tls": args.tls, "tls_ca": args.tls_ca, "tls_cert": args.tls_cert,
+            "tls_key": args.tls_key, "token": token}
 
 
 @contextlib.asynccontextmanager
 async def connect(args: argparse.Namespace, service: ServiceName) -> AsyncIterator[Any]:
     """A `Client` of `--server`, or a `LocalClient` running `service` in this process."""
+    security = _security(args)
     if args.server:
-        async with Client(args.server, timeout=args.timeout) as client:
+        async with Client(args.server, timeout=args.timeout, **security) as client:
             yield client
         return
+    if any(security.values()):
+        raise CliError("--tls* and --token-file apply to a remote server: add --server HOST:PORT",
+                       EXIT_USAGE)
     from sensorium.local import LocalClient
     from sensorium.runtimes import Runtimes
 
@@ -239,7 +274,7 @@ async def _health(args: argparse.Namespace) -> int:
     target = args.server or f"127.0.0.1:{os.environ.get('SENSORIUM_HEALTH_PORT', '50052')}"
     statuses: dict[str, str] = {}  # "" is the overall status, as in grpc.health.v1
     try:
-        async with Client(target, timeout=args.timeout) as client:
+        async with Client(target, timeout=args.timeout, **_security(args)) as client:
             for service in args.service or [""]:
                 try:
                     statuses[service] = await client.health(service)

@@ -47,11 +47,14 @@ class Reason(enum.IntEnum):
     AUDIO_TRUNCATED = 32
     OVERLOADED = 40
     GPU_OUT_OF_MEMORY = 41
+    CLIENT_LIMIT = 42
     NOT_READY = 50
     SHUTTING_DOWN = 51
     NOT_HOSTED = 60
     PARSER_CRASH = 70
     INTERNAL_ERROR = 71
+    UNAUTHENTICATED = 80
+    PERMISSION_DENIED = 81
 
     def to_proto(self) -> str:
         """The proto enum value's name (protobuf accepts names wherever an enum goes)."""

@@ -22,11 +22,14 @@ CODES: dict[Reason, grpc.StatusCode] = {
     Reason.PDF_PAGE_FAILED: _S.INTERNAL,  # only ever per page; a whole call never fails with it
     Reason.OVERLOADED: _S.RESOURCE_EXHAUSTED,
     Reason.GPU_OUT_OF_MEMORY: _S.RESOURCE_EXHAUSTED,
+    Reason.CLIENT_LIMIT: _S.RESOURCE_EXHAUSTED,
     Reason.NOT_READY: _S.UNAVAILABLE,
     Reason.SHUTTING_DOWN: _S.UNAVAILABLE,
     Reason.NOT_HOSTED: _S.UNIMPLEMENTED,
     Reason.PARSER_CRASH: _S.INTERNAL,
     Reason.INTERNAL_ERROR: _S.INTERNAL,
+    Reason.UNAUTHENTICATED: _S.UNAUTHENTICATED,
+    Reason.PERMISSION_DENIED: _S.PERMISSION_DENIED,
 }
 """The status table (README "The API"): every reason's gRPC status code."""
 

@@ -54,6 +54,8 @@ class SlowService(HostedService):
     /sensorium.test.Slow/Crash  raises an unexpected exception whose text must not leak
     /sensorium.test.Slow/Fail   raises SensoriumError(Reason[request])
     /sensorium.test.Slow/Echo   streams back each request message
+    /sensorium.test.Slow/Hold   b"SECONDS:PAYLOAD": spools PAYLOAD as an upload (against `budget`,
+                                which the test sets to the server's) and holds it SECONDS
     """
 
     name = "slow"
@@ -67,9 +69,10 @@ class SlowService(HostedService):
         self.started = threading.Event()
         self.in_flight = 0
         self.finished = 0
+        self.budget: Any = None
 
     def method_paths(self) -> set[str]:
-        return {f"/{self.full_name}/{m}" for m in ("Sleep", "Crash", "Fail", "Echo")}
+        return {f"/{self.full_name}/{m}" for m in ("Sleep", "Crash", "Fail", "Echo", "Hold")}
 
     async def start(self) -> None:
         from sensorium.errors import ServiceStartError
@@ -100,7 +103,17 @@ class SlowService(HostedService):
             async for request in requests:
                 yield request
 
+        async def hold(request: bytes, context: Any) -> bytes:
+            from sensorium.uploads import spool_bytes
+
+            seconds, _, payload = request.partition(b":")
+            async with spool_bytes(payload, budget=self.budget, limit=1 << 30, what="payload",
+                                   setting="none") as upload:
+                await asyncio.sleep(float(seconds))
+            return f"held {upload.size}".encode()
+
         handlers = {
+            "Hold": grpc.unary_unary_rpc_method_handler(hold),
             "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
             "Crash": grpc.unary_unary_rpc_method_handler(crash),
             "Fail": grpc.unary_unary_rpc_method_handler(fail),

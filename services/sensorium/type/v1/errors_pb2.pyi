@@ -29,11 +29,14 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_AUDIO_TRUNCATED: _ClassVar[ErrorReason]
     ERROR_REASON_OVERLOADED: _ClassVar[ErrorReason]
     ERROR_REASON_GPU_OUT_OF_MEMORY: _ClassVar[ErrorReason]
+    ERROR_REASON_CLIENT_LIMIT: _ClassVar[ErrorReason]
     ERROR_REASON_NOT_READY: _ClassVar[ErrorReason]
     ERROR_REASON_SHUTTING_DOWN: _ClassVar[ErrorReason]
     ERROR_REASON_NOT_HOSTED: _ClassVar[ErrorReason]
     ERROR_REASON_PARSER_CRASH: _ClassVar[ErrorReason]
     ERROR_REASON_INTERNAL_ERROR: _ClassVar[ErrorReason]
+    ERROR_REASON_UNAUTHENTICATED: _ClassVar[ErrorReason]
+    ERROR_REASON_PERMISSION_DENIED: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 ERROR_REASON_INVALID_REQUEST: ErrorReason
 ERROR_REASON_INPUT_EMPTY: ErrorReason
@@ -54,11 +57,14 @@ ERROR_REASON_AUDIO_TOO_LONG: ErrorReason
 ERROR_REASON_AUDIO_TRUNCATED: ErrorReason
 ERROR_REASON_OVERLOADED: ErrorReason
 ERROR_REASON_GPU_OUT_OF_MEMORY: ErrorReason
+ERROR_REASON_CLIENT_LIMIT: ErrorReason
 ERROR_REASON_NOT_READY: ErrorReason
 ERROR_REASON_SHUTTING_DOWN: ErrorReason
 ERROR_REASON_NOT_HOSTED: ErrorReason
 ERROR_REASON_PARSER_CRASH: ErrorReason
 ERROR_REASON_INTERNAL_ERROR: ErrorReason
+ERROR_REASON_UNAUTHENTICATED: ErrorReason
+ERROR_REASON_PERMISSION_DENIED: ErrorReason
 
 class ItemError(_message.Message):
     __slots__ = ("reason", "message", "metadata")
