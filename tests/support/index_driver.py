@@ -35,8 +35,15 @@ def rows_for(data: bytes) -> list[Row]:
     rows = []
     for i in range(1 + digest[0] % 5):
         vector = rng.standard_normal(DIMENSION)
-        rows.append(Row(RowKind.PDF_TEXT, vector / np.linalg.norm(vector), text=f"{data[:20]!r} chunk {i}",
-                        page=i + 1, bbox=(0.0, float(i), 10.0, float(i + 1))))
+        rows.append(
+            Row(
+                RowKind.PDF_TEXT,
+                vector / np.linalg.norm(vector),
+                text=f"{data[:20]!r} chunk {i}",
+                page=i + 1,
+                bbox=(0.0, float(i), 10.0, float(i + 1)),
+            )
+        )
     return rows
 
 

@@ -27,22 +27,34 @@ def rows_for(data: bytes) -> list[Row]:
     rows = []
     for i in range(1 + digest[0] % 4):
         vector = rng.standard_normal(DIMENSION)
-        rows.append(Row(RowKind.PDF_TEXT, vector / np.linalg.norm(vector), text=f"{data.decode()} part {i}",
-                        page=i + 1, bbox=(1.0, 2.0 * i, 3.0, 2.0 * i + 1)))
+        rows.append(
+            Row(
+                RowKind.PDF_TEXT,
+                vector / np.linalg.norm(vector),
+                text=f"{data.decode()} part {i}",
+                page=i + 1,
+                bbox=(1.0, 2.0 * i, 3.0, 2.0 * i + 1),
+            )
+        )
     return rows
 
 
 class Job:
     """Runs IndexWriter over a folder the way the real job does; records what it began."""
 
-    def __init__(self, out: Path, shard: Shard = Shard(), manifest: Manifest = MANIFEST, **options: Any) -> None:
+    def __init__(
+        self, out: Path, shard: Shard | None = None, manifest: Manifest = MANIFEST, **options: Any
+    ) -> None:
+        shard = shard or Shard()
         self.out, self.shard, self.manifest, self.options = out, shard, manifest, options
         self.begun: list[str] = []
         self.embedded: list[str] = []
         self.plan = Plan()
         self.summary = Summary()
 
-    def run(self, files: Iterable[Path], fail: Callable[[bytes], tuple[Reason, bool] | None] = lambda _: None) -> Job:
+    def run(
+        self, files: Iterable[Path], fail: Callable[[bytes], tuple[Reason, bool] | None] = lambda _: None
+    ) -> Job:
         self.begun, self.embedded = [], []
         with IndexWriter(self.out, self.shard, self.manifest, **self.options) as writer:
             self.plan = writer.plan(FileStat.of(p) for p in files if self.shard.owns(str(p)))
@@ -85,7 +97,8 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     """Every file under `folder` with its size and mtime: to prove a run wrote nothing."""
     return {
         str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-        for p in sorted(folder.rglob("*")) if p.is_file()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     }
 
 

@@ -205,8 +205,10 @@ def _overlap_start(words: Sequence[str], start: int, end: int, budget: _Budget, 
 def _union(boxes: Iterable[BoxLike]) -> BBoxTuple:
     listed = list(boxes)
     return (
-        min(b.x0 for b in listed), min(b.y0 for b in listed),
-        max(b.x1 for b in listed), max(b.y1 for b in listed),
+        min(b.x0 for b in listed),
+        min(b.y0 for b in listed),
+        max(b.x1 for b in listed),
+        max(b.y1 for b in listed),
     )
 
 

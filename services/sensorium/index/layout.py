@@ -93,7 +93,7 @@ class Shard:
 
     @classmethod
     def parse(cls, text: str) -> Shard:
-        """"I/N" (e.g. "0/2") as a Shard; ValueError with a usable message otherwise."""
+        """ "I/N" (e.g. "0/2") as a Shard; ValueError with a usable message otherwise."""
         match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
         if not match:
             raise ValueError(f"shard {text!r}: write it as I/N, e.g. 0/2 (I from 0 to N-1)")
@@ -187,9 +187,10 @@ class Manifest:
             (f"option {key}", mine["options"].get(key), theirs["options"].get(key))
             for key in sorted(set(mine["options"]) | set(theirs["options"]))
         ]
-        return ", ".join(
-            f"{label} {a!r} ({names[0]}) vs {b!r} ({names[1]})" for label, a, b in pairs if a != b
-        ) or "nothing"
+        return (
+            ", ".join(f"{label} {a!r} ({names[0]}) vs {b!r} ({names[1]})" for label, a, b in pairs if a != b)
+            or "nothing"
+        )
 
 
 def _digest(value: Any) -> str:
@@ -210,7 +211,9 @@ def row_schema(dimension: int) -> pa.Schema:
             pa.field("start_seconds", pa.float64()),
             pa.field("end_seconds", pa.float64()),
             pa.field("text", pa.string()),
-            pa.field("vector", pa.list_(pa.field("item", pa.float32(), nullable=False), dimension), nullable=False),
+            pa.field(
+                "vector", pa.list_(pa.field("item", pa.float32(), nullable=False), dimension), nullable=False
+            ),
             pa.field("space", pa.string(), nullable=False),
         ]
     )
@@ -244,7 +247,7 @@ LEDGER_SEQ_KEY = b"sensorium.ledger_seq"
 # --- crash-safe writes -------------------------------------------------------------------
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Create `path` whole or not at all: write to a hidden temporary name in the same folder,
     fsync, rename over `path`, fsync the folder (so the rename itself survives a power cut)."""
     temporary = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
@@ -284,7 +287,9 @@ def read_manifest(shard_dir: Path) -> Manifest:
     except FileNotFoundError:
         raise
     except (OSError, ValueError) as error:
-        raise IndexLayoutError(f"{path} cannot be read ({error}); remove the shard's folder and rerun it") from error
+        raise IndexLayoutError(
+            f"{path} cannot be read ({error}); remove the shard's folder and rerun it"
+        ) from error
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise IndexLayoutError(

@@ -70,7 +70,9 @@ def to_table(entries: Iterable[Entry]) -> pa.Table:
     # nanoseconds, and stat comparisons are made at that resolution.
     columns["mtime"] = [ns // 1000 for ns in columns["mtime"]]  # type: ignore[operator]
     arrays = [
-        pa.array(columns[f.name], pa.int64()).cast(f.type) if f.name == "mtime" else pa.array(columns[f.name], f.type)
+        pa.array(columns[f.name], pa.int64()).cast(f.type)
+        if f.name == "mtime"
+        else pa.array(columns[f.name], f.type)
         for f in FILES_SCHEMA
     ]
     return pa.Table.from_arrays(arrays, schema=FILES_SCHEMA)
@@ -117,7 +119,8 @@ def _read_once(shard_dir: Path) -> LedgerState:
         snapshot_seq = int((table.schema.metadata or {}).get(LEDGER_SEQ_KEY, b"0"))
         entries = {entry.path: entry for entry in from_table(table)}
     segments = sorted(
-        (seq, path) for path in (shard_dir / "ledger").glob("*.parquet")
+        (seq, path)
+        for path in (shard_dir / "ledger").glob("*.parquet")
         if (seq := ledger_seq(path.name)) is not None and seq > snapshot_seq
     )
     for _seq, path in segments:

@@ -83,7 +83,9 @@ class IndexReader:
         for shard, entry in self.entries():
             if entry.status == FileStatus.INDEXED and entry.unit is not None:
                 folder = self._shards[shard] / "rows"
-                live[entry.unit] = LiveUnit(entry.unit, shard, tuple(folder / p for p in entry.parts), entry.rows)
+                live[entry.unit] = LiveUnit(
+                    entry.unit, shard, tuple(folder / p for p in entry.parts), entry.rows
+                )
         return live
 
     def live_rows(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,7 @@ import pyarrow.compute as pc
 
 from sensorium.index.layout import RowKind
 from sensorium.index.reader import IndexReader, LiveUnit
+from sensorium.settings import IndexSettings
 
 SearchMode = Literal["vector", "text", "hybrid"]
 MODES: tuple[SearchMode, ...] = ("vector", "text", "hybrid")
@@ -47,8 +49,17 @@ STORE_DIR = ".search"
 _TABLE = "rows"
 _STATE = "state.json"
 _RESULT_COLUMNS = (
-    "unit", "ordinal", "content_sha256", "path", "kind", "page", "bbox", "start_seconds",
-    "end_seconds", "text", "space",
+    "unit",
+    "ordinal",
+    "content_sha256",
+    "path",
+    "kind",
+    "page",
+    "bbox",
+    "start_seconds",
+    "end_seconds",
+    "text",
+    "space",
 )
 
 
@@ -57,20 +68,24 @@ class VectorIndexParams:
     """How the store's vector index (IVF_SQ) is built and queried; tuned in bench/search.py,
     results in docs/benchmarks.md."""
 
-    min_rows: int = 50_000
+    min_rows: int = IndexSettings().vector_index_min_rows
     """Below this many rows there is no vector index: exact search over all vectors is fast
     enough and exact."""
-    nprobes: int = 20
+    nprobes: int = IndexSettings().search_nprobes
     """IVF partitions searched per query (of sqrt(rows) partitions)."""
-    refine_factor: int = 2
+    refine_factor: int = IndexSettings().search_refine_factor
     """k x this candidates, found on 8-bit scalar-quantised codes, are re-ranked on the full
-    float32 vectors."""
+    float32 vectors; 0 = none (results ranked on the codes)."""
+
+    @classmethod
+    def from_settings(cls, settings: IndexSettings) -> VectorIndexParams:
+        return cls(settings.vector_index_min_rows, settings.search_nprobes, settings.search_refine_factor)
 
     @staticmethod
     def partitions(rows: int) -> int:
         """IVF partitions for a table of `rows` rows: sqrt(rows), the usual balance between
         the cost of picking partitions and of scanning them (1,000 at a million rows)."""
-        return max(1, round(rows**0.5))
+        return max(1, math.isqrt(rows))
 
 
 @dataclass(frozen=True)
@@ -157,6 +172,7 @@ class SearchStore:
         self._lancedb = lancedb
         self._db = lancedb.connect(self._path)
         self._table: Any = None
+        self._live: frozenset[str] = frozenset(self.reader.live_units())
         if refresh:
             self.refresh()
         else:
@@ -174,6 +190,7 @@ class SearchStore:
                 stats.rebuilt = True
             table = self._open_table() or self._create_table()
             live = self.reader.live_units()
+            self._live = frozenset(live)
             stored = _unit_counts(table)
             stale = [u for u, n in stored.items() if u not in live or live[u].rows != n]
             missing = [live[u] for u in live if stored.get(u) != live[u].rows]
@@ -307,39 +324,53 @@ class SearchStore:
             assert query_text is not None
             lists.append(self._text(table, query_text, candidates, where))
         ranked = lists[0] if len(lists) == 1 else _fuse(lists)
-        live = self.reader.live_units()
-        hits = [_hit(item) for item in ranked if item.row["unit"] in live]
+        # The store may lag the ledger (refresh=False, or a writer committed since): a row the
+        # ledger no longer calls live is never returned.
+        hits = [_hit(item) for item in ranked if item.row["unit"] in self._live]
         return hits[:k]
 
     def _check_vector(self, query_vector: npt.ArrayLike | None) -> npt.NDArray[np.float32]:
         vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
         dimension = self.reader.manifest.space.dimension
         if vector.shape[0] != dimension:
-            raise ValueError(f"the query vector has {vector.shape[0]} dimensions; the index's space has {dimension}")
+            raise ValueError(
+                f"the query vector has {vector.shape[0]} dimensions; the index's space has {dimension}"
+            )
         if not np.all(np.isfinite(vector)) or not np.any(vector):
             raise ValueError("the query vector must be finite and not all zeros")
         return vector
 
-    def _vector(self, table: Any, vector: npt.NDArray[np.float32], limit: int, where: str | None) -> list[_Ranked]:
+    def _vector(
+        self, table: Any, vector: npt.NDArray[np.float32], limit: int, where: str | None
+    ) -> list[_Ranked]:
         query = table.search(vector, query_type="vector").distance_type("cosine")
         if self._has_vector_index(table):
-            query = query.nprobes(self.params.nprobes).refine_factor(self.params.refine_factor)
+            query = query.nprobes(self.params.nprobes)
+            if self.params.refine_factor:
+                query = query.refine_factor(self.params.refine_factor)
         if where:
             query = query.where(where, prefilter=True)
         result = query.select([*_RESULT_COLUMNS, "_distance"]).limit(limit).to_arrow()
         scores = pc.subtract(1.0, result.column("_distance")).to_pylist()  # cosine similarity
-        return [_Ranked(row, float(score), [i]) for i, (row, score) in enumerate(zip(_rows(result), scores, strict=True))]
+        return [
+            _Ranked(row, float(score), [i])
+            for i, (row, score) in enumerate(zip(_rows(result), scores, strict=True))
+        ]
 
     def _text(self, table: Any, text: str, limit: int, where: str | None) -> list[_Ranked]:
         from lancedb.query import MatchQuery
 
         # A MatchQuery takes the text as words: no query syntax for a user's text to break.
-        query = table.search(MatchQuery(text, "text"), query_type="fts")
+        match = MatchQuery(text, "text")  # type: ignore[call-arg]  # mypy misses its pydantic defaults
+        query = table.search(match, query_type="fts")
         if where:
             query = query.where(where, prefilter=True)
         result = query.select([*_RESULT_COLUMNS, "_score"]).limit(limit).to_arrow()
         scores = result.column("_score").to_pylist()
-        return [_Ranked(row, float(score), [i]) for i, (row, score) in enumerate(zip(_rows(result), scores, strict=True))]
+        return [
+            _Ranked(row, float(score), [i])
+            for i, (row, score) in enumerate(zip(_rows(result), scores, strict=True))
+        ]
 
 
 def _fuse(lists: Sequence[Sequence[_Ranked]]) -> list[_Ranked]:
@@ -359,7 +390,8 @@ def _hit(item: _Ranked) -> Hit:
 
 
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
-    return table.select(list(_RESULT_COLUMNS)).to_pylist()
+    rows: list[dict[str, Any]] = table.select(list(_RESULT_COLUMNS)).to_pylist()
+    return rows
 
 
 def _kind_filter(kinds: Sequence[str] | None) -> str | None:

@@ -37,9 +37,9 @@ refused (`IndexMismatchError`) rather than mixed.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import fcntl
-import json
+import functools
 import os
 import time
 import uuid
@@ -74,9 +74,11 @@ from sensorium.index.layout import (
     write_atomic,
     write_manifest,
 )
-from sensorium.index.ledger import Entry, LedgerState
+from sensorium.index.ledger import Entry
 
-TRANSIENT_REASONS = frozenset({Reason.OVERLOADED, Reason.GPU_OUT_OF_MEMORY, Reason.NOT_READY, Reason.SHUTTING_DOWN})
+TRANSIENT_REASONS = frozenset(
+    {Reason.OVERLOADED, Reason.GPU_OUT_OF_MEMORY, Reason.NOT_READY, Reason.SHUTTING_DOWN}
+)
 """Reasons worth another try on the next run (the server was busy or away), by default."""
 
 
@@ -145,6 +147,7 @@ class Summary:
 
 
 _CONTENT_STATUSES = (FileStatus.INDEXED, FileStatus.SKIPPED, FileStatus.ERROR)
+_ROW_KINDS = frozenset(kind.value for kind in RowKind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +160,12 @@ class _Buffered:
 
 
 class IndexWriter:
-    """The one writer of one shard of the index in `directory` (see the module docstring)."""
+    """The one writer of one shard of the index in `directory` (see the module docstring).
+
+    Not thread-safe: call it from one thread (the job's writer stage). Opening it refuses an
+    index of another manifest (IndexMismatchError), a shard another process is writing
+    (IndexBusyError), and a non-empty folder that is not an index (IndexLayoutError).
+    """
 
     def __init__(
         self,
@@ -190,7 +198,8 @@ class IndexWriter:
         self._seq = max(state.last_seq, self._last_part_seq())
         # Content hash -> the path whose outcome stands for that content (its own, not a copy).
         self._by_content: dict[str, str] = {
-            e.content_sha256: p for p, e in self._entries.items()
+            e.content_sha256: p
+            for p, e in self._entries.items()
             if e.content_sha256 and e.duplicate_of is None and e.status in _CONTENT_STATUSES and e.final
         }
         self._works: dict[str, Work] = {}
@@ -230,14 +239,16 @@ class IndexWriter:
             ) from None
         for folder in (self._dir, self._dir / "rows", self._dir / "ledger"):
             remove_temporaries(folder)
-        # Checked again under the lock: another shard may have written its manifest meanwhile.
-        if agreed_manifest(self.directory, self.manifest, self.shard.count) is None or not (self._dir / "manifest.json").exists():
+        # Shards do not coordinate: two started at once with different settings both write a
+        # manifest, and every reader (and the next writer) refuses the mix.
+        if not (self._dir / "manifest.json").exists():
             write_manifest(self._dir, self.manifest, self.shard, {"created_at": time.time()})
         return lock
 
     def _looks_like_index(self) -> bool:
         return any(
-            shard_of_dir(child.name) is not None or child.name == ".search" for child in self.directory.iterdir()
+            shard_of_dir(child.name) is not None or child.name == ".search"
+            for child in self.directory.iterdir()
         )
 
     def _last_part_seq(self) -> int:
@@ -308,11 +319,13 @@ class IndexWriter:
             return None
         previous = self._entries.get(path)
         if (
-            previous is not None and previous.content_sha256 == content_sha256 and previous.final
+            previous is not None
+            and previous.content_sha256 == content_sha256
+            and previous.final
             and previous.duplicate_of is None
         ):
             # Same content (only touched or copied back): the recorded outcome and rows stand.
-            self._record(Entry(**{**_fields(previous), "size": file.size, "mtime_ns": file.mtime_ns}))
+            self._record(dataclasses.replace(previous, size=file.size, mtime_ns=file.mtime_ns))
             if previous.status in _CONTENT_STATUSES:
                 self._by_content[content_sha256] = path
             return None
@@ -330,7 +343,8 @@ class IndexWriter:
         self._check_work(work)
         dimension = self.manifest.space.dimension
         for row in rows:
-            RowKind(row.kind)  # ValueError for a kind the index does not know
+            if row.kind not in _ROW_KINDS:
+                raise ValueError(f"row kind {row.kind!r}: choose from {', '.join(sorted(_ROW_KINDS))}")
             vector = np.asarray(row.vector, dtype=np.float32).reshape(-1)
             if vector.shape[0] != dimension:
                 raise ValueError(
@@ -347,36 +361,68 @@ class IndexWriter:
         """`work`'s file is done: all its rows were added (none is fine: a PDF without text)."""
         self._check_work(work)
         rows = self._ordinals[work.unit]
-        self._end(work, Entry(
-            work.file.path, work.file.size, work.file.mtime_ns, FileStatus.INDEXED,
-            work.content_sha256, work.kind, unit=work.unit, rows=rows,
-        ))
+        self._end(
+            work,
+            Entry(
+                work.file.path,
+                work.file.size,
+                work.file.mtime_ns,
+                FileStatus.INDEXED,
+                work.content_sha256,
+                work.kind,
+                unit=work.unit,
+                rows=rows,
+            ),
+        )
 
     def skip(self, target: Work | FileStat, reason: Reason, message: str) -> None:
         """Record that the file is not indexed (e.g. UNSUPPORTED_TYPE, INPUT_EMPTY). A FileStat
         records it without a content hash (a file skipped before it was read)."""
         self._conclude(target, FileStatus.SKIPPED, reason, message, retryable=False)
 
-    def fail(self, target: Work | FileStat, reason: Reason, message: str, *, retryable: bool | None = None) -> None:
+    def fail(
+        self, target: Work | FileStat, reason: Reason, message: str, *, retryable: bool | None = None
+    ) -> None:
         """Record that indexing the file failed. `retryable` (default: the reason is one of
         TRANSIENT_REASONS) makes the next run try it again; otherwise the error is final until
         the file changes. A FileStat records an error before the content was read."""
         retry = reason in TRANSIENT_REASONS if retryable is None else retryable
         self._conclude(target, FileStatus.ERROR, reason, message, retryable=retry)
 
-    def _conclude(self, target: Work | FileStat, status: FileStatus, reason: Reason, message: str,
-                  *, retryable: bool) -> None:
+    def _conclude(
+        self, target: Work | FileStat, status: FileStatus, reason: Reason, message: str, *, retryable: bool
+    ) -> None:
         if isinstance(target, Work):
             self._check_work(target)
             self._buffer = [item for item in self._buffer if item.unit != target.unit]
             file = target.file
-            entry = Entry(file.path, file.size, file.mtime_ns, status, target.content_sha256, target.kind,
-                          reason.name, message, retryable)
+            entry = Entry(
+                file.path,
+                file.size,
+                file.mtime_ns,
+                status,
+                target.content_sha256,
+                target.kind,
+                reason.name,
+                message,
+                retryable,
+            )
             self._end(target, entry)
         else:
             self._check_open()
-            self._record(Entry(target.path, target.size, target.mtime_ns, status, None, None, reason.name,
-                               message, retryable))
+            self._record(
+                Entry(
+                    target.path,
+                    target.size,
+                    target.mtime_ns,
+                    status,
+                    None,
+                    None,
+                    reason.name,
+                    message,
+                    retryable,
+                )
+            )
 
     def _end(self, work: Work, entry: Entry) -> None:
         del self._works[work.unit]
@@ -393,8 +439,16 @@ class IndexWriter:
     def _copy_of(self, file: FileStat, kind: str | None, canonical: Entry) -> Entry:
         status = FileStatus.DUPLICATE if canonical.status == FileStatus.INDEXED else canonical.status
         return Entry(
-            file.path, file.size, file.mtime_ns, status, canonical.content_sha256, kind or canonical.kind,
-            canonical.reason, canonical.message, canonical.retryable, duplicate_of=canonical.path,
+            file.path,
+            file.size,
+            file.mtime_ns,
+            status,
+            canonical.content_sha256,
+            kind or canonical.kind,
+            canonical.reason,
+            canonical.message,
+            canonical.retryable,
+            duplicate_of=canonical.path,
         )
 
     def _entries_or_ready(self, path: str) -> Entry:
@@ -424,7 +478,7 @@ class IndexWriter:
             batch = self._buffer[: self.rows_per_part]
             name = seq_name(self._seq + 1)
             table = self._rows_table(batch)
-            write_atomic(self._dir / "rows" / name, lambda handle: pq.write_table(table, handle))
+            write_atomic(self._dir / "rows" / name, functools.partial(_write_parquet, table))
             self._seq += 1
             self._buffer = self._buffer[len(batch) :]
             self._summary.parts += 1
@@ -497,7 +551,9 @@ class IndexWriter:
     def __enter__(self) -> IndexWriter:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if kind is None or issubclass(kind, Exception):
             # On an exception, what finished is still committed: a rerun need not redo it.
             self.close()
@@ -519,7 +575,5 @@ class IndexWriter:
             raise ValueError(f"{work.file.path}: this work was already ended, or is not this writer's")
 
 
-def _fields(entry: Entry) -> dict[str, Any]:
-    return {name: getattr(entry, name) for name in entry.__slots__}  # type: ignore[attr-defined]
-
-
+def _write_parquet(table: pa.Table, handle: IO[bytes]) -> None:
+    pq.write_table(table, handle)

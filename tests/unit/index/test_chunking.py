@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 
@@ -40,11 +41,41 @@ class Segment:
     text: str
 
 
-WORDS = (
-    "the quick brown fox jumps over lazy dogs while photosynthesis, electroencephalography and "
-    "3.14159 numbers like 2026-11-26 or e-mail@example.com appear; naïve café résumé übermäßig "
-    "(parenthetical) \"quoted\" don't can't won't Zürich 東京 emoji 🙂 hyphen-ated"
-).split()
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dogs",
+    "while",
+    "photosynthesis,",
+    "electroencephalography",
+    "and",
+    "3.14159",
+    "numbers",
+    "like",
+    "2026-11-26",
+    "or",
+    "e-mail@example.com",
+    "appear;",
+    "naïve",
+    "café",
+    "résumé",
+    "übermäßig",
+    "(parenthetical)",
+    '"quoted"',
+    "don't",
+    "can't",
+    "won't",
+    "Zürich",
+    "東京",
+    "emoji",
+    "🙂",
+    "hyphen-ated",
+]
 
 
 def prose(count: int, seed: int) -> str:
@@ -66,7 +97,11 @@ def without_overlap(chunks: list[str]) -> list[str]:
     for chunk in chunks:
         chunk_words = chunk.split()
         shared = next(
-            (n for n in range(min(len(words), len(chunk_words)), -1, -1) if words[len(words) - n :] == chunk_words[:n]),
+            (
+                n
+                for n in range(min(len(words), len(chunk_words)), -1, -1)
+                if words[len(words) - n :] == chunk_words[:n]
+            ),
             0,
         )
         words.extend(chunk_words[shared:])
@@ -87,8 +122,10 @@ def test_every_pdf_chunk_fits_and_no_word_is_lost(seed):
 
 
 def test_chunks_overlap_by_at_most_the_overlap_budget():
-    chunks = chunk_page(1, page_blocks(7), count_tokens=clip_tokens, context_length=CONTEXT, overlap_tokens=10)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    chunks = chunk_page(
+        1, page_blocks(7), count_tokens=clip_tokens, context_length=CONTEXT, overlap_tokens=10
+    )
+    for before, after in itertools.pairwise(chunks):
         first, second = before.text.split(), after.text.split()
         shared = max(n for n in range(len(second) + 1) if first[len(first) - n :] == second[:n])
         assert shared >= 1, "consecutive chunks share their boundary words"
@@ -127,8 +164,16 @@ def test_text_without_blocks_is_chunked_without_a_bbox():
 
 
 def test_a_page_without_words_gives_no_chunks():
-    assert chunk_page(1, [Block(Box(0, 0, 1, 1), "  \n ")], count_tokens=clip_tokens,
-                      context_length=CONTEXT, overlap_tokens=5) == []
+    assert (
+        chunk_page(
+            1,
+            [Block(Box(0, 0, 1, 1), "  \n ")],
+            count_tokens=clip_tokens,
+            context_length=CONTEXT,
+            overlap_tokens=5,
+        )
+        == []
+    )
 
 
 def test_a_context_with_no_room_for_text_is_refused():
@@ -160,7 +205,7 @@ def test_transcript_windows_fit_keep_order_and_span_their_segments():
     assert " ".join(w.text for w in windows).split() == " ".join(s.text for s in segments).split()
     starts = {s.start for s in segments}
     ends = {s.end for s in segments}
-    for before, after in zip(windows, windows[1:], strict=False):
+    for before, after in itertools.pairwise(windows):
         assert before.end_seconds <= after.start_seconds  # windows do not overlap
     for window in windows:
         assert window.start_seconds in starts and window.end_seconds in ends
@@ -169,7 +214,9 @@ def test_transcript_windows_fit_keep_order_and_span_their_segments():
 
 def test_a_segment_too_long_for_the_context_is_split_with_interpolated_times():
     long_text = prose(300, 11)
-    windows = window_transcript([Segment(10.0, 70.0, long_text)], count_tokens=clip_tokens, context_length=CONTEXT)
+    windows = window_transcript(
+        [Segment(10.0, 70.0, long_text)], count_tokens=clip_tokens, context_length=CONTEXT
+    )
     assert len(windows) >= 4
     assert all(clip_tokens(w.text) <= CONTEXT for w in windows)
     assert " ".join(w.text for w in windows) == long_text
@@ -185,17 +232,23 @@ def test_a_segment_too_long_for_the_context_is_split_with_interpolated_times():
 
 def test_pieces_of_a_long_segment_pack_with_their_neighbours():
     long_text = prose(300, 11)
-    segments = [Segment(0.0, 2.0, "short opening"), Segment(10.0, 70.0, long_text), Segment(71.0, 72.0, "bye")]
+    segments = [
+        Segment(0.0, 2.0, "short opening"),
+        Segment(10.0, 70.0, long_text),
+        Segment(71.0, 72.0, "bye"),
+    ]
     windows = window_transcript(segments, count_tokens=clip_tokens, context_length=CONTEXT)
     assert all(clip_tokens(w.text) <= CONTEXT for w in windows)
     assert " ".join(w.text for w in windows).split() == ["short", "opening", *long_text.split(), "bye"]
     assert windows[0].start_seconds == 0.0 and windows[-1].end_seconds == 72.0
-    for before, after in zip(windows, windows[1:], strict=False):
+    for before, after in itertools.pairwise(windows):
         assert before.start_seconds < before.end_seconds <= after.start_seconds
 
 
 def test_empty_segments_are_dropped():
     windows = window_transcript(
-        [Segment(0, 1, " "), Segment(1, 2, "hello"), Segment(2, 3, "")], count_tokens=clip_tokens, context_length=CONTEXT
+        [Segment(0, 1, " "), Segment(1, 2, "hello"), Segment(2, 3, "")],
+        count_tokens=clip_tokens,
+        context_length=CONTEXT,
     )
     assert [(w.text, w.start_seconds, w.end_seconds) for w in windows] == [("hello", 1, 2)]

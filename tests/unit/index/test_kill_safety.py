@@ -12,12 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import index_driver
 import pyarrow.parquet as pq
 import pytest
-
-import index_driver
-import testkit
 from indexkit import live_rows
+
+import testkit
 from sensorium.index.reader import IndexReader
 
 DRIVER = testkit.REPO / "tests" / "support" / "index_driver.py"
@@ -38,7 +38,9 @@ def make_inputs(folder: Path) -> int:
 def start(src: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(DRIVER), str(src), str(out), "--rows-per-part", "4", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

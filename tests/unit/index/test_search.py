@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from indexkit import MANIFEST, Job, write
+
 from sensorium.index.layout import EmbeddingSpace, Manifest, RowKind, Shard
 from sensorium.index.search import RRF_K, Hit, SearchStore, VectorIndexParams, _fuse, _Ranked
 from sensorium.index.writer import FileStat, IndexWriter, Row
@@ -44,12 +44,21 @@ def build(out: Path, src: Path, texts: dict[str, list[str]] = TEXTS, manifest: M
                 continue  # rewritten with the same content
             kind = KINDS.get(Path(stat.path).name, RowKind.PDF_TEXT)
             timed = kind == RowKind.AUDIO
-            writer.add_rows(work, [
-                Row(kind, vector_of(text), text=text,
-                    page=None if timed else i + 1, bbox=None if timed else (0.0, 10.0 * i, 100.0, 10.0 * i + 8),
-                    start_seconds=5.0 * i if timed else None, end_seconds=5.0 * i + 4 if timed else None)
-                for i, text in enumerate(rows)
-            ])
+            writer.add_rows(
+                work,
+                [
+                    Row(
+                        kind,
+                        vector_of(text),
+                        text=text,
+                        page=None if timed else i + 1,
+                        bbox=None if timed else (0.0, 10.0 * i, 100.0, 10.0 * i + 8),
+                        start_seconds=5.0 * i if timed else None,
+                        end_seconds=5.0 * i + 4 if timed else None,
+                    )
+                    for i, text in enumerate(rows)
+                ],
+            )
             writer.finish(work)
 
 
@@ -63,8 +72,9 @@ def index(tmp_path, src) -> Path:
 def test_a_chunks_exact_text_finds_that_chunk_first(index):
     store = SearchStore(index)
     for mode in ("text", "hybrid"):
-        hits = store.search(query_text="migration routes of arctic terns",
-                            query_vector=vector_of("unrelated"), mode=mode, k=3)
+        hits = store.search(
+            query_text="migration routes of arctic terns", query_vector=vector_of("unrelated"), mode=mode, k=3
+        )
         assert hits[0].text == "migration routes of arctic terns" and hits[0].path.endswith("birds.pdf")
         assert hits[0].page == 2
 
@@ -98,8 +108,11 @@ def test_hybrid_fuses_the_two_rankings_by_reciprocal_rank(index):
     # rankings and wins the fusion.
     assert {h.text for h in text} == {"the heron waits in the shallow marsh", "the heron is our new mascot"}
     assert vector[0].text == "welcome to the quarterly budget meeting"
-    assert {h.text for h in hybrid[:2]} <= {"the heron is our new mascot", "the heron waits in the shallow marsh",
-                                           "welcome to the quarterly budget meeting"}
+    assert {h.text for h in hybrid[:2]} <= {
+        "the heron is our new mascot",
+        "the heron waits in the shallow marsh",
+        "welcome to the quarterly budget meeting",
+    }
 
 
 def test_fusion_rewards_rows_found_by_both():
@@ -132,7 +145,9 @@ def test_changed_and_removed_files_are_never_returned(index, src):
     assert (stats.units_removed, stats.units_added, stats.rows) == (2, 1, 3)
     assert store.search(query_text="sourdough", mode="text") == []
     assert {h.text for h in store.search(query_text="heron", mode="text", k=5)} == {
-        "the heron flew away", "the heron is our new mascot"}
+        "the heron flew away",
+        "the heron is our new mascot",
+    }
 
 
 def test_refresh_adds_only_what_is_new_and_a_rerun_changes_nothing(index, src):
@@ -184,14 +199,28 @@ def test_large_tables_get_a_vector_index_and_still_find_the_nearest(tmp_path, sr
     # New rows are folded into the existing index and found too.
     build(out, src, {**texts, "late.pdf": ["a late arrival"]})
     assert store.refresh().units_added == 1
-    assert store.search(query_vector=vector_of("a late arrival"), mode="vector", k=1)[0].text == "a late arrival"
+    assert (
+        store.search(query_vector=vector_of("a late arrival"), mode="vector", k=1)[0].text == "a late arrival"
+    )
 
 
 def test_results_as_json_use_the_parquet_column_names(index):
     (hit,) = SearchStore(index).search(query_text="sourdough", mode="text", k=1)
     data = json.loads(json.dumps(hit.to_json()))
-    assert list(data) == ["unit", "ordinal", "content_sha256", "path", "kind", "page", "bbox",
-                          "start_seconds", "end_seconds", "text", "space", "score"]
+    assert list(data) == [
+        "unit",
+        "ordinal",
+        "content_sha256",
+        "path",
+        "kind",
+        "page",
+        "bbox",
+        "start_seconds",
+        "end_seconds",
+        "text",
+        "space",
+        "score",
+    ]
     assert data["bbox"] == {"x0": 0.0, "y0": 10.0, "x1": 100.0, "y1": 18.0} and data["page"] == 2
 
 

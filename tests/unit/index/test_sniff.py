@@ -112,5 +112,5 @@ def test_empty_files_are_skipped_as_empty(tmp_path):
 
 
 def test_unreadable_files_raise_oserror(tmp_path: Path):
-    with pytest.raises(OSError):
+    with pytest.raises(FileNotFoundError):
         sniff_file(tmp_path / "missing")
