@@ -101,20 +101,34 @@ class LedgerState:
 def read(shard_dir: Path) -> LedgerState:
     """Fold `shard_dir`'s files.parquet and the ledger segments after it.
 
-    A writer may fold and delete segments while this runs; a segment that vanished is retried
-    from the start (it is then covered by the newer files.parquet).
+    A writer may fold and delete segments while this runs: when files.parquet was replaced
+    meanwhile, or a segment vanished, the read starts again (the newer files.parquet covers
+    what was deleted).
     """
     for _attempt in range(10):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, _Replaced):
             return _read_once(shard_dir)
     return _read_once(shard_dir)
+
+
+class _Replaced(Exception):
+    """files.parquet changed during a read."""
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_mtime_ns
 
 
 def _read_once(shard_dir: Path) -> LedgerState:
     entries: dict[str, Entry] = {}
     snapshot_seq = 0
     files = shard_dir / "files.parquet"
-    if files.exists():
+    before = _identity(files)
+    if before is not None:
         table = pq.read_table(files)
         snapshot_seq = int((table.schema.metadata or {}).get(LEDGER_SEQ_KEY, b"0"))
         entries = {entry.path: entry for entry in from_table(table)}
@@ -126,6 +140,8 @@ def _read_once(shard_dir: Path) -> LedgerState:
     for _seq, path in segments:
         for entry in from_table(pq.read_table(path, schema=FILES_SCHEMA)):
             entries[entry.path] = entry
+    if _identity(files) != before:
+        raise _Replaced
     last = max([snapshot_seq, *(seq for seq, _ in segments)])
     return LedgerState(
         {path: entry for path, entry in entries.items() if entry.status != FileStatus.REMOVED},

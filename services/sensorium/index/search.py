@@ -37,7 +37,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sensorium.index.layout import RowKind
+from sensorium.index.layout import RowKind, write_atomic
 from sensorium.index.reader import IndexReader, LiveUnit
 from sensorium.settings import IndexSettings
 
@@ -169,7 +169,6 @@ class SearchStore:
         self.reader = IndexReader(self.index_dir)
         self._path = self.index_dir / STORE_DIR
         self._path.mkdir(exist_ok=True)
-        self._lancedb = lancedb
         self._db = lancedb.connect(self._path)
         self._table: Any = None
         self._live: frozenset[str] = frozenset(self.reader.live_units())
@@ -237,10 +236,15 @@ class SearchStore:
         names = {index.index_type: index for index in table.list_indices()}
         if "FTS" not in names:
             table.create_index("text", config=FTS(), replace=True)
+        state = self._state()
+        trained = int(state.get("vector_index_rows", 0))
         has_vector = self._has_vector_index(table)
-        if not has_vector and rows >= self.params.min_rows:
+        # Partitions are trained once; after the table grew fourfold they are too few (and
+        # too big), so the index is trained again, on the whole table.
+        if rows >= self.params.min_rows and (not has_vector or rows > 4 * trained):
             config = IvfSq(distance_type="cosine", num_partitions=self.params.partitions(rows))
             table.create_index("vector", config=config, replace=True)
+            self._write_state({**state, "vector_index_rows": rows})
         elif changed:
             # Folds new rows into the existing indexes (no retraining), compacts small data
             # files, and drops files of versions older than an hour.
@@ -250,17 +254,24 @@ class SearchStore:
     def _has_vector_index(table: Any) -> bool:
         return any(index.columns == ["vector"] for index in table.list_indices())
 
-    def _state_matches(self) -> bool:
+    def _state(self) -> dict[str, Any]:
         try:
-            state = json.loads((self._path / _STATE).read_text())
+            state: dict[str, Any] = json.loads((self._path / _STATE).read_text())
         except (OSError, ValueError):
-            return False
-        return bool(state.get("fingerprint") == self.reader.manifest.fingerprint)
+            return {}
+        return state
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        text = json.dumps(state, sort_keys=True) + "\n"
+        write_atomic(self._path / _STATE, lambda handle: handle.write(text.encode()))
+
+    def _state_matches(self) -> bool:
+        return bool(self._state().get("fingerprint") == self.reader.manifest.fingerprint)
 
     def _create_table(self) -> Any:
         table = self._db.create_table(_TABLE, schema=self.reader.schema)
-        state = {"fingerprint": self.reader.manifest.fingerprint, "space_id": self.reader.manifest.space.id}
-        (self._path / _STATE).write_text(json.dumps(state) + "\n")
+        manifest = self.reader.manifest
+        self._write_state({"fingerprint": manifest.fingerprint, "space_id": manifest.space.id})
         return table
 
     def _open_table(self) -> Any:

@@ -202,6 +202,13 @@ def test_large_tables_get_a_vector_index_and_still_find_the_nearest(tmp_path, sr
     assert (
         store.search(query_vector=vector_of("a late arrival"), mode="vector", k=1)[0].text == "a late arrival"
     )
+    assert store._state()["vector_index_rows"] == 400  # trained once, on the first 400 rows
+    # Grown fourfold, the index is trained again on the whole table.
+    more = {f"g{i}.pdf": [f"more {i} {j}" for j in range(10)] for i in range(130)}
+    build(out, src, {**texts, "late.pdf": ["a late arrival"], **more})
+    assert store.refresh().rows == 1701
+    assert store._state()["vector_index_rows"] == 1701
+    assert store.search(query_vector=vector_of("more 77 7"), mode="vector", k=1)[0].text == "more 77 7"
 
 
 def test_results_as_json_use_the_parquet_column_names(index):
