@@ -10,6 +10,7 @@ mapped to the three kinds the index job handles. A file of any other type is ski
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -97,3 +98,18 @@ def sniff_file(path: str | os.PathLike[str]) -> Sniffed:
     """`sniff` the file at `path` (reads its first `HEAD_BYTES` bytes; OSError if it cannot)."""
     with open(path, "rb") as handle:
         return sniff(handle.read(HEAD_BYTES))
+
+
+def hash_and_sniff(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> tuple[str, Sniffed]:
+    """Read the file at `path` once: the hex sha256 of its bytes, and `sniff` of its head.
+
+    Memory stays at one chunk whatever the file's size. OSError if it cannot be read.
+    """
+    digest = hashlib.sha256()
+    head = b""
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_bytes):
+            if len(head) < HEAD_BYTES:
+                head += block[: HEAD_BYTES - len(head)]
+            digest.update(block)
+    return digest.hexdigest(), sniff(head)

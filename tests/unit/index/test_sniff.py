@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from pathlib import Path
@@ -13,7 +14,7 @@ from PIL import Image
 
 import testkit
 from sensorium.errors import Reason
-from sensorium.index.sniff import HEAD_BYTES, FileKind, sniff, sniff_file
+from sensorium.index.sniff import HEAD_BYTES, FileKind, hash_and_sniff, sniff, sniff_file
 
 
 def _audio(container: str, codec: str, rate: int = 16000) -> bytes:
@@ -114,3 +115,13 @@ def test_empty_files_are_skipped_as_empty(tmp_path):
 def test_unreadable_files_raise_oserror(tmp_path: Path):
     with pytest.raises(FileNotFoundError):
         sniff_file(tmp_path / "missing")
+
+
+def test_one_read_gives_the_content_hash_and_the_kind(tmp_path):
+    data = _image("PNG") + bytes(range(256)) * 50  # longer than the head and than one chunk
+    path = tmp_path / "x"
+    path.write_bytes(data)
+    sha, verdict = hash_and_sniff(path, chunk_bytes=1000)
+    assert sha == hashlib.sha256(data).hexdigest()
+    assert verdict.kind == FileKind.IMAGE
+    assert hash_and_sniff(tmp_path / "x")[0] == sha
