@@ -126,7 +126,7 @@ class IndexSettings(_Group):
     vector_index_min_rows: int = Field(default=50_000, gt=0)
     """Rows from which the search store builds a vector index; below it, search compares the
     query with every vector (exact, and fast enough)."""
-    search_nprobes: int = Field(default=20, gt=0)
+    search_nprobes: int = Field(default=40, gt=0)
     """Vector index partitions searched per query (more: better recall, slower)."""
     search_refine_factor: int = Field(default=2, ge=0)
     """Vector search re-ranks k x this candidates on the full vectors (more: better recall;

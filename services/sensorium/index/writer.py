@@ -6,14 +6,14 @@ The job drives an `IndexWriter` like this (one writer per shard; shards need no 
 with IndexWriter(out_dir, Shard.parse("0/2"), manifest) as writer:
     plan = writer.plan(FileStat.of(p) for p in paths if shard.owns(p))   # no file is read
     for stat in plan.todo:
-        data = read(stat.path)                                # hash + sniff from the same read
-        work = writer.begin(stat, sha256(data), sniffed.kind)
+        sha256, sniffed = hash_and_sniff(stat.path)           # one read of the file
+        work = writer.begin(stat, sha256, sniffed.kind)
         if work is None:
             continue                                          # duplicate, or content unchanged
         if sniffed.kind is None:
             writer.skip(work, sniffed.reason, sniffed.message); continue
         try:
-            writer.add_rows(work, rows_of(data))             # as many calls as it takes
+            writer.add_rows(work, rows_of(stat.path))        # as many calls as it takes
             writer.finish(work)
         except SensoriumError as error:
             writer.fail(work, error.reason, error.message)   # transient reasons: retried next run
