@@ -196,6 +196,28 @@ class TracingSettings(_Group):
                 "SENSORIUM_TRACING__ENABLED=true"
             )
         return self
+class IndexSettings(_Group):
+    """`SENSORIUM_INDEX__*`: the index job (`sensorium index`) and search (`sensorium search`)."""
+
+    rows_per_part: int = Field(default=10_000, gt=0)
+    """Rows per Parquet part file. A part is written whole (atomic rename) once it is full."""
+    commit_seconds: float = Field(default=30.0, gt=0)
+    """Longest time a finished file waits before its rows and outcome are committed; a job
+    killed at any moment redoes at most the files of this long (or of one part)."""
+    min_image_side: int = Field(default=64, ge=0)
+    """Images embedded in PDFs whose shorter side has fewer pixels are not indexed (glyphs,
+    rules and icons are not photos)."""
+    chunk_overlap_tokens: int = Field(default=10, ge=0)
+    """Tokens of a PDF text chunk's end repeated at the start of the next one, so a phrase cut
+    by a chunk boundary is whole in one of them."""
+    vector_index_min_rows: int = Field(default=50_000, gt=0)
+    """Rows from which the search store builds a vector index; below it, search compares the
+    query with every vector (exact, and fast enough)."""
+    search_nprobes: int = Field(default=40, gt=0)
+    """Vector index partitions searched per query (more: better recall, slower)."""
+    search_refine_factor: int = Field(default=2, ge=0)
+    """Vector search re-ranks k x this candidates on the full vectors (more: better recall;
+    0 = no re-ranking)."""
 
 
 class Settings(BaseSettings):
@@ -262,6 +284,8 @@ class Settings(BaseSettings):
     """Per-client limits."""
     tracing: TracingSettings = TracingSettings()
     """Tracing settings."""
+    index: IndexSettings = IndexSettings()
+    """Index job and search settings."""
 
     @field_validator("services", mode="before")
     @classmethod
