@@ -185,6 +185,62 @@ def build_parser() -> argparse.ArgumentParser:
     _client_flags(score)
     score.set_defaults(run=_score)
 
+    index = commands.add_parser(
+        "index", help="index files (PDF, audio, images) into a searchable index folder",
+        description="Walk PATHs (files and folders) and the --manifest list, recognise each "
+        "file's type by its content, and write its rows (PDF text chunks and images, transcript "
+        "windows, image files; all embedded with the same CLIP model) into the index folder --out. "
+        "Rerunnable: unchanged files are skipped without reading them, changed ones reindexed, "
+        "deleted ones retired; a killed job loses at most the files in flight. Models and limits "
+        "come from the same SENSORIUM_* variables as the server (README). See docs/index.md.",
+        epilog="exit status: 0 the job ran (files that could not be indexed are rows of the files "
+        "table, with their reason); 2 bad usage; 3 bad configuration (settings, a model that does "
+        "not load, an index of another model or options); 4 the output cannot be used (not "
+        "writable, another job writes this shard, not an index); 5 worth retrying (the --server "
+        "is unreachable); 130 interrupted.",
+    )
+    index.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files and folders to index")
+    index.add_argument("--out", type=Path, required=True, metavar="DIR", help="the index folder")
+    index.add_argument("--manifest", type=Path, metavar="FILE",
+                       help="a file listing more paths, one per line (# starts a comment)")
+    index.add_argument("--shard", metavar="I/N",
+                       help="index only shard I of N (I from 0, by a hash of each path); default: "
+                       "JOB_COMPLETION_INDEX of SENSORIUM_INDEX__SHARD_COUNT in a Kubernetes "
+                       "Indexed Job, else the one shard")
+    index.add_argument("--server", metavar="HOST:PORT",
+                       help="call a running deployment instead of running the models here")
+    index.add_argument("--json", action="store_true",
+                       help="print the summary as one JSON object (files by status and kind, rows "
+                       "by kind, errors by reason, seconds, rates)")
+    index.add_argument("--timeout", type=float, default=None,
+                       help="deadline in seconds of each call to --server")
+    _tls_flags(index)
+    index.add_argument("--token-file", type=Path, metavar="FILE",
+                       help="file whose first line is the bearer token --server expects")
+    index.set_defaults(run=_index)
+
+    search = commands.add_parser(
+        "search", help="search an index folder by text or by image",
+        description="Print the best rows of the index for QUERY (or --image), best first, with "
+        "where they come from (path, page or time range), a snippet and the score. The query is "
+        "embedded with the index's model, in this process or by --server.",
+    )
+    search.add_argument("query", nargs="?", default="", metavar="QUERY", help="what to look for")
+    search.add_argument("--index", type=Path, required=True, metavar="DIR", help="the index folder")
+    search.add_argument("-k", type=int, default=10, help="how many hits (default 10)")
+    search.add_argument("--mode", choices=("hybrid", "vector", "text"), default=None,
+                        help="hybrid: meaning and words, fused by rank (default for a text query); "
+                        "vector: meaning only (CLIP; default and only mode for --image); text: "
+                        "words only (BM25; needs no model)")
+    search.add_argument("--kind", action="append", choices=("pdf_text", "pdf_image", "audio", "image"),
+                        help="keep only hits of this kind (repeatable)")
+    search.add_argument("--image", type=Path, metavar="FILE", help="find rows like this image")
+    search.add_argument("--json", action="store_true",
+                        help="print JSON Lines: one object per hit, the index's column names "
+                        "(without the vector) plus score")
+    _client_flags_without_json(search)
+    search.set_defaults(run=_search)
+
     models = commands.add_parser(
         "models", help="prepare model directories (run where a model hub is reachable)",
         description="Download or assemble the models the settings name into SENSORIUM_MODEL_DIR "
@@ -200,10 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _client_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", metavar="HOST:PORT",
-                        help="a running server; default: run the service in this process")
     parser.add_argument("--json", action="store_true",
                         help="print the full response in protobuf's JSON mapping")
+    _client_flags_without_json(parser)
+
+
+def _client_flags_without_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", metavar="HOST:PORT",
+                        help="a running server; default: run the service in this process")
     parser.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
     _tls_flags(parser)
     parser.add_argument("--token-file", type=Path, metavar="FILE",
@@ -458,6 +518,118 @@ async def _score(args: argparse.Namespace) -> int:
         ranked = sorted(zip(args.text, row.probabilities, strict=True), key=lambda p: -p[1])
         print(f"{path}: " + ", ".join(f"{text!r} {p:.3f}" for text, p in ranked))
     return EXIT_OK
+
+
+async def _index(args: argparse.Namespace) -> int:
+    from sensorium.index.job import JobError, JobRequest, resolve_shard, run_job
+
+    if not args.paths and args.manifest is None:
+        raise CliError("name the files or folders to index (PATH...), or --manifest FILE", EXIT_USAGE)
+    security = _security(args)
+    if not args.server and any(security.values()):
+        raise CliError("--tls* and --token-file apply to a remote server: add --server HOST:PORT",
+                       EXIT_USAGE)
+    settings = Settings()
+    bar = sys.stderr.isatty()
+    # With a bar, the log shows only problems; without (a pod's log), progress lines too.
+    logs.configure("WARNING" if bar else settings.log_level, settings.log_format)
+    try:
+        request = JobRequest(
+            inputs=list(args.paths), out=args.out, shard=resolve_shard(args.shard, settings),
+            manifest=args.manifest, server=args.server,
+            client_options={"timeout": args.timeout, **security}, progress_bar=bar,
+        )
+        summary = await run_job(request, settings)
+    except JobError as exc:
+        raise CliError(str(exc), exc.code) from None
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_index_summary(summary)
+    return EXIT_OK
+
+
+def _print_index_summary(summary: dict[str, Any]) -> None:
+    files, rows = summary["files"], summary["rows"]
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(files["by_status"].items())) or "none"
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(files["by_kind"].items())) or "none"
+    row_kinds = ", ".join(f"{n} {k}" for k, n in sorted(rows["by_kind"].items())) or "none"
+    print(f"index {summary['index']} (shard {summary['shard']}): {files['listed']} files listed, "
+          f"{files['unchanged']} unchanged, {files['removed']} removed, {files['processed']} processed "
+          f"in {summary['seconds']:.1f} s")
+    print(f"  files: {statuses}; by kind: {kinds}")
+    print(f"  rows: {rows['total']} ({row_kinds})")
+    if summary["errors"]:
+        errors = ", ".join(f"{n} {r}" for r, n in sorted(summary["errors"].items()))
+        print(f"  errors: {errors} (the files table says which files and why: docs/index.md)")
+
+
+async def _search(args: argparse.Namespace) -> int:
+    from sensorium.index.layout import IndexStoreError
+    from sensorium.index.search import SearchStore
+
+    query: str = args.query.strip()
+    if not query and args.image is None:
+        raise CliError("give a QUERY, or --image FILE", EXIT_USAGE)
+    if args.image is not None and query:
+        raise CliError("search by QUERY or by --image, not both", EXIT_USAGE)
+    mode = args.mode or ("vector" if args.image is not None else "hybrid")
+    if args.image is not None and mode != "vector":
+        raise CliError("--image searches by meaning only: use --mode vector (the default)", EXIT_USAGE)
+    if args.k < 1:
+        raise CliError("-k must be at least 1", EXIT_USAGE)
+    settings = Settings()
+    logs.configure("WARNING", settings.log_format)
+    try:
+        store = await asyncio.to_thread(SearchStore, args.index)
+    except IndexStoreError as exc:
+        raise CliError(str(exc), 3) from None
+    vector = None
+    if mode != "text":
+        vector = await _query_vector(args, store.reader.manifest, query)
+    hits = await asyncio.to_thread(store.search, query_text=query or None, query_vector=vector,
+                                   mode=mode, k=args.k, kinds=args.kind)
+    for hit in hits:
+        if args.json:
+            print(json.dumps(hit.to_json(), separators=(",", ":")))
+            continue
+        if hit.page is not None:
+            where = f"page {hit.page}"
+        elif hit.start_seconds is not None and hit.end_seconds is not None:
+            where = f"{_clock(hit.start_seconds)}-{_clock(hit.end_seconds)}"
+        else:
+            where = ""
+        print(f"{hit.score:.4f}  {hit.kind:<9} {hit.path}{'  ' + where if where else ''}")
+        snippet = hit.snippet(query or None)
+        if snippet:
+            print(f"        {snippet}")
+    if not hits and not args.json:
+        print("no hits", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _query_vector(args: argparse.Namespace, manifest: Any, query: str) -> Any:
+    """The query embedded by the index's model: refused when the model here is another."""
+    import numpy as np
+
+    async with connect(args, "embedding") as client:
+        space = (await client.embedding_space()).space
+        if (space.model, space.pretrained, space.weights_sha256) != (
+            manifest.space.model, manifest.space.pretrained, manifest.space.weights_sha256
+        ):
+            raise CliError(
+                f"the index was built with {manifest.space.model} ({manifest.space.pretrained or 'random'}, "
+                f"weights {manifest.space.weights_sha256[:12]}) but the model here is {space.model} "
+                f"({space.pretrained or 'random'}, weights {space.weights_sha256[:12]}): set "
+                "SENSORIUM_EMBEDDING__MODEL and __PRETRAINED as when the index was built", 3)
+        if args.image is not None:
+            response = await client.embed_images([args.image.read_bytes()])
+        else:
+            response = await client.embed_texts([query])
+    result = response.results[0]
+    if result.HasField("error"):
+        raise CliError(f"the query cannot be embedded: {result.error.message}")
+    return np.asarray(result.vector.values, dtype=np.float32)
 
 
 async def _models(args: argparse.Namespace) -> int:

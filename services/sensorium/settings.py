@@ -210,6 +210,13 @@ class IndexSettings(_Group):
     chunk_overlap_tokens: int = Field(default=10, ge=0)
     """Tokens of a PDF text chunk's end repeated at the start of the next one, so a phrase cut
     by a chunk boundary is whole in one of them."""
+    shard_count: int = Field(default=1, gt=0)
+    """Shards of the index when `sensorium index` runs without --shard: the job takes shard
+    JOB_COMPLETION_INDEX (set by a Kubernetes Indexed Job) of this many. Set it to the Job's
+    completions."""
+    files_in_flight: int = Field(default=0, ge=0)
+    """Files the index job works on at once (extraction and transcription of some overlap the
+    model's batches of others); 0 = twice the PDF workers, at least 4. Bounds the job's memory."""
     vector_index_min_rows: int = Field(default=50_000, gt=0)
     """Rows from which the search store builds a vector index; below it, search compares the
     query with every vector (exact, and fast enough)."""

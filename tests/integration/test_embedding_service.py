@@ -168,8 +168,10 @@ async def test_bad_images_fail_alone(embed_client):
     assert response.results[0].vector.values == response.results[5].vector.values
     assert "1200x1000" in response.results[3].error.message
     # The limits are machine-readable too, under the same keys a failed call's ErrorInfo uses.
-    assert dict(response.results[3].error.metadata) == {"limit_pixels": "1000000", "setting": "SENSORIUM_EMBEDDING__MAX_IMAGE_PIXELS"}
-    assert dict(response.results[4].error.metadata) == {"limit_bytes": "50000", "size_bytes": "60000"}
+    assert dict(response.results[3].error.metadata) == {
+        "limit_pixels": "1000000", "setting": "SENSORIUM_EMBEDDING__MAX_IMAGE_PIXELS"}
+    assert dict(response.results[4].error.metadata) == {
+        "limit_bytes": "50000", "size_bytes": "60000", "setting": "SENSORIUM_EMBEDDING__MAX_IMAGE_BYTES"}
     only_bad = await client.embed_images([b"junk"])
     assert only_bad.results[0].error.message  # still OK: per-item errors, not a failed call
 
