@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from google.protobuf import json_format
@@ -573,7 +573,8 @@ async def _search(args: argparse.Namespace) -> int:
         raise CliError("give a QUERY, or --image FILE", EXIT_USAGE)
     if args.image is not None and query:
         raise CliError("search by QUERY or by --image, not both", EXIT_USAGE)
-    mode = args.mode or ("vector" if args.image is not None else "hybrid")
+    default: Literal["hybrid", "vector", "text"] = "vector" if args.image is not None else "hybrid"
+    mode: Literal["hybrid", "vector", "text"] = args.mode or default
     if args.image is not None and mode != "vector":
         raise CliError("--image searches by meaning only: use --mode vector (the default)", EXIT_USAGE)
     if args.k < 1:

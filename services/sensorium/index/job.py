@@ -27,7 +27,7 @@ from typing import Any
 
 from sensorium.errors import Reason, SensoriumError, explain
 from sensorium.index.backends import EMBED_BATCH, Embedded, Engines, EnginesUnavailable, ModelFacts
-from sensorium.index.chunking import chunk_page, window_transcript
+from sensorium.index.chunking import TextChunk, chunk_page, window_transcript
 from sensorium.index.layout import SCHEMA_VERSION, EmbeddingSpace, Manifest, RowKind, Shard
 from sensorium.index.sniff import FileKind, hash_and_sniff
 from sensorium.index.writer import FileStat, IndexWriter, Row, Work
@@ -209,7 +209,8 @@ class Pipeline:
         self.tally = tally
         self.progress = progress
         index = settings.index
-        self.files_in_flight = index.files_in_flight or max(4, 2 * (settings.pdf.workers or os.cpu_count() or 1))
+        workers = settings.pdf.workers or os.cpu_count() or 1
+        self.files_in_flight = index.files_in_flight or max(4, 2 * workers)
 
     async def run(self, todo: Iterable[FileStat]) -> None:
         """Process every file; stops at the first `EnginesUnavailable` (after the files in
@@ -314,10 +315,7 @@ class Pipeline:
         min_side = self.settings.index.min_image_side
         async for items in self.engines.extract_pdf(path):
             pages = [item for item in items if isinstance(item, PageResult) and item.error is None]
-            chunks = await asyncio.to_thread(
-                lambda: [chunk for page in pages for chunk in chunk_page(
-                    page.page_number, page.blocks, text=page.text, count_tokens=self.engines.count_tokens,
-                    context_length=self.facts.context_length, overlap_tokens=overlap)])
+            chunks = await asyncio.to_thread(self._chunk_pages, pages, overlap)
             images = [item for item in items if isinstance(item, ImageResult) and item.error is None
                       and item.data and min(item.width, item.height) >= min_side]
             for item in items:
@@ -332,6 +330,11 @@ class Pipeline:
             rows += [Row(RowKind.PDF_IMAGE, v, page=i.page_number, bbox=_box(i.bbox))
                      for i, v in zip(images, image_vectors, strict=True) if v is not None]
             self._add(work, rows)
+
+    def _chunk_pages(self, pages: list[PageResult], overlap: int) -> list[TextChunk]:
+        return [chunk for page in pages for chunk in chunk_page(
+            page.page_number, page.blocks, text=page.text, count_tokens=self.engines.count_tokens,
+            context_length=self.facts.context_length, overlap_tokens=overlap)]
 
     async def _audio(self, work: Work, path: Path) -> None:
         transcript = await self.engines.transcribe(path)
@@ -427,12 +430,14 @@ async def run_job(request: JobRequest, settings: Settings) -> dict[str, Any]:
             writer = IndexWriter(request.out, request.shard, manifest, rows_per_part=index.rows_per_part,
                                  commit_seconds=index.commit_seconds)
         except IndexMismatchError as exc:
-            raise JobError(f"{exc} (to change the model, the options or the shard count, index into a new folder)",
+            raise JobError(f"{exc} (to change the model, the options or the shard count, index "
+                           "into a new folder)",
                            EXIT_CONFIG) from None
         except (IndexBusyError, IndexLayoutError) as exc:
             raise JobError(str(exc), EXIT_OUTPUT) from None
         except OSError as exc:
-            raise JobError(f"cannot write the index at {request.out}: {exc.strerror}", EXIT_OUTPUT) from None
+            raise JobError(f"cannot write the index at {request.out}: {exc.strerror}",
+                           EXIT_OUTPUT) from None
         with writer:
             stats = []
             for path in files:
