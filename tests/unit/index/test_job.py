@@ -1,0 +1,155 @@
+"""The index job's own logic with fake engines: listing, shards, what becomes of failures, and
+how many files are in flight. The real engines are proven end to end in
+tests/e2e/test_index_job.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sensorium.errors import Reason, SensoriumError
+from sensorium.index.backends import Embedded, EnginesUnavailable, ModelFacts, Transcript
+from sensorium.index.job import (
+    EXIT_CONFIG,
+    JobError,
+    Pipeline,
+    Tally,
+    list_inputs,
+    manifest_for,
+    resolve_shard,
+)
+from sensorium.index.layout import EmbeddingSpace, Shard
+from sensorium.index.reader import IndexReader
+from sensorium.index.writer import FileStat, IndexWriter
+from sensorium.settings import Settings
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64  # sniffs as an image; the fake "decodes" anything
+
+
+class FakeEngines:
+    """Embeds an image to a vector from its bytes; `broken` bytes fail as the item's error,
+    `crash` bytes raise a bug, `unreachable` stops the server."""
+
+    def __init__(self, *, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def describe(self) -> ModelFacts:
+        return ModelFacts(EmbeddingSpace("fake", "", "0" * 64, 4), 77)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + 2
+
+    async def extract_pdf(self, path: Path) -> AsyncIterator[list]:  # type: ignore[type-arg]
+        raise SensoriumError(Reason.PDF_UNREADABLE, "not a PDF")
+        yield []  # pragma: no cover
+
+    async def transcribe(self, path: Path) -> Transcript:
+        raise AssertionError("no audio in these tests")
+
+    async def embed_texts(self, texts: Sequence[str]) -> list[Embedded]:
+        raise AssertionError("no texts in these tests")
+
+    async def embed_images(self, images: Sequence[bytes]) -> list[Embedded]:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+            outcomes: list[Embedded] = []
+            for data in images:
+                if data.endswith(b"broken"):
+                    outcomes.append(SensoriumError(Reason.IMAGE_UNDECODABLE, "cannot decode"))
+                elif data.endswith(b"crash"):
+                    raise KeyError("a bug")
+                elif data.endswith(b"unreachable"):
+                    raise EnginesUnavailable("the server at h:1 cannot be used")
+                else:
+                    outcomes.append(np.ones(4, dtype=np.float32) / 2)
+            return outcomes
+        finally:
+            self.in_flight -= 1
+
+
+def _run(folder: Path, out: Path, engines: FakeEngines, files_in_flight: int = 4) -> Tally:
+    settings = Settings(index={"files_in_flight": files_in_flight, "commit_seconds": 0.01})
+    facts = asyncio.run(engines.describe())
+    tally = Tally()
+    with IndexWriter(out, Shard(), manifest_for(facts, settings)) as writer:
+        plan = writer.plan(FileStat.of(p) for p in list_inputs([folder], None))
+        pipeline = Pipeline(engines, writer, settings, facts, tally)  # type: ignore[arg-type]
+        asyncio.run(pipeline.run(plan.todo))
+    return tally
+
+
+def test_listing_walks_folders_and_the_manifest_and_skips_the_output(tmp_path):
+    (tmp_path / "in" / "deep").mkdir(parents=True)
+    (tmp_path / "in" / "a.png").write_bytes(PNG)
+    (tmp_path / "in" / "deep" / "b.png").write_bytes(PNG)
+    (tmp_path / "in" / "out").mkdir()
+    (tmp_path / "in" / "out" / "part.parquet").write_bytes(b"x")
+    (tmp_path / "other.png").write_bytes(PNG)
+    manifest = tmp_path / "list.txt"
+    manifest.write_text(f"# extra files\n\n{tmp_path / 'other.png'}\n")
+    found = list_inputs([tmp_path / "in"], manifest, exclude=tmp_path / "in" / "out")
+    assert [Path(p).name for p in found] == ["a.png", "b.png", "other.png"]
+    with pytest.raises(JobError) as missing:
+        list_inputs([tmp_path / "typo"], None)
+    assert missing.value.code == EXIT_CONFIG and "typo" in str(missing.value)
+
+
+def test_the_shard_comes_from_the_flag_or_the_indexed_job():
+    settings = Settings(index={"shard_count": 3})
+    assert resolve_shard("1/2", settings, {}) == Shard(1, 2)
+    assert resolve_shard(None, settings, {"JOB_COMPLETION_INDEX": "2"}) == Shard(2, 3)
+    assert resolve_shard(None, Settings(), {}) == Shard(0, 1)
+    with pytest.raises(JobError) as outside:
+        resolve_shard(None, settings, {})  # a count of 3 but no Indexed Job: which shard?
+    assert outside.value.code == EXIT_CONFIG
+    with pytest.raises(JobError) as past:
+        resolve_shard(None, settings, {"JOB_COMPLETION_INDEX": "3"})
+    assert "SENSORIUM_INDEX__SHARD_COUNT" in str(past.value)
+
+
+def test_item_errors_and_bugs_become_rows_of_the_files_table(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(PNG + b"good")
+    (folder / "bad.png").write_bytes(PNG + b"broken")
+    (folder / "bug.png").write_bytes(PNG + b"crash")
+    (folder / "fake.pdf").write_bytes(b"%PDF-1.4 nothing")
+    tally = _run(folder, tmp_path / "out", FakeEngines())
+    files = {Path(r["path"]).name: r for r in IndexReader(tmp_path / "out").files().to_pylist()}
+    assert files["good.png"]["status"] == "indexed" and files["good.png"]["rows"] == 1
+    assert (files["bad.png"]["reason"], files["bad.png"]["retryable"]) == ("IMAGE_UNDECODABLE", False)
+    # A bug of ours is not the user's bad file: tried again next run, and says so.
+    assert (files["bug.png"]["reason"], files["bug.png"]["retryable"]) == ("INTERNAL_ERROR", True)
+    assert files["fake.pdf"]["reason"] == "PDF_UNREADABLE"
+    assert tally.errors == {"IMAGE_UNDECODABLE": 1, "INTERNAL_ERROR": 1, "PDF_UNREADABLE": 1}
+
+
+def test_an_unreachable_server_stops_the_job_and_records_no_error_for_it(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(PNG + b"a")
+    (folder / "b.png").write_bytes(PNG + b"unreachable")
+    with pytest.raises(EnginesUnavailable):
+        _run(folder, tmp_path / "out", FakeEngines(), files_in_flight=1)
+    files = {Path(r["path"]).name: r for r in IndexReader(tmp_path / "out").files().to_pylist()}
+    assert files["a.png"]["status"] == "indexed"  # finished before: kept
+    assert "b.png" not in files  # in flight: done by the next run, not an error row
+
+
+def test_files_in_flight_are_bounded(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(20):
+        (folder / f"{i:02d}.png").write_bytes(PNG + bytes([i]))
+    engines = FakeEngines(delay=0.01)
+    tally = _run(folder, tmp_path / "out", engines, files_in_flight=3)
+    assert tally.statuses["indexed"] == 20
+    assert 2 <= engines.most_in_flight <= 3  # overlapping, never more than asked
