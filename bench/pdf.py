@@ -8,7 +8,8 @@
     1 to 2 processes under the same 4-way load — target >= 0.9.
 
 The server runs in this process (its workers are processes of their own); the document is the
-117-page GeoTopo lecture notes from the shared corpus, or a generated 150-page document.
+117-page GeoTopo lecture notes from the real-world corpus (CORPUS_DIR, tests/support/corpus.py)
+when it is there, else a generated 150-page document.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sensorium.server import Server
 from sensorium.settings import PdfSettings, Settings
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS_DOC = REPO.parent / "shared" / "corpus" / "pdf" / "sf_009_GeoTopo-komprimiert.pdf"
+CORPUS_DOC = "pdf/sf_009_GeoTopo-komprimiert.pdf"
 
 
 def extract_with_pymupdf(path: str) -> list[str]:
@@ -41,8 +42,12 @@ def extract_with_pymupdf(path: str) -> list[str]:
 
 
 def document(tmp: Path) -> Path:
-    if CORPUS_DOC.is_file():
-        return CORPUS_DOC
+    sys.path.insert(0, str(REPO / "tests" / "support"))  # the corpus helper the tests use
+    import corpus
+
+    found = corpus.corpus_file(CORPUS_DOC)
+    if found is not None:
+        return found
     path = tmp / "generated.pdf"
     doc = pymupdf.open()
     filler = "Sensorium benchmarks extract text page by page from long documents. " * 40
@@ -109,8 +114,10 @@ async def pool_run(path: Path, processes: int, concurrency: int, args: argparse.
 async def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = document(Path(tmp))
+        # Read while it exists: a generated document goes with the temporary directory.
+        size = path.stat().st_size
         pages = len(extract_with_pymupdf(str(path)))
-        harness.log(f"document {path.name}: {pages} pages, {path.stat().st_size} bytes")
+        harness.log(f"document {path.name}: {pages} pages, {size} bytes")
         inline = await harness.measure_sync(
             lambda i: extract_with_pymupdf(str(path)), concurrency=1, duration=args.duration,
             warmup=args.warmup, name="PyMuPDF in-process loop", items_per_call=pages,
@@ -128,7 +135,7 @@ async def main(args: argparse.Namespace) -> int:
     b = (svc2.items_per_s / svc1.items_per_s) / (lib2.items_per_s / lib1.items_per_s)
     print(harness.machine_markdown())
     print(f"\nCommand: `{' '.join([sys.executable.rsplit('/', 1)[-1], *sys.argv])}`\n")
-    print(f"Document: `{path.name}`, {pages} pages, {path.stat().st_size} bytes; "
+    print(f"Document: `{path.name}`, {pages} pages, {size} bytes; "
           f"max_pages_per_message={args.pages_per_message}\n")
     print(harness.markdown_header())
     for result in results:

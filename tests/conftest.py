@@ -1,17 +1,22 @@
-"""Fixtures shared by every test: clean environment and in-process servers."""
+"""Fixtures shared by every test: clean environment, in-process servers, the optional corpus."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import corpus
 import testkit
 from sensorium.hosting import HostedService
 from sensorium.runtimes import Runtimes
 from sensorium.server import Server
+
+# STRICT_SKIPS=1 (scripts/test, CI) fails a run with a skip whose reason is not "[allowed]".
+pytest_plugins = ["strict_skips"]
 
 
 @pytest.fixture(autouse=True)
@@ -49,27 +54,43 @@ async def start_server() -> AsyncIterator[StartServer]:
             await server._stop_everything(grace=0)
 
 
-# Skips: with STRICT_SKIPS=1 (scripts/test and CI), a skipped test fails the run unless its
-# reason says it is allowed here, e.g. "[allowed] needs a CUDA GPU". A silently skipped
-# suite proves nothing.
-ALLOWED_SKIP = "[allowed]"
-_unexpected_skips: list[str] = []
+# --- the optional real-world corpus (tests/support/corpus.py) ----------------------------------
+
+CORPUS_FIXTURES = {"corpus_dir", "corpus_pdf", "corpus_image"}
+"""A test naming one of these reads the corpus: it is marked `corpus` and skips (allowed) when
+the corpus is absent."""
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped and not hasattr(report, "wasxfail"):
-        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
-        if ALLOWED_SKIP not in reason:
-            _unexpected_skips.append(f"{report.nodeid}: {reason}")
+def pytest_configure(config: pytest.Config) -> None:
+    if corpus.required() and not corpus.available():
+        raise pytest.UsageError(
+            f"{corpus.REQUIRED_ENV}=1 but the real-world corpus is not at {corpus.corpus_dir()} "
+            f"(no manifest.json); set {corpus.ENV}"
+        )
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if os.environ.get("STRICT_SKIPS") == "1" and _unexpected_skips and exitstatus == 0:
-        session.exitstatus = 1
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    """The real-world corpus folder; the test skips, with an allowed reason, where it is absent."""
+    if not corpus.available():
+        pytest.skip(corpus.skip_reason())
+    return corpus.corpus_dir()
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if os.environ.get("STRICT_SKIPS") == "1" and _unexpected_skips:
-        terminalreporter.section("unexpected skips (STRICT_SKIPS=1 fails the run)")
-        for line in _unexpected_skips:
-            terminalreporter.write_line(line)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`corpus_pdf` / `corpus_image` parametrize a test over the manifest's entries of that kind."""
+    for name, kind in (("corpus_pdf", "pdf"), ("corpus_image", "image")):
+        if name in metafunc.fixturenames:
+            entries = corpus.manifest(kind)
+            if entries:
+                metafunc.parametrize(name, entries, ids=[Path(f["file"]).stem for f in entries])
+            else:
+                skip = pytest.mark.skip(reason=corpus.skip_reason())
+                metafunc.parametrize(name, [pytest.param(None, marks=skip)], ids=["no-corpus"])
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if CORPUS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(corpus.MARKER)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
+from sensorium import tracing
 from sensorium.errors import Reason, SensoriumError
 
 log = logging.getLogger("sensorium.batching")
@@ -144,6 +145,9 @@ class _Entry(Generic[T, R]):
     # reads of `emit`/`cancelled`, where a stale False only delays the stop by one piece.
     cancelled: bool = False
     abort_error: BaseException | None = None
+    # The caller's trace (`tracing.capture()`; None while tracing is off), so the worker can
+    # record the item's queue wait and model time in it.
+    trace: Any = None
 
 
 class _Guarded:
@@ -267,6 +271,13 @@ class Batcher(Generic[T, R]):
             if len(self._queue) >= self._queue_size:
                 raise self._overloaded_locked()
 
+    def overloaded(self) -> SensoriumError:
+        """The OVERLOADED error this batcher gives now, with its retry estimate: for callers
+        that bound their own work in front of the queue (preprocessing)."""
+        with self._cond:
+            self._observer.dropped(self.name, "overloaded")
+            return self._overloaded_locked()
+
     def start(self) -> None:
         """Start the worker threads."""
         with self._cond:
@@ -291,7 +302,7 @@ class Batcher(Generic[T, R]):
             raise TypeError(f"batcher {self.name} streams: use submit_stream")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        entry = self._enqueue(_Entry(item, loop, 0.0, deadline, future=future))
+        entry = self._enqueue(_Entry(item, loop, 0.0, deadline, future=future, trace=tracing.capture()))
         try:
             return await future
         except asyncio.CancelledError:
@@ -310,7 +321,7 @@ class Batcher(Generic[T, R]):
             raise TypeError(f"batcher {self.name} does not stream: use submit")
         loop = asyncio.get_running_loop()
         sink: asyncio.Queue[R | _Done] = asyncio.Queue()
-        entry = self._enqueue(_Entry(item, loop, 0.0, deadline, sink=sink))
+        entry = self._enqueue(_Entry(item, loop, 0.0, deadline, sink=sink, trace=tracing.capture()))
         return ResultStream(self, entry, sink)
 
     async def close(self, drain: bool = True, grace: float | None = None) -> None:
@@ -452,6 +463,7 @@ class Batcher(Generic[T, R]):
 
     def _run_one_batch(self, run_batch: RunBatch[T, R], batch: list[_Entry[T, R]]) -> None:
         start = self._clock.now()
+        start_ns = time.time_ns()
         try:
             results = list(run_batch([entry.item for entry in batch]))
             if len(results) != len(batch):
@@ -461,10 +473,12 @@ class Batcher(Generic[T, R]):
         except Exception as exc:
             log.warning("%s: a batch of %d items failed: %r", self.name, len(batch), exc)
             self._record(len(batch), start, failed=True)
+            self._trace(batch, start_ns, failed=True)
             for entry in batch:
                 self._fail(entry, exc)
             return
         self._record(len(batch), start, failed=False)
+        self._trace(batch, start_ns, failed=False)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for entry, result in zip(batch, results, strict=True):
             assert entry.future is not None
@@ -494,6 +508,7 @@ class Batcher(Generic[T, R]):
             _post(entry.loop, sink.put_nowait, piece)
 
         start = self._clock.now()
+        start_ns = time.time_ns()
         failed = False
         end: _Done
         try:
@@ -507,6 +522,7 @@ class Batcher(Generic[T, R]):
         with self._cond:
             self._running.discard(entry)
         self._record(1, start, failed=failed)
+        self._trace([entry], start_ns, failed=failed)
         _post(entry.loop, sink.put_nowait, end)
 
     def _record(self, size: int, start: float, *, failed: bool) -> None:
@@ -517,6 +533,11 @@ class Batcher(Generic[T, R]):
             self._batch_seconds = (
                 seconds if previous is None else previous + _EWMA_WEIGHT * (seconds - previous)
             )
+
+    def _trace(self, batch: list[_Entry[T, R]], start_ns: int, *, failed: bool) -> None:
+        if any(entry.trace is not None for entry in batch):
+            tracing.record_batch(self.name, [entry.trace for entry in batch], start_ns,
+                                 time.time_ns(), failed)
 
     def _fail(self, entry: _Entry[T, R], error: BaseException) -> None:
         if entry.future is not None:

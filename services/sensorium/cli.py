@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from google.protobuf import json_format
@@ -23,13 +23,15 @@ from google.protobuf.message import Message
 
 from sensorium import logs
 from sensorium.client import Client, ClientError
+from sensorium.embedding.v1 import embedding_service_pb2 as embedding_pb
 from sensorium.errors import ServiceStartError
 from sensorium.pdf.v1 import pdf_service_pb2 as pdf_pb
 from sensorium.registry import SERVICES
 from sensorium.settings import ServiceName, Settings, known_variables
 from sensorium.transcription.v1 import transcription_service_pb2 as transcription_pb
 
-# Files up to this size go inline (unary); larger ones, or image extraction, use the stream.
+# Files up to this size go inline (unary); larger ones, or image extraction, use the stream
+# (4 MiB: the request size most gRPC servers accept by default).
 INLINE_LIMIT = 4 * 1024 * 1024
 # Streamed pages come in batches of up to this many: one gRPC message per page costs the
 # server and this client more CPU than the rest of handling the page (docs/benchmarks.md).
@@ -56,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = asyncio.run(args.run(args))
         return result
     except ClientError as exc:
-        return _fail(f"{exc.details}")
+        return _fail(f"{exc.details}{_oversized_hint(exc)}")
     except CliError as exc:
         return _fail(str(exc), exc.code)
     except ServiceStartError as exc:
@@ -72,6 +74,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     except KeyboardInterrupt:
         return 130
+
+
+def _oversized_hint(exc: ClientError) -> str:
+    """What to do about a request gRPC itself refused as larger than the server's message limit:
+    that refusal comes before any Sensorium code runs, so it carries no reason, and retrying
+    the same request cannot succeed (docs/errors.md)."""
+    details = exc.details
+    refused = details.code.name == "RESOURCE_EXHAUSTED" and not details.reason
+    if not refused or "larger than max" not in details.message:
+        return ""
+    return (" (the request is larger than the server accepts in one message, its "
+            "SENSORIUM_MAX_RECEIVE_MESSAGE_BYTES; do not retry it as is: send fewer or smaller files)")
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> int:
@@ -113,10 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     health.add_argument("--server", default=None,
                         help="HOST:PORT (default: 127.0.0.1 and SENSORIUM_HEALTH_PORT or 50052)")
-    health.add_argument("--service", default="",
-                        help='service name, e.g. "sensorium.pdf.v1.PdfService" or "liveness" '
-                        '(default: the overall status)')
+    health.add_argument("--service", action="append", default=[],
+                        help='service name, e.g. "sensorium.pdf.v1.PdfService" or "liveness"; '
+                        'repeatable; exit 0 only when all are SERVING (default: the overall status)')
+    health.add_argument("--json", action="store_true",
+                        help='print one JSON object: {"server": "H:P", "services": {NAME: STATUS}} '
+                        '("overall" names the overall status; SERVICE_UNKNOWN for a name the '
+                        'server does not know), or {"server": "H:P", "error": "..."} when unreachable')
     health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    _tls_flags(health)
     health.set_defaults(run=_health)
 
     pdf = commands.add_parser("pdf", help="extract text (and images) from a PDF",
@@ -147,7 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.set_defaults(run=_transcribe)
 
     embed = commands.add_parser("embed", help="embed texts and images into the CLIP space",
-                                description="Print one vector per input (JSON with --json).")
+                                description="Print one vector per input (JSON with --json). "
+                                "Images of up to 4 MiB in all go in one EmbedImages call; more "
+                                "go through StreamEmbed, one image per message (their JSON results "
+                                "then carry no width and height).")
     embed.add_argument("--text", action="append", default=[], help="a text (repeatable)")
     embed.add_argument("--image", action="append", default=[], type=Path,
                        help="an image file (repeatable)")
@@ -162,6 +184,62 @@ def build_parser() -> argparse.ArgumentParser:
                        help='a label or query, e.g. "a photo of a dog" (repeatable)')
     _client_flags(score)
     score.set_defaults(run=_score)
+
+    index = commands.add_parser(
+        "index", help="index files (PDF, audio, images) into a searchable index folder",
+        description="Walk PATHs (files and folders) and the --manifest list, recognise each "
+        "file's type by its content, and write its rows (PDF text chunks and images, transcript "
+        "windows, image files; all embedded with the same CLIP model) into the index folder --out. "
+        "Rerunnable: unchanged files are skipped without reading them, changed ones reindexed, "
+        "deleted ones retired; a killed job loses at most the files in flight. Models and limits "
+        "come from the same SENSORIUM_* variables as the server (README). See docs/index.md.",
+        epilog="exit status: 0 the job ran (files that could not be indexed are rows of the files "
+        "table, with their reason); 2 bad usage; 3 bad configuration (settings, a model that does "
+        "not load, an index of another model or options); 4 the output cannot be used (not "
+        "writable, another job writes this shard, not an index); 5 worth retrying (the --server "
+        "is unreachable); 130 interrupted.",
+    )
+    index.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files and folders to index")
+    index.add_argument("--out", type=Path, required=True, metavar="DIR", help="the index folder")
+    index.add_argument("--manifest", type=Path, metavar="FILE",
+                       help="a file listing more paths, one per line (# starts a comment)")
+    index.add_argument("--shard", metavar="I/N",
+                       help="index only shard I of N (I from 0, by a hash of each path); default: "
+                       "JOB_COMPLETION_INDEX of SENSORIUM_INDEX__SHARD_COUNT in a Kubernetes "
+                       "Indexed Job, else the one shard")
+    index.add_argument("--server", metavar="HOST:PORT",
+                       help="call a running deployment instead of running the models here")
+    index.add_argument("--json", action="store_true",
+                       help="print the summary as one JSON object (files by status and kind, rows "
+                       "by kind, errors by reason, seconds, rates)")
+    index.add_argument("--timeout", type=float, default=None,
+                       help="deadline in seconds of each call to --server")
+    _tls_flags(index)
+    index.add_argument("--token-file", type=Path, metavar="FILE",
+                       help="file whose first line is the bearer token --server expects")
+    index.set_defaults(run=_index)
+
+    search = commands.add_parser(
+        "search", help="search an index folder by text or by image",
+        description="Print the best rows of the index for QUERY (or --image), best first, with "
+        "where they come from (path, page or time range), a snippet and the score. The query is "
+        "embedded with the index's model, in this process or by --server.",
+    )
+    search.add_argument("query", nargs="?", default="", metavar="QUERY", help="what to look for")
+    search.add_argument("--index", type=Path, required=True, metavar="DIR", help="the index folder")
+    search.add_argument("-k", type=int, default=10, help="how many hits (default 10)")
+    search.add_argument("--mode", choices=("hybrid", "vector", "text"), default=None,
+                        help="hybrid: meaning and words, fused by rank (default for a text query); "
+                        "vector: meaning only (CLIP; default and only mode for --image); text: "
+                        "words only (BM25; needs no model)")
+    search.add_argument("--kind", action="append", choices=("pdf_text", "pdf_image", "audio", "image"),
+                        help="keep only hits of this kind (repeatable)")
+    search.add_argument("--image", type=Path, metavar="FILE", help="find rows like this image")
+    search.add_argument("--json", action="store_true",
+                        help="print JSON Lines: one object per hit, the index's column names "
+                        "(without the vector) plus score")
+    _client_flags_without_json(search)
+    search.set_defaults(run=_search)
 
     models = commands.add_parser(
         "models", help="prepare model directories (run where a model hub is reachable)",
@@ -178,20 +256,58 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _client_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", metavar="HOST:PORT",
-                        help="a running server; default: run the service in this process")
     parser.add_argument("--json", action="store_true",
                         help="print the full response in protobuf's JSON mapping")
+    _client_flags_without_json(parser)
+
+
+def _client_flags_without_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", metavar="HOST:PORT",
+                        help="a running server; default: run the service in this process")
     parser.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
+    _tls_flags(parser)
+    parser.add_argument("--token-file", type=Path, metavar="FILE",
+                        help="file whose first line is the bearer token the server expects "
+                        "(SENSORIUM_AUTH__TOKENS_FILE on the server); with --server")
+
+
+def _tls_flags(parser: argparse.ArgumentParser) -> None:
+    tls = parser.add_argument_group(
+        "TLS (with --server)", "any of these connects with TLS; mutual TLS needs --tls-cert and --tls-key"
+    )
+    tls.add_argument("--tls", action="store_true",
+                     help="connect with TLS, trusting the system's certificate authorities")
+    tls.add_argument("--tls-ca", type=Path, metavar="FILE",
+                     help="PEM CA certificate to trust instead of the system's")
+    tls.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM client certificate")
+    tls.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM key of --tls-cert")
+
+
+def _security(args: argparse.Namespace) -> dict[str, Any]:
+    """`Client` keyword arguments from the TLS and token flags."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise CliError("--tls-cert and --tls-key go together", EXIT_USAGE)
+    token = None
+    if getattr(args, "token_file", None) is not None:
+        lines = args.token_file.read_text(encoding="utf-8").splitlines()
+        token = lines[0].strip() if lines else ""
+        if not token:
+            raise CliError(f"{args.token_file}: the first line must be the token", EXIT_USAGE)
+    return {"tls": args.tls, "tls_ca": args.tls_ca, "tls_cert": args.tls_cert,
+            "tls_key": args.tls_key, "token": token}
 
 
 @contextlib.asynccontextmanager
 async def connect(args: argparse.Namespace, service: ServiceName) -> AsyncIterator[Any]:
     """A `Client` of `--server`, or a `LocalClient` running `service` in this process."""
+    security = _security(args)
     if args.server:
-        async with Client(args.server, timeout=args.timeout) as client:
+        async with Client(args.server, timeout=args.timeout, **security) as client:
             yield client
         return
+    if any(security.values()):
+        raise CliError("--tls* and --token-file apply to a remote server: add --server HOST:PORT",
+                       EXIT_USAGE)
     from sensorium.local import LocalClient
     from sensorium.runtimes import Runtimes
 
@@ -216,17 +332,30 @@ async def _serve(args: argparse.Namespace) -> int:
 
 async def _health(args: argparse.Namespace) -> int:
     target = args.server or f"127.0.0.1:{os.environ.get('SENSORIUM_HEALTH_PORT', '50052')}"
+    statuses: dict[str, str] = {}  # "" is the overall status, as in grpc.health.v1
     try:
-        async with Client(target, timeout=args.timeout) as client:
-            status = await client.health(args.service)
+        async with Client(target, timeout=args.timeout, **_security(args)) as client:
+            for service in args.service or [""]:
+                try:
+                    statuses[service] = await client.health(service)
+                except ClientError as exc:
+                    if exc.details.code.name != "NOT_FOUND":
+                        raise
+                    statuses[service] = "SERVICE_UNKNOWN"
     except ClientError as exc:
-        if exc.details.code.name == "NOT_FOUND":
-            print(f"{args.service or 'overall'}: unknown service on {target}")
-            return EXIT_FAILED
-        print(f"{target}: unreachable ({exc.details})", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"server": target, "error": f"unreachable ({exc.details})"}))
+        else:
+            print(f"{target}: unreachable ({exc.details})", file=sys.stderr)
         return EXIT_USAGE
-    print(f"{args.service or 'overall'}: {status}")
-    return EXIT_OK if status == "SERVING" else EXIT_FAILED
+    if args.json:
+        named = {service or "overall": status for service, status in statuses.items()}
+        print(json.dumps({"server": target, "services": named}, indent=2))
+    else:
+        for service, status in statuses.items():
+            shown = f"unknown service on {target}" if status == "SERVICE_UNKNOWN" else status
+            print(f"{service or 'overall'}: {shown}")
+    return EXIT_OK if all(status == "SERVING" for status in statuses.values()) else EXIT_FAILED
 
 
 def parse_pages(text: str) -> tuple[int, int]:
@@ -334,15 +463,17 @@ def _clock(seconds: float) -> str:
 async def _embed(args: argparse.Namespace) -> int:
     if not args.text and not args.image:
         raise CliError("give at least one --text or --image", EXIT_USAGE)
-    images = [path.read_bytes() for path in args.image]
+    inline = sum(path.stat().st_size for path in args.image) <= INLINE_LIMIT
     async with connect(args, "embedding") as client:
         results: list[tuple[str, Any]] = []
         if args.text:
             texts = await client.embed_texts(args.text)
             results += zip(args.text, texts.results, strict=True)
-        if images:
-            embedded = await client.embed_images(images)
+        if args.image and inline:
+            embedded = await client.embed_images([path.read_bytes() for path in args.image])
             results += zip(map(str, args.image), embedded.results, strict=True)
+        elif args.image:
+            results += await _stream_images(client, args.image)
     failed = any(result.HasField("error") for _, result in results)
     if args.json:
         print(json.dumps([{"input": name, **json_format.MessageToDict(result)}
@@ -356,6 +487,21 @@ async def _embed(args: argparse.Namespace) -> int:
             space = result.vector.space
             print(f"{name}: [{values}, ...] ({space.dimension}-d, {space.model}/{space.pretrained})")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+async def _stream_images(client: Client, paths: list[Path]) -> list[tuple[str, Any]]:
+    """Embed `paths` through StreamEmbed (each file read only when its message is sent), as
+    `ImageEmbedding` results in the order given."""
+    requests = (embedding_pb.StreamEmbedRequest(id=str(i), image=path.read_bytes())
+                for i, path in enumerate(paths))
+    answers = {answer.id: answer async for answer in client.stream_embed(requests)}
+    results = []
+    for i, path in enumerate(paths):
+        answer = answers[str(i)]
+        result = embedding_pb.ImageEmbedding(error=answer.error) if answer.HasField("error") \
+            else embedding_pb.ImageEmbedding(vector=answer.vector)
+        results.append((str(path), result))
+    return results
 
 
 async def _score(args: argparse.Namespace) -> int:
@@ -372,6 +518,119 @@ async def _score(args: argparse.Namespace) -> int:
         ranked = sorted(zip(args.text, row.probabilities, strict=True), key=lambda p: -p[1])
         print(f"{path}: " + ", ".join(f"{text!r} {p:.3f}" for text, p in ranked))
     return EXIT_OK
+
+
+async def _index(args: argparse.Namespace) -> int:
+    from sensorium.index.job import JobError, JobRequest, resolve_shard, run_job
+
+    if not args.paths and args.manifest is None:
+        raise CliError("name the files or folders to index (PATH...), or --manifest FILE", EXIT_USAGE)
+    security = _security(args)
+    if not args.server and any(security.values()):
+        raise CliError("--tls* and --token-file apply to a remote server: add --server HOST:PORT",
+                       EXIT_USAGE)
+    settings = Settings()
+    bar = sys.stderr.isatty()
+    # With a bar, the log shows only problems; without (a pod's log), progress lines too.
+    logs.configure("WARNING" if bar else settings.log_level, settings.log_format)
+    try:
+        request = JobRequest(
+            inputs=list(args.paths), out=args.out, shard=resolve_shard(args.shard, settings),
+            manifest=args.manifest, server=args.server,
+            client_options={"timeout": args.timeout, **security}, progress_bar=bar,
+        )
+        summary = await run_job(request, settings)
+    except JobError as exc:
+        raise CliError(str(exc), exc.code) from None
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_index_summary(summary)
+    return EXIT_OK
+
+
+def _print_index_summary(summary: dict[str, Any]) -> None:
+    files, rows = summary["files"], summary["rows"]
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(files["by_status"].items())) or "none"
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(files["by_kind"].items())) or "none"
+    row_kinds = ", ".join(f"{n} {k}" for k, n in sorted(rows["by_kind"].items())) or "none"
+    print(f"index {summary['index']} (shard {summary['shard']}): {files['listed']} files listed, "
+          f"{files['unchanged']} unchanged, {files['removed']} removed, {files['processed']} processed "
+          f"in {summary['seconds']:.1f} s")
+    print(f"  files: {statuses}; by kind: {kinds}")
+    print(f"  rows: {rows['total']} ({row_kinds})")
+    if summary["errors"]:
+        errors = ", ".join(f"{n} {r}" for r, n in sorted(summary["errors"].items()))
+        print(f"  errors: {errors} (the files table says which files and why: docs/index.md)")
+
+
+async def _search(args: argparse.Namespace) -> int:
+    from sensorium.index.layout import IndexStoreError
+    from sensorium.index.search import SearchStore
+
+    query: str = args.query.strip()
+    if not query and args.image is None:
+        raise CliError("give a QUERY, or --image FILE", EXIT_USAGE)
+    if args.image is not None and query:
+        raise CliError("search by QUERY or by --image, not both", EXIT_USAGE)
+    default: Literal["hybrid", "vector", "text"] = "vector" if args.image is not None else "hybrid"
+    mode: Literal["hybrid", "vector", "text"] = args.mode or default
+    if args.image is not None and mode != "vector":
+        raise CliError("--image searches by meaning only: use --mode vector (the default)", EXIT_USAGE)
+    if args.k < 1:
+        raise CliError("-k must be at least 1", EXIT_USAGE)
+    settings = Settings()
+    logs.configure("WARNING", settings.log_format)
+    try:
+        store = await asyncio.to_thread(SearchStore, args.index)
+    except IndexStoreError as exc:
+        raise CliError(str(exc), 3) from None
+    vector = None
+    if mode != "text":
+        vector = await _query_vector(args, store.reader.manifest, query)
+    hits = await asyncio.to_thread(store.search, query_text=query or None, query_vector=vector,
+                                   mode=mode, k=args.k, kinds=args.kind)
+    for hit in hits:
+        if args.json:
+            print(json.dumps(hit.to_json(), separators=(",", ":")))
+            continue
+        if hit.page is not None:
+            where = f"page {hit.page}"
+        elif hit.start_seconds is not None and hit.end_seconds is not None:
+            where = f"{_clock(hit.start_seconds)}-{_clock(hit.end_seconds)}"
+        else:
+            where = ""
+        print(f"{hit.score:.4f}  {hit.kind:<9} {hit.path}{'  ' + where if where else ''}")
+        snippet = hit.snippet(query or None)
+        if snippet:
+            print(f"        {snippet}")
+    if not hits and not args.json:
+        print("no hits", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _query_vector(args: argparse.Namespace, manifest: Any, query: str) -> Any:
+    """The query embedded by the index's model: refused when the model here is another."""
+    import numpy as np
+
+    async with connect(args, "embedding") as client:
+        space = (await client.embedding_space()).space
+        if (space.model, space.pretrained, space.weights_sha256) != (
+            manifest.space.model, manifest.space.pretrained, manifest.space.weights_sha256
+        ):
+            raise CliError(
+                f"the index was built with {manifest.space.model} ({manifest.space.pretrained or 'random'}, "
+                f"weights {manifest.space.weights_sha256[:12]}) but the model here is {space.model} "
+                f"({space.pretrained or 'random'}, weights {space.weights_sha256[:12]}): set "
+                "SENSORIUM_EMBEDDING__MODEL and __PRETRAINED as when the index was built", 3)
+        if args.image is not None:
+            response = await client.embed_images([args.image.read_bytes()])
+        else:
+            response = await client.embed_texts([query])
+    result = response.results[0]
+    if result.HasField("error"):
+        raise CliError(f"the query cannot be embedded: {result.error.message}")
+    return np.asarray(result.vector.values, dtype=np.float32)
 
 
 async def _models(args: argparse.Namespace) -> int:

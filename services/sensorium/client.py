@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -83,17 +83,41 @@ class ClientError(Exception):
 
 
 class Client:
-    """Channel and stubs for one server; use as an async context manager."""
+    """Channel and stubs for one server; use as an async context manager.
 
-    def __init__(self, target: str, *, timeout: float | None = None) -> None:
+    TLS: `tls=True` trusts the system's CAs; `tls_ca` (a PEM file, or PEM bytes) trusts that CA
+    instead and implies TLS; `tls_cert` and `tls_key` present a client certificate (mutual
+    TLS). `token` is sent as `authorization: Bearer TOKEN` with every call this client makes;
+    `metadata` holds it for calls made on `channel` directly.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float | None = None,
+        tls: bool = False,
+        tls_ca: Path | bytes | None = None,
+        tls_cert: Path | bytes | None = None,
+        tls_key: Path | bytes | None = None,
+        token: str | None = None,
+    ) -> None:
         self.target = target
         self.timeout = timeout
         options = [
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
             ("grpc.max_send_message_length", MAX_RECEIVE_BYTES),
         ]
-        self.channel = grpc.aio.insecure_channel(target, options=options)
-        self._uploads = grpc.insecure_channel(target, options=options)  # see the module docstring
+        self.metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
+        credentials = channel_credentials(tls, tls_ca, tls_cert, tls_key)
+        if credentials is None:
+            self.channel = grpc.aio.insecure_channel(target, options=options)
+            self._uploads = grpc.insecure_channel(target, options=options)  # see the module docstring
+        else:
+            self.channel = grpc.aio.secure_channel(target, credentials, options=options)
+            self._uploads = grpc.secure_channel(target, credentials, options=options)
         self.pdf = pdf_grpc.PdfServiceStub(self.channel)
         self.transcription = transcription_grpc.TranscriptionServiceStub(self.channel)
         self.embedding = embedding_grpc.EmbeddingServiceStub(self.channel)
@@ -110,7 +134,7 @@ class Client:
 
     async def _unary(self, call: Callable[..., Awaitable[T]], request: Any) -> T:
         try:
-            return await call(request, timeout=self.timeout)
+            return await call(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.RpcError as exc:
             raise ClientError(details_from_rpc_error(exc)) from None
 
@@ -118,7 +142,7 @@ class Client:
         """Upload `requests` and yield the responses, on the synchronous stack in a thread."""
         call = self._uploads.stream_stream(
             method, request_serializer=_serialize, response_deserializer=response_type.FromString
-        )(requests, timeout=self.timeout)
+        )(requests, timeout=self.timeout, metadata=self.metadata)
         loop = asyncio.get_running_loop()
         responses: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         # At most this many responses wait for the caller: a slow caller slows the stream
@@ -213,6 +237,14 @@ class Client:
         request = embedding_pb.EmbedImagesRequest(images=images, options=options)
         return await self._unary(self.embedding.EmbedImages, request)
 
+    def stream_embed(
+        self, requests: Iterable[embedding_pb.StreamEmbedRequest]
+    ) -> AsyncIterator[embedding_pb.StreamEmbedResponse]:
+        """One message per item, so no message holds more than one image; answers may come
+        out of order and carry the item's `id`. `requests` is consumed lazily."""
+        return self._stream("/sensorium.embedding.v1.EmbeddingService/StreamEmbed", iter(requests),
+                            embedding_pb.StreamEmbedResponse)
+
     async def score(self, images: Sequence[bytes], texts: Sequence[str]) -> embedding_pb.ScoreResponse:
         request = embedding_pb.ScoreRequest(images=images, texts=texts)
         return await self._unary(self.embedding.Score, request)
@@ -220,6 +252,26 @@ class Client:
     async def embedding_space(self) -> embedding_pb.GetEmbeddingSpaceResponse:
         request = embedding_pb.GetEmbeddingSpaceRequest()
         return await self._unary(self.embedding.GetEmbeddingSpace, request)
+
+
+def channel_credentials(
+    tls: bool = False,
+    ca: Path | bytes | None = None,
+    cert: Path | bytes | None = None,
+    key: Path | bytes | None = None,
+) -> grpc.ChannelCredentials | None:
+    """TLS credentials for a channel (see `Client`), or None for plaintext."""
+    if (cert is None) != (key is None):
+        raise ValueError("a client certificate needs its key: give both tls_cert and tls_key")
+    if not (tls or ca is not None or cert is not None):
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=_pem(ca), private_key=_pem(key), certificate_chain=_pem(cert)
+    )
+
+
+def _pem(value: Path | bytes | None) -> bytes | None:
+    return value.read_bytes() if isinstance(value, Path) else value
 
 
 def _upload(path: Path, media_type: str) -> upload_pb2.UploadHeader:

@@ -32,6 +32,7 @@ class Reason(enum.IntEnum):
     INPUT_EMPTY = 2
     INPUT_TOO_LARGE = 3
     PROCESSING_LIMIT = 4
+    UNSUPPORTED_TYPE = 5
     PDF_UNREADABLE = 10
     PDF_NO_PAGES = 11
     PDF_PASSWORD_REQUIRED = 12
@@ -47,11 +48,14 @@ class Reason(enum.IntEnum):
     AUDIO_TRUNCATED = 32
     OVERLOADED = 40
     GPU_OUT_OF_MEMORY = 41
+    CLIENT_LIMIT = 42
     NOT_READY = 50
     SHUTTING_DOWN = 51
     NOT_HOSTED = 60
     PARSER_CRASH = 70
     INTERNAL_ERROR = 71
+    UNAUTHENTICATED = 80
+    PERMISSION_DENIED = 81
 
     def to_proto(self) -> str:
         """The proto enum value's name (protobuf accepts names wherever an enum goes)."""

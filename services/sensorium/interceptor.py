@@ -18,13 +18,15 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from sensorium import errors, metrics, status
+from sensorium import auth, errors, limits, metrics, status, tracing
 from sensorium.errors import Reason, SensoriumError
 from sensorium.hosting import HostedService, not_hosted
 
 log = logging.getLogger("sensorium.rpc")
 
-PASS_THROUGH = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+HEALTH = "/grpc.health.v1.Health/"
+REFLECTION = "/grpc.reflection."
+PASS_THROUGH = (HEALTH, REFLECTION)
 OTHER_METHOD = "other"  # metrics label for methods no service defines (bounded cardinality)
 
 
@@ -38,6 +40,21 @@ class CallState:
     """Full method paths of hosted services; others share one metrics label."""
     draining: bool = False
     """Set once shutdown stops taking new work."""
+    tokens: auth.TokenFile | None = None
+    """Accepted bearer tokens; None = no authentication."""
+    protect_reflection: bool = True
+    """With tokens: reflection needs a valid token too."""
+    client_certificates: bool = False
+    """Mutual TLS is on: a client without a token is named by its certificate's subject."""
+    calls_per_client: limits.CallLimiter = field(default_factory=lambda: limits.CallLimiter(0))
+    """Calls in flight per client."""
+    in_flight: int = 0
+    """Data-plane calls being served (refusals included, until they are answered)."""
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while `in_flight` is 0: shutdown waits for it before it closes the listener."""
+
+    def __post_init__(self) -> None:
+        self.idle.set()
 
 
 class _Call:
@@ -52,7 +69,16 @@ class _Call:
         # Read now: grpcio segfaults on `peer()` once a call has been cancelled.
         self.peer = context.peer()
         incoming = dict(context.invocation_metadata() or ())
+        # Holds the caller's token (`authorization`): never log it.
+        self.metadata: dict[str, Any] = incoming
         self.request_id = str(incoming.get("x-request-id") or uuid.uuid4().hex[:16])
+        self.client = ""
+        """Who the call comes from (`auth.client_identity`), once `_authorize` ran."""
+        self.counted = False
+        """Holds one of its client's call slots (`CallState.calls_per_client`)."""
+        self.span: Any = None
+        """The call's trace span while tracing is on, and what makes it current."""
+        self.span_token: Any = None
         self.code = grpc.StatusCode.OK
         self.reason = ""
         self.received = 0
@@ -84,6 +110,8 @@ class _Call:
             "request_bytes": self.received, "response_bytes": self.sent,
             "request_id": self.request_id, "peer": self.peer,
         }
+        if self.client:
+            fields["client"] = self.client
         if self.reason:
             fields["reason"] = self.reason
         level = logging.ERROR if code in ("INTERNAL", "UNKNOWN", "DATA_LOSS") else logging.INFO
@@ -107,9 +135,71 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     ) -> Handler | None:
         method: str = details.method
         handler = await continuation(details)
-        if method.startswith(PASS_THROUGH) or handler is None:
+        if handler is None or method.startswith(HEALTH):
             return handler
+        if method.startswith(REFLECTION):
+            protect = self.state.tokens is not None and self.state.protect_reflection
+            return self._authenticated(method, handler) if protect else handler
         return self._wrap(method, handler)
+
+    def _authorize(self, call: _Call, method: str) -> None:
+        """Name the caller (for limits and logs) and check its token: UNAUTHENTICATED without a
+        valid one, PERMISSION_DENIED for a service the token may not call. Runs first, so a
+        caller without a token learns nothing about what this server hosts."""
+        principal = None
+        if self.state.tokens is not None:
+            principal = self.state.tokens.authenticate(call.metadata)
+            service = self.state.services.get(method.split("/")[1])
+            if service is not None and not principal.may_call(service.name):
+                call.client = principal.label
+                raise auth.permission_denied(principal, service.name)
+        subject = ""
+        if principal is None and self.state.client_certificates:
+            subjects = list(call.context.auth_context().get("x509_subject") or ())
+            subject = subjects[0].decode(errors="replace") if subjects else ""
+        call.client = auth.client_identity(principal, subject, call.peer)
+        limits.CURRENT_CLIENT.set(call.client)
+
+    def _limit(self, call: _Call) -> None:
+        """Take one of the client's call slots (CLIENT_LIMIT when it has none left)."""
+        self.state.calls_per_client.acquire(call.client)
+        call.counted = True
+
+    def _end(self, call: _Call) -> None:
+        """The call is answered: give back its slots, log it."""
+        if call.counted:
+            self.state.calls_per_client.release(call.client)
+            call.counted = False
+        self.state.in_flight -= 1
+        if self.state.in_flight == 0:
+            self.state.idle.set()
+        tracing.leave(call.span_token)
+        tracing.end_call(call.span, call.code.name, call.code.value[0], call.reason, call.client)
+        call.finish()
+
+    def _authenticated(self, method: str, handler: Handler) -> Handler:
+        """Reflection behind the token check (and the call log), with nothing else applied."""
+        # Reflection (and the fallback handler) are bidirectional streams, and async ones here.
+        assert handler.stream_stream is not None
+        behavior: Callable[..., AsyncIterator[Any]] = handler.stream_stream  # type: ignore[assignment]
+
+        async def wrapped(
+            requests: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            call, requests = self._begin(method, context, requests, True)
+            try:
+                self._authorize(call, method)
+                async for response in behavior(requests, context):
+                    yield response
+            except BaseException as exc:
+                await self._handle(call, exc)
+            finally:
+                self._end(call)
+
+        return grpc.stream_stream_rpc_method_handler(
+            wrapped, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
     def _admit(self, method: str, request_id: str) -> None:
         """Refuse work the server cannot do now, before the servicer runs."""
@@ -157,6 +247,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     ) -> tuple[_Call, Any]:
         """The call's record, and the request (a stream is wrapped to count its bytes)."""
         call = _Call(method, context, self.state.known_methods)
+        self.state.in_flight += 1
+        self.state.idle.clear()
+        call.span = tracing.start_call(method, call.request_id, call.metadata)
+        call.span_token = tracing.enter(call.span)
         if streaming:
             return call, _counted(request, call)
         call.received = _size(request)
@@ -168,14 +262,16 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             call, request = self._begin(method, context, request, request_streaming)
             try:
+                self._authorize(call, method)
                 self._admit(method, call.request_id)
+                self._limit(call)
                 response = await behavior(request, context)
                 call.sent = _size(response)
                 return response
             except BaseException as exc:
                 await self._handle(call, exc)
             finally:
-                call.finish()
+                self._end(call)
 
         return wrapped
 
@@ -187,14 +283,16 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         ) -> AsyncIterator[Any]:
             call, request = self._begin(method, context, request, request_streaming)
             try:
+                self._authorize(call, method)
                 self._admit(method, call.request_id)
+                self._limit(call)
                 async for response in behavior(request, context):
                     call.sent += _size(response)
                     yield response
             except BaseException as exc:
                 await self._handle(call, exc)
             finally:
-                call.finish()
+                self._end(call)
 
         return wrapped
 

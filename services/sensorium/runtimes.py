@@ -67,7 +67,11 @@ class Runtimes:
             services if services is not None else settings.services))
         self.cpu = split_cpus(settings.cpus or available_cpus(), self.names, fixed_cpu_shares(settings))
         log.info("cpu budget", extra={"split": self.cpu.describe()})
-        self.budget = budget or ByteBudget(settings.max_upload_bytes_in_flight)
+        # Per-client shares apply only where a front end names the client (the server's
+        # interceptor sets `limits.CURRENT_CLIENT`); in-process callers are one client.
+        self.budget = budget or ByteBudget(
+            settings.max_upload_bytes_in_flight, settings.limits.max_upload_bytes_per_client
+        )
         libraries = [library for name in self.names for library in SERVICES[name].libraries]
         self.device = device or DeviceGate(settings.device, libraries)
         factories = factories or {}

@@ -18,10 +18,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sensorium import metrics
+from sensorium import auth, metrics, tls, tracing
 from sensorium.errors import Reason, SensoriumError, ServiceStartError
 from sensorium.hosting import HostedService, RuntimeService
 from sensorium.interceptor import CallState, ServiceInterceptor, fallback_handler
+from sensorium.limits import CallLimiter
 from sensorium.registry import SERVICES
 from sensorium.runtimes import Runtimes
 from sensorium.settings import Settings
@@ -51,7 +52,12 @@ class Server:
             services = [RuntimeService(SERVICES[name], runtimes) for name in runtimes.names]
         self.runtimes = runtimes
         hosted = list(services)
-        self.state = CallState(services={s.full_name: s for s in hosted})
+        self.state = CallState(
+            services={s.full_name: s for s in hosted},
+            protect_reflection=settings.auth.protect_reflection,
+            client_certificates=settings.tls.client_ca_file is not None,
+            calls_per_client=CallLimiter(settings.limits.max_calls_per_client),
+        )
         self.health = health.aio.HealthServicer()
         self.port = 0
         self.health_port = 0
@@ -62,6 +68,8 @@ class Server:
         self._probe = grpc.aio.server()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._probe)
         self._metrics: metrics.MetricsEndpoint | None = None
+        self.certificates: tls.ReloadingCertificates | None = None
+        self._tracing = False
 
     @property
     def services(self) -> list[HostedService]:
@@ -91,7 +99,11 @@ class Server:
         await self.health.set(LIVENESS, _SERVING)
         for service in self.services:
             metrics.SERVICE_READY.labels(service.name).set(0)
-        self.port = self._main.add_insecure_port(self.settings.address)
+        self._load_tokens()
+        if self.settings.tracing.enabled:
+            tracing.configure(self.settings.tracing)
+            self._tracing = True
+        self.port = self._bind_main()
         host = self.settings.address.rsplit(":", 1)[0]
         self.health_port = self._probe.add_insecure_port(f"{host}:{self.settings.health_port}")
         if self.settings.metrics_port >= 0:
@@ -112,6 +124,27 @@ class Server:
         if any(s.ready for s in self.services) or not self.services:
             await self.health.set(OVERALL, _SERVING)
             log.info("ready", extra={"serving": ",".join(s.name for s in self.services if s.ready)})
+
+    def _bind_main(self) -> int:
+        """Bind the API port: TLS when certificate files are set (raises `TlsError` when they
+        cannot be served), else plaintext with a warning."""
+        if self.settings.tls.enabled:
+            self.certificates = tls.ReloadingCertificates(self.settings.tls)
+            return self._main.add_secure_port(self.settings.address, self.certificates.credentials())
+        log.warning("TLS is off: the gRPC API is plaintext; set SENSORIUM_TLS__CERT_FILE and "
+                    "SENSORIUM_TLS__KEY_FILE to encrypt it", extra={"address": self.settings.address})
+        return self._main.add_insecure_port(self.settings.address)
+
+    def _load_tokens(self) -> None:
+        """Turn on token authentication when a tokens file is set (raises `TokenFileError`
+        when it cannot be read or parsed), else warn that every caller is served."""
+        path = self.settings.auth.tokens_file
+        if path is None:
+            log.warning("authentication is off: every caller that reaches the gRPC API is served; "
+                        "set SENSORIUM_AUTH__TOKENS_FILE to require bearer tokens")
+            return
+        known = {*SERVICES, *(s.name for s in self.services)}
+        self.state.tokens = auth.TokenFile(path, known)
 
     async def _start_services(self) -> list[str]:
         failures = []
@@ -144,14 +177,32 @@ class Server:
             self._shutdown = asyncio.get_running_loop().create_task(self.shutdown())
 
     async def shutdown(self) -> None:
-        """NOT_SERVING, wait for load balancers, refuse new work, drain, stop."""
+        """NOT_SERVING, wait for load balancers, refuse new work while in-flight calls drain,
+        stop.
+
+        The listener stays open while calls drain: a client that still reaches this replica
+        gets UNAVAILABLE / SHUTTING_DOWN with a RetryInfo (from the interceptor), which tells
+        it to retry elsewhere, instead of a refused connection with no reason. grpc's own
+        `stop(grace)` would close the listener at once.
+        """
         for name in [OVERALL, *self.state.services]:
             await self.health.set(name, _NOT_SERVING)
         for service in self.services:
             metrics.SERVICE_READY.labels(service.name).set(0)
         await asyncio.sleep(self.settings.shutdown_delay_seconds)
         self.state.draining = True
-        await self._stop_everything(grace=self.settings.shutdown_grace_seconds)
+        grace = self.settings.shutdown_grace_seconds
+        log.info("draining", extra={"in_flight": self.state.in_flight, "grace_seconds": grace})
+        started = asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(grace):
+                await self.state.idle.wait()
+        except TimeoutError:
+            log.warning("the grace period is over; cancelling the calls still in flight",
+                        extra={"in_flight": self.state.in_flight})
+        left = max(grace - (asyncio.get_running_loop().time() - started), 0.0)
+        # Calls that arrived since are refusals, answered at once; `left` bounds them.
+        await self._stop_everything(grace=left)
         log.info("stopped")
 
     async def _stop_everything(self, grace: float) -> None:
@@ -164,21 +215,33 @@ class Server:
         await self._probe.stop(0)
         if self._metrics is not None:
             self._metrics.close()
+        if self._tracing:
+            # Exports the spans still buffered: a blocking call, kept off the event loop.
+            await asyncio.to_thread(tracing.shutdown)
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
 
-async def serve(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT; the process exit code."""
-    server = Server(settings)
+async def serve(settings: Settings, services: Sequence[HostedService] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; the process exit code. `services`: as for `Server`."""
+    server = Server(settings, services)
     server.install_signal_handlers()
     try:
         await server.start()
     except RuntimeError as exc:  # grpc's "Failed to bind"
         log.critical("cannot listen on %s (%s); is the port in use? set SENSORIUM_ADDRESS",
                      settings.address, exc)
+        return 2
+    except tls.TlsError as exc:
+        log.critical("cannot serve TLS: %s", exc)
+        return 2
+    except auth.TokenFileError as exc:
+        log.critical("cannot use the tokens file: %s", exc)
+        return 2
+    except tracing.TracingError as exc:
+        log.critical("cannot trace: %s", exc)
         return 2
     except ServiceStartError as exc:
         log.critical(

@@ -119,6 +119,114 @@ class EmbeddingSettings(_Group):
     context-length tokens, and tokenizing megabytes would stall the preprocessing threads."""
 
 
+class TlsSettings(_Group):
+    """`SENSORIUM_TLS__*`: TLS on the gRPC API port (the probe port stays plaintext)."""
+
+    cert_file: Path | None = None
+    """PEM certificate chain of the server; with `key_file`, turns TLS on. Reloaded when it
+    changes: new connections get the new certificate once it matches the key."""
+    key_file: Path | None = None
+    """PEM private key (unencrypted) of `cert_file`."""
+    client_ca_file: Path | None = None
+    """PEM CA certificate(s): clients must present a certificate signed by one (mutual TLS)."""
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError(
+                "set both SENSORIUM_TLS__CERT_FILE and SENSORIUM_TLS__KEY_FILE, or neither"
+            )
+        if self.client_ca_file is not None and self.cert_file is None:
+            raise ValueError(
+                "SENSORIUM_TLS__CLIENT_CA_FILE needs TLS: set SENSORIUM_TLS__CERT_FILE and "
+                "SENSORIUM_TLS__KEY_FILE too"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
+class AuthSettings(_Group):
+    """`SENSORIUM_AUTH__*`: bearer-token authentication of data-plane calls."""
+
+    tokens_file: Path | None = None
+    """File of accepted tokens, one per line, each optionally followed by a space and the
+    comma-separated services it may call ("pdf,embedding"); `#` starts a comment. Clients send
+    `authorization: Bearer TOKEN`. Reloaded when it changes. Unset = no authentication."""
+    protect_reflection: bool = True
+    """With tokens on, server reflection needs a valid token too (health never does)."""
+
+
+class LimitsSettings(_Group):
+    """`SENSORIUM_LIMITS__*`: per-client limits. A client is its token, else its TLS client
+    certificate's subject, else its IP address."""
+
+    max_calls_per_client: int = Field(default=0, ge=0)
+    """Calls one client may have in flight at once; more get RESOURCE_EXHAUSTED / CLIENT_LIMIT.
+    0 = unlimited."""
+    max_upload_bytes_per_client: int = Field(default=0, ge=0)
+    """Upload bytes one client may have held by the server at once (a share of
+    SENSORIUM_MAX_UPLOAD_BYTES_IN_FLIGHT); more get RESOURCE_EXHAUSTED / CLIENT_LIMIT.
+    0 = unlimited."""
+
+
+class TracingSettings(_Group):
+    """`SENSORIUM_TRACING__*`: OpenTelemetry traces (needs the `tracing` extra)."""
+
+    enabled: bool = False
+    """Record a trace per call (with upload, queue-wait and model spans) and export it over
+    OTLP/gRPC."""
+    otlp_endpoint: str = ""
+    """OTLP/gRPC collector, e.g. "http://otel-collector:4317"; "" = the standard
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT (default
+    http://localhost:4317)."""
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    """Share of calls traced when the caller sent no trace context (a caller's sampling
+    decision is followed)."""
+    service_name: str = "sensorium"
+    """`service.name` of the traces (OTEL_SERVICE_NAME overrides it)."""
+
+    @model_validator(mode="after")
+    def _endpoint_needs_enabled(self) -> TracingSettings:
+        if self.otlp_endpoint and not self.enabled:
+            raise ValueError(
+                "SENSORIUM_TRACING__OTLP_ENDPOINT is set but tracing is off; set "
+                "SENSORIUM_TRACING__ENABLED=true"
+            )
+        return self
+class IndexSettings(_Group):
+    """`SENSORIUM_INDEX__*`: the index job (`sensorium index`) and search (`sensorium search`)."""
+
+    rows_per_part: int = Field(default=10_000, gt=0)
+    """Rows per Parquet part file. A part is written whole (atomic rename) once it is full."""
+    commit_seconds: float = Field(default=30.0, gt=0)
+    """Longest time a finished file waits before its rows and outcome are committed; a job
+    killed at any moment redoes at most the files of this long (or of one part)."""
+    min_image_side: int = Field(default=64, ge=0)
+    """Images embedded in PDFs whose shorter side has fewer pixels are not indexed (glyphs,
+    rules and icons are not photos)."""
+    chunk_overlap_tokens: int = Field(default=10, ge=0)
+    """Tokens of a PDF text chunk's end repeated at the start of the next one, so a phrase cut
+    by a chunk boundary is whole in one of them."""
+    shard_count: int = Field(default=1, gt=0)
+    """Shards of the index when `sensorium index` runs without --shard: the job takes shard
+    JOB_COMPLETION_INDEX (set by a Kubernetes Indexed Job) of this many. Set it to the Job's
+    completions."""
+    files_in_flight: int = Field(default=0, ge=0)
+    """Files the index job works on at once (extraction and transcription of some overlap the
+    model's batches of others); 0 = twice the PDF workers, at least 4. Bounds the job's memory."""
+    vector_index_min_rows: int = Field(default=50_000, gt=0)
+    """Rows from which the search store builds a vector index; below it, search compares the
+    query with every vector (exact, and fast enough)."""
+    search_nprobes: int = Field(default=40, gt=0)
+    """Vector index partitions searched per query (more: better recall, slower)."""
+    search_refine_factor: int = Field(default=2, ge=0)
+    """Vector search re-ranks k x this candidates on the full vectors (more: better recall;
+    0 = no re-ranking)."""
+
+
 class Settings(BaseSettings):
     """Everything the server reads from its environment."""
 
@@ -134,7 +242,7 @@ class Settings(BaseSettings):
     """production: a service that cannot start stops the process. dev: the server starts with
     what it can serve and reports the rest NOT_SERVING with the reason and the fix."""
     address: str = "[::]:50051"
-    """host:port of the gRPC API (plaintext)."""
+    """host:port of the gRPC API (TLS when SENSORIUM_TLS__CERT_FILE is set, else plaintext)."""
     services: Annotated[list[ServiceName], NoDecode] = Field(
         default_factory=lambda: list(ALL_SERVICES)
     )
@@ -175,6 +283,16 @@ class Settings(BaseSettings):
     """Transcription service settings."""
     embedding: EmbeddingSettings = EmbeddingSettings()
     """Embedding service settings."""
+    tls: TlsSettings = TlsSettings()
+    """TLS settings."""
+    auth: AuthSettings = AuthSettings()
+    """Authentication settings."""
+    limits: LimitsSettings = LimitsSettings()
+    """Per-client limits."""
+    tracing: TracingSettings = TracingSettings()
+    """Tracing settings."""
+    index: IndexSettings = IndexSettings()
+    """Index job and search settings."""
 
     @field_validator("services", mode="before")
     @classmethod

@@ -22,11 +22,14 @@ CODES: dict[Reason, grpc.StatusCode] = {
     Reason.PDF_PAGE_FAILED: _S.INTERNAL,  # only ever per page; a whole call never fails with it
     Reason.OVERLOADED: _S.RESOURCE_EXHAUSTED,
     Reason.GPU_OUT_OF_MEMORY: _S.RESOURCE_EXHAUSTED,
+    Reason.CLIENT_LIMIT: _S.RESOURCE_EXHAUSTED,
     Reason.NOT_READY: _S.UNAVAILABLE,
     Reason.SHUTTING_DOWN: _S.UNAVAILABLE,
     Reason.NOT_HOSTED: _S.UNIMPLEMENTED,
     Reason.PARSER_CRASH: _S.INTERNAL,
     Reason.INTERNAL_ERROR: _S.INTERNAL,
+    Reason.UNAUTHENTICATED: _S.UNAUTHENTICATED,
+    Reason.PERMISSION_DENIED: _S.PERMISSION_DENIED,
 }
 """The status table (README "The API"): every reason's gRPC status code."""
 
@@ -61,8 +64,12 @@ def to_status(error: SensoriumError, request_id: str) -> grpc.Status:
 
 
 def item_error(error: SensoriumError) -> errors_pb2.ItemError:
-    """`error` as the per-item error field of a result message."""
-    return errors_pb2.ItemError(reason=error.reason.to_proto(), message=explain(error, "client"))
+    """`error` as the per-item error field of a result message, with its metadata (limits)."""
+    metadata = dict(error.metadata)
+    if error.setting:
+        metadata[SETTING] = setting_variable(error.setting)
+    return errors_pb2.ItemError(reason=error.reason.to_proto(), message=explain(error, "client"),
+                                metadata=metadata)
 
 
 def _cut(text: str, limit: int) -> str:

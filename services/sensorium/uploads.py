@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from sensorium import tracing
 from sensorium.budget import ByteBudget
 from sensorium.errors import Reason, SensoriumError
 
@@ -48,7 +49,8 @@ async def spool_bytes(
     """Write inline content to a temporary file for the duration of the context."""
     check_size(len(content), limit, what, setting)
     with budget.hold(len(content)), _temporary(suffix) as (path, handle):
-        await asyncio.to_thread(_write_all, handle, content)
+        with tracing.span("sensorium.upload", **{"sensorium.upload.bytes": len(content)}):
+            await asyncio.to_thread(_write_all, handle, content)
         yield Upload(path, len(content))
 
 
@@ -68,12 +70,15 @@ async def spool_chunks(
     if declared_size > limit:
         check_size(declared_size, limit, what, setting)
     with budget.hold() as held, _temporary(suffix) as (path, handle):
-        async for chunk in chunks:
-            if held.size + len(chunk) > limit:
-                check_size(held.size + len(chunk), limit, what, setting)
-            held.add(len(chunk))
-            await asyncio.to_thread(handle.write, chunk)
-        await asyncio.to_thread(handle.flush)
+        # The span covers receiving the chunks too: on a slow link that is the upload.
+        with tracing.span("sensorium.upload", **{"sensorium.upload.streamed": True}) as span:
+            async for chunk in chunks:
+                if held.size + len(chunk) > limit:
+                    check_size(held.size + len(chunk), limit, what, setting)
+                held.add(len(chunk))
+                await asyncio.to_thread(handle.write, chunk)
+            await asyncio.to_thread(handle.flush)
+            span.set_attribute("sensorium.upload.bytes", held.size)
         check_size(held.size, limit, what, setting)
         yield Upload(path, held.size, filename)
 

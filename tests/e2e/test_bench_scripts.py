@@ -44,3 +44,15 @@ def test_pdf_benchmark_runs_and_reports_both_ratios() -> None:
     assert len(rows) == 7, result.stdout
     for case, _clients, requests, errors, *_ in rows:
         assert int(requests.replace(",", "")) > 0 and int(errors) == 0, case
+
+
+def test_search_benchmark_runs_and_finds_the_neighbours() -> None:
+    result = bench("bench/search.py", "--rows", "4000", "--clusters", "40", "--dim", "64", "--queries", "20",
+                   "--nprobes", "8", "--refine", "0", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| 8 |")]
+    assert len(rows) == 2, result.stdout
+    for _nprobes, _refine, p50, p95, recall in rows:
+        assert 0 < float(p50) <= float(p95)
+        assert float(recall) >= 0.8  # clustered data: the index finds true neighbours
+    assert "| store: vector index (IVF_SQ) |" in result.stdout

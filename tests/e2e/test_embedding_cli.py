@@ -4,10 +4,12 @@ subprocess hosting the project-trained tiny CLIP, and in-process (no --server)."
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import testkit
 import tiny_clip
@@ -101,3 +103,72 @@ def test_missing_weights_fail_in_one_line_with_the_fix(tmp_path):
     models = run("models", "embedding", "--dir", str(tmp_path), env={**env, "HF_HUB_OFFLINE": "1"})
     assert models.returncode == 1
     assert "cannot download ViT-B-32/laion2b_s34b_b79k" in models.stdout
+
+
+LIMIT = 5 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def small_server(model):
+    """A server that takes requests of at most 5 MiB, with its metrics port."""
+    env = _env(model, SENSORIUM_MAX_RECEIVE_MESSAGE_BYTES=str(LIMIT))
+    with testkit.serve(env, timeout=90) as serving:
+        yield serving, env
+
+
+@pytest.fixture(scope="module")
+def large_photos(tmp_path_factory) -> list[Path]:
+    """Three noise PNGs of ~1.9 MB each: 5.8 MB in all, over the 4 MiB inline limit and over
+    `small_server`'s 5 MiB request limit, while each fits alone."""
+    folder = tmp_path_factory.mktemp("large")
+    rng = np.random.default_rng(11)
+    paths = []
+    for i in range(3):
+        path = folder / f"photo-{i}.png"
+        path.write_bytes(tiny_clip.png(Image.fromarray(rng.integers(0, 256, (800, 800, 3), dtype=np.uint8))))
+        paths.append(path)
+    sizes = [p.stat().st_size for p in paths]
+    assert sum(sizes) > 4 * 1024 * 1024 and max(sizes) < LIMIT
+    return paths
+
+
+def _streamed_calls(metrics_port: int) -> float:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    method = 'method="/sensorium.embedding.v1.EmbeddingService/StreamEmbed"'
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+               if line.startswith("sensorium_grpc_requests_total{") and method in line)
+
+
+def test_images_over_4_mib_in_all_go_through_the_stream(small_server, large_photos):
+    serving, env = small_server
+    assert serving.metrics_port is not None
+    before = _streamed_calls(serving.metrics_port)
+    args = ["embed", "--server", serving.target, "--json"]
+    for path in large_photos:
+        args += ["--image", str(path)]
+    together = run(*args, env=env)
+    assert together.returncode == 0, together.stderr
+    assert _streamed_calls(serving.metrics_port) == before + 1
+    items = json.loads(together.stdout)
+    assert [item["input"] for item in items] == [str(p) for p in large_photos]
+    for path, item in zip(large_photos, items, strict=True):
+        # The same vector as the image sent alone, which goes in one EmbedImages call.
+        alone = run("embed", "--server", serving.target, "--json", "--image", str(path), env=env)
+        expected = np.array(json.loads(alone.stdout)[0]["vector"]["values"])
+        got = np.array(item["vector"]["values"])
+        assert float(got @ expected) / float(np.linalg.norm(got) * np.linalg.norm(expected)) >= 0.9999
+        assert item["vector"]["space"] == json.loads(alone.stdout)[0]["vector"]["space"]
+    assert _streamed_calls(serving.metrics_port) == before + 1
+
+
+def test_a_request_over_the_server_limit_fails_in_one_line_that_says_what_to_do(small_server, large_photos):
+    serving, env = small_server
+    # Score has no streaming form: its one request holds every image.
+    args = ["score", "--server", serving.target, "--text", "noise"]
+    for path in large_photos:
+        args += ["--image", str(path)]
+    result = run(*args, env=env)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("sensorium: error: RESOURCE_EXHAUSTED: ")
+    assert "SENSORIUM_MAX_RECEIVE_MESSAGE_BYTES" in result.stderr and "do not retry" in result.stderr

@@ -11,7 +11,7 @@ import speechkit
 import testkit
 
 pytestmark = pytest.mark.weights
-JFK = testkit.CORPUS / "audio" / "jfk.flac"
+JFK = testkit.JFK
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,12 @@ import torch
 from PIL import Image
 from prometheus_client import REGISTRY
 
-import testkit
+import corpus
 import tiny_clip
 from sensorium.client import Client, ClientError
 from sensorium.embedding.embedder import fingerprint
 from sensorium.embedding.v1 import embedding_service_pb2 as pb
 from sensorium.type.v1 import errors_pb2
-
-CORPUS_IMAGES = testkit.CORPUS / "image"
-needs_corpus = pytest.mark.skipif(not CORPUS_IMAGES.is_dir(), reason="shared corpus not found")
 
 
 @pytest.fixture(scope="module")
@@ -170,16 +167,20 @@ async def test_bad_images_fail_alone(embed_client):
                      "ERROR_REASON_IMAGE_TOO_LARGE", "ERROR_REASON_INPUT_TOO_LARGE", ""]
     assert response.results[0].vector.values == response.results[5].vector.values
     assert "1200x1000" in response.results[3].error.message
+    # The limits are machine-readable too, under the same keys a failed call's ErrorInfo uses.
+    assert dict(response.results[3].error.metadata) == {
+        "limit_pixels": "1000000", "setting": "SENSORIUM_EMBEDDING__MAX_IMAGE_PIXELS"}
+    assert dict(response.results[4].error.metadata) == {
+        "limit_bytes": "50000", "size_bytes": "60000", "setting": "SENSORIUM_EMBEDDING__MAX_IMAGE_BYTES"}
     only_bad = await client.embed_images([b"junk"])
     assert only_bad.results[0].error.message  # still OK: per-item errors, not a failed call
 
 
-@needs_corpus
-async def test_corpus_images(embed_client):
+async def test_corpus_images(embed_client, corpus_dir):
     client = await embed_client()
-    files = {f["file"]: f for f in testkit.corpus_manifest() if f["kind"] == "image"}
+    files = {f["file"]: f for f in corpus.manifest("image")}
     names = sorted(files)
-    response = await client.embed_images([(testkit.CORPUS / name).read_bytes() for name in names])
+    response = await client.embed_images([(corpus_dir / name).read_bytes() for name in names])
     for name, result in zip(names, response.results, strict=True):
         expected = files[name]["expected"]
         if "extents" in name:

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import grpc
+import numpy as np
+import pymupdf
 import pytest
 from prometheus_client import REGISTRY
 
@@ -14,9 +16,6 @@ import testkit
 from sensorium.client import Client, ClientError
 from sensorium.pdf.v1 import pdf_service_pb2 as pb
 from sensorium.type.v1 import errors_pb2
-
-CORPUS_PDF = testkit.CORPUS / "pdf"
-needs_corpus = pytest.mark.skipif(not CORPUS_PDF.is_dir(), reason="shared corpus not found")
 
 
 @pytest.fixture
@@ -115,6 +114,30 @@ async def test_batched_stream_sends_images_after_their_batch(pdf_client, tmp_pat
     assert messages[2].image.page_number == 1 and messages[2].image.data
 
 
+async def test_a_unary_request_over_the_message_limit_gets_grpcs_own_refusal(start_server, tmp_path):
+    """gRPC refuses a message over SENSORIUM_MAX_RECEIVE_MESSAGE_BYTES before any handler runs:
+    RESOURCE_EXHAUSTED with no ErrorInfo and no RetryInfo (docs/errors.md tells clients to use
+    the stream, not to back off). The streaming call takes the same document in chunks."""
+    limit = 2 * 1024 * 1024  # above the client's 1 MiB stream chunks
+    server = await start_server(services=["pdf"], max_receive_message_bytes=limit, pdf={"workers": 1})
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "A page with a noisy picture")
+    noise = np.random.default_rng(0).integers(0, 256, (1000, 1000, 3), dtype=np.uint8).tobytes()
+    doc[0].insert_image(pymupdf.Rect(72, 100, 500, 528),
+                        pixmap=pymupdf.Pixmap(pymupdf.csRGB, 1000, 1000, noise, False))
+    content = doc.tobytes(deflate=True)  # noise does not compress: ~3 MB
+    assert len(content) > limit
+    async with Client(f"127.0.0.1:{server.port}") as client:
+        with pytest.raises(ClientError) as error:
+            await client.extract_document(content)
+        details = error.value.details
+        assert details.code.name == "RESOURCE_EXHAUSTED"
+        assert (details.reason, details.metadata, details.retry_after_seconds) == ("", {}, None)
+        assert "Received message larger than max" in details.message and f"vs. {limit})" in details.message
+        streamed = await _stream(client, content, tmp_path)
+        assert [p.text.strip() for p in _pages(streamed)] == ["A page with a noisy picture"]
+
+
 async def test_images_are_refused_on_the_unary_call(pdf_client):
     client = await pdf_client()
     with pytest.raises(ClientError) as error:
@@ -130,6 +153,8 @@ async def test_image_over_the_pixel_cap_is_marked_not_extracted(pdf_client, tmp_
     image = next(m.image for m in messages if m.WhichOneof("result") == "image")
     assert image.error.reason == errors_pb2.ERROR_REASON_IMAGE_TOO_LARGE
     assert "SENSORIUM_PDF__MAX_PIXELS" in image.error.message
+    assert dict(image.error.metadata) == {"limit_pixels": "10000", "page": "1", "index": "0",
+                                          "setting": "SENSORIUM_PDF__MAX_PIXELS"}
     assert not image.data
 
 
@@ -162,14 +187,23 @@ async def test_truncated_pdfs_are_repaired_and_flagged_or_refused(pdf_client):
     assert _reason(error) == ("INVALID_ARGUMENT", "PDF_UNREADABLE")
 
 
-@needs_corpus
 async def test_garbage_fails_and_a_page_tree_loop_does_not_hang(pdf_client):
     client = await pdf_client()
     with pytest.raises(ClientError) as error:
-        await client.extract_document((CORPUS_PDF / "qpdf_bad1.pdf").read_bytes())
+        await client.extract_document(b"oops\n")
     assert _reason(error) == ("INVALID_ARGUMENT", "PDF_UNREADABLE")
     # MuPDF 1.28 breaks the /Pages loop and finds the one real page.
-    looped = await client.extract_document((CORPUS_PDF / "qpdf_pages-loop.pdf").read_bytes())
+    looped = await client.extract_document(testkit.make_page_tree_loop_pdf("Potato"))
+    assert [p.text.strip() for p in looped.pages] == ["Potato"]
+
+
+async def test_corpus_garbage_and_page_tree_loop(pdf_client, corpus_dir):
+    """The same on qpdf's own test files."""
+    client = await pdf_client()
+    with pytest.raises(ClientError) as error:
+        await client.extract_document((corpus_dir / "pdf" / "qpdf_bad1.pdf").read_bytes())
+    assert _reason(error) == ("INVALID_ARGUMENT", "PDF_UNREADABLE")
+    looped = await client.extract_document((corpus_dir / "pdf" / "qpdf_pages-loop.pdf").read_bytes())
     assert [p.text.strip() for p in looped.pages] == ["Potato"]
 
 
@@ -182,20 +216,31 @@ async def test_a_pdf_without_pages_is_a_failure_not_an_empty_success(pdf_client)
     assert _reason(error) == ("INVALID_ARGUMENT", "PDF_NO_PAGES")
 
 
-@needs_corpus
-async def test_passwords_required_wrong_and_right(pdf_client):
-    client = await pdf_client()
-    content = (CORPUS_PDF / "qpdf_enc-R6-V5-user-view-owner-master.pdf").read_bytes()
+async def _check_passwords(client: Client, content: bytes, user: str, owner: str) -> None:
     with pytest.raises(ClientError) as missing:
         await client.extract_document(content)
     assert _reason(missing) == ("INVALID_ARGUMENT", "PDF_PASSWORD_REQUIRED")
     with pytest.raises(ClientError) as wrong:
         await client.extract_document(content, pb.ExtractOptions(password="nope"))
     assert _reason(wrong) == ("INVALID_ARGUMENT", "PDF_PASSWORD_INCORRECT")
-    for password in ("view", "master"):
+    for password in (user, owner):
         response = await client.extract_document(content, pb.ExtractOptions(password=password))
         assert response.metadata.encrypted
         assert len(response.pages) == response.metadata.page_count > 0
+
+
+async def test_passwords_required_wrong_and_right(pdf_client):
+    client = await pdf_client()
+    content = testkit.make_r6_pdf(30, user_password="view", owner_password="master")
+    await _check_passwords(client, content, "view", "master")
+    response = await client.extract_document(content, pb.ExtractOptions(password="view"))
+    assert [p.text.strip() for p in response.pages] == [f"Page {n}" for n in range(1, 31)]
+
+
+async def test_corpus_passwords_required_wrong_and_right(pdf_client, corpus_dir):
+    """The same on qpdf's AES-256 R6 test file."""
+    content = (corpus_dir / "pdf" / "qpdf_enc-R6-V5-user-view-owner-master.pdf").read_bytes()
+    await _check_passwords(await pdf_client(), content, "view", "master")
 
 
 async def test_limits_bytes_pages_and_time(pdf_client):

@@ -225,7 +225,9 @@ async def test_graceful_shutdown_drains_in_flight_and_refuses_new_work(start_ser
         await asyncio.sleep(0.6)  # past the delay: draining
         with pytest.raises(grpc.RpcError) as refused:
             await _call(client, "Sleep")(b"0")
-        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        details = details_from_rpc_error(refused.value)
+        assert (details.code, details.reason) == (grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN")
+        assert details.retry_after_seconds and details.retry_after_seconds > 0
         assert await in_flight == b"done"  # the in-flight call finished
     await asyncio.wait_for(server.wait_stopped(), 10)
 

@@ -17,11 +17,12 @@ import speechkit
 import testkit
 from sensorium.client import Client, ClientError
 from sensorium.server import Server
+from sensorium.transcription.transcriber import Transcriber
 from sensorium.transcription.v1 import transcription_service_pb2 as pb
 from sensorium.transcription.v1 import transcription_service_pb2_grpc as pb_grpc
 
 pytestmark = [pytest.mark.weights, pytest.mark.asyncio(loop_scope="module")]
-JFK = testkit.CORPUS / "audio" / "jfk.flac"
+JFK = testkit.JFK
 FULL_NAME = "sensorium.transcription.v1.TranscriptionService"
 
 
@@ -374,8 +375,21 @@ async def test_a_full_queue_answers_resource_exhausted_with_retry(model_dir, spe
         await server._stop_everything(grace=0)
 
 
-async def test_two_workers_transcribe_concurrently(model_dir):
+async def test_two_workers_transcribe_concurrently(model_dir, monkeypatch):
+    # When each transcription starts and ends, seen from the model worker threads themselves.
+    spans: list[tuple[float, float]] = []
+    run = Transcriber.run
+
+    def timed(self, *args, **kwargs):
+        started = time.monotonic()
+        try:
+            return run(self, *args, **kwargs)
+        finally:
+            spans.append((started, time.monotonic()))
+
+    monkeypatch.setattr(Transcriber, "run", timed)
     server = await _server("packaged:tiny.en", model_dir, workers=2)
+    spans.clear()  # the start-up warm-up runs are not the point
     try:
         async with Client(f"127.0.0.1:{server.port}") as client:
             results = await asyncio.gather(
@@ -383,6 +397,9 @@ async def test_two_workers_transcribe_concurrently(model_dir):
             assert len({_text(r.segments) for r in results}) == 1
     finally:
         await server._stop_everything(grace=0)
+    assert len(spans) == 3
+    overlapping = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1:] if a[0] < b[1] and b[0] < a[1]]
+    assert overlapping, f"the transcriptions ran one after another: {spans}"
 
 
 # ---- start-up ----------------------------------------------------------------------------

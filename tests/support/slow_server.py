@@ -1,6 +1,7 @@
-"""A server hosting only the test service, for tests that must signal a real process.
+"""`sensorium serve` hosting only the test service, for tests that must signal a real process.
 
-Prints `PORT <main> <health>` on stdout once serving; settings come from SENSORIUM_* as usual.
+The same `serve` as the `sensorium serve` command (signal handlers, drain, exit code); it logs
+the same "listening" and "ready" lines, which `testkit.serve(command=...)` reads.
 """
 
 from __future__ import annotations
@@ -10,19 +11,14 @@ import sys
 
 import testkit
 from sensorium import logs
-from sensorium.server import Server
+from sensorium.server import serve
 from sensorium.settings import Settings
 
 
 async def main() -> int:
     settings = Settings()
-    logs.configure("INFO", settings.log_format)
-    server = Server(settings, services=[testkit.SlowService()])
-    server.install_signal_handlers()
-    await server.start()
-    print(f"PORT {server.port} {server.health_port}", flush=True)
-    await server.wait_stopped()
-    return 0
+    logs.configure(settings.log_level, settings.log_format)
+    return await serve(settings, services=[testkit.SlowService()])
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
-"""Shared test helpers: a test-only service, settings for in-process servers, corpus paths."""
+"""Shared test helpers: a test-only service, settings for in-process servers, test data."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import signal
@@ -24,12 +23,10 @@ from sensorium.hosting import HostedService
 from sensorium.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("CORPUS_DIR", REPO.parent / "shared" / "corpus"))
-
-
-def corpus_manifest() -> list[dict[str, Any]]:
-    files: list[dict[str, Any]] = json.loads((CORPUS / "manifest.json").read_text())["files"]
-    return files
+DATA = REPO / "tests" / "data"
+"""Files the tests read that they do not generate (sources and licences in its README.md)."""
+JFK = DATA / "jfk.flac"
+"""11 s of human speech; its words are `speechkit.JFK_TEXT`."""
 
 
 def pdf_runtime_with_faults(context: Any) -> Any:
@@ -57,6 +54,8 @@ class SlowService(HostedService):
     /sensorium.test.Slow/Crash  raises an unexpected exception whose text must not leak
     /sensorium.test.Slow/Fail   raises SensoriumError(Reason[request])
     /sensorium.test.Slow/Echo   streams back each request message
+    /sensorium.test.Slow/Hold   b"SECONDS:PAYLOAD": spools PAYLOAD as an upload (against `budget`,
+                                which the test sets to the server's) and holds it SECONDS
     """
 
     name = "slow"
@@ -70,9 +69,10 @@ class SlowService(HostedService):
         self.started = threading.Event()
         self.in_flight = 0
         self.finished = 0
+        self.budget: Any = None
 
     def method_paths(self) -> set[str]:
-        return {f"/{self.full_name}/{m}" for m in ("Sleep", "Crash", "Fail", "Echo")}
+        return {f"/{self.full_name}/{m}" for m in ("Sleep", "Crash", "Fail", "Echo", "Hold")}
 
     async def start(self) -> None:
         from sensorium.errors import ServiceStartError
@@ -103,7 +103,17 @@ class SlowService(HostedService):
             async for request in requests:
                 yield request
 
+        async def hold(request: bytes, context: Any) -> bytes:
+            from sensorium.uploads import spool_bytes
+
+            seconds, _, payload = request.partition(b":")
+            async with spool_bytes(payload, budget=self.budget, limit=1 << 30, what="payload",
+                                   setting="none") as upload:
+                await asyncio.sleep(float(seconds))
+            return f"held {upload.size}".encode()
+
         handlers = {
+            "Hold": grpc.unary_unary_rpc_method_handler(hold),
             "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
             "Crash": grpc.unary_unary_rpc_method_handler(crash),
             "Fail": grpc.unary_unary_rpc_method_handler(fail),
@@ -139,6 +149,36 @@ def make_pdf(
     return data
 
 
+def make_r6_pdf(pages: int, *, user_password: str, owner_password: str) -> bytes:
+    """`pages` pages ("Page N") encrypted with AES-256, revision 6 (what qpdf and Acrobat
+    write), with the page tree inside encrypted object streams: the layout where MuPDF sees no
+    pages until the password is given (`open_document` authenticates first for it)."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    for number in range(1, pages + 1):
+        doc.new_page().insert_text((72, 72), f"Page {number}")
+    data: bytes = doc.tobytes(encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw=user_password,
+                              owner_pw=owner_password, use_objstms=1)
+    assert b"/R 6" in data and b"/V 5" in data
+    return data
+
+
+def make_page_tree_loop_pdf(text: str = "Potato") -> bytes:
+    """One page showing `text`, whose page tree lists itself among its kids (a loop a naive
+    reader follows forever)."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), text, fontsize=24)
+    pages = int(doc.xref_get_key(doc.pdf_catalog(), "Pages")[1].split()[0])
+    kids = doc.xref_get_key(pages, "Kids")[1].strip("[]")
+    doc.xref_set_key(pages, "Kids", f"[{kids} {pages} 0 R]")
+    data: bytes = doc.tobytes()
+    assert f"{pages} 0 R]".encode() in data
+    return data
+
+
 # --- The CLI in subprocesses (e2e tests) ------------------------------------------------------
 
 SENSORIUM = [sys.executable, "-m", "sensorium.cli"]
@@ -171,13 +211,21 @@ class ServeProcess:
         return f"127.0.0.1:{self.port}"
 
 
+# The server's own "ready" (every service started), not one service's "service ready".
+_READY = re.compile(r" sensorium\.server ready( |$)")
+
+
 @contextlib.contextmanager
-def serve(env: dict[str, str], timeout: float = 120) -> Iterator[ServeProcess]:
-    """Start `sensorium serve` on ephemeral loopback ports, wait for "ready", stop it with
-    SIGTERM on exit and check that it exits 0."""
+def serve(
+    env: dict[str, str], timeout: float = 120, command: list[str] | None = None
+) -> Iterator[ServeProcess]:
+    """Start `sensorium serve` (or `command`, which must end by exec'ing it and write what it
+    says to stderr) on ephemeral loopback ports, wait for "ready", stop it with SIGTERM on exit
+    and check that it exits 0."""
     env = {"SENSORIUM_ADDRESS": "127.0.0.1:0", "SENSORIUM_HEALTH_PORT": "0",
            "SENSORIUM_METRICS_PORT": "0", "SENSORIUM_SHUTDOWN_DELAY_SECONDS": "0", **env}
-    process = subprocess.Popen([*SENSORIUM, "serve"], env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command or [*SENSORIUM, "serve"], env=env, stderr=subprocess.PIPE,
+                               text=True)
     assert process.stderr is not None
     lines: list[str] = []
     ports: tuple[str, ...] = ()
@@ -187,10 +235,10 @@ def serve(env: dict[str, str], timeout: float = 120) -> Iterator[ServeProcess]:
         lines.append(line)
         if match := re.search(r" listening port=(\d+) health_port=(\d+) metrics_port=(\S+)", line):
             ports = match.groups()
-        if " ready " in line or not line:
+        if _READY.search(line) or not line:
             break
     try:
-        assert ports and any(" ready " in line for line in lines), "".join(lines)
+        assert ports and any(_READY.search(line) for line in lines), "".join(lines)
         metrics = None if ports[2] == "None" else int(ports[2])
         yield ServeProcess(process, int(ports[0]), int(ports[1]), metrics, "".join(lines))
     finally:

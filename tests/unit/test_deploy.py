@@ -33,6 +33,8 @@ CONTAINER_FILES = ["Containerfile", "Containerfile.gpu", "Containerfile.models"]
 OVERLAYS = {"pdf": "cpu", "embedding": "gpu", "transcription": "gpu"}
 # The oldest Kubernetes the manifests support, and the newest the installed schemas know.
 KUBERNETES_VERSIONS = ["1.31.0", "1.37.0"]
+# The example of mutual TLS and tokens: overlays/pdf plus components/tls-auth.
+SECURE = "pdf-secure"
 PROBE_PORT = 50052
 API_PORT = 50051
 METRICS_PORT = 9464
@@ -124,7 +126,7 @@ def test_gpu_image_gives_ctranslate2_cuda12_and_fails_without_a_gpu():
 
 # -- the manifests -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("target", [f"overlays/{name}" for name in OVERLAYS] + ["models"])
+@pytest.mark.parametrize("target", [f"overlays/{name}" for name in [*OVERLAYS, SECURE]] + ["models"])
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_manifests_render_and_validate_strictly(target, version):
     docs = _render(target)
@@ -304,3 +306,36 @@ def test_models_job_prepares_what_the_overlays_serve():
         for name, value in served.items():
             if name.startswith(f"SENSORIUM_{overlay.upper()}__MODEL") or name.endswith("__PRETRAINED"):
                 assert job_env.get(name) == value, f"{name}: the Job prepares another model"
+
+
+def test_secure_overlay_mounts_the_secrets_its_settings_name(monkeypatch):
+    docs = _render(f"overlays/{SECURE}")
+    env = _config(docs)
+    for name, value in env.items():
+        if name.startswith("SENSORIUM_"):
+            monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.tls.enabled and settings.tls.client_ca_file is not None
+    assert settings.auth.tokens_file is not None and settings.limits.max_calls_per_client > 0
+    assert settings.services == ["pdf"]
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    container = _container(docs)
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    files = {settings.tls.cert_file: "sensorium-tls", settings.tls.key_file: "sensorium-tls",
+             settings.tls.client_ca_file: "sensorium-tls", settings.auth.tokens_file: "sensorium-tokens"}
+    for path, secret in files.items():
+        assert path is not None
+        mount = mounts[str(path.parent)]
+        # The whole Secret as a directory: a subPath mount would never see an updated Secret.
+        assert mount["readOnly"] is True and "subPath" not in mount
+        volume = volumes[mount["name"]]["secret"]
+        assert volume["secretName"] == secret and "items" not in volume  # file name = Secret key
+        # Readable by the server's group only.
+        assert volume["defaultMode"] == 0o440 and pod["securityContext"]["fsGroup"] == 10001
+    # The kubelet's probes still reach the plaintext probe port.
+    assert container["readinessProbe"]["grpc"] == {"port": PROBE_PORT, "service": ""}
+    # Nothing else changes: the PDF overlay's pod, plus the mounts, volumes and fsGroup.
+    plain = _one(_render("overlays/pdf"), "Deployment")["spec"]["template"]["spec"]
+    assert [v for v in pod["volumes"] if "secret" not in v] == plain["volumes"]
+    assert pod["securityContext"] == {**plain["securityContext"], "fsGroup": 10001}

@@ -34,6 +34,9 @@ def test_every_reason_has_a_status_code():
         (Reason.NOT_HOSTED, grpc.StatusCode.UNIMPLEMENTED),
         (Reason.PARSER_CRASH, grpc.StatusCode.INTERNAL),
         (Reason.INTERNAL_ERROR, grpc.StatusCode.INTERNAL),
+        (Reason.CLIENT_LIMIT, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (Reason.UNAUTHENTICATED, grpc.StatusCode.UNAUTHENTICATED),
+        (Reason.PERMISSION_DENIED, grpc.StatusCode.PERMISSION_DENIED),
     ],
 )
 def test_design_status_table(reason, code):

@@ -80,3 +80,36 @@ def test_dev_profile_uses_packaged_whisper_unless_a_model_is_named(monkeypatch):
     monkeypatch.delenv("SENSORIUM_PROFILE")
     monkeypatch.delenv("SENSORIUM_TRANSCRIPTION__MODEL")
     assert Settings().transcription.model == "base"
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"SENSORIUM_TLS__CERT_FILE": "/c.pem"}, "set both SENSORIUM_TLS__CERT_FILE and"),
+        ({"SENSORIUM_TLS__KEY_FILE": "/k.pem"}, "set both SENSORIUM_TLS__CERT_FILE and"),
+        ({"SENSORIUM_TLS__CLIENT_CA_FILE": "/ca.pem"}, "SENSORIUM_TLS__CLIENT_CA_FILE needs TLS"),
+        ({"SENSORIUM_TRACING__OTLP_ENDPOINT": "http://c:4317"}, "set SENSORIUM_TRACING__ENABLED=true"),
+    ],
+)
+def test_half_configured_security_settings_fail_start_up(monkeypatch, variables, message):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as error:
+        Settings()
+    assert message in str(error.value)
+
+
+def test_security_groups_read_their_variables(monkeypatch):
+    monkeypatch.setenv("SENSORIUM_TLS__CERT_FILE", "/tls/tls.crt")
+    monkeypatch.setenv("SENSORIUM_TLS__KEY_FILE", "/tls/tls.key")
+    monkeypatch.setenv("SENSORIUM_AUTH__TOKENS_FILE", "/auth/tokens")
+    monkeypatch.setenv("SENSORIUM_LIMITS__MAX_CALLS_PER_CLIENT", "4")
+    monkeypatch.setenv("SENSORIUM_TRACING__ENABLED", "true")
+    settings = Settings()
+    assert settings.tls.enabled and str(settings.tls.key_file) == "/tls/tls.key"
+    assert settings.tls.client_ca_file is None
+    assert str(settings.auth.tokens_file) == "/auth/tokens" and settings.auth.protect_reflection
+    assert settings.limits.max_calls_per_client == 4
+    assert settings.limits.max_upload_bytes_per_client == 0
+    assert settings.tracing.enabled and settings.tracing.otlp_endpoint == ""
+    assert not Settings.model_fields["tls"].default.enabled, "TLS is off by default"

@@ -292,9 +292,7 @@ class Embedder:
         self.logit_bias: float | None = None if bias is None else float(bias.detach().float().reshape(-1)[0])
         size = getattr(getattr(model, "visual", None), "image_size", 224)
         self.image_side: int = max(size) if isinstance(size, (tuple, list)) else int(size)
-        self._simple_tokenizer = type(tokenizer).__name__ == "SimpleTokenizer"
-        # Hugging Face fast tokenizers fail with "Already borrowed" when called concurrently.
-        self._tokenizer_lock = threading.Lock()
+        self._counter = TokenCounter(tokenizer)
         self._weights_sha256 = weights_sha256
         self.space = Space(weights.model_label, weights.pretrained_label, weights_sha256, 0)
 
@@ -370,12 +368,7 @@ class Embedder:
                 f"reads only its first {self.context_length} tokens anyway)",
                 setting="embedding.max_text_chars",
             )
-        if self._simple_tokenizer:
-            tokens = self.tokenizer([text])[0]
-        else:
-            with self._tokenizer_lock:
-                tokens = self.tokenizer([text])[0]
-        count = self.count_tokens(text)
+        tokens, count = self._counter.encode(text)
         truncated = count > self.context_length
         if truncated and strict:
             raise SensoriumError(
@@ -388,10 +381,7 @@ class Embedder:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of the whole `text`, start and end tokens included (not truncated)."""
-        if self._simple_tokenizer:
-            return len(self.tokenizer.encode(text)) + 2
-        with self._tokenizer_lock:
-            return _hf_token_count(self.tokenizer, text)
+        return self._counter.count(text)
 
     # ---- the model (the Batcher's thread) ------------------------------------------------
 
@@ -449,6 +439,41 @@ def _pixels(item: Prepared) -> torch.Tensor:
 def _tokens(item: Prepared) -> torch.Tensor:
     assert isinstance(item, TextInput)
     return item.tokens
+
+
+class TokenCounter:
+    """Counts tokens as a model's tokenizer does, start and end tokens included, untruncated.
+
+    `load` needs only the tokenizer, not the weights: the index job counts with it when a
+    remote server embeds (its chunks must fit the server's model)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.context_length: int = int(tokenizer.context_length)
+        self._simple = type(tokenizer).__name__ == "SimpleTokenizer"
+        # Hugging Face fast tokenizers fail with "Already borrowed" when called concurrently.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, model: str, pretrained: str, model_dir: Path) -> TokenCounter:
+        import open_clip
+
+        name = resolve_weights(model, pretrained, model_dir).open_clip_name
+        cache = str(open_clip_cache(model_dir))
+        return cls(open_clip.get_tokenizer(name, cache_dir=cache, **_tokenizer_kwargs(name)))
+
+    def encode(self, text: str) -> tuple[Any, int]:
+        """The model's input tokens (truncated to the context) and the untruncated count."""
+        if self._simple:
+            return self.tokenizer([text])[0], self.count(text)
+        with self._lock:
+            return self.tokenizer([text])[0], _hf_token_count(self.tokenizer, text)
+
+    def count(self, text: str) -> int:
+        if self._simple:
+            return len(self.tokenizer.encode(text)) + 2
+        with self._lock:
+            return _hf_token_count(self.tokenizer, text)
 
 
 def _tokenizer_kwargs(open_clip_name: str) -> dict[str, Any]:

@@ -61,4 +61,5 @@ def prepare(settings: Settings, model_dir: Path) -> str:
     if weights.checkpoint is None and not weights.open_clip_name.startswith(LOCAL_DIR_PREFIX):
         return f"{weights.model_label} with random weights (SENSORIUM_EMBEDDING__PRETRAINED is empty)"
     source = weights.checkpoint or weights.open_clip_name[len(LOCAL_DIR_PREFIX):]
-    return f"{weights.model_label}/{weights.pretrained_label} ready ({source})"
+    label = "/".join(part for part in (weights.model_label, weights.pretrained_label) if part)
+    return f"{label} ready ({source})"

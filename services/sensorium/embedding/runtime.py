@@ -14,6 +14,7 @@ memory on a single item (GPU_OUT_OF_MEMORY), shutting down (SHUTTING_DOWN).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -84,6 +85,9 @@ class EmbeddingRuntime:
         self.plan: DevicePlan | None = None
         self._batcher: Batcher[Prepared, Any] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        # Items admitted and not answered (preprocessing, queued or in the model): bounded by
+        # the queue size, so overload is refused before any decoding work, in microseconds.
+        self._in_work = 0
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -191,9 +195,26 @@ class EmbeddingRuntime:
         self.check_count(len(images), "images")
         return await gather_all([self.embed_image(d, normalize=normalize, deadline=deadline) for d in images])
 
+    @contextlib.contextmanager
+    def _admitted(self) -> Iterator[None]:
+        batcher = self.batcher
+        if self._in_work >= self.settings.queue_size:
+            raise batcher.overloaded()
+        self._in_work += 1
+        try:
+            yield
+        finally:
+            self._in_work -= 1
+
     async def embed_text(
         self, text: str, *, strict: bool | None = None, normalize: bool = True,
         deadline: float | None = None,
+    ) -> TextOutcome:
+        with self._admitted():
+            return await self._embed_text(text, strict, normalize, deadline)
+
+    async def _embed_text(
+        self, text: str, strict: bool | None, normalize: bool, deadline: float | None
     ) -> TextOutcome:
         engine = self.model
         strict = self.settings.strict_truncation if strict is None else strict
@@ -211,6 +232,10 @@ class EmbeddingRuntime:
     async def embed_image(
         self, data: bytes, *, normalize: bool = True, deadline: float | None = None
     ) -> ImageOutcome:
+        with self._admitted():
+            return await self._embed_image(data, normalize, deadline)
+
+    async def _embed_image(self, data: bytes, normalize: bool, deadline: float | None) -> ImageOutcome:
         engine = self.model
         try:
             item = await self._prepare(engine.prepare_image, data, max_bytes=self.settings.max_image_bytes,
@@ -277,11 +302,15 @@ class EmbeddingRuntime:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
 
-    async def _submit(self, item: Prepared, deadline: float | None) -> Vector:
+    @property
+    def batcher(self) -> Batcher[Prepared, Any]:
         if self._batcher is None:
             raise SensoriumError(Reason.NOT_READY, "the embedding model is loading; retry shortly",
                                  retry_after_seconds=5.0)
-        result = await self._batcher.submit(item, deadline)
+        return self._batcher
+
+    async def _submit(self, item: Prepared, deadline: float | None) -> Vector:
+        result = await self.batcher.submit(item, deadline)
         if isinstance(result, SensoriumError):  # GPU out of memory on this item alone
             raise result
         vector: Vector = result

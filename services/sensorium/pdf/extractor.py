@@ -582,8 +582,8 @@ def _extract_image(
     bbox = drawn.pop(0) if drawn else None
     meta = {"page": str(page_number), "index": str(index)}
 
-    def failed(reason: Reason, message: str, setting: str = "") -> ImageResult:
-        error = SensoriumError(reason, message, meta, setting=setting)
+    def failed(reason: Reason, message: str, setting: str = "", **extra: str) -> ImageResult:
+        error = SensoriumError(reason, message, {**meta, **extra}, setting=setting)
         return ImageResult(page_number, index, bbox, "", b"", width, height, error)
 
     # The stored dimensions are checked before decoding: decompression bombs exist.
@@ -592,6 +592,7 @@ def _extract_image(
             Reason.IMAGE_TOO_LARGE,
             f"image {index} on page {page_number} has {width}x{height} = {width * height} "
             f"pixels, over the limit of {max_pixels}", "pdf.max_pixels",
+            limit_pixels=str(max_pixels),
         )
     try:
         extracted = doc.extract_image(xref)

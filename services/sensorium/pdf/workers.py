@@ -15,7 +15,7 @@ alone uses every worker, while under load each document is opened, and its fonts
 loaded, once instead of once per worker (~6 ms a document, 5 % of its work, in
 docs/benchmarks.md).
 
-What the pool guarantees (DESIGN.md §1):
+What the pool guarantees (docs/architecture.md):
 - a document has one wall-clock budget (`timeout_seconds`) across its tasks, counted from when
   its first task starts running (time spent queued behind other documents is not the input's
   fault); a task past it is killed and the document fails with PROCESSING_LIMIT;

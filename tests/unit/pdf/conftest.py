@@ -1,9 +1,7 @@
-"""PDF fixtures, generated with PyMuPDF itself, and the real-world corpus beside the project."""
+"""PDF fixtures, generated with PyMuPDF itself."""
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,35 +13,6 @@ import testkit
 LEFT = [f"Left column line {i}." for i in range(1, 9)]
 RIGHT = [f"Right column line {i}." for i in range(1, 9)]
 SCANNED_TEXT = "Hello OCR World"
-
-
-def _corpus_dir() -> Path:
-    # CORPUS_DIR, not SENSORIUM_*: the settings object rejects unknown SENSORIUM_ variables.
-    configured = os.environ.get("CORPUS_DIR")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[3].parent / "shared" / "corpus"
-
-
-@pytest.fixture(scope="session")
-def corpus_dir() -> Path:
-    path = _corpus_dir()
-    if not (path / "manifest.json").is_file():
-        pytest.skip(f"real-world corpus not found at {path} (set CORPUS_DIR to use another)")
-    return path
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`corpus_pdf` parametrizes a test over the corpus manifest's PDF entries."""
-    if "corpus_pdf" not in metafunc.fixturenames:
-        return
-    manifest = _corpus_dir() / "manifest.json"
-    if not manifest.is_file():
-        reason = f"real-world corpus not found at {manifest.parent} (set CORPUS_DIR)"
-        metafunc.parametrize("corpus_pdf", [pytest.param(None, marks=pytest.mark.skip(reason))])
-        return
-    entries = [f for f in json.loads(manifest.read_text())["files"] if f["kind"] == "pdf"]
-    metafunc.parametrize("corpus_pdf", entries, ids=[Path(f["file"]).stem for f in entries])
 
 
 def text_pdf(path: Path, pages: int, *, title: str = "", lines: int = 3) -> Path:

@@ -10,6 +10,7 @@ from typing import Any
 import pymupdf
 import pytest
 
+import testkit
 from sensorium.errors import Reason, SensoriumError
 from sensorium.pdf import extractor
 from sensorium.pdf.extractor import (
@@ -426,23 +427,62 @@ def test_a_failing_page_does_not_fail_the_others(make_text_pdf: Any, monkeypatch
 # --- MuPDF behaviour the extractor relies on ----------------------------------------------------
 
 
-def test_mupdf_r6_page_count_quirk(corpus_dir: Path) -> None:
-    """Canary: MuPDF 1.28 loses an AES-256 document's pages when `page_count` is read before
-    authenticating — the reason `open_document` authenticates first."""
-    path = corpus_dir / "pdf" / "qpdf_enc-R6-V5-user-view-owner-master.pdf"
+def _check_r6_page_count_quirk(path: Path, user: str, owner: str, pages: int) -> None:
     pymupdf.TOOLS.mupdf_display_errors(False)
     try:
         with pymupdf.open(path) as doc:
             assert doc.page_count == 0
-            assert doc.authenticate("view")
+            assert doc.authenticate(user)
             assert doc.page_count == 0, "MuPDF fixed the quirk; open_document's order still works"
         with pymupdf.open(path) as doc:
-            assert doc.authenticate("view") and doc.page_count == 30
+            assert doc.authenticate(user) and doc.page_count == pages
     finally:
         pymupdf.TOOLS.mupdf_display_errors(True)
-    for password in ("view", "master"):
+    for password in (user, owner):
         with open_document(path, password) as doc:
-            assert read_info(doc).page_count == 30
+            assert read_info(doc).page_count == pages
+
+
+def test_mupdf_r6_page_count_quirk(tmp_path: Path) -> None:
+    """Canary: MuPDF 1.28 loses an AES-256 document's pages when `page_count` is read before
+    authenticating — the reason `open_document` authenticates first."""
+    path = tmp_path / "r6.pdf"
+    path.write_bytes(testkit.make_r6_pdf(30, user_password="view", owner_password="master"))
+    _check_r6_page_count_quirk(path, "view", "master", 30)
+
+
+def test_corpus_mupdf_r6_page_count_quirk(corpus_dir: Path) -> None:
+    """The same canary on qpdf's AES-256 R6 test file."""
+    path = corpus_dir / "pdf" / "qpdf_enc-R6-V5-user-view-owner-master.pdf"
+    _check_r6_page_count_quirk(path, "view", "master", 30)
+
+
+def test_right_to_left_text_comes_out_in_reading_order(tmp_path: Path) -> None:
+    """Arabic set by MuPDF's own layout engine (built-in Noto Naskh Arabic): the text comes out
+    in logical order, as typed, not in the visual order it is drawn in; MuPDF reports the shaped
+    (presentation) forms, which NFKC maps back to the letters."""
+    word = "\u062d\u064e\u0628\u064a\u0628\u064a"  # habibi
+    doc = pymupdf.open()
+    doc.new_page().insert_htmlbox(pymupdf.Rect(50, 50, 400, 200), f'<div dir="rtl">{word} habibi</div>')
+    path = tmp_path / "arabic.pdf"
+    doc.save(path)
+    _, (page,), _ = extract(path)
+    assert "habibi" in page.text
+    assert word in unicodedata.normalize("NFKC", page.text)
+    assert word[::-1] not in unicodedata.normalize("NFKC", page.text)
+
+
+def test_every_page_rotation_reports_displayed_geometry(tmp_path: Path) -> None:
+    doc = pymupdf.open()
+    for rotation in (90, 180, 270, 0):
+        page = doc.new_page(width=600, height=400)
+        page.insert_text((50, 60), f"Turned by {rotation}")
+        page.set_rotation(rotation)
+    path = tmp_path / "rotations.pdf"
+    doc.save(path)
+    _, pages, _ = extract(path)
+    assert [(p.width, p.height) for p in pages] == [(400, 600), (600, 400), (400, 600), (600, 400)]
+    assert [p.text for p in pages] == [f"Turned by {r}" for r in (90, 180, 270, 0)]
 
 
 # --- the real-world corpus -----------------------------------------------------------------

@@ -15,7 +15,7 @@ import testkit
 from sensorium.errors import Reason, SensoriumError
 from sensorium.transcription import audio
 
-JFK = testkit.CORPUS / "audio" / "jfk.flac"
+JFK = testkit.JFK
 
 
 @pytest.fixture(scope="module")

@@ -24,15 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esensorium/type/v1/errors.proto\x12\x11sensorium.type.v1\"L\n\tItemError\x12.\n\x06reason\x18\x01 \x01(\x0e\x32\x1e.sensorium.type.v1.ErrorReason\x12\x0f\n\x07message\x18\x02 \x01(\t*\xd3\x06\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12 \n\x1c\x45RROR_REASON_INVALID_REQUEST\x10\x01\x12\x1c\n\x18\x45RROR_REASON_INPUT_EMPTY\x10\x02\x12 \n\x1c\x45RROR_REASON_INPUT_TOO_LARGE\x10\x03\x12!\n\x1d\x45RROR_REASON_PROCESSING_LIMIT\x10\x04\x12\x1f\n\x1b\x45RROR_REASON_PDF_UNREADABLE\x10\n\x12\x1d\n\x19\x45RROR_REASON_PDF_NO_PAGES\x10\x0b\x12&\n\"ERROR_REASON_PDF_PASSWORD_REQUIRED\x10\x0c\x12\'\n#ERROR_REASON_PDF_PASSWORD_INCORRECT\x10\r\x12#\n\x1f\x45RROR_REASON_PDF_TOO_MANY_PAGES\x10\x0e\x12 \n\x1c\x45RROR_REASON_PDF_PAGE_FAILED\x10\x0f\x12\"\n\x1e\x45RROR_REASON_PAGE_OUT_OF_RANGE\x10\x10\x12\"\n\x1e\x45RROR_REASON_IMAGE_UNDECODABLE\x10\x14\x12 \n\x1c\x45RROR_REASON_IMAGE_TOO_LARGE\x10\x15\x12\x1e\n\x1a\x45RROR_REASON_TEXT_TOO_LONG\x10\x16\x12\"\n\x1e\x45RROR_REASON_AUDIO_UNDECODABLE\x10\x1e\x12\x1f\n\x1b\x45RROR_REASON_AUDIO_TOO_LONG\x10\x1f\x12 \n\x1c\x45RROR_REASON_AUDIO_TRUNCATED\x10 \x12\x1b\n\x17\x45RROR_REASON_OVERLOADED\x10(\x12\"\n\x1e\x45RROR_REASON_GPU_OUT_OF_MEMORY\x10)\x12\x1a\n\x16\x45RROR_REASON_NOT_READY\x10\x32\x12\x1e\n\x1a\x45RROR_REASON_SHUTTING_DOWN\x10\x33\x12\x1b\n\x17\x45RROR_REASON_NOT_HOSTED\x10<\x12\x1d\n\x19\x45RROR_REASON_PARSER_CRASH\x10\x46\x12\x1f\n\x1b\x45RROR_REASON_INTERNAL_ERROR\x10Gb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esensorium/type/v1/errors.proto\x12\x11sensorium.type.v1\"\xbb\x01\n\tItemError\x12.\n\x06reason\x18\x01 \x01(\x0e\x32\x1e.sensorium.type.v1.ErrorReason\x12\x0f\n\x07message\x18\x02 \x01(\t\x12<\n\x08metadata\x18\x03 \x03(\x0b\x32*.sensorium.type.v1.ItemError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xdb\x07\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12 \n\x1c\x45RROR_REASON_INVALID_REQUEST\x10\x01\x12\x1c\n\x18\x45RROR_REASON_INPUT_EMPTY\x10\x02\x12 \n\x1c\x45RROR_REASON_INPUT_TOO_LARGE\x10\x03\x12!\n\x1d\x45RROR_REASON_PROCESSING_LIMIT\x10\x04\x12!\n\x1d\x45RROR_REASON_UNSUPPORTED_TYPE\x10\x05\x12\x1f\n\x1b\x45RROR_REASON_PDF_UNREADABLE\x10\n\x12\x1d\n\x19\x45RROR_REASON_PDF_NO_PAGES\x10\x0b\x12&\n\"ERROR_REASON_PDF_PASSWORD_REQUIRED\x10\x0c\x12\'\n#ERROR_REASON_PDF_PASSWORD_INCORRECT\x10\r\x12#\n\x1f\x45RROR_REASON_PDF_TOO_MANY_PAGES\x10\x0e\x12 \n\x1c\x45RROR_REASON_PDF_PAGE_FAILED\x10\x0f\x12\"\n\x1e\x45RROR_REASON_PAGE_OUT_OF_RANGE\x10\x10\x12\"\n\x1e\x45RROR_REASON_IMAGE_UNDECODABLE\x10\x14\x12 \n\x1c\x45RROR_REASON_IMAGE_TOO_LARGE\x10\x15\x12\x1e\n\x1a\x45RROR_REASON_TEXT_TOO_LONG\x10\x16\x12\"\n\x1e\x45RROR_REASON_AUDIO_UNDECODABLE\x10\x1e\x12\x1f\n\x1b\x45RROR_REASON_AUDIO_TOO_LONG\x10\x1f\x12 \n\x1c\x45RROR_REASON_AUDIO_TRUNCATED\x10 \x12\x1b\n\x17\x45RROR_REASON_OVERLOADED\x10(\x12\"\n\x1e\x45RROR_REASON_GPU_OUT_OF_MEMORY\x10)\x12\x1d\n\x19\x45RROR_REASON_CLIENT_LIMIT\x10*\x12\x1a\n\x16\x45RROR_REASON_NOT_READY\x10\x32\x12\x1e\n\x1a\x45RROR_REASON_SHUTTING_DOWN\x10\x33\x12\x1b\n\x17\x45RROR_REASON_NOT_HOSTED\x10<\x12\x1d\n\x19\x45RROR_REASON_PARSER_CRASH\x10\x46\x12\x1f\n\x1b\x45RROR_REASON_INTERNAL_ERROR\x10G\x12 \n\x1c\x45RROR_REASON_UNAUTHENTICATED\x10P\x12\"\n\x1e\x45RROR_REASON_PERMISSION_DENIED\x10Qb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sensorium.type.v1.errors_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ERRORREASON']._serialized_start=132
-  _globals['_ERRORREASON']._serialized_end=983
-  _globals['_ITEMERROR']._serialized_start=53
-  _globals['_ITEMERROR']._serialized_end=129
+  _globals['_ITEMERROR_METADATAENTRY']._loaded_options = None
+  _globals['_ITEMERROR_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_ERRORREASON']._serialized_start=244
+  _globals['_ERRORREASON']._serialized_end=1231
+  _globals['_ITEMERROR']._serialized_start=54
+  _globals['_ITEMERROR']._serialized_end=241
+  _globals['_ITEMERROR_METADATAENTRY']._serialized_start=194
+  _globals['_ITEMERROR_METADATAENTRY']._serialized_end=241
 # @@protoc_insertion_point(module_scope)

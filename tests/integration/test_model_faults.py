@@ -1,0 +1,211 @@
+"""Faults of the model services on a real server: GPU out of memory (injected on the CPU),
+callers that cancel (their decoding stops, their upload is removed), and overload (refused in
+milliseconds with a retry delay, health still answers, throughput recovers)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import torch
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import speechkit
+import tiny_clip
+from sensorium.client import Client, ClientError
+from sensorium.transcription import runtime as transcription_runtime
+from sensorium.transcription.v1 import transcription_service_pb2 as transcription_pb
+from sensorium.transcription.v1 import transcription_service_pb2_grpc as transcription_grpc
+
+pytestmark = pytest.mark.weights
+
+
+@pytest.fixture(scope="module")
+def shapes_model() -> Path:
+    return tiny_clip.build()
+
+
+@pytest.fixture
+def uploads(tmp_path, monkeypatch) -> Path:
+    """The directory this test's server spools uploads into (the process's temp dir)."""
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return directory
+
+
+async def _embedding_server(start_server, shapes_model: Path, **embedding: object):
+    settings = {"model": f"local-dir:{shapes_model}", "pretrained": "", **embedding}
+    return await start_server(services=["embedding"], embedding=settings, device="cpu", cpus=2)
+
+
+def _images(count: int) -> list[bytes]:
+    rng = np.random.default_rng(0)
+    return [tiny_clip.png(tiny_clip.draw("circle", "red", rng)) for _ in range(count)]
+
+
+# --- GPU out of memory --------------------------------------------------------------------------
+
+
+async def test_cuda_out_of_memory_splits_the_batch_and_every_caller_gets_its_vector(
+    start_server, shapes_model
+):
+    server = await _embedding_server(start_server, shapes_model, max_wait_ms=300.0, max_batch_size=8)
+    engine = server.runtimes.embedding.model
+    real, sizes = engine.encode, []
+
+    def encode(items):
+        sizes.append(len(items))
+        if len(items) > 2:  # only pairs fit on this "GPU"
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(items)
+
+    engine.encode = encode
+    async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
+        results = await asyncio.gather(*(client.embed_images([image]) for image in _images(8)))
+    assert all(not r.results[0].HasField("error") for r in results)
+    assert sizes[0] == 8 and max(sizes[1:]) <= 4 and sum(s for s in sizes if s <= 2) == 8
+
+
+async def test_one_item_too_large_for_the_gpu_is_resource_exhausted_with_a_retry_delay(
+    start_server, shapes_model
+):
+    server = await _embedding_server(start_server, shapes_model)
+    engine = server.runtimes.embedding.model
+
+    def encode(items):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    engine.encode = encode
+    async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
+        with pytest.raises(ClientError) as refused:
+            await client.embed_images(_images(1))
+    details = refused.value.details
+    assert (details.code, details.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "GPU_OUT_OF_MEMORY")
+    assert details.retry_after_seconds == 2.0
+
+
+# --- callers that go away -------------------------------------------------------------------------
+
+
+async def test_a_stream_cancelled_mid_upload_leaves_no_spool_file(start_server, uploads, tmp_path):
+    server = await start_server(services=["transcription"], device="cpu", cpus=1, model_dir=tmp_path,
+                                transcription={"model": "packaged:tiny.en"})
+    stub = transcription_grpc.TranscriptionServiceStub(grpc.aio.insecure_channel(f"127.0.0.1:{server.port}"))
+    never = asyncio.Event()
+
+    async def requests():
+        yield transcription_pb.StreamTranscribeRequest(header=transcription_pb.StreamTranscribeHeader())
+        yield transcription_pb.StreamTranscribeRequest(chunk=b"RIFF" + bytes(200_000))
+        await never.wait()  # the client stalls mid-upload, then gives up
+
+    call = stub.StreamTranscribe(requests())
+    deadline = time.monotonic() + 10
+    while not list(uploads.glob("sensorium-upload-*")):
+        assert time.monotonic() < deadline, "the upload was never spooled"
+        await asyncio.sleep(0.02)
+    assert server.runtimes.budget.used > 0
+    call.cancel()
+    deadline = time.monotonic() + 10
+    while list(uploads.glob("sensorium-upload-*")) or server.runtimes.budget.used:
+        assert time.monotonic() < deadline, "the spool file or its bytes outlived the call"
+        await asyncio.sleep(0.02)
+
+
+async def test_cancelling_while_the_audio_decodes_stops_the_decoding(
+    start_server, uploads, tmp_path, monkeypatch
+):
+    server = await start_server(services=["transcription"], device="cpu", cpus=1, model_dir=tmp_path,
+                                transcription={"model": "packaged:tiny.en"})
+    decoding, ended = threading.Event(), []
+
+    def slow_decode(source, *, max_seconds, stop):
+        # Stands in for a decode of hours of audio: it polls `stop` between "packets" as the
+        # real one does (tests/unit/transcription/test_audio.py checks that it does).
+        decoding.set()
+        for _ in range(3000):
+            if stop():
+                ended.append("stopped")
+                raise InterruptedError
+            time.sleep(0.01)
+        ended.append("finished")
+        raise AssertionError("decoding ran to its end")
+
+    monkeypatch.setattr(transcription_runtime.audio, "decode", slow_decode)
+    path = speechkit.write_wav(speechkit.silence(2.0), tmp_path / "quiet.wav")
+    async with Client(f"127.0.0.1:{server.port}") as client:
+        call = asyncio.ensure_future(client.transcribe(path.read_bytes()))
+        await asyncio.to_thread(decoding.wait, 10)
+        cancelled_at = time.monotonic()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        while not ended:
+            assert time.monotonic() - cancelled_at < 5, "decoding went on after the caller left"
+            await asyncio.sleep(0.02)
+    assert ended == ["stopped"]
+    assert server.runtimes.budget.used == 0
+
+
+# --- overload ---------------------------------------------------------------------------------
+
+
+async def test_overload_is_refused_fast_health_answers_and_throughput_recovers(start_server, shapes_model):
+    server = await _embedding_server(start_server, shapes_model, max_batch_size=2, queue_size=4,
+                                     max_wait_ms=0.0)
+    engine = server.runtimes.embedding.model
+    real = engine.encode
+
+    def slow(items):  # a model that needs 0.2 s a batch: the queue fills at once
+        time.sleep(0.2)
+        return real(items)
+
+    engine.encode = slow
+    target = f"127.0.0.1:{server.port}"
+    images = _images(1)
+    async with Client(target, timeout=60) as client, grpc.aio.insecure_channel(
+            f"127.0.0.1:{server.health_port}") as probe:
+        health = health_pb2_grpc.HealthStub(probe)
+
+        async def timed_call():
+            started = time.perf_counter()
+            try:
+                await client.embed_images(images)
+                return "ok", time.perf_counter() - started, None
+            except ClientError as error:
+                return "refused", time.perf_counter() - started, error.details
+
+        async def timed_health():
+            started = time.perf_counter()
+            await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+            return time.perf_counter() - started
+
+        gc.collect()  # earlier tests' garbage would be collected on this loop mid-measurement
+        flood = [asyncio.ensure_future(timed_call()) for _ in range(60)]
+        await asyncio.sleep(0.05)
+        health_seconds = await timed_health()
+        results = await asyncio.gather(*flood)
+        depth = server.runtimes.embedding._batcher.queue_depth  # type: ignore[union-attr]
+        refused = [r for r in results if r[0] == "refused"]
+        served = [r for r in results if r[0] == "ok"]
+        assert refused and served
+        for _, _seconds, details in refused:
+            assert (details.code, details.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "OVERLOADED")
+            assert details.retry_after_seconds > 0
+        # Refusals do not wait for the model: they come back in milliseconds.
+        assert sorted(seconds for _, seconds, _ in refused)[len(refused) // 2] < 0.05
+        assert health_seconds < 1.0
+        assert depth == 0
+        # Memory stays bounded by the queue: nothing refused is held.
+        assert server.runtimes.budget.used == 0
+        # Load drops: calls one at a time all succeed again.
+        engine.encode = real
+        for _ in range(5):
+            assert (await timed_call())[0] == "ok"

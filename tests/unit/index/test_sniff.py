@@ -1,0 +1,127 @@
+"""Sniffing judges files by content: real files of every supported format, made here."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+import testkit
+from sensorium.errors import Reason
+from sensorium.index.sniff import HEAD_BYTES, FileKind, hash_and_sniff, sniff, sniff_file
+
+
+def _audio(container: str, codec: str, rate: int = 16000) -> bytes:
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container) as output:
+        stream = output.add_stream(codec, rate=rate)
+        samples = (np.sin(np.arange(rate // 2) / 8) * 8000).astype(np.int16)[None]
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            output.mux(packet)
+    return buffer.getvalue()
+
+
+def _image(format: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (24, 16), "red").save(buffer, format)
+    return buffer.getvalue()
+
+
+AUDIO = {
+    "wav": lambda: _audio("wav", "pcm_s16le"),
+    "mp3": lambda: _audio("mp3", "mp3"),
+    "flac": lambda: _audio("flac", "flac"),
+    "opus": lambda: _audio("ogg", "libopus", 48000),
+    "m4a": lambda: _audio("ipod", "aac"),
+    "mp4": lambda: _audio("mp4", "aac"),
+    "webm": lambda: _audio("webm", "libopus", 48000),
+}
+IMAGES = ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"]
+
+
+@pytest.mark.parametrize("name", sorted(AUDIO))
+def test_audio_formats_are_audio(name, tmp_path):
+    path = tmp_path / "recording.bin"  # the name says nothing
+    path.write_bytes(AUDIO[name]())
+    assert sniff_file(path).kind == FileKind.AUDIO
+
+
+def test_mp3_without_an_id3_tag_is_audio():
+    data = _audio("mp3", "mp3")
+    assert data[:3] == b"ID3"
+    size = (data[6] << 21) | (data[7] << 14) | (data[8] << 7) | data[9]  # syncsafe tag size
+    bare = data[10 + size :]
+    assert bare[0] == 0xFF  # a frame header, as from a stream ripper
+    assert sniff(bare[:HEAD_BYTES]).kind == FileKind.AUDIO
+
+
+@pytest.mark.parametrize("format", IMAGES)
+def test_image_formats_are_images(format, tmp_path):
+    path = tmp_path / "picture.dat"
+    path.write_bytes(_image(format))
+    assert sniff_file(path).kind == FileKind.IMAGE
+
+
+def test_a_pdf_under_an_mp3_name_is_a_pdf(tmp_path):
+    path = tmp_path / "song.mp3"
+    path.write_bytes(testkit.make_pdf(["hello"]))
+    verdict = sniff_file(path)
+    assert (verdict.kind, verdict.mime) == (FileKind.PDF, "application/pdf")
+
+
+def test_pdf_header_counts_within_the_first_1024_bytes_as_the_pdf_service_does():
+    pdf = testkit.make_pdf(["hello"])
+    assert sniff(b"\0" * 1000 + pdf).kind == FileKind.PDF  # junk before the header, as readers allow
+    late = sniff(b"\0" * 1100 + pdf)
+    assert late.kind is None and late.reason == Reason.UNSUPPORTED_TYPE
+
+
+def test_an_image_under_a_pdf_name_is_an_image(tmp_path):
+    path = tmp_path / "scan.pdf"
+    path.write_bytes(_image("PNG"))
+    assert sniff_file(path).kind == FileKind.IMAGE
+
+
+def test_other_types_are_skipped_with_the_type_named():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a.txt", "x")
+    verdict = sniff(buffer.getvalue())
+    assert verdict.kind is None and verdict.reason == Reason.UNSUPPORTED_TYPE
+    assert "application/zip" in verdict.message and "PDF, audio and image" in verdict.message
+
+
+def test_text_is_skipped_as_unrecognised():
+    verdict = sniff(b"Dear diary, today I wrote a plain text file.\n")
+    assert verdict.kind is None and verdict.reason == Reason.UNSUPPORTED_TYPE
+    assert verdict.mime == "" and "no type" in verdict.message
+
+
+def test_empty_files_are_skipped_as_empty(tmp_path):
+    path = tmp_path / "empty.pdf"
+    path.write_bytes(b"")
+    verdict = sniff_file(path)
+    assert verdict.kind is None and verdict.reason == Reason.INPUT_EMPTY
+
+
+def test_unreadable_files_raise_oserror(tmp_path: Path):
+    with pytest.raises(FileNotFoundError):
+        sniff_file(tmp_path / "missing")
+
+
+def test_one_read_gives_the_content_hash_and_the_kind(tmp_path):
+    data = _image("PNG") + bytes(range(256)) * 50  # longer than the head and than one chunk
+    path = tmp_path / "x"
+    path.write_bytes(data)
+    sha, verdict = hash_and_sniff(path, chunk_bytes=1000)
+    assert sha == hashlib.sha256(data).hexdigest()
+    assert verdict.kind == FileKind.IMAGE
+    assert hash_and_sniff(tmp_path / "x")[0] == sha
