@@ -33,6 +33,13 @@ CODES: dict[Reason, grpc.StatusCode] = {
 }
 """The status table (README "The API"): every reason's gRPC status code."""
 
+MAX_MESSAGE_BYTES = 1024
+MAX_METADATA_VALUE_BYTES = 200
+"""A failed call's message and details travel in its trailers, twice (`grpc-message`,
+percent-encoded, and `grpc-status-details-bin`), and gRPC clients refuse trailers over 8 KiB by
+default, replacing the whole status with RESOURCE_EXHAUSTED "Stream removed". A message that
+quotes what the client sent could pass that: both are cut to fit, whatever the error says."""
+
 
 def code_of(error: SensoriumError) -> grpc.StatusCode:
     return CODES[error.reason]
@@ -43,8 +50,10 @@ def to_status(error: SensoriumError, request_id: str) -> grpc.Status:
     metadata = {**error.metadata, REQUEST_ID: request_id}
     if error.setting:
         metadata[SETTING] = setting_variable(error.setting)
+    metadata = {key: _cut(value, MAX_METADATA_VALUE_BYTES) for key, value in metadata.items()}
     info = error_details_pb2.ErrorInfo(reason=error.reason.name, domain=DOMAIN, metadata=metadata)
-    status = status_pb2.Status(code=_code_number(code_of(error)), message=explain(error, "client"))
+    message = _cut(explain(error, "client"), MAX_MESSAGE_BYTES)
+    status = status_pb2.Status(code=_code_number(code_of(error)), message=message)
     status.details.add().Pack(info)
     if error.retry_after_seconds is not None:
         delay = duration_pb2.Duration()
@@ -61,6 +70,14 @@ def item_error(error: SensoriumError) -> errors_pb2.ItemError:
         metadata[SETTING] = setting_variable(error.setting)
     return errors_pb2.ItemError(reason=error.reason.to_proto(), message=explain(error, "client"),
                                 metadata=metadata)
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` in at most `limit` UTF-8 bytes, ending in "..." when cut."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode(errors="ignore") + "..."
 
 
 def _code_number(code: grpc.StatusCode) -> int:

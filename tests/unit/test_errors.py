@@ -66,6 +66,24 @@ def test_rich_status_carries_reason_request_id_and_retry():
     assert retry.retry_delay.seconds == 2
 
 
+def test_a_status_quoting_huge_input_still_fits_in_clients_trailers():
+    # gRPC clients drop trailers over 8 KiB (the status with them): found by the fuzz test.
+    error = SensoriumError(Reason.INVALID_REQUEST, "unknown language 'é" + "é" * 50_000 + "'",
+                           {"method": "/x" * 10_000})
+    rich = status.to_status(error, "req-1")
+    trailers = dict(rich.trailing_metadata)
+    decoded = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    # grpc-message carries the message again, percent-encoded: up to 3 bytes per byte.
+    assert 3 * len(decoded.message.encode()) + len(trailers["grpc-status-details-bin"]) * 4 / 3 < 8192
+    assert decoded.message.startswith("unknown language 'éé") and decoded.message.endswith("...")
+    info = error_details_pb2.ErrorInfo()
+    assert decoded.details[0].Unpack(info)
+    assert info.metadata["request_id"] == "req-1" and info.metadata["method"].startswith("/x/x")
+    short = status.to_status(SensoriumError(Reason.INVALID_REQUEST, "short"), "r")
+    blob = dict(short.trailing_metadata)["grpc-status-details-bin"]
+    assert status_pb2.Status.FromString(blob).message == "short"
+
+
 def test_internal_error_reveals_only_the_request_id():
     error = errors.internal_error("abc123")
     assert status.code_of(error) == grpc.StatusCode.INTERNAL

@@ -143,10 +143,11 @@ def resolve_options(
 
     language = requested.language.strip().lower() or None
     if language is not None and language not in languages:
+        quoted = repr(language if len(language) <= 20 else language[:17] + "...")
         if not multilingual:
-            raise invalid(f"the model is English-only; it cannot transcribe language {language!r}. "
+            raise invalid(f"the model is English-only; it cannot transcribe language {quoted}. "
                           "Leave `language` empty or set it to \"en\"")
-        raise invalid(f"unknown language code {language!r}; use an ISO 639-1 code such as "
+        raise invalid(f"unknown language code {quoted}; use an ISO 639-1 code such as "
                       "\"en\", \"de\" or \"ja\", or leave it empty to detect it")
     if requested.task == "translate" and not multilingual:
         raise invalid("the model is English-only and cannot translate; use a multilingual model "
