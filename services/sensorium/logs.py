@@ -46,9 +46,18 @@ class JsonFormatter(logging.Formatter):
 def configure(level: str = "INFO", fmt: Literal["text", "json"] = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    if logging.getLevelName(level) != logging.DEBUG:
+        # The libraries narrate at INFO (open_clip each loading step on the root logger,
+        # faster-whisper every file's duration): for a job over 10,000 files that buries the
+        # lines a person reads. Their warnings still show; DEBUG shows everything.
+        handler.addFilter(_ours_or_warning)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def _ours_or_warning(record: logging.LogRecord) -> bool:
+    return record.name.startswith("sensorium") or record.levelno >= logging.WARNING
 
 
 def _quote(value: Any) -> str:
