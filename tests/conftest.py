@@ -27,6 +27,16 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SENSORIUM_MODEL_DIR for every test that only reads packaged Whisper models.
+
+    Assembled once per run (tiny.en 75 MB, base 142 MB): a copy per module filled CI's disk.
+    Tests that tamper with an assembled model define their own `model_dir`.
+    """
+    return tmp_path_factory.mktemp("models")
+
+
 StartServer = Callable[..., Any]
 
 

@@ -89,11 +89,6 @@ async def test_a_failure_that_is_not_a_cancellation_is_not_booked_as_cancelled(t
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(scope="module")
 def sentence(tmp_path_factory) -> Path:
     return speechkit.espeak(speechkit.SENTENCES[0], tmp_path_factory.mktemp("speech") / "fox.wav")
 

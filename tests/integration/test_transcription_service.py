@@ -32,11 +32,6 @@ def deterministic(**options: object) -> pb.TranscriptionOptions:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(scope="module")
 def speech_dir(tmp_path_factory) -> Path:
     """The known sentences, one espeak-ng WAV each, and all of them in one file."""
     directory = tmp_path_factory.mktemp("speech")

@@ -30,11 +30,6 @@ JFK = testkit.JFK
 DETERMINISTIC = Options(temperatures=(0.0,), condition_on_previous_text=False)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("models")
-
-
 def load(setting: str, model_dir: Path) -> Transcriber:
     engine = Transcriber(models.resolve(setting, model_dir), device="cpu", compute_type="int8",
                          cpu_threads=2, workers=1, download_root=str(model_dir))
