@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sensorium.budget import ByteBudget
-from sensorium.device import DeviceError, DeviceGate, available_cpus, split_cpus
+from sensorium.device import CpuBudget, DeviceError, DeviceGate, available_cpus, split_cpus
 from sensorium.errors import Reason, SensoriumError, ServiceStartError
 from sensorium.registry import SERVICES, Runtime, RuntimeContext
 from sensorium.settings import ServiceName, Settings
@@ -50,7 +50,9 @@ class Runtimes:
     """The runtimes of `services` (default: the settings' SENSORIUM_SERVICES), not yet started.
 
     `factories` replaces a service's runtime factory (tests hand the PDF runtime a fault-
-    injecting page extractor, or a model runtime an injected loader).
+    injecting page extractor, or a model runtime an injected loader). `cpu` replaces the CPU
+    split of the settings (the index job gives the embedding model more on the CPU:
+    `sensorium.index.job.local_runtimes`).
     """
 
     def __init__(
@@ -61,11 +63,13 @@ class Runtimes:
         budget: ByteBudget | None = None,
         factories: Mapping[ServiceName, RuntimeFactory] | None = None,
         device: DeviceGate | None = None,
+        cpu: CpuBudget | None = None,
     ) -> None:
         self.settings = settings
         self.names: list[ServiceName] = list(dict.fromkeys(
             services if services is not None else settings.services))
-        self.cpu = split_cpus(settings.cpus or available_cpus(), self.names, fixed_cpu_shares(settings))
+        self.cpu = cpu or split_cpus(settings.cpus or available_cpus(), self.names,
+                                     fixed_cpu_shares(settings))
         log.info("cpu budget", extra={"split": self.cpu.describe()})
         # Per-client shares apply only where a front end names the client (the server's
         # interceptor sets `limits.CURRENT_CLIENT`); in-process callers are one client.

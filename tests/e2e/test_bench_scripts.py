@@ -56,3 +56,28 @@ def test_search_benchmark_runs_and_finds_the_neighbours() -> None:
         assert 0 < float(p50) <= float(p95)
         assert float(recall) >= 0.8  # clustered data: the index finds true neighbours
     assert "| store: vector index (IVF_SQ) |" in result.stdout
+
+
+def test_index_benchmark_runs_the_job_and_the_loop_on_the_same_files(tmp_path):
+    import json
+
+    import tiny_clip
+
+    out = tmp_path / "index.json"
+    result = bench("bench/index.py", "--quick", "--shards", "2", "--model", f"local-dir:{tiny_clip.build()}",
+                   "--json", str(out), timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in result.stdout.splitlines()
+            if line.startswith(("| index job", "| plain loop"))}
+    assert set(rows) == {"index job, in-process", "plain loop, same libraries",
+                         "index job, 2 shard processes at once"}, result.stdout
+    for files, repeats, median, _range, _seconds, _vectors in rows.values():
+        assert (int(files), int(repeats)) == (8, 1) and float(median) > 0
+    # Both sides embed the same texts: the loop chunks as the job does.
+    assert rows["index job, in-process"][5] == rows["plain loop, same libraries"][5]
+    assert "job ÷ loop: **" in result.stdout and "2 shards ÷ 1: **" in result.stdout
+    assert "file errors" not in result.stdout
+    report = json.loads(out.read_text())
+    assert report["ratio"] > 0 and len(report["runs"]["job"]) == len(report["runs"]["loop"]) == 1
+    busy = report["runs"]["job"][0]["busy"]
+    assert busy["embedding_model_s"] > 0 and busy["transcription_model_s"] > 0

@@ -21,9 +21,9 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sensorium.errors import Reason, SensoriumError, explain
 from sensorium.index.backends import EMBED_BATCH, Embedded, Engines, EnginesUnavailable, ModelFacts
@@ -32,7 +32,11 @@ from sensorium.index.layout import SCHEMA_VERSION, EmbeddingSpace, Manifest, Row
 from sensorium.index.sniff import FileKind, hash_and_sniff
 from sensorium.index.writer import FileStat, IndexWriter, Row, Work
 from sensorium.pdf.extractor import ImageResult, PageResult
-from sensorium.settings import Settings
+from sensorium.settings import ServiceName, Settings
+
+if TYPE_CHECKING:
+    from sensorium.device import DeviceGate
+    from sensorium.runtimes import Runtimes
 
 log = logging.getLogger("sensorium.index")
 
@@ -405,15 +409,20 @@ class JobRequest:
     progress_bar: bool = False
 
 
-async def run_job(request: JobRequest, settings: Settings) -> dict[str, Any]:
-    """Run the job; the summary (see `Tally.to_json`). Raises `JobError` with its exit code."""
+async def run_job(request: JobRequest, settings: Settings, engines: Engines | None = None) -> dict[str, Any]:
+    """Run the job; the summary (see `Tally.to_json`). Raises `JobError` with its exit code.
+
+    `engines`: engines to use and leave open, for a caller that runs several jobs on models it
+    loaded once (bench/index.py); None: made from the request (`--server` or in-process),
+    started and closed here."""
     from sensorium.errors import ServiceStartError
     from sensorium.index.layout import IndexBusyError, IndexLayoutError, IndexMismatchError
 
     tally = Tally()
     files = [path for path in list_inputs(request.inputs, request.manifest, exclude=request.out)
              if request.shard.owns(path)]
-    engines = await _engines(request, settings)
+    owned = engines is None
+    engines = engines if engines is not None else await _engines(request, settings)
     try:
         try:
             await engines.start()
@@ -461,7 +470,8 @@ async def run_job(request: JobRequest, settings: Settings) -> dict[str, Any]:
         summary = writer.close()
         return tally.to_json(request.out, request.shard, summary.parts)
     finally:
-        await engines.close()
+        if owned:
+            await engines.close()
 
 
 async def _engines(request: JobRequest, settings: Settings) -> Any:
@@ -471,6 +481,41 @@ async def _engines(request: JobRequest, settings: Settings) -> Any:
         from sensorium.client import Client
 
         return RemoteEngines(Client(request.server, **request.client_options), settings)
-    from sensorium.runtimes import Runtimes
+    return InProcessEngines(await local_runtimes(settings))
 
-    return InProcessEngines(Runtimes(settings, ["pdf", "transcription", "embedding"]))
+
+JOB_SERVICES: list[ServiceName] = ["pdf", "transcription", "embedding"]
+
+
+async def local_runtimes(settings: Settings, *, device: DeviceGate | None = None) -> Runtimes:
+    """The runtimes of a job without `--server`, not yet started.
+
+    The CPUs are split as for the server (`split_cpus`), but when the embedding model runs on
+    the CPU and SENSORIUM_EMBEDDING__CPU_THREADS is unset, it gets every CPU of the process:
+    there it is the slowest stage by far (CLIP ViT-B/32 on 1 core: ~3.5 images/s) while PDF
+    extraction and Whisper wait on it, idle, most of the time (docs/benchmarks.md, Index job).
+    PDF and transcription keep their shares. Deciding the device here resolves the process's
+    one `DeviceGate` early, the gate the runtimes then use: probed once, warned about once.
+    `device` replaces the gate (tests fake the machine).
+    """
+    from sensorium.device import DeviceError, DeviceGate, available_cpus, split_cpus
+    from sensorium.registry import SERVICES
+    from sensorium.runtimes import Runtimes, fixed_cpu_shares
+
+    gate = device or DeviceGate(
+        settings.device, [library for name in JOB_SERVICES for library in SERVICES[name].libraries])
+    budget = split_cpus(settings.cpus or available_cpus(), JOB_SERVICES, fixed_cpu_shares(settings))
+    if not settings.embedding.cpu_threads:
+        try:
+            on_cpu = not (await gate.plan(budget.shares["embedding"])).is_cuda
+        except DeviceError:
+            on_cpu = False  # device=cuda without CUDA: starting the model fails and says why
+        if on_cpu:
+            shares = {**budget.shares, "embedding": budget.cpus}
+            log.info(
+                "the embedding model runs on the CPU and gets all %d CPUs (the split gave it "
+                "%d; pdf %d, transcription %d as split): it is the job's slowest stage there; "
+                "SENSORIUM_EMBEDDING__CPU_THREADS=N sets its threads instead",
+                budget.cpus, budget.shares["embedding"], shares["pdf"], shares["transcription"])
+            budget = replace(budget, shares=shares)
+    return Runtimes(settings, JOB_SERVICES, device=gate, cpu=budget)

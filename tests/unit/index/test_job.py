@@ -16,11 +16,13 @@ from sensorium.index.backends import Embedded, EnginesUnavailable, ModelFacts, T
 from sensorium.index.job import (
     EXIT_CONFIG,
     JobError,
+    JobRequest,
     Pipeline,
     Tally,
     list_inputs,
     manifest_for,
     resolve_shard,
+    run_job,
 )
 from sensorium.index.layout import EmbeddingSpace, Shard
 from sensorium.index.reader import IndexReader
@@ -153,3 +155,33 @@ def test_files_in_flight_are_bounded(tmp_path):
     tally = _run(folder, tmp_path / "out", engines, files_in_flight=3)
     assert tally.statuses["indexed"] == 20
     assert 2 <= engines.most_in_flight <= 3  # overlapping, never more than asked
+
+
+class OpenEngines(FakeEngines):
+    """Fake engines that count being started and closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starts = self.closes = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+
+    async def close(self) -> None:
+        self.closes += 1
+
+
+def test_engines_handed_to_the_job_are_used_and_left_open_for_the_next_run(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(PNG + b"a")
+    engines = OpenEngines()
+    settings = Settings(index={"commit_seconds": 0.01})
+
+    async def twice() -> list[dict[str, object]]:
+        return [await run_job(JobRequest([folder], tmp_path / f"out{i}", Shard()), settings, engines)
+                for i in range(2)]
+
+    first, second = asyncio.run(twice())
+    assert first["rows"] == second["rows"] == {"total": 1, "by_kind": {"image": 1}}
+    assert (engines.starts, engines.closes) == (2, 0)  # a model loaded once serves both runs
