@@ -26,6 +26,7 @@ import pytest
 import speechkit
 import testkit
 import tiny_clip
+from sensorium.index.layout import Shard
 from sensorium.index.reader import IndexReader
 
 SENTENCE = "The weather in Paris is sunny today"
@@ -67,7 +68,14 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = flac.read_bytes()
     flac.write_bytes(data[: len(data) // 2])
     shapes = _shapes(folder)
-    shutil.copy(shapes["red circle"], folder / "copy-of-red.png")
+    # The copy's path hashes to the other of two shards than the original's (its name depends
+    # on pytest's temporary folder), so the two-shard test always meets a cross-shard duplicate.
+    copy = folder / "copy-of-red.png"
+    for n in range(100):
+        if Shard(0, 2).owns(str(copy)) != Shard(0, 2).owns(str(shapes["red circle"])):
+            break
+        copy = folder / f"copy-of-red-{n}.png"
+    shutil.copy(shapes["red circle"], copy)
     (folder / "broken.pdf").write_bytes(b"%PDF-1.7\n" + os.urandom(300))
     (folder / "notes.txt").write_text("shopping list: milk, eggs")
     return folder
@@ -109,9 +117,14 @@ def content(out: Path) -> tuple[Counter[tuple[Any, ...]], dict[tuple[Any, ...], 
     return keys, vectors
 
 
-def assert_same_index(a: Path, b: Path) -> None:
+def assert_same_index(a: Path, b: Path, times: dict[str, int] | None = None) -> None:
+    """`b` holds what `a` does; `times[content_sha256]`: `b` holds that content's rows that many
+    times (once per shard that indexed a copy of it)."""
     keys_a, vectors_a = content(a)
     keys_b, vectors_b = content(b)
+    if times:
+        keys_a = Counter({key: count * times.get(key[0], 1) for key, count in keys_a.items()})
+        vectors_a = {key: group * times.get(key[0], 1) for key, group in vectors_a.items()}
     assert keys_a == keys_b
     for key, group in vectors_a.items():
         ours = sorted(group, key=lambda v: v.tolist())
@@ -143,7 +156,8 @@ def test_a_mixed_folder_gives_the_right_rows_and_files_table(mixed, built):
     assert not by_name["cut.flac"]["retryable"]
     assert by_name["notes.txt"]["status"] == "skipped"
     assert by_name["notes.txt"]["reason"] == "UNSUPPORTED_TYPE"
-    copies = [by_name["copy-of-red.png"], by_name["red-circle.png"]]
+    copies = [by_name[name] for name in sorted(by_name) if name.startswith("copy-of-red")]
+    copies.append(by_name["red-circle.png"])
     assert sorted(c["status"] for c in copies) == ["duplicate", "indexed"]
     assert all(row["message"] for row in table.values() if row["status"] in ("error", "skipped"))
     # The schema the issue names.
@@ -177,7 +191,7 @@ def test_search_finds_what_was_put_in(mixed, built, env):
         assert (hits[0]["path"], hits[0]["page"], hits[0]["text"]) == (chunk["path"], 2, chunk["text"]), mode
         assert "vector" not in hits[0] and "score" in hits[0]
     red = search(out, env, "a red circle", "--mode", "vector", "--kind", "image", "-k", "2")
-    assert Path(red[0]["path"]).name in ("red-circle.png", "copy-of-red.png")
+    assert Path(red[0]["path"]).name == "red-circle.png" or Path(red[0]["path"]).name.startswith("copy-of-red")
     audio = next(row for row in rows(out) if row["kind"] == "audio")
     spoken = search(out, env, audio["text"], "--mode", "text", "-k", "1")
     assert spoken[0]["kind"] == "audio"
@@ -256,7 +270,17 @@ def test_two_shards_cover_what_one_run_does(mixed, built, env, tmp_path):
         assert result.returncode == 0, result.stderr
     shards = sorted(p.name for p in out.iterdir() if p.name.startswith("shard"))
     assert shards == ["shard-0-of-2", "shard-1-of-2"]
-    assert_same_index(reference, out)
+    # Identical content is embedded once *per shard* (shards do not coordinate): the red circle
+    # and its copy fall in different shards (see `mixed`), so each shard embeds it.
+    owners: dict[str, set[int]] = {}
+    for path, row in files(reference).items():
+        if row["status"] in ("indexed", "duplicate"):
+            owners.setdefault(row["content_sha256"], set()).add(
+                next(i for i in range(2) if Shard(i, 2).owns(path)))
+    indexed = Counter(row["content_sha256"] for row in files(out).values() if row["status"] == "indexed")
+    assert indexed == {sha: len(owning) for sha, owning in owners.items()}
+    assert 2 in indexed.values()  # the copy of the red circle is embedded by both shards
+    assert_same_index(reference, out, times={sha: len(owning) for sha, owning in owners.items()})
     # The same command as an Indexed Job pod: the shard from JOB_COMPLETION_INDEX.
     pod = {**env, "SENSORIUM_INDEX__SHARD_COUNT": "2", "JOB_COMPLETION_INDEX": "1"}
     again = index(mixed, out, pod, "--json")

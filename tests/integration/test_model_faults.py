@@ -157,14 +157,17 @@ async def test_cancelling_while_the_audio_decodes_stops_the_decoding(
 # --- overload ---------------------------------------------------------------------------------
 
 
+BATCH_SECONDS = 0.5
+
+
 async def test_overload_is_refused_fast_health_answers_and_throughput_recovers(start_server, shapes_model):
     server = await _embedding_server(start_server, shapes_model, max_batch_size=2, queue_size=4,
                                      max_wait_ms=0.0)
     engine = server.runtimes.embedding.model
     real = engine.encode
 
-    def slow(items):  # a model that needs 0.2 s a batch: the queue fills at once
-        time.sleep(0.2)
+    def slow(items):  # a model that needs 0.5 s a batch: the queue fills at once
+        time.sleep(BATCH_SECONDS)
         return real(items)
 
     engine.encode = slow
@@ -199,8 +202,10 @@ async def test_overload_is_refused_fast_health_answers_and_throughput_recovers(s
         for _, _seconds, details in refused:
             assert (details.code, details.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "OVERLOADED")
             assert details.retry_after_seconds > 0
-        # Refusals do not wait for the model: they come back in milliseconds.
-        assert sorted(seconds for _, seconds, _ in refused)[len(refused) // 2] < 0.05
+        # Refusals do not wait for the model: a refusal that queued would take at least one
+        # batch. A full-suite run here measured a 59 ms median; client and server share this process
+        # (and a 2-core VM with whatever else runs), so the bound is half a batch, not a latency.
+        assert sorted(seconds for _, seconds, _ in refused)[len(refused) // 2] < BATCH_SECONDS / 2
         assert health_seconds < 1.0
         assert depth == 0
         # Memory stays bounded by the queue: nothing refused is held.
