@@ -16,21 +16,38 @@ each nprobes x refine factor the store's lookup latency p50/p95 (SearchStore.sea
 mode, k results with their provenance) and recall@k against exact search (all rows compared
 in numpy); and numpy's exact search time per query for scale.
 
+`--end-to-end` adds what a user of `sensorium search` waits for, on the same index: (a) in
+this process, with the embedding model loaded once, `--text-queries` short sentences embedded
+the way `sensorium search` embeds its query (cli.embed_query through an in-process client) and
+searched in the store (hybrid, the default for a text query, and vector) with the store's
+default settings, p50/p95 of embedding, store and total; (b) `sensorium search --index DIR
+QUERY` run as a command `--cli-runs` times, wall time, beside the parts of it timed alone
+(interpreter start, `import sensorium.cli`, model load, opening the store). The index's
+manifest then names the model's embedding space (the CLI refuses another); the rows' text is
+words drawn from a vocabulary that includes the queries' words, so the full-text half of a
+hybrid search has postings to read. Random weights (`--pretrained ""`) differ in every process,
+so they are saved once as a checkpoint file that every process loads (same model, same cost).
+
 Example:
   nice .venv/bin/python bench/search.py                                # 1,000,000 rows, ~10 min
   .venv/bin/python bench/search.py --rows 20000 --clusters 200 --queries 50
+  nice .venv/bin/python bench/search.py --end-to-end             # + embedding and the CLI, ViT-B-32
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import hashlib
+import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +104,49 @@ def parse_args() -> argparse.Namespace:
         "--json", type=Path, default=None, metavar="OUT.json", help="also write results as JSON"
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    e2e = parser.add_argument_group("end to end (--end-to-end)")
+    e2e.add_argument("--end-to-end", action="store_true",
+                     help="also time text queries embedded and searched as `sensorium search` does")
+    e2e.add_argument("--model", default="ViT-B-32", help="SENSORIUM_EMBEDDING__MODEL (default: %(default)s)")
+    e2e.add_argument("--pretrained", default="", help='open_clip tag or file; "" = random weights (default)')
+    e2e.add_argument("--model-dir", type=Path, default=None,
+                     help="SENSORIUM_MODEL_DIR (default: the setting's)")
+    e2e.add_argument("--text-queries", type=int, default=len(TEXT_QUERIES),
+                     help=f"text queries timed in this process, at most {len(TEXT_QUERIES)} "
+                     "(default: %(default)s)")
+    e2e.add_argument("--cli-runs", type=int, default=5,
+                     help="`sensorium search` commands run (default: %(default)s)")
     return parser.parse_args()
+
+
+TEXT_QUERIES = (
+    "a red car parked in front of the station", "quarterly revenue grew by twelve percent",
+    "the patient reported chest pain after exercise", "how to replace the water pump",
+    "minutes of the board meeting in march", "a dog running on the beach at sunset",
+    "invoice overdue payment reminder", "the contract ends on the last day of june",
+    "safety instructions for the ladder", "interview with the new head of research",
+    "a map of the old town with the river", "results of the soil samples from the north field",
+    "the train was delayed by forty minutes", "recipe for bread with rye flour",
+    "warranty terms for the washing machine", "a child reading a book in the library",
+    "the budget for the new school building", "notes from the lecture on thermodynamics",
+    "the company plans to hire engineers", "flood warning for the coast tonight",
+    "a cat sleeping on a window sill", "tax return deadline and forms",
+    "the bridge needs repairs before winter", "a presentation about solar panels",
+    "customer complaint about a broken screen", "the orchestra played a symphony by brahms",
+    "annual report of the football club", "a mountain lake surrounded by pine trees",
+    "the software update fixes a security bug", "lease agreement for the office on main street",
+    "a diagram of the heart and its valves", "the election results in the third district",
+    "how the vaccine trial was designed", "a photo of the team at the summer party",
+    "the shipment arrived damaged", "lecture slides on linear algebra",
+    "the museum opens a new exhibition in may", "an old letter from my grandmother",
+    "the factory reduced its energy use", "a podcast episode about sleep",
+    "the recall of the faulty brakes", "a street market with fresh vegetables",
+    "the thesis chapter on climate models", "a bicycle leaning against a wall",
+    "the hospital opened a new wing", "a speech about the future of the city",
+    "meeting agenda for the product launch", "the pilot announced turbulence ahead",
+    "a spreadsheet of monthly expenses", "the bank raised interest rates again",
+)
+"""The text queries of --end-to-end: short, varied, as a person types them."""
 
 
 class Data:
@@ -118,9 +177,18 @@ def _normalize(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def write_parts(directory: Path, data: Data, rows_per_file: int) -> dict[str, int]:
-    """Index the data as files of `rows_per_file` rows; returns unit -> first row number."""
-    manifest = Manifest(EmbeddingSpace("bench", "clusters", "0" * 64, data.dim), {"bench": "search"})
+def write_parts(
+    directory: Path,
+    data: Data,
+    rows_per_file: int,
+    space: EmbeddingSpace | None = None,
+    texts: Callable[[int, int], list[str]] | None = None,
+) -> dict[str, int]:
+    """Index the data as files of `rows_per_file` rows; returns unit -> first row number.
+    `space` names the manifest's embedding space (default: a made-up one); `texts(first, count)`
+    gives the rows' texts (default: "row N")."""
+    manifest = Manifest(space or EmbeddingSpace("bench", "clusters", "0" * 64, data.dim), {"bench": "search"})
+    texts = texts or (lambda first, count: [f"row {first + i}" for i in range(count)])
     first_row: dict[str, int] = {}
     with IndexWriter(directory, Shard(), manifest, rows_per_part=10_000) as writer:
         row = 0
@@ -132,7 +200,10 @@ def write_parts(directory: Path, data: Data, rows_per_file: int) -> dict[str, in
                 assert work is not None
                 writer.add_rows(
                     work,
-                    [Row(RowKind.PDF_TEXT, v, text=f"row {row + i}", page=1) for i, v in enumerate(vectors)],
+                    [
+                        Row(RowKind.PDF_TEXT, v, text=text, page=1)
+                        for v, text in zip(vectors, texts(row, len(vectors)), strict=True)
+                    ],
                 )
                 writer.finish(work)
                 first_row[work.unit] = row
@@ -186,16 +257,247 @@ def measure(
     }
 
 
+class Words:
+    """Rows' texts for --end-to-end: `per_row` words drawn with Zipf-like frequencies
+    (p ~ 1 / (rank + 10)) from the queries' words and `filler` made-up ones, shuffled together,
+    so common query words ("the", "a") have long posting lists and rare ones short."""
+
+    def __init__(self, queries: tuple[str, ...], seed: int, filler: int = 5_000, per_row: int = 20) -> None:
+        words = sorted({word for query in queries for word in query.split()})
+        self.rng = np.random.default_rng(seed + 3)
+        self.vocabulary = np.array(words + [f"w{i:04d}" for i in range(filler)])
+        self.rng.shuffle(self.vocabulary)
+        weights = 1.0 / (np.arange(len(self.vocabulary)) + 10.0)
+        self.p = weights / weights.sum()
+        self.per_row = per_row
+
+    def __call__(self, first: int, count: int) -> list[str]:
+        drawn = self.vocabulary[self.rng.choice(len(self.vocabulary), size=(count, self.per_row), p=self.p)]
+        return [" ".join(row) for row in drawn]
+
+
+def model_settings(args: argparse.Namespace, scratch: Path) -> dict[str, str]:
+    """The embedding settings every process of --end-to-end runs with. Random weights are
+    drawn anew by each process (their fingerprint differs, and the CLI would refuse the index),
+    so they are drawn once here and saved as a checkpoint file every process loads."""
+    pretrained = args.pretrained
+    if not pretrained and not args.model.startswith(("local-dir:", "hf-hub:")):
+        import open_clip
+        import torch
+
+        pretrained = str(scratch / f"{args.model}-random.pt")
+        torch.save(open_clip.create_model(args.model).state_dict(), pretrained)
+    env = {"SENSORIUM_DEVICE": "cpu", "SENSORIUM_EMBEDDING__MODEL": args.model,
+           "SENSORIUM_EMBEDDING__PRETRAINED": pretrained}
+    if args.model_dir is not None:
+        env["SENSORIUM_MODEL_DIR"] = str(args.model_dir)
+    return env
+
+
+def cli_args(directory: Path) -> argparse.Namespace:
+    from sensorium import cli
+
+    return cli.build_parser().parse_args(["search", "--index", str(directory), "query"])
+
+
+async def embedding_space(directory: Path) -> tuple[EmbeddingSpace, float]:
+    """The model's space, as `sensorium search` reads it, and the seconds the model took to load."""
+    from sensorium import cli
+
+    started = time.perf_counter()
+    async with cli.connect(cli_args(directory), "embedding") as client:
+        loaded = time.perf_counter() - started
+        space = (await client.embedding_space()).space
+    return EmbeddingSpace(space.model, space.pretrained, space.weights_sha256, space.dimension), loaded
+
+
+async def in_process(
+    directory: Path, store: SearchStore, queries: list[str], k: int
+) -> tuple[dict[str, dict[str, float]], float]:
+    """Per mode, p50/p95 of embedding, store lookup and both, per text query, the model loaded
+    once (as a server would hold it); and the model's load time in this process."""
+    from sensorium import cli
+
+    manifest = store.reader.manifest
+    started = time.perf_counter()
+    async with cli.connect(cli_args(directory), "embedding") as client:
+        loaded = time.perf_counter() - started
+        for query in queries[:5]:  # warm-up: the model's first passes, the store's caches
+            vector = await cli.embed_query(client, manifest, text=query)
+            for mode in ("hybrid", "vector"):
+                await asyncio.to_thread(store.search, query_text=query, query_vector=vector, mode=mode, k=k)
+        results: dict[str, dict[str, float]] = {}
+        for mode in ("hybrid", "vector"):
+            times: dict[str, list[float]] = {"embed": [], "store": [], "total": []}
+            for query in queries:
+                started = time.perf_counter()
+                vector = await cli.embed_query(client, manifest, text=query)
+                embedded = time.perf_counter()
+                hits = await asyncio.to_thread(
+                    store.search, query_text=query, query_vector=vector, mode=mode, k=k
+                )
+                done = time.perf_counter()
+                assert hits, f"no hits for {query!r} ({mode})"
+                times["embed"].append(embedded - started)
+                times["store"].append(done - embedded)
+                times["total"].append(done - started)
+            results[mode] = {
+                f"{name}_{q}_ms": 1000 * harness.percentile(sorted(values), q)
+                for name, values in times.items()
+                for q in (50, 95)
+            }
+    return results, loaded
+
+
+def wall_times(command: list[str], runs: int) -> list[float]:
+    """Wall seconds of `runs` runs of a command, after one untimed run (file caches warm)."""
+    times = []
+    for run in range(runs + 1):
+        started = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        elapsed = time.perf_counter() - started
+        if result.returncode != 0 or (command[-1] in TEXT_QUERIES and not result.stdout.strip()):
+            raise SystemExit(f"{' '.join(command)} failed ({result.returncode}): {result.stderr.strip()}")
+        if run:
+            times.append(elapsed)
+    return times
+
+
+PROFILE = """
+import time; started = time.perf_counter()
+import asyncio, json, sys
+from sensorium import cli
+from sensorium.index.search import SearchStore
+steps = {"imports": time.perf_counter() - started}
+async def main():
+    directory, query = sys.argv[1:]
+    args = cli.build_parser().parse_args(["search", "--index", directory, query])
+    mark = time.perf_counter()
+    def step(name):
+        nonlocal mark
+        now = time.perf_counter(); steps[name] = now - mark; mark = now
+    store = await asyncio.to_thread(SearchStore, directory); step("store_open")
+    async with cli.connect(args, "embedding") as client:
+        step("model_start")
+        vector = await cli.embed_query(client, store.reader.manifest, text=query); step("embed")
+        await asyncio.to_thread(store.search, query_text=query, query_vector=vector, mode="hybrid", k=10)
+        step("search")
+    step("model_stop")
+asyncio.run(main())
+print(json.dumps(steps))
+"""
+"""`sensorium search`'s steps, each timed, in a fresh process: the same calls as cli._search."""
+
+
+def profile(directory: Path, queries: list[str], runs: int) -> dict[str, list[float]]:
+    """Per step of PROFILE, its seconds in each of `runs` fresh processes (after an untimed one)."""
+    import json
+
+    steps: dict[str, list[float]] = {}
+    for run in range(runs + 1):
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, "-c", PROFILE, str(directory), queries[run % len(queries)]],
+                                capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - started
+        if result.returncode != 0:
+            raise SystemExit(f"profiling `sensorium search` failed: {result.stderr.strip()}")
+        if run:
+            timed = json.loads(result.stdout.splitlines()[-1])
+            timed["rest"] = wall - sum(timed.values())
+            for name, seconds in timed.items():
+                steps.setdefault(name, []).append(seconds)
+    return steps
+
+
+def sensorium_command() -> list[str]:
+    """`sensorium` as installed next to this Python, else the module it runs."""
+    script = Path(sys.executable).parent / "sensorium"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "sensorium.cli"]
+
+
+def end_to_end(directory: Path, args: argparse.Namespace, model_load_s: float) -> dict[str, Any]:
+    queries = list(TEXT_QUERIES[: args.text_queries])
+    started = time.perf_counter()
+    store = SearchStore(directory)  # as `sensorium search` opens it: default settings, refreshed
+    store_open_s = time.perf_counter() - started
+    modes, in_process_load_s = asyncio.run(in_process(directory, store, queries, args.k))
+    command = [*sensorium_command(), "search", "--index", str(directory)]
+    cli_times = [wall_times([*command, queries[run % len(queries)]], 1)[0] for run in range(args.cli_runs)]
+    return {
+        "command": [*sensorium_command(), "search", "--index", "DIR", "QUERY"],
+        "queries": len(queries),
+        "modes": modes,
+        "cli_s": cli_times,
+        "steps_s": profile(directory, queries, args.cli_runs),
+        "python_start_s": wall_times([sys.executable, "-c", "pass"], args.cli_runs),
+        "model_load_in_process_s": [model_load_s, in_process_load_s],
+        "store_open_in_process_s": store_open_s,
+    }
+
+
+def weights_label(args: argparse.Namespace) -> str:
+    if args.pretrained:
+        return args.pretrained
+    if args.model.startswith(("local-dir:", "hf-hub:")):
+        return "its own weights"
+    return "random weights, saved once as a checkpoint"
+
+
+def print_end_to_end(e2e: dict[str, Any], args: argparse.Namespace) -> None:
+    print()
+    print(
+        f"End to end, {e2e['queries']} text queries, model {args.model} "
+        f"({weights_label(args)}) on the CPU, loaded once; "
+        "store with its default settings; after 5 warm-up queries:"
+    )
+    print()
+    print("| mode | embed p50 ms | embed p95 ms | store p50 ms | store p95 ms "
+          "| total p50 ms | total p95 ms |")
+    print("|---|--:|--:|--:|--:|--:|--:|")
+    for mode, r in e2e["modes"].items():
+        cells = [f"{r[f'{name}_{q}_ms']:.1f}" for name in ("embed", "store", "total") for q in (50, 95)]
+        print(f"| {mode} | " + " | ".join(cells) + " |")
+    print()
+
+    def seconds(values: list[float]) -> str:
+        return f"| {statistics.median(values):.2f} | {min(values):.2f}-{max(values):.2f} |"
+
+    print(f"The command, `{' '.join(e2e['command'])}` (hybrid), {len(e2e['cli_s'])} runs after an "
+          "untimed one; then its steps, timed inside a fresh process making the same calls (as many runs):")
+    print()
+    print("| what | median s | range s |")
+    print("|---|--:|--:|")
+    print(f"| `sensorium search` (whole command) {seconds(e2e['cli_s'])}")
+    labels = {
+        "imports": "imports (`sensorium.cli`, SearchStore)",
+        "store_open": "open the store (SearchStore: refresh, nothing to do)",
+        "model_start": "start the embedding runtime (torch, open_clip, load the model)",
+        "embed": "embed the query", "search": "store search (hybrid)",
+        "model_stop": "stop the runtime",
+        "rest": "the rest (interpreter start and exit)",
+    }
+    for name, label in labels.items():
+        print(f"| {label} {seconds(e2e['steps_s'][name])}")
+    print(f"| for scale: `python -c pass` {seconds(e2e['python_start_s'])}")
+
+
 def main() -> None:
     args = parse_args()
     say = (lambda message: None) if args.quiet else (lambda message: harness.log(message))
     directory = args.dir or Path(tempfile.mkdtemp(prefix="sensorium-search-bench-"))
-    data = Data(args.rows, args.clusters, args.dim, args.noise, args.seed)
+    scratch = Path(tempfile.mkdtemp(prefix="sensorium-search-bench-model-"))
     times: dict[str, float] = {}
+    space, texts, model_load_s, e2e = None, None, 0.0, None
     try:
+        if args.end_to_end:
+            os.environ.update(model_settings(args, scratch))  # this process and the commands it runs
+            space, model_load_s = asyncio.run(embedding_space(directory))
+            say(f"model {space.model} loaded in {model_load_s:.1f} s; vectors of {space.dimension} dims")
+            args.dim, texts = space.dimension, Words(TEXT_QUERIES, args.seed)
+        data = Data(args.rows, args.clusters, args.dim, args.noise, args.seed)
         say(f"writing {args.rows:,} rows as Parquet parts in {directory}")
         started = time.perf_counter()
-        first_row = write_parts(directory, data, args.rows_per_file)
+        first_row = write_parts(directory, data, args.rows_per_file, space, texts)
         times["parts_s"] = time.perf_counter() - started
 
         say("building the store from the parts (rows + full-text index)")
@@ -228,7 +530,11 @@ def main() -> None:
                     f"p95 {result['p95_ms']:.1f} ms, recall@{args.k} {result['recall']:.3f}"
                 )
                 results.append(result)
+        if args.end_to_end:
+            say(f"end to end: {args.text_queries} text queries, {args.cli_runs} `sensorium search` runs")
+            e2e = end_to_end(directory, args, model_load_s)
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)
         if not args.keep and args.dir is None:
             shutil.rmtree(directory, ignore_errors=True)
 
@@ -262,6 +568,8 @@ def main() -> None:
         cells = [r["nprobes"], r["refine_factor"], f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}"]
         cells.append(f"{r['recall']:.3f}")
         print("| " + " | ".join(str(cell) for cell in cells) + " |")
+    if e2e is not None:
+        print_end_to_end(e2e, args)
     if args.json:
         harness.write_json(
             args.json,
@@ -272,6 +580,7 @@ def main() -> None:
                 "numpy_exact_ms": 1000 * numpy_single,
                 "numpy_exact_batched_ms": 1000 * numpy_batched,
                 "lookups": results,
+                **({"end_to_end": e2e} if e2e is not None else {}),
                 "parameters": {k: str(v) for k, v in vars(args).items()},
             },
         )

@@ -611,22 +611,30 @@ async def _search(args: argparse.Namespace) -> int:
 
 async def _query_vector(args: argparse.Namespace, manifest: Any, query: str) -> Any:
     """The query embedded by the index's model: refused when the model here is another."""
+    async with connect(args, "embedding") as client:
+        return await embed_query(client, manifest, text=query,
+                                 image=args.image.read_bytes() if args.image is not None else None)
+
+
+async def embed_query(client: Any, manifest: Any, *, text: str = "", image: bytes | None = None) -> Any:
+    """`text` (or `image`) embedded by `client`'s model as a float32 vector, once the model is
+    checked to be the one the index (`manifest`) was built with. `sensorium search` calls it;
+    bench/search.py times it with one client kept open."""
     import numpy as np
 
-    async with connect(args, "embedding") as client:
-        space = (await client.embedding_space()).space
-        if (space.model, space.pretrained, space.weights_sha256) != (
-            manifest.space.model, manifest.space.pretrained, manifest.space.weights_sha256
-        ):
-            raise CliError(
-                f"the index was built with {manifest.space.model} ({manifest.space.pretrained or 'random'}, "
-                f"weights {manifest.space.weights_sha256[:12]}) but the model here is {space.model} "
-                f"({space.pretrained or 'random'}, weights {space.weights_sha256[:12]}): set "
-                "SENSORIUM_EMBEDDING__MODEL and __PRETRAINED as when the index was built", 3)
-        if args.image is not None:
-            response = await client.embed_images([args.image.read_bytes()])
-        else:
-            response = await client.embed_texts([query])
+    space = (await client.embedding_space()).space
+    if (space.model, space.pretrained, space.weights_sha256) != (
+        manifest.space.model, manifest.space.pretrained, manifest.space.weights_sha256
+    ):
+        raise CliError(
+            f"the index was built with {manifest.space.model} ({manifest.space.pretrained or 'random'}, "
+            f"weights {manifest.space.weights_sha256[:12]}) but the model here is {space.model} "
+            f"({space.pretrained or 'random'}, weights {space.weights_sha256[:12]}): set "
+            "SENSORIUM_EMBEDDING__MODEL and __PRETRAINED as when the index was built", 3)
+    if image is not None:
+        response = await client.embed_images([image])
+    else:
+        response = await client.embed_texts([text])
     result = response.results[0]
     if result.HasField("error"):
         raise CliError(f"the query cannot be embedded: {result.error.message}")

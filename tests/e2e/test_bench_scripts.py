@@ -56,6 +56,28 @@ def test_search_benchmark_runs_and_finds_the_neighbours() -> None:
         assert 0 < float(p50) <= float(p95)
         assert float(recall) >= 0.8  # clustered data: the index finds true neighbours
     assert "| store: vector index (IVF_SQ) |" in result.stdout
+    assert "End to end" not in result.stdout  # only with --end-to-end
+
+
+def test_search_benchmark_end_to_end_runs_the_cli_on_its_index():
+    import tiny_clip
+
+    result = bench("bench/search.py", "--rows", "3000", "--clusters", "30", "--queries", "10",
+                   "--nprobes", "8", "--refine", "0", "--end-to-end",
+                   "--model", f"local-dir:{tiny_clip.build()}", "--text-queries", "8",
+                   "--cli-runs", "1", "--quiet", timeout=600)
+    assert result.returncode == 0, result.stderr
+    modes = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in result.stdout.splitlines()
+             if line.startswith(("| hybrid |", "| vector |"))}
+    assert set(modes) == {"hybrid", "vector"}, result.stdout
+    for cells in modes.values():
+        embed_p50, embed_p95, store_p50, store_p95, total_p50, total_p95 = map(float, cells)
+        assert 0 < embed_p50 <= embed_p95 and 0 < store_p50 <= store_p95 and 0 < total_p50 <= total_p95
+    # The command ran on the bench's index (it refuses an index of another model) and its
+    # steps add up to a time the table shows.
+    command = next(line for line in result.stdout.splitlines() if line.startswith("| `sensorium search`"))
+    assert float(command.split("|")[2]) > 0, result.stdout
+    assert "| start the embedding runtime" in result.stdout and "| store search (hybrid) |" in result.stdout
 
 
 def test_index_benchmark_runs_the_job_and_the_loop_on_the_same_files(tmp_path):
