@@ -5,6 +5,7 @@ README lists, with those checksums."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -77,3 +78,24 @@ def test_every_data_file_is_listed_with_its_checksum():
 def test_data_files_stay_small():
     sizes = {p.name: p.stat().st_size for p in DATA.iterdir()}
     assert sum(sizes.values()) < 2 * 1024 * 1024, sizes
+
+
+def test_no_tracked_file_is_a_link_out_of_the_repository():
+    """A clone must stand alone: a committed link to a path on the author's machine (a `.venv`
+    linked to another checkout once slipped in) breaks it or, worse, works only there."""
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "-s"], cwd=REPO, capture_output=True, text=True,
+                            check=False)
+    if listed.returncode != 0:
+        pytest.skip("[allowed] not a git checkout (e.g. an sdist)")
+    links = [line.split("\t", 1)[1] for line in listed.stdout.splitlines() if line.startswith("120000")]
+    outside = []
+    for path in links:
+        # Read the target, not the file system: such a link may point at itself in the author's
+        # checkout and only escape in a clone.
+        target = os.readlink(REPO / path)
+        inside = os.path.normpath(os.path.join(os.path.dirname(path), target))
+        if os.path.isabs(target) or inside == ".." or inside.startswith("../"):
+            outside.append(f"{path} -> {target}")
+    assert not outside, f"links out of the repository: {outside}"
