@@ -49,6 +49,8 @@ import json
 import math
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -60,12 +62,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 __all__ = [
+    "SENTENCES",
     "AsyncCall",
     "RunResult",
     "SyncCall",
     "add_common_args",
     "describe_machine",
     "error_kind",
+    "espeak",
     "log",
     "machine_markdown",
     "markdown_header",
@@ -672,3 +676,31 @@ def write_json(
 
 def _nan_to_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+
+
+# --- speech ---------------------------------------------------------------------------------
+
+SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Please call Stella and ask her to bring these things with her from the store.",
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It is easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.",
+    "The juice of lemons makes fine punch.",
+    "The box was thrown beside the parked truck.",
+    "Four hours of steady work faced us.",
+)
+"""Known sentences for the speech benchmarks (mostly Harvard sentences)."""
+
+
+def espeak(path: Path, text: str, *, words_per_minute: int | None = None) -> Path:
+    """`text` spoken by espeak-ng (US English) into the WAV file `path`; exits saying how to
+    install espeak-ng when it is missing (benchmarks make their speech, they ship none)."""
+    program = shutil.which("espeak-ng")
+    if program is None:
+        sys.exit("espeak-ng is needed (apt-get install espeak-ng)")
+    speed = ["-s", str(words_per_minute)] if words_per_minute else []
+    subprocess.run([program, "-v", "en-us", *speed, "-w", str(path), text], check=True)
+    return path

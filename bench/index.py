@@ -60,18 +60,7 @@ VOCABULARY = ("the annual report describes revenue growth in the northern region
          "the board approved a new budget for research into quieter engines cleaner fuel and "
          "better batteries for delivery vans that serve small towns along the coast")
 WORDS = VOCABULARY.split()
-SENTENCES = (
-    "The quick brown fox jumps over the lazy dog.",
-    "Please call Stella and ask her to bring these things with her from the store.",
-    "The birch canoe slid on the smooth planks.",
-    "Glue the sheet to the dark blue background.",
-    "It is easy to tell the depth of a well.",
-    "These days a chicken leg is a rare dish.",
-    "Rice is often served in round bowls.",
-    "The juice of lemons makes fine punch.",
-    "The box was thrown beside the parked truck.",
-    "Four hours of steady work faced us.",
-)
+SENTENCES = harness.SENTENCES
 
 
 # --- the folder ------------------------------------------------------------------------------
@@ -94,15 +83,11 @@ def make_pdf(seed: int, pages: int, words: int) -> bytes:
 def make_wav(path: Path, seed: int, seconds: float) -> float:
     """espeak-ng speech of SENTENCES in an order drawn by `seed`, at least `seconds` long (a
     sentence is about 2.5 s), as a WAV; returns its duration."""
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
-        sys.exit("espeak-ng is needed (apt-get install espeak-ng)")
     rng = np.random.default_rng(seed)
     order = [str(s) for _ in range(1 + int(seconds // 20)) for s in rng.permutation(SENTENCES)]
     count = max(1, int(seconds / 2.5))
     while True:
-        subprocess.run([espeak, "-v", "en-us", "-w", str(path), " ".join(order[:count])], check=True,
-                       capture_output=True)
+        harness.espeak(path, " ".join(order[:count]))
         with wave.open(str(path)) as handle:
             duration = handle.getnframes() / handle.getframerate()
         if duration >= seconds or count >= len(order):

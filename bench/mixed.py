@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import io
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -66,11 +65,7 @@ def make_pdf(pages: int) -> bytes:
 
 
 def make_speech(directory: Path, seconds: float) -> tuple[bytes, float]:
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
-        sys.exit("espeak-ng is needed (apt-get install espeak-ng)")
-    path = directory / "speech.wav"
-    subprocess.run([espeak, "-v", "en-us", "-w", str(path), SENTENCES], check=True)
+    path = harness.espeak(directory / "speech.wav", SENTENCES)
     import wave
 
     with wave.open(str(path)) as handle:

@@ -32,7 +32,6 @@ import multiprocessing
 import os
 import queue
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -80,11 +79,7 @@ def _pdf(pages: int, *, image: bool = False, password: str = "") -> bytes:
 
 def _speech_wav(directory: Path, seconds: float) -> bytes:
     """`seconds` of espeak-ng speech (padded with silence) as a 16 kHz mono WAV."""
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
-        sys.exit("soak: espeak-ng is needed (apt-get install espeak-ng)")
-    path = directory / "speech.wav"
-    subprocess.run([espeak, "-v", "en-us", "-s", "190", "-w", str(path), SPEECH], check=True)
+    path = harness.espeak(directory / "speech.wav", SPEECH, words_per_minute=190)
     import av
 
     with av.open(str(path)) as container:

@@ -46,6 +46,12 @@ def fixed_cpu_shares(settings: Settings) -> dict[str, int]:
     return fixed
 
 
+def cpu_split(settings: Settings, services: Iterable[str]) -> CpuBudget:
+    """The process's CPUs (`SENSORIUM_CPUS`, else what it may use) split among `services` by
+    `split_cpus`' rule, honouring the settings that size a service."""
+    return split_cpus(settings.cpus or available_cpus(), services, fixed_cpu_shares(settings))
+
+
 class Runtimes:
     """The runtimes of `services` (default: the settings' SENSORIUM_SERVICES), not yet started.
 
@@ -68,8 +74,7 @@ class Runtimes:
         self.settings = settings
         self.names: list[ServiceName] = list(dict.fromkeys(
             services if services is not None else settings.services))
-        self.cpu = cpu or split_cpus(settings.cpus or available_cpus(), self.names,
-                                     fixed_cpu_shares(settings))
+        self.cpu = cpu or cpu_split(settings, self.names)
         log.info("cpu budget", extra={"split": self.cpu.describe()})
         # Per-client shares apply only where a front end names the client (the server's
         # interceptor sets `limits.CURRENT_CLIENT`); in-process callers are one client.

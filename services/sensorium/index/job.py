@@ -498,13 +498,13 @@ async def local_runtimes(settings: Settings, *, device: DeviceGate | None = None
     one `DeviceGate` early, the gate the runtimes then use: probed once, warned about once.
     `device` replaces the gate (tests fake the machine).
     """
-    from sensorium.device import DeviceError, DeviceGate, available_cpus, split_cpus
+    from sensorium.device import DeviceError, DeviceGate
     from sensorium.registry import SERVICES
-    from sensorium.runtimes import Runtimes, fixed_cpu_shares
+    from sensorium.runtimes import Runtimes, cpu_split
 
     gate = device or DeviceGate(
         settings.device, [library for name in JOB_SERVICES for library in SERVICES[name].libraries])
-    budget = split_cpus(settings.cpus or available_cpus(), JOB_SERVICES, fixed_cpu_shares(settings))
+    budget = cpu_split(settings, JOB_SERVICES)
     if not settings.embedding.cpu_threads:
         try:
             on_cpu = not (await gate.plan(budget.shares["embedding"])).is_cuda
