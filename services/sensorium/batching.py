@@ -1,11 +1,13 @@
 """The one batching engine of the model services: an asyncio front, model worker threads behind.
 
-Callers on the event loop `submit` items; a bounded queue holds them; each model worker thread
-takes up to `max_batch_size` items — waiting at most `max_wait` seconds after the oldest queued
-item arrived for others to join — runs the model once on the list and hands every caller its own
-result. A full queue refuses at once (`OVERLOADED`, with a retry estimate) instead of growing.
-Callers that were cancelled or whose deadline passed are dropped before the model sees them, and
-a batch whose model call raises fails only the callers in that batch.
+Callers on the event loop `submit` items (or `submit_many`: a request's items, one future for
+all of them); a bounded queue holds them; each model worker thread takes up to `max_batch_size`
+items — waiting at most `max_wait` seconds after the oldest queued item arrived for others to
+join, and only while recent traffic says others will come: a lone caller never waits for a batch
+that will not fill — runs the model once on the list and hands every caller its own result. A
+full queue refuses at once (`OVERLOADED`, with a retry estimate) instead of growing. Callers
+that were cancelled or whose deadline passed are dropped before the model sees them, and a
+batch whose model call raises fails only the callers in that batch.
 
 A batcher built with `run_stream` instead of `run_batch` runs one item at a time per worker and
 streams what the model emits (transcript segments) to that item's caller as it is produced.
@@ -133,13 +135,27 @@ class _Done:
     error: BaseException | None = None
 
 
-@dataclass(eq=False)  # identity equality: `deque.remove` must find this entry, not an equal one
+class _Request(Generic[R]):
+    """One caller's items: a single future settles when the last of them has its result (or the
+    first fails), so a request costs one future and one wake-up, however many items it has."""
+
+    __slots__ = ("future", "left", "results")
+
+    def __init__(self, future: asyncio.Future[list[R]], size: int) -> None:
+        self.future = future
+        self.results: list[Any] = [None] * size
+        self.left = size
+
+
+@dataclass(eq=False, slots=True)  # identity equality: `deque.remove` must find this entry
 class _Entry(Generic[T, R]):
     item: T
     loop: asyncio.AbstractEventLoop
     enqueued_at: float
     deadline: float | None
-    future: asyncio.Future[R] | None = None
+    request: _Request[R] | None = None
+    index: int = 0
+    """The item's place in its request's results."""
     sink: asyncio.Queue[R | _Done] | None = None
     # Written by the event loop, read by workers; both under the batcher's lock, except the
     # reads of `emit`/`cancelled`, where a stale False only delays the stop by one piece.
@@ -181,14 +197,21 @@ def _post(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *arg
         loop.call_soon_threadsafe(callback, *args)
 
 
-def _settle(pairs: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    # Runs on the loop. A future is already done when its caller was cancelled meanwhile.
-    for future, ok, value in pairs:
-        if not future.done():
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+def _settle(done: list[tuple[_Entry[Any, Any], bool, Any]]) -> None:
+    # Runs on the loop. A future is already done when its caller was cancelled or failed meanwhile.
+    for entry, ok, value in done:
+        request = entry.request
+        assert request is not None
+        future = request.future
+        if future.done():
+            continue
+        if ok:
+            request.results[entry.index] = value
+            request.left -= 1
+            if request.left == 0:
+                future.set_result(request.results)
+        else:
+            future.set_exception(value)
 
 
 def _shutting_down(name: str) -> SensoriumError:
@@ -246,6 +269,12 @@ class Batcher(Generic[T, R]):
         self._state = _State.NEW
         self._threads: list[threading.Thread] = []
         self._batch_seconds: float | None = None
+        # Items in the model now, and the most items queued or in the model seen lately: the
+        # company a queued item can expect. A lone caller then never waits `max_wait`.
+        self._in_model = 0
+        self._peak = 0
+        self._peak_since = 0.0
+        self._peak_window = max(1.0, 100 * max_wait)
 
     # ---- the asyncio front -----------------------------------------------------------------
 
@@ -298,15 +327,31 @@ class Batcher(Generic[T, R]):
         `TimeoutError` when `deadline` (on `self.clock`) passes before the model runs the item;
         or whatever the model raised for the batch the item was in.
         """
+        return (await self.submit_many([item], deadline))[0]
+
+    async def submit_many(self, items: Sequence[T], deadline: float | None = None) -> list[R]:
+        """The model's results for `items`, in order: one request, one future.
+
+        All or nothing: the items are queued together (OVERLOADED if they do not fit, unless the
+        queue is empty), and the first failure fails the request and withdraws its other items.
+        Raises as `submit` does.
+        """
         if self._run_batch is None:
             raise TypeError(f"batcher {self.name} streams: use submit_stream")
+        if not items:
+            return []
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[R] = loop.create_future()
-        entry = self._enqueue(_Entry(item, loop, 0.0, deadline, future=future, trace=tracing.capture()))
+        future: asyncio.Future[list[R]] = loop.create_future()
+        request: _Request[R] = _Request(future, len(items))
+        trace = tracing.capture()
+        entries = [_Entry(item, loop, 0.0, deadline, request, index, trace=trace)
+                   for index, item in enumerate(items)]
+        self._enqueue(entries)
         try:
             return await future
-        except asyncio.CancelledError:
-            self._withdraw(entry)
+        except BaseException:
+            if request.left:
+                self._withdraw_many(entries)
             raise
 
     def submit_stream(self, item: T, deadline: float | None = None) -> ResultStream[R]:
@@ -321,7 +366,8 @@ class Batcher(Generic[T, R]):
             raise TypeError(f"batcher {self.name} does not stream: use submit")
         loop = asyncio.get_running_loop()
         sink: asyncio.Queue[R | _Done] = asyncio.Queue()
-        entry = self._enqueue(_Entry(item, loop, 0.0, deadline, sink=sink, trace=tracing.capture()))
+        entry = _Entry(item, loop, 0.0, deadline, sink=sink, trace=tracing.capture())
+        self._enqueue([entry])
         return ResultStream(self, entry, sink)
 
     async def close(self, drain: bool = True, grace: float | None = None) -> None:
@@ -353,7 +399,7 @@ class Batcher(Generic[T, R]):
         with self._cond:
             self._state = _State.CLOSED
 
-    def _enqueue(self, entry: _Entry[T, R]) -> _Entry[T, R]:
+    def _enqueue(self, entries: list[_Entry[T, R]]) -> None:
         with self._cond:
             if self._state is _State.NEW:
                 raise SensoriumError(
@@ -363,32 +409,44 @@ class Batcher(Generic[T, R]):
                 self._observer.dropped(self.name, "shutdown")
                 raise _shutting_down(self.name)
             now = self._clock.now()
-            if entry.deadline is not None and now >= entry.deadline:
+            deadline = entries[0].deadline
+            if deadline is not None and now >= deadline:
                 self._observer.dropped(self.name, "expired")
                 raise _expired()
-            if len(self._queue) >= self._queue_size:
+            before = len(self._queue)
+            if before and before + len(entries) > self._queue_size:
                 self._observer.dropped(self.name, "overloaded")
                 raise self._overloaded_locked()
-            entry.enqueued_at = now
-            self._queue.append(entry)
+            for entry in entries:
+                entry.enqueued_at = now
+            self._queue.extend(entries)
             depth = len(self._queue)
+            busy = depth + self._in_model
+            if busy >= self._peak or now - self._peak_since > self._peak_window:
+                self._peak, self._peak_since = busy, now
             self._observer.queue_depth(self.name, depth)
             # Waiting workers care about two moments only: a first item starts the max-wait
             # timer, a full batch ends it. Waking them on every item would rescan for nothing.
-            if depth == 1 or depth >= self._max_batch_size:
+            if before == 0 or depth >= self._max_batch_size:
                 self._cond.notify_all()
-        return entry
 
     def _withdraw(self, entry: _Entry[T, R]) -> None:
         """The caller is gone: drop its queued item, or make a running stream stop."""
+        self._withdraw_many([entry])
+
+    def _withdraw_many(self, entries: list[_Entry[T, R]]) -> None:
         with self._cond:
-            entry.cancelled = True
-            try:
-                self._queue.remove(entry)
-            except ValueError:
-                return  # already taken by a worker (or finished)
-            self._observer.queue_depth(self.name, len(self._queue))
-            self._observer.dropped(self.name, "cancelled")
+            removed = 0
+            for entry in entries:
+                entry.cancelled = True
+                try:
+                    self._queue.remove(entry)
+                except ValueError:
+                    continue  # already taken by a worker (or finished)
+                removed += 1
+                self._observer.dropped(self.name, "cancelled")
+            if removed:
+                self._observer.queue_depth(self.name, len(self._queue))
 
     def _overloaded_locked(self) -> SensoriumError:
         retry = self._retry_after_locked()
@@ -436,15 +494,23 @@ class Batcher(Generic[T, R]):
                         return None
                     self._clock.wait(self._cond, None)
                     continue
-                # Draining: run what is left without waiting for batches to fill.
-                if self._state is _State.OPEN and len(self._queue) < self._max_batch_size:
+                # Draining: run what is left without waiting for batches to fill. Otherwise wait
+                # for company only while recent traffic brings it (see `_peak`).
+                expected = min(self._max_batch_size, self._expected_locked())
+                if self._state is _State.OPEN and len(self._queue) < expected:
                     left = self._queue[0].enqueued_at + self._max_wait - self._clock.now()
                     if left > 0:
                         self._clock.wait(self._cond, left)
                         continue
                 batch = self._take_locked()
                 if batch:
+                    self._in_model += len(batch)
                     return batch
+
+    def _expected_locked(self) -> int:
+        if self._clock.now() - self._peak_since > self._peak_window:
+            return len(self._queue) + self._in_model  # the peak is stale: nobody came lately
+        return self._peak
 
     def _take_locked(self) -> list[_Entry[T, R]]:
         now = self._clock.now()
@@ -479,13 +545,12 @@ class Batcher(Generic[T, R]):
             return
         self._record(len(batch), start, failed=False)
         self._trace(batch, start_ns, failed=False)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Entry[T, R], bool, Any]]] = {}
         for entry, result in zip(batch, results, strict=True):
-            assert entry.future is not None
-            by_loop.setdefault(entry.loop, []).append((entry.future, True, result))
+            by_loop.setdefault(entry.loop, []).append((entry, True, result))
         # One wake-up of each event loop per batch, not one per item.
-        for loop, pairs in by_loop.items():
-            _post(loop, _settle, pairs)
+        for loop, done in by_loop.items():
+            _post(loop, _settle, done)
 
     def _stream_one(self, run_stream: RunStream[T, R], entry: _Entry[T, R]) -> None:
         sink = entry.sink
@@ -526,9 +591,11 @@ class Batcher(Generic[T, R]):
         _post(entry.loop, sink.put_nowait, end)
 
     def _record(self, size: int, start: float, *, failed: bool) -> None:
+        """The model is done with `size` items (before their callers hear of it)."""
         seconds = max(self._clock.now() - start, 0.0)
         self._observer.batch_done(self.name, size, seconds, failed)
         with self._cond:
+            self._in_model -= size
             previous = self._batch_seconds
             self._batch_seconds = (
                 seconds if previous is None else previous + _EWMA_WEIGHT * (seconds - previous)
@@ -540,8 +607,8 @@ class Batcher(Generic[T, R]):
                                  time.time_ns(), failed)
 
     def _fail(self, entry: _Entry[T, R], error: BaseException) -> None:
-        if entry.future is not None:
-            _post(entry.loop, _settle, [(entry.future, False, error)])
+        if entry.request is not None:
+            _post(entry.loop, _settle, [(entry, False, error)])
         elif entry.sink is not None:
             _post(entry.loop, entry.sink.put_nowait, _Done(error))
 

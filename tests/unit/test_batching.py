@@ -147,39 +147,129 @@ async def test_concurrent_submits_coalesce_into_full_batches(clock, closing):
     assert sorted(x for b in batches for x in b) == list(range(16))
 
 
+async def company(batcher: Batcher[Any, Any], clock: FakeClock, count: int = 2) -> int:
+    """Recent traffic of `count` items at once (so later items expect company); returns the
+    clock's timed waits so far. One request queues them together: they run without waiting."""
+    warm = [("warm", i) for i in range(count)]
+    assert await batcher.submit_many(warm) == [f(x) for x in warm]
+    await until(lambda: clock.waiting == 1, "the worker to wait again")
+    return clock.timed_waits
+
+
 async def test_lone_item_runs_once_max_wait_has_passed_not_before(clock, closing):
     gate = Gate()
     gate.opened.set()
     batcher = make(closing, gate, max_batch_size=8, max_wait=0.010, clock=clock)
+    waits = await company(batcher, clock)
+    runs = len(gate.batches)
 
     task = asyncio.create_task(batcher.submit("only"))
-    await until(lambda: clock.timed_waits == 1 and clock.waiting == 1, "the max-wait timer")
+    await until(lambda: clock.timed_waits == waits + 1 and clock.waiting == 1, "the max-wait timer")
     clock.advance(0.009)
     # The worker wakes, sees 1 ms left, and waits again without running the model.
-    await until(lambda: clock.timed_waits == 2 and clock.waiting == 1, "a second wait")
-    assert gate.batches == []
+    await until(lambda: clock.timed_waits == waits + 2 and clock.waiting == 1, "a second wait")
+    assert len(gate.batches) == runs
     assert not task.done()
 
     clock.advance(0.002)
     assert await task == f("only")
-    assert gate.batches == [["only"]]
+    assert gate.batches[runs:] == [["only"]]
+
+
+async def test_a_lone_caller_without_recent_company_never_waits(clock, closing):
+    gate = Gate()
+    gate.opened.set()
+    batcher = make(closing, gate, max_batch_size=8, max_wait=10.0, clock=clock)
+    # No one else came lately: the item runs at once although max_wait is 10 s.
+    assert await batcher.submit("alone") == f("alone")
+    assert clock.timed_waits == 0
+    # Company came (two callers at once): a lone item now waits for more ...
+    waits = await company(batcher, clock)
+    task = asyncio.create_task(batcher.submit("waits"))
+    await until(lambda: clock.timed_waits == waits + 1, "the max-wait timer")
+    assert not task.done()
+    clock.advance(10.0)
+    assert await task == f("waits")
+    # ... until the traffic is old news (the peak is kept for max(1 s, 100 x max_wait)).
+    clock.advance(1000.0)
+    waits = clock.timed_waits
+    assert await batcher.submit("alone again") == f("alone again")
+    assert clock.timed_waits == waits
 
 
 async def test_max_wait_counts_from_the_oldest_item(clock, closing):
     gate = Gate()
     gate.opened.set()
     batcher = make(closing, gate, max_batch_size=8, max_wait=0.010, clock=clock)
+    waits = await company(batcher, clock, 3)
+    runs = len(gate.batches)
 
     first = asyncio.create_task(batcher.submit(1))
-    await until(lambda: clock.waiting == 1 and clock.timed_waits == 1)
+    await until(lambda: clock.waiting == 1 and clock.timed_waits == waits + 1)
     clock.advance(0.006)
-    await until(lambda: clock.timed_waits == 2 and clock.waiting == 1)
+    await until(lambda: clock.timed_waits == waits + 2 and clock.waiting == 1)
     second = asyncio.create_task(batcher.submit(2))
     await until(lambda: batcher.queue_depth == 2)
     clock.advance(0.005)  # 11 ms after the first item, 5 ms after the second
 
     assert await asyncio.gather(first, second) == [f(1), f(2)]
-    assert gate.batches == [[1, 2]]
+    assert gate.batches[runs:] == [[1, 2]]
+
+
+async def test_one_request_of_many_items_is_batched_and_answered_in_order(clock, closing):
+    gate = Gate()
+    gate.opened.set()
+    batcher = make(closing, gate, max_batch_size=4, clock=clock)
+    assert await batcher.submit_many(list(range(10))) == [f(i) for i in range(10)]
+    assert sorted(x for b in gate.batches for x in b) == list(range(10))
+    assert all(len(b) <= 4 for b in gate.batches)
+
+
+async def test_a_request_that_does_not_fit_is_refused_whole(clock, closing):
+    gate = Gate()
+    batcher = make(closing, gate, max_batch_size=1, queue_size=4, clock=clock)
+    running = asyncio.create_task(batcher.submit("running"))
+    await until(lambda: gate.entered == 1, "the model to block")
+    queued = asyncio.create_task(batcher.submit_many(["a", "b"]))
+    await until(lambda: batcher.queue_depth == 2)
+    with pytest.raises(SensoriumError) as refused:
+        await batcher.submit_many(["x", "y", "z"])  # 2 + 3 > 4: none of it is queued
+    assert refused.value.reason is Reason.OVERLOADED and batcher.queue_depth == 2
+    gate.opened.set()
+    assert await running == f("running")
+    assert await queued == [f("a"), f("b")]
+
+
+async def test_a_failing_item_fails_its_request_and_withdraws_the_rest(clock, closing):
+    def model(items: list[str]) -> list[Any]:
+        if "boom" in items:
+            raise ValueError("model exploded")
+        return [f(x) for x in items]
+
+    seen: list[list[str]] = []
+
+    def recording(items: list[str]) -> list[Any]:
+        seen.append(list(items))
+        return model(items)
+
+    gate_open = threading.Event()
+
+    def slow_first(items: list[str]) -> list[Any]:
+        if items == ["first"]:
+            assert gate_open.wait(10)
+        return recording(items)
+
+    batcher = make(closing, slow_first, max_batch_size=1, clock=clock)
+    first = asyncio.create_task(batcher.submit("first"))
+    await until(lambda: batcher.queue_depth == 0 and not first.done(), "the model to block")
+    request = asyncio.create_task(batcher.submit_many(["boom", "later", "later too"]))
+    await until(lambda: batcher.queue_depth == 3)
+    gate_open.set()
+    with pytest.raises(ValueError, match="exploded"):
+        await request
+    assert await first == f("first")
+    await until(lambda: batcher.queue_depth == 0)
+    assert ["later"] not in seen[:2]  # withdrawn (at most one can already be in the model)
 
 
 async def test_full_queue_refuses_at_once_with_a_retry_estimate(clock, closing):
@@ -359,11 +449,9 @@ async def test_close_with_drain_runs_what_was_queued_and_stops_the_threads(clock
     batcher.start()
     assert len(batcher_threads("drain")) == 1
 
-    running = asyncio.create_task(batcher.submit(1))
-    await until(lambda: clock.waiting == 1)
-    clock.advance(5.0)
+    running = asyncio.create_task(batcher.submit(1))  # no company lately: runs at once
     await until(lambda: gate.entered == 1)
-    queued = asyncio.create_task(batcher.submit(2))  # alone: would wait 5 s for company
+    queued = asyncio.create_task(batcher.submit(2))  # 1 in the model: would wait 5 s for company
     await until(lambda: batcher.queue_depth == 1)
 
     closing = asyncio.create_task(batcher.close(drain=True))
