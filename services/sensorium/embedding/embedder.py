@@ -27,9 +27,9 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +37,7 @@ import torch
 
 from sensorium.device import DevicePlan, is_cuda_oom
 from sensorium.embedding import images
+from sensorium.embedding.tokens import ClipTokenizer
 from sensorium.errors import Reason, SensoriumError
 
 log = logging.getLogger("sensorium.embedding")
@@ -76,8 +77,8 @@ class Space:
 class ImageInput:
     """An image preprocessed for the model."""
 
-    pixels: torch.Tensor
-    """The model's input tensor (C, H, W), float32 on the CPU."""
+    pixels: npt.NDArray[np.float32]
+    """The model's input (C, H, W), float32."""
     width: int
     height: int
 
@@ -86,8 +87,8 @@ class ImageInput:
 class TextInput:
     """A text tokenized for the model."""
 
-    tokens: torch.Tensor
-    """Token ids (context_length,), int64 on the CPU."""
+    tokens: npt.NDArray[np.int64]
+    """Token ids (context_length,), int64."""
     token_count: int
     """Tokens of the whole text, start and end tokens included."""
     truncated: bool
@@ -272,29 +273,93 @@ def score(
     return similarities.astype(np.float32), probabilities.astype(np.float32)
 
 
-class Embedder:
-    """A loaded open_clip model with its preprocessing and tokenizer. Build with `load`."""
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the front of a loaded model needs to know of it, without the model itself:
+    enough to preprocess and tokenize for it in another process (picklable)."""
 
-    def __init__(
-        self, model: Any, preprocess: Callable[[Any], torch.Tensor], tokenizer: Any,
-        weights: Weights, plan: DevicePlan, weights_sha256: str,
-    ) -> None:
+    weights: Weights
+    plan: DevicePlan
+    """The plan the model runs on (after any CPU fallback at warm-up)."""
+    space: Space
+    context_length: int
+    image_shape: tuple[int, int, int]
+    """The model's input tensor of one image (C, H, W)."""
+    logit_scale: float
+    logit_bias: float | None
+    preprocess: dict[str, Any]
+    """open_clip's final preprocessing configuration (`model.visual.preprocess_cfg`)."""
+
+
+class Towers(Protocol):
+    """The model's two towers over ready inputs: raw float32 vectors (n, dimension)."""
+
+    def run(
+        self, pixels: Sequence[npt.NDArray[np.float32]], tokens: Sequence[npt.NDArray[np.int64]]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Image vectors for `pixels` (each (C, H, W)) and text vectors for `tokens` (each
+        (context_length,)), in order; a kind with no inputs gives an empty array."""
+        ...
+
+
+class LocalTowers:
+    """The towers of an open_clip model in this process (fp16 autocast on CUDA)."""
+
+    def __init__(self, model: Any, plan: DevicePlan) -> None:
         self.model = model
-        self.preprocess = preprocess
-        self.tokenizer = tokenizer
         self.plan = plan
         self.device = torch.device(plan.device)
-        self.weights = weights
+
+    def run(
+        self, pixels: Sequence[npt.NDArray[np.float32]], tokens: Sequence[npt.NDArray[np.int64]]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        return self.run_arrays(np.stack(pixels) if len(pixels) else None,
+                               np.stack(tokens) if len(tokens) else None)
+
+    def run_arrays(
+        self, pixels: npt.NDArray[np.float32] | None, tokens: npt.NDArray[np.int64] | None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """`run` over whole batches (n, C, H, W) and (n, context_length), e.g. shared memory."""
+        empty = np.zeros((0, 0), dtype=np.float32)
+        with torch.inference_mode():
+            images = self._run(self.model.encode_image, pixels) if pixels is not None else empty
+            texts = self._run(self.model.encode_text, tokens) if tokens is not None else empty
+        return images, texts
+
+    def _run(
+        self, tower: Callable[[torch.Tensor], torch.Tensor], inputs: npt.NDArray[Any]
+    ) -> npt.NDArray[np.float32]:
+        batch = torch.from_numpy(inputs)
+        if self.device.type == "cuda":
+            # Pinned memory lets the copy to the GPU run asynchronously.
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.plan.is_cuda):
+            features = tower(batch)
+        return np.ascontiguousarray(features.float().cpu().numpy(), dtype=np.float32)
+
+
+class Embedder:
+    """An open_clip model's preprocessing and tokenizer in front of its towers, which run here
+    (`load`) or in a model process (`remote`)."""
+
+    def __init__(self, preprocess: Callable[[Any], torch.Tensor], tokenizer: Any, facts: ModelFacts,
+                 towers: Towers, model: Any = None) -> None:
+        self.model = model
+        """The open_clip model when it runs in this process, else None."""
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.towers = towers
+        self.facts = facts
+        self.plan = facts.plan
+        self.weights = facts.weights
         self.context_length: int = int(tokenizer.context_length)
-        scale = model.logit_scale.detach().float().exp().reshape(-1)[0]
-        self.logit_scale = float(scale)
-        bias = getattr(model, "logit_bias", None)
-        self.logit_bias: float | None = None if bias is None else float(bias.detach().float().reshape(-1)[0])
-        size = getattr(getattr(model, "visual", None), "image_size", 224)
-        self.image_side: int = max(size) if isinstance(size, (tuple, list)) else int(size)
+        self.logit_scale = facts.logit_scale
+        self.logit_bias = facts.logit_bias
+        self.image_side: int = max(facts.image_shape[1:])
         self._counter = TokenCounter(tokenizer)
-        self._weights_sha256 = weights_sha256
-        self.space = Space(weights.model_label, weights.pretrained_label, weights_sha256, 0)
+        self.fast_tokens: bool = self._counter.fast
+        """Texts are tokenized by the Rust tokenizer (microseconds: fine on an event loop)."""
+        self.space = facts.space
 
     @property
     def scoring(self) -> Scoring:
@@ -324,7 +389,17 @@ class Embedder:
         clip.eval()
         sha = fingerprint(clip.state_dict())
         clip.to(torch.device(plan.device))
-        engine = cls(clip, preprocess, tokenizer, weights, plan, sha)
+        scale = float(clip.logit_scale.detach().float().exp().reshape(-1)[0])
+        bias = getattr(clip, "logit_bias", None)
+        size = getattr(getattr(clip, "visual", None), "image_size", 224)
+        height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        facts = ModelFacts(
+            weights, plan, Space(weights.model_label, weights.pretrained_label, sha, 0),
+            int(tokenizer.context_length), (3, height, width), scale,
+            None if bias is None else float(bias.detach().float().reshape(-1)[0]),
+            dict(getattr(clip.visual, "preprocess_cfg", {})),
+        )
+        engine = cls(preprocess, tokenizer, facts, LocalTowers(clip, plan), clip)
         engine.warm_up()
         log.info("embedding model loaded", extra={
             "model": engine.space.model, "pretrained": engine.space.pretrained,
@@ -332,6 +407,19 @@ class Embedder:
             "context_length": engine.context_length, "scoring": engine.scoring,
         })
         return engine
+
+    @classmethod
+    def remote(cls, facts: ModelFacts, towers: Towers, model_dir: Path) -> Embedder:
+        """The front of a model that runs elsewhere (`towers`): the same preprocessing and
+        tokenizer as `load` builds, from `facts`."""
+        import open_clip
+        from open_clip.transform import PreprocessCfg, image_transform_v2
+
+        name = facts.weights.open_clip_name
+        tokenizer = open_clip.get_tokenizer(name, cache_dir=str(open_clip_cache(model_dir)),
+                                            **_tokenizer_kwargs(name))
+        preprocess = image_transform_v2(PreprocessCfg(**facts.preprocess), is_train=False)
+        return cls(preprocess, tokenizer, facts, towers)
 
     def warm_up(self) -> None:
         """One real batch (an image and a text) through the whole path: CUDA kernels and
@@ -344,8 +432,8 @@ class Embedder:
         Image.fromarray(pixels.astype(np.uint8), "RGB").save(buffer, format="PNG")
         image = self.prepare_image(buffer.getvalue(), max_bytes=1 << 30, max_pixels=1 << 40)
         vectors = self.encode([image, self.prepare_text("a photo of a cat")])
-        self.space = Space(self.space.model, self.space.pretrained, self._weights_sha256,
-                           int(vectors[0].shape[0]))
+        self.space = replace(self.space, dimension=int(vectors[0].shape[0]))
+        self.facts = replace(self.facts, space=self.space)
 
     # ---- preprocessing (pool threads) ----------------------------------------------------
 
@@ -354,7 +442,7 @@ class Embedder:
         decoded = images.decode_image(
             data, max_bytes=max_bytes, max_pixels=max_pixels, min_side=self.image_side
         )
-        pixels = self.preprocess(decoded.image)
+        pixels = self.preprocess(decoded.image).numpy()
         return ImageInput(pixels, decoded.width, decoded.height)
 
     def prepare_text(self, text: str, *, strict: bool = False, max_chars: int = 1 << 20) -> TextInput:
@@ -388,19 +476,15 @@ class Embedder:
     def encode(self, items: Sequence[Prepared]) -> list[Vector]:
         """Raw (unnormalized) float32 vectors, one per item, in order; images and texts may be
         mixed (each tower runs once per call)."""
-        vectors: list[Vector | None] = [None] * len(items)
         image_at = [i for i, item in enumerate(items) if isinstance(item, ImageInput)]
         text_at = [i for i, item in enumerate(items) if isinstance(item, TextInput)]
-        with torch.inference_mode():
-            if image_at:
-                batch = torch.stack([_pixels(items[i]) for i in image_at])
-                for i, vector in zip(image_at, self._run(self.model.encode_image, batch), strict=True):
-                    vectors[i] = vector
-            if text_at:
-                batch = torch.stack([_tokens(items[i]) for i in text_at])
-                for i, vector in zip(text_at, self._run(self.model.encode_text, batch), strict=True):
-                    vectors[i] = vector
-        return [v for v in vectors if v is not None]
+        images, texts = self.towers.run([_pixels(items[i]) for i in image_at],
+                                        [_tokens(items[i]) for i in text_at])
+        vectors: list[Any] = [None] * len(items)
+        for rows, places in ((images, image_at), (texts, text_at)):
+            for row, i in zip(rows, places, strict=True):
+                vectors[i] = row
+        return vectors
 
     def encode_or_oom(self, items: Sequence[Prepared]) -> list[Vector | SensoriumError]:
         """`encode`, answering CUDA out-of-memory of a single item with a GPU_OUT_OF_MEMORY
@@ -421,36 +505,32 @@ class Embedder:
                 retry_after_seconds=2.0,
             )]
 
-    def _run(self, tower: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor) -> list[Vector]:
-        if self.device.type == "cuda":
-            # Pinned memory lets the copy to the GPU run asynchronously.
-            batch = batch.pin_memory().to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.plan.is_cuda):
-            features = tower(batch)
-        array = features.float().cpu().numpy()
-        return [np.ascontiguousarray(row, dtype=np.float32) for row in array]
 
-
-def _pixels(item: Prepared) -> torch.Tensor:
+def _pixels(item: Prepared) -> npt.NDArray[np.float32]:
     assert isinstance(item, ImageInput)
     return item.pixels
 
 
-def _tokens(item: Prepared) -> torch.Tensor:
+def _tokens(item: Prepared) -> npt.NDArray[np.int64]:
     assert isinstance(item, TextInput)
     return item.tokens
 
 
 class TokenCounter:
-    """Counts tokens as a model's tokenizer does, start and end tokens included, untruncated.
+    """Tokenizes and counts as a model's tokenizer does (counts include the start and end tokens
+    and are not truncated).
 
-    `load` needs only the tokenizer, not the weights: the index job counts with it when a
-    remote server embeds (its chunks must fit the server's model)."""
+    CLIP's own BPE tokenizer (open_clip's `SimpleTokenizer`, most models) is replaced by the Rust
+    `tokens.ClipTokenizer`, which gives the same ids ~30x faster; other tokenizers (Hugging Face
+    ones: SigLIP and others) are used as open_clip gives them. `load` needs only the tokenizer,
+    not the weights: the index job counts with it when a remote server embeds (its chunks must
+    fit the server's model)."""
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.context_length: int = int(tokenizer.context_length)
-        self._simple = type(tokenizer).__name__ == "SimpleTokenizer"
+        self._clip = _rust_twin(tokenizer)
+        self.fast = self._clip is not None
         # Hugging Face fast tokenizers fail with "Already borrowed" when called concurrently.
         self._lock = threading.Lock()
 
@@ -462,18 +542,39 @@ class TokenCounter:
         cache = str(open_clip_cache(model_dir))
         return cls(open_clip.get_tokenizer(name, cache_dir=cache, **_tokenizer_kwargs(name)))
 
-    def encode(self, text: str) -> tuple[Any, int]:
+    def encode(self, text: str) -> tuple[npt.NDArray[np.int64], int]:
         """The model's input tokens (truncated to the context) and the untruncated count."""
-        if self._simple:
-            return self.tokenizer([text])[0], self.count(text)
+        if self._clip is not None:
+            return self._clip.row(text)
         with self._lock:
-            return self.tokenizer([text])[0], _hf_token_count(self.tokenizer, text)
+            return self.tokenizer([text])[0].numpy(), _hf_token_count(self.tokenizer, text)
 
     def count(self, text: str) -> int:
-        if self._simple:
-            return len(self.tokenizer.encode(text)) + 2
+        if self._clip is not None:
+            return self._clip.count(text)
         with self._lock:
             return _hf_token_count(self.tokenizer, text)
+
+
+def _rust_twin(tokenizer: Any) -> ClipTokenizer | None:
+    """The Rust tokenizer giving `tokenizer`'s ids, when it is open_clip's plain CLIP BPE."""
+    from open_clip import tokenizer as open_clip_tokenizer
+
+    plain = (
+        type(tokenizer) is open_clip_tokenizer.SimpleTokenizer
+        and tokenizer.clean_fn is open_clip_tokenizer._clean_lower
+        and tokenizer.reduction_fn is None
+        and tokenizer.vocab_size == 49408  # no additional special tokens
+    )
+    if not plain:
+        return None
+    twin = ClipTokenizer.from_bpe(context_length=int(tokenizer.context_length))
+    # A config could name another vocabulary file: then keep open_clip's tokenizer.
+    same = all(twin.encode(probe) == tokenizer.encode(probe) for probe in _PROBES)
+    return twin if same else None
+
+
+_PROBES = ("A photo of a cat, 1 2 3!", "naïve café ✔ 東京 &amp; <start_of_text>", "it's x86_64")
 
 
 def _tokenizer_kwargs(open_clip_name: str) -> dict[str, Any]:
