@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -54,6 +55,10 @@ class HostedService(abc.ABC):
     async def stop(self, grace: float | None = None) -> None:  # noqa: B027 - optional hook
         """Release the engine (worker processes, model memory) after in-flight calls ended."""
 
+    def watch(self, listener: Callable[[bool, SensoriumError | None], None]) -> None:  # noqa: B027
+        """After start: call `listener(ready, problem)` when the engine stops or starts being
+        able to serve (a model process died and is restarted). Optional."""
+
 
 class RuntimeService(HostedService):
     """A registered service: the registry's servicer over a runtime of `runtimes`."""
@@ -72,6 +77,11 @@ class RuntimeService(HostedService):
 
     async def stop(self, grace: float | None = None) -> None:
         await self.runtimes.get(self.spec.name).close(grace)
+
+    def watch(self, listener: Callable[[bool, SensoriumError | None], None]) -> None:
+        watch = getattr(self.runtimes.get(self.spec.name), "watch", None)
+        if watch is not None:
+            watch(listener)
 
 
 UNARY_RESPONSE_LIMIT = 4 * 1024 * 1024

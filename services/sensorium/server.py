@@ -10,6 +10,7 @@ in-flight calls finish within `shutdown_grace_seconds`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from collections.abc import Sequence
@@ -64,6 +65,8 @@ class Server:
         self.metrics_port: int | None = None
         self._stopped = asyncio.Event()
         self._shutdown: asyncio.Task[None] | None = None
+        self._health_updates: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self._main = self._build_main()
         self._probe = grpc.aio.server()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._probe)
@@ -163,8 +166,27 @@ class Server:
             service.ready, service.problem = True, None
             metrics.SERVICE_READY.labels(service.name).set(1)
             await self.health.set(service.full_name, _SERVING)
+            service.watch(functools.partial(self._readiness_changed, service))
             log.info("service ready", extra={"service": service.name})
         return failures
+
+    def _readiness_changed(self, service: HostedService, ready: bool, problem: SensoriumError | None) -> None:
+        """A started service lost or regained its engine (on the event loop): calls are refused
+        with `problem` meanwhile, and health says so."""
+        if self._stopping:
+            return  # shutting down: health already says NOT_SERVING
+        service.ready, service.problem = ready, problem
+        metrics.SERVICE_READY.labels(service.name).set(1 if ready else 0)
+        log.warning("service %s", "ready again" if ready else "not ready", extra={"service": service.name})
+        status = _SERVING if ready else _NOT_SERVING
+        overall = _SERVING if any(s.ready for s in self.services) else _NOT_SERVING
+        task = asyncio.get_running_loop().create_task(self._set_health(service.full_name, status, overall))
+        self._health_updates.add(task)
+        task.add_done_callback(self._health_updates.discard)
+
+    async def _set_health(self, name: str, status: int, overall: int) -> None:
+        await self.health.set(name, status)
+        await self.health.set(OVERALL, overall)
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -185,6 +207,7 @@ class Server:
         it to retry elsewhere, instead of a refused connection with no reason. grpc's own
         `stop(grace)` would close the listener at once.
         """
+        self._stopping = True
         for name in [OVERALL, *self.state.services]:
             await self.health.set(name, _NOT_SERVING)
         for service in self.services:

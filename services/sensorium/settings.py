@@ -114,6 +114,10 @@ class EmbeddingSettings(_Group):
     max_items_per_request: int = Field(default=256, gt=0)
     """Most texts or images in one EmbedTexts / EmbedImages call, of each kind in one Score call,
     and items one StreamEmbed call has in work at once (the stream waits beyond it)."""
+    model_process: bool = True
+    """Run the model in a process of its own, fed through shared memory, so its Python never
+    holds the GIL the server's event loop needs (bench/overhead.py); the service restarts it if
+    it dies and reports NOT_SERVING meanwhile. false: the model runs in a thread of the server."""
     max_text_chars: int = Field(default=65536, gt=0)
     """Longest text accepted, in characters (INPUT_TOO_LARGE); models read only their first
     context-length tokens, and tokenizing megabytes would stall the preprocessing threads."""

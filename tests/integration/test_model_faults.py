@@ -60,6 +60,8 @@ async def test_cuda_out_of_memory_splits_the_batch_and_every_caller_gets_its_vec
     server = await _embedding_server(start_server, shapes_model, max_wait_ms=300.0, max_batch_size=8)
     engine = server.runtimes.embedding.model
     real, sizes = engine.encode, []
+    async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
+        await client.embed_images(_images(8))  # recent traffic of 8: single calls wait for company
 
     def encode(items):
         sizes.append(len(items))

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
 
 from sensorium import metrics
 from sensorium.batching import Batcher, split_on_error
@@ -29,6 +32,7 @@ from sensorium.registry import RuntimeContext
 
 if TYPE_CHECKING:  # torch is imported when the runtime starts, never before
     from sensorium.embedding.embedder import Embedder, Prepared, Scoring, Space, Vector
+    from sensorium.embedding.model_process import ModelConfig, ModelProcess
 
 log = logging.getLogger("sensorium.embedding")
 T = TypeVar("T")
@@ -81,6 +85,14 @@ class EmbeddingRuntime:
         self.budget = context.budget
         self._context = context
         self._load = load or self._load_engine
+        # The model runs in a process of its own unless a test injects its own loader.
+        self._separate = load is None and self.settings.model_process
+        self._process: ModelProcess | None = None
+        self._model_config: ModelConfig | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: Callable[[bool, SensoriumError | None], None] | None = None
+        self._restarting: asyncio.Task[None] | None = None
+        self._closing = False
         self.engine: Embedder | None = None
         self.plan: DevicePlan | None = None
         self._batcher: Batcher[Prepared, Any] | None = None
@@ -99,10 +111,14 @@ class EmbeddingRuntime:
                 f"the embedding engine is not installed ({exc}); install sensorium[embedding]"
             ) from exc
         plan = await self._context.device.plan(self._context.cpus)
+        self._loop = asyncio.get_running_loop()
         try:
-            engine, plan = await asyncio.to_thread(
-                load_with_fallback, self.root.device, plan, self._load, what="embedding"
-            )
+            if self._separate:
+                engine, plan = await asyncio.to_thread(self._start_model_process, plan)
+            else:
+                engine, plan = await asyncio.to_thread(
+                    load_with_fallback, self.root.device, plan, self._load, what="embedding"
+                )
         except ServiceStartError:
             raise
         except Exception as exc:
@@ -123,7 +139,89 @@ class EmbeddingRuntime:
         log.info("embedding runtime started", extra={
             "device": plan.device, "device_reason": plan.reason,
             "model_threads": counts.model_threads, "preprocess_threads": counts.preprocess_threads,
+            "model_process": self._process.pid if self._process is not None else None,
         })
+
+    def _start_model_process(self, plan: DevicePlan) -> tuple[Embedder, DevicePlan]:
+        """Start the model process and build the front of its model here (blocking)."""
+        import torch
+
+        from sensorium.embedding.embedder import Embedder
+        from sensorium.embedding.model_process import ModelConfig
+
+        self._model_config = ModelConfig(
+            self.settings.model, self.settings.pretrained, self.root.model_dir, self.root.device, plan,
+            self._threads(plan).model_threads, self.settings.max_batch_size, self.root.log_level,
+            self.root.log_format,
+        )
+        process = self._new_process()
+        facts = process.start()
+        try:
+            # Only preprocessing uses torch here: small tensors, one thread each.
+            torch.set_num_threads(1)
+            engine = Embedder.remote(facts, process, self.root.model_dir)
+        except Exception as exc:
+            process.close()
+            raise ServiceStartError(f"the embedding model's preprocessing cannot be built: {exc}") from exc
+        self._process = process
+        return engine, facts.plan
+
+    def _new_process(self) -> ModelProcess:
+        from sensorium.embedding.model_process import ModelProcess
+
+        assert self._model_config is not None
+        return ModelProcess(self._model_config, on_exit=self._exited)
+
+    def _exited(self, code: int) -> None:
+        """The model process ended by itself (called from its watcher thread)."""
+        if self._loop is not None and not self._closing:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to restart
+                self._loop.call_soon_threadsafe(self._restart_soon, code)
+
+    def _restart_soon(self, code: int) -> None:
+        if self._closing or self._restarting is not None:
+            return
+        log.error("the embedding model process exited with code %s; restarting it", code)
+        metrics.WORKER_RESTARTS.labels("embedding", "crashed").inc()
+        self._set_ready(False, SensoriumError(
+            Reason.NOT_READY, "the embedding model process is restarting; retry shortly",
+            retry_after_seconds=5.0))
+        self._restarting = asyncio.get_running_loop().create_task(self._restart())
+
+    async def _restart(self) -> None:
+        delay = 1.0
+        try:
+            while not self._closing:
+                process = self._new_process()
+                try:
+                    await asyncio.to_thread(process.start)
+                except ServiceStartError as exc:
+                    log.error("restarting the embedding model process failed; retrying in %g s: %s",
+                              delay, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, 60.0)
+                    continue
+                if self._closing:
+                    await asyncio.to_thread(process.close)
+                    return
+                old, self._process = self._process, process
+                self.model.towers = process
+                if old is not None:
+                    await asyncio.to_thread(old.close, 0)
+                log.info("embedding model process restarted", extra={"pid": process.pid})
+                self._set_ready(True, None)
+                return
+        finally:
+            self._restarting = None
+
+    def watch(self, listener: Callable[[bool, SensoriumError | None], None]) -> None:
+        """Call `listener(ready, problem)` when the service stops or starts being able to serve
+        after start-up (its model process died and is being restarted, or is back)."""
+        self._listener = listener
+
+    def _set_ready(self, ready: bool, problem: SensoriumError | None) -> None:
+        if self._listener is not None:
+            self._listener(ready, problem)
 
     def _threads(self, plan: DevicePlan) -> Any:
         return thread_counts(plan.device, plan.cpu_threads, model_threads=self.settings.cpu_threads,
@@ -143,10 +241,15 @@ class EmbeddingRuntime:
             raise ServiceStartError(str(exc)) from exc
 
     async def close(self, grace: float | None = None) -> None:
+        self._closing = True
+        if self._restarting is not None:
+            self._restarting.cancel()
         if self._batcher is not None:
             await self._batcher.close(drain=True, grace=grace)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._process is not None:
+            await asyncio.to_thread(self._process.close, 10.0 if grace is None else max(grace, 1.0))
 
     # ---- what the model is ------------------------------------------------------------------
 
@@ -185,67 +288,76 @@ class EmbeddingRuntime:
         """One outcome per text, in order. `strict` (default: the setting) refuses texts over
         the context instead of truncating them; `deadline` is on the `time.monotonic()` scale."""
         self.check_count(len(texts), "texts")
-        return await gather_all([self.embed_text(t, strict=strict, normalize=normalize, deadline=deadline)
-                                 for t in texts])
+        return await self._texts(texts, strict, normalize, deadline)
 
     async def embed_images(
         self, images: Sequence[bytes], *, normalize: bool = True, deadline: float | None = None
     ) -> list[ImageOutcome]:
         """One outcome per encoded image (JPEG, PNG, WebP, GIF, TIFF, BMP), in order."""
         self.check_count(len(images), "images")
-        return await gather_all([self.embed_image(d, normalize=normalize, deadline=deadline) for d in images])
-
-    @contextlib.contextmanager
-    def _admitted(self) -> Iterator[None]:
-        batcher = self.batcher
-        if self._in_work >= self.settings.queue_size:
-            raise batcher.overloaded()
-        self._in_work += 1
-        try:
-            yield
-        finally:
-            self._in_work -= 1
+        return await self._images(images, normalize, deadline)
 
     async def embed_text(
         self, text: str, *, strict: bool | None = None, normalize: bool = True,
         deadline: float | None = None,
     ) -> TextOutcome:
-        with self._admitted():
-            return await self._embed_text(text, strict, normalize, deadline)
-
-    async def _embed_text(
-        self, text: str, strict: bool | None, normalize: bool, deadline: float | None
-    ) -> TextOutcome:
-        engine = self.model
-        strict = self.settings.strict_truncation if strict is None else strict
-        try:
-            item = await self._prepare(engine.prepare_text, text, strict=strict,
-                                       max_chars=self.settings.max_text_chars)
-        except SensoriumError as error:
-            if error.reason not in ITEM_REASONS:
-                raise
-            return TextOutcome(error=error)
-        vector = await self._submit(item, deadline)
-        return TextOutcome(self._finish(vector, normalize), truncated=item.truncated,
-                           token_count=item.token_count)
+        return (await self._texts([text], strict, normalize, deadline))[0]
 
     async def embed_image(
         self, data: bytes, *, normalize: bool = True, deadline: float | None = None
     ) -> ImageOutcome:
-        with self._admitted():
-            return await self._embed_image(data, normalize, deadline)
+        return (await self._images([data], normalize, deadline))[0]
 
-    async def _embed_image(self, data: bytes, normalize: bool, deadline: float | None) -> ImageOutcome:
-        engine = self.model
+    @contextlib.contextmanager
+    def _admitted(self, count: int) -> Iterator[None]:
+        """Admit a request's items whole, or refuse it (a request larger than the whole queue
+        is still admitted when nothing else is in work)."""
+        batcher = self.batcher
+        if self._in_work and self._in_work + count > self.settings.queue_size:
+            raise batcher.overloaded()
+        self._in_work += count
         try:
-            item = await self._prepare(engine.prepare_image, data, max_bytes=self.settings.max_image_bytes,
-                                       max_pixels=self.settings.max_image_pixels)
-        except SensoriumError as error:
-            if error.reason not in ITEM_REASONS:
-                raise
-            return ImageOutcome(error=error)
-        vector = await self._submit(item, deadline)
-        return ImageOutcome(self._finish(vector, normalize), width=item.width, height=item.height)
+            yield
+        finally:
+            self._in_work -= count
+
+    async def _texts(
+        self, texts: Sequence[str], strict: bool | None, normalize: bool, deadline: float | None
+    ) -> list[TextOutcome]:
+        engine = self.model
+        strict = self.settings.strict_truncation if strict is None else strict
+        limit = self.settings.max_text_chars
+        with self._admitted(len(texts)):
+            if engine.fast_tokens and sum(len(t) for t in texts) <= INLINE_TEXT_CHARS:
+                # Microseconds of Rust per text: a hop to a pool thread would cost more.
+                prepared = [_item_or_error(engine.prepare_text, t, strict=strict, max_chars=limit)
+                            for t in texts]
+            else:
+                prepared = await self._in_pool([
+                    functools.partial(_item_or_error, engine.prepare_text, t, strict=strict, max_chars=limit)
+                    for t in texts])
+            vectors = iter(await self._submit([p for p in prepared if not isinstance(p, SensoriumError)],
+                                              deadline))
+            return [TextOutcome(error=p) if isinstance(p, SensoriumError)
+                    else TextOutcome(_finish(next(vectors), normalize), truncated=p.truncated,
+                                     token_count=p.token_count)
+                    for p in prepared]
+
+    async def _images(
+        self, images: Sequence[bytes], normalize: bool, deadline: float | None
+    ) -> list[ImageOutcome]:
+        engine = self.model
+        settings = self.settings
+        with self._admitted(len(images)):
+            prepared = await self._in_pool([
+                functools.partial(_item_or_error, engine.prepare_image, data,
+                                  max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+                for data in images])
+            vectors = iter(await self._submit([p for p in prepared if not isinstance(p, SensoriumError)],
+                                              deadline))
+            return [ImageOutcome(error=p) if isinstance(p, SensoriumError)
+                    else ImageOutcome(_finish(next(vectors), normalize), width=p.width, height=p.height)
+                    for p in prepared]
 
     async def score(
         self, images: Sequence[bytes], texts: Sequence[str], *, deadline: float | None = None
@@ -257,12 +369,12 @@ class EmbeddingRuntime:
 
         self.check_count(len(images), "images")
         self.check_count(len(texts), "texts")
-        work: list[Awaitable[ImageOutcome | TextOutcome]] = [
-            *(self.embed_image(data, normalize=False, deadline=deadline) for data in images),
-            *(self.embed_text(text, strict=False, normalize=False, deadline=deadline) for text in texts),
-        ]
-        outcomes = await gather_all(work)
-        image_outcomes, text_outcomes = outcomes[:len(images)], outcomes[len(images):]
+        image_work = asyncio.ensure_future(self._images(images, False, deadline))
+        try:
+            text_outcomes = await self._texts(texts, False, False, deadline)
+            image_outcomes = await image_work
+        finally:
+            image_work.cancel()  # a failed text fails the call: stop the images' work
         for index, text in enumerate(text_outcomes):
             if text.error is not None:
                 raise SensoriumError(text.error.reason, f"text {index}: {text.error.message}",
@@ -298,9 +410,12 @@ class EmbeddingRuntime:
 
     # ---- internals ------------------------------------------------------------------------
 
-    async def _prepare(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _in_pool(self, jobs: list[Callable[[], T]]) -> list[T]:
+        """`jobs` run in the preprocessing threads, results in order."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        if len(jobs) == 1:
+            return [await loop.run_in_executor(self._pool, jobs[0])]
+        return list(await asyncio.gather(*(loop.run_in_executor(self._pool, job) for job in jobs)))
 
     @property
     def batcher(self) -> Batcher[Prepared, Any]:
@@ -309,18 +424,36 @@ class EmbeddingRuntime:
                                  retry_after_seconds=5.0)
         return self._batcher
 
-    async def _submit(self, item: Prepared, deadline: float | None) -> Vector:
-        result = await self.batcher.submit(item, deadline)
-        if isinstance(result, SensoriumError):  # GPU out of memory on this item alone
-            raise result
-        vector: Vector = result
+    async def _submit(self, items: list[Prepared], deadline: float | None) -> list[Vector]:
+        """Raw vectors of `items`: one request to the Batcher, however many items."""
+        results = await self.batcher.submit_many(items, deadline)
+        for result in results:
+            if isinstance(result, SensoriumError):  # GPU out of memory on this item alone
+                raise result
+        return results
+
+
+INLINE_TEXT_CHARS = 4096
+"""Texts of a request tokenized on the event loop when the Rust tokenizer serves the model and
+they hold at most this many characters in all (tens of microseconds); longer ones (ftfy on
+non-ASCII text costs ~1 us a character) go to the preprocessing threads."""
+
+
+def _item_or_error(prepare: Callable[..., T], *args: Any, **kwargs: Any) -> T | SensoriumError:
+    """`prepare(...)`, or the error that belongs to this item alone (others propagate)."""
+    try:
+        return prepare(*args, **kwargs)
+    except SensoriumError as error:
+        if error.reason not in ITEM_REASONS:
+            raise
+        return error
+
+
+def _finish(vector: Vector, normalize: bool) -> Vector:
+    if not normalize:
         return vector
-
-    @staticmethod
-    def _finish(vector: Vector, normalize: bool) -> Vector:
-        from sensorium.embedding.embedder import l2_normalize
-
-        return l2_normalize(vector) if normalize else vector
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
 
 
 async def gather_all(awaitables: Sequence[Awaitable[T]]) -> list[T]:

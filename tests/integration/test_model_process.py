@@ -1,0 +1,185 @@
+"""The embedding model in a process of its own: the same vectors, and its faults handled.
+
+Killed while a call is in it: that call gets UNAVAILABLE / NOT_READY saying the model process
+stopped, health reports NOT_SERVING while a new process loads, then SERVING, and calls succeed
+again. Shutdown lets calls in the model finish before it stops the process. SIGKILL of the whole
+server leaves neither the model process nor any shared-memory file behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import testkit
+import tiny_clip
+from sensorium.client import Client, ClientError
+from sensorium.embedding.runtime import EmbeddingRuntime
+
+pytestmark = pytest.mark.weights
+
+EMBEDDING = "sensorium.embedding.v1.EmbeddingService"
+
+
+@pytest.fixture(scope="module")
+def shapes_model() -> Path:
+    return tiny_clip.build()
+
+
+async def _server(start_server, shapes_model: Path, **embedding: object):
+    settings = {"model": f"local-dir:{shapes_model}", "pretrained": "", "model_process": True, **embedding}
+    return await start_server(services=["embedding"], embedding=settings, device="cpu", cpus=2)
+
+
+def _runtime(server) -> EmbeddingRuntime:
+    runtime = server.runtimes.embedding
+    assert isinstance(runtime, EmbeddingRuntime)
+    return runtime
+
+
+def _model_pid(server) -> int:
+    process = _runtime(server)._process
+    assert process is not None and process.pid is not None
+    return process.pid
+
+
+def _image() -> bytes:
+    return tiny_clip.png(tiny_clip.draw("circle", "red", np.random.default_rng(0)))
+
+
+async def _health(port: int) -> str:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        response = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=EMBEDDING), timeout=5)
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+async def _until_in_model(server, count: int) -> None:
+    batcher = _runtime(server)._batcher
+    assert batcher is not None
+    deadline = time.monotonic() + 30
+    while batcher._in_model < count:
+        assert time.monotonic() < deadline, "the calls never reached the model process"
+        await asyncio.sleep(0.01)
+
+
+async def test_the_model_process_gives_the_in_process_models_vectors(start_server, shapes_model):
+    separate = await _server(start_server, shapes_model)
+    inline = await _server(start_server, shapes_model, model_process=False)
+    assert _runtime(inline)._process is None and _model_pid(separate) != os.getpid()
+    texts = ["a red circle", "a blue square", "a green triangle " * 10]
+    images = [_image(), tiny_clip.png(tiny_clip.draw("square", "blue", np.random.default_rng(1)))]
+    answers = []
+    for server in (separate, inline):
+        async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
+            singles = await asyncio.gather(*(client.embed_texts([t]) for t in texts))
+            many = await client.embed_images(images)
+            answers.append(([r.results[0].vector.values for r in singles],
+                            [r.vector.values for r in many.results]))
+    for got, expected in zip(answers[0], answers[1], strict=True):
+        np.testing.assert_allclose(np.array(got), np.array(expected), rtol=1e-5, atol=1e-6)
+
+
+async def test_a_killed_model_process_fails_its_calls_clearly_and_comes_back(start_server, shapes_model):
+    server = await _server(start_server, shapes_model)
+    first = _model_pid(server)
+    async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
+        before = (await client.embed_texts(["a red circle"])).results[0].vector.values
+        os.kill(first, signal.SIGSTOP)  # the next call stays in the model until the kill
+        in_flight = asyncio.ensure_future(client.embed_texts(["a blue square"]))
+        await _until_in_model(server, 1)
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(ClientError) as failed:
+            await in_flight
+        details = failed.value.details
+        assert (details.code, details.reason) == (grpc.StatusCode.UNAVAILABLE, "NOT_READY")
+        assert "model process stopped" in details.message and details.retry_after_seconds == 5.0
+
+        deadline = time.monotonic() + 10
+        while await _health(server.port) != "NOT_SERVING":  # while a new process loads
+            assert time.monotonic() < deadline, "health never said NOT_SERVING"
+            await asyncio.sleep(0.01)
+        with pytest.raises(ClientError) as refused:
+            await client.embed_texts(["a green triangle"])
+        assert refused.value.details.reason == "NOT_READY"
+        deadline = time.monotonic() + 120
+        while await _health(server.port) != "SERVING":
+            assert time.monotonic() < deadline, "the model process was not restarted"
+            await asyncio.sleep(0.1)
+        assert _model_pid(server) != first
+        again = (await client.embed_texts(["a red circle"])).results[0].vector.values
+    np.testing.assert_allclose(again, before, rtol=1e-5, atol=1e-6)
+
+
+async def test_shutdown_lets_calls_in_the_model_finish_then_stops_the_process(start_server, shapes_model):
+    server = await _server(start_server, shapes_model)
+    pid = _model_pid(server)
+    async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
+        os.kill(pid, signal.SIGSTOP)
+        calls = [asyncio.ensure_future(client.embed_texts([f"a red circle number {i}"])) for i in range(3)]
+        await _until_in_model(server, 1)
+        deadline = time.monotonic() + 30
+        while server.state.in_flight < len(calls):  # the others wait in the queue
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        stopping = asyncio.ensure_future(server.shutdown())
+        await asyncio.sleep(0.5)
+        assert not stopping.done()  # waiting for the calls in the model
+        os.kill(pid, signal.SIGCONT)
+        results = await asyncio.gather(*calls)
+        await stopping
+    assert all(not r.results[0].HasField("error") for r in results)
+    assert not Path(f"/proc/{pid}").exists()
+
+
+def _shared_memory() -> set[str]:
+    return set(os.listdir("/dev/shm")) if Path("/dev/shm").is_dir() else set()
+
+
+def test_sigkill_of_the_server_leaves_no_model_process_and_no_shared_memory(shapes_model, tmp_path):
+    before = _shared_memory()
+    env = testkit.cli_env(SENSORIUM_SERVICES="embedding", SENSORIUM_DEVICE="cpu",
+                          SENSORIUM_EMBEDDING__MODEL=f"local-dir:{shapes_model}",
+                          SENSORIUM_EMBEDDING__PRETRAINED="", SENSORIUM_EMBEDDING__MODEL_PROCESS="true")
+    process = subprocess.Popen([*testkit.SENSORIUM, "serve"], stderr=subprocess.PIPE, text=True,
+                               env={"SENSORIUM_ADDRESS": "127.0.0.1:0", "SENSORIUM_HEALTH_PORT": "0",
+                                    "SENSORIUM_METRICS_PORT": "-1", **env})
+    assert process.stderr is not None
+    child = None
+    log = []
+    try:
+        for line in process.stderr:
+            log.append(line)
+            if match := re.search(r"embedding model process ready pid=(\d+)", line):
+                child = int(match.group(1))
+            if " sensorium.server ready" in line:
+                break
+        assert child is not None, "".join(log)
+        # The batches travel through an anonymous shared-memory file, mapped by both processes.
+        maps = Path(f"/proc/{child}/maps").read_text()
+        assert "memfd:sensorium-embedding" in maps
+    finally:
+        process.kill()
+        process.wait(30)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{child}").exists() and _state(child) != "Z":
+        assert time.monotonic() < deadline, "the model process outlived its server"
+        time.sleep(0.1)
+    assert _shared_memory() <= before
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
