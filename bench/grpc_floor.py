@@ -84,8 +84,9 @@ async def _echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes])
     return request
 
 
-async def start_server() -> tuple[grpc.aio.Server, int]:
-    """A grpc.aio server on 127.0.0.1 (free port) with the raw-bytes Sink and Echo methods."""
+async def start_server(tls: tuple[Path, Path] | None = None) -> tuple[grpc.aio.Server, int]:
+    """A grpc.aio server on 127.0.0.1 (free port) with the raw-bytes Sink and Echo methods;
+    with `tls` (certificate chain and key files, PEM) the port speaks TLS."""
     server = grpc.aio.server(options=CHANNEL_OPTIONS)
     handler = grpc.method_handlers_generic_handler(
         "floor.Floor",
@@ -96,14 +97,18 @@ async def start_server() -> tuple[grpc.aio.Server, int]:
         },
     )
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
+    if tls is not None:
+        credentials = grpc.ssl_server_credentials([(tls[1].read_bytes(), tls[0].read_bytes())])
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return server, port
 
 
-async def _serve_forever() -> None:
+async def _serve_forever(tls: tuple[Path, Path] | None = None) -> None:
     """--serve mode: print the port on stdout, serve until stdin closes or SIGTERM/SIGINT."""
-    server, port = await start_server()
+    server, port = await start_server(tls)
     print(f"PORT {port}", flush=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -123,9 +128,10 @@ def _wait_stdin_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Non
 class SubprocessServer:
     """The server in a child process (``python grpc_floor.py --serve``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        tls_args = ["--tls", str(tls[0]), str(tls[1])] if tls is not None else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--serve"],
+            [sys.executable, str(Path(__file__).resolve()), "--serve", *tls_args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -285,13 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="client channels (HTTP/2 connections), calls spread round-robin (default: 1)",
     )
     g.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    # --serve with TLS (certificate and key files): bench/overhead.py's floor under TLS.
+    g.add_argument("--tls", nargs=2, type=Path, default=None, help=argparse.SUPPRESS)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.serve:
-        asyncio.run(_serve_forever())
+        asyncio.run(_serve_forever(tuple(args.tls) if args.tls else None))
         return 0
     machine = harness.describe_machine()
     exe = Path(sys.executable)

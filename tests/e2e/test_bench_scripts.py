@@ -6,6 +6,7 @@ what is asserted is that a script a person runs from the README does not fail.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -103,3 +104,26 @@ def test_index_benchmark_runs_the_job_and_the_loop_on_the_same_files(tmp_path):
     assert report["ratio"] > 0 and len(report["runs"]["job"]) == len(report["runs"]["loop"]) == 1
     busy = report["runs"]["job"][0]["busy"]
     assert busy["embedding_model_s"] > 0 and busy["transcription_model_s"] > 0
+
+
+def test_overhead_benchmark_runs_the_service_beside_the_floor_and_the_bare_work(tmp_path):
+    import json
+
+    out = tmp_path / "overhead.json"
+    result = bench("bench/overhead.py", "-c", "1", "2", "-d", "0.5", "-w", "0.2", "--repeats", "1",
+                   "--security", "default", "tls-token", "--json", str(out), "--quiet", timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines()
+            if line.startswith(("| default |", "| tls-token |"))]
+    cases = {(r[0].strip(), r[2].strip(), r[3].strip(), r[4].strip()) for r in rows}
+    for security in ("default", "tls-token"):
+        for kind in ("texts", "images"):
+            assert {(security, kind, target, clients) for target in ("floor", "service")
+                    for clients in ("1", "2")} <= cases
+            assert (security, kind, "bare pool", str(len(os.sched_getaffinity(0)))) in cases
+    for row in rows:
+        if row[3].strip() != "bare pool":
+            assert int(row[5].replace(",", "")) > 0 and row[10].strip() == "0", row  # calls, no errors
+    report = json.loads(out.read_text())
+    assert report["ratios"]["default texts C=2: service ÷ floor"][0] > 0
+    assert "p50 service - floor (ms)" in " ".join(report["ratios"])

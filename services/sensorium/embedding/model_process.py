@@ -114,10 +114,14 @@ class ModelProcess:
         """Start the child and wait until its model is loaded and warmed up (blocking); returns
         its `ModelFacts`. Raises `ServiceStartError` saying why it could not."""
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # OpenMP threads that sleep between parallel regions instead of spinning: on a busy or
+        # CPU-limited node a spinning thread steals the core its partner needs, and a text batch
+        # of the near-free model took 100+ ms instead of 1 ms (bench/overhead.py, 2 threads).
+        env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "sensorium.embedding.model_process", str(child_end.fileno())],
-                pass_fds=(child_end.fileno(),), stdin=subprocess.DEVNULL,
+                pass_fds=(child_end.fileno(),), stdin=subprocess.DEVNULL, env=env,
             )
         finally:
             child_end.close()
