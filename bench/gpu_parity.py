@@ -1,10 +1,12 @@
 """GPU parity: vectors from the service on CUDA equal open_clip in-process on CUDA.
 
 Starts the embedding service with `SENSORIUM_DEVICE=cuda` (ViT-B-32, random weights by default:
-the architecture of production), sends many distinct images and texts concurrently as
+the architecture of production; seeded and written to a file, so the service's model process
+and the reference here load the same ones), sends many distinct images and texts concurrently as
 single-item calls (so the server batches them across requests) and as one multi-item call, and
 compares every vector with open_clip's own `encode_image` / `encode_text` on the same GPU under
-the same fp16 autocast. Prints the worst cosine; exits 1 below the threshold. Needs a GPU.
+the same fp16 autocast. Prints the worst cosine; exits 1 below the threshold. Needs a GPU
+(`--device cpu` tries the script without one, fp32).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import argparse
 import asyncio
 import io
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,12 +34,32 @@ def noise_png(seed: int) -> bytes:
     return buffer.getvalue()
 
 
+def random_checkpoint(model: str, folder: Path) -> str:
+    """Seeded random weights in a file, so the service (whose model runs in a process of its
+    own) and the reference here load the same ones."""
+    import open_clip
+
+    torch.manual_seed(0)
+    path = folder / f"{model}-random.pt"
+    torch.save(open_clip.create_model(model, pretrained=None).state_dict(), path)
+    return str(path)
+
+
 async def main(args: argparse.Namespace) -> int:
     images = [noise_png(seed) for seed in range(args.items)]
     texts = [f"a photo of thing number {i}, seen from the {i % 7}th side" for i in range(args.items)]
-    settings = Settings(address="127.0.0.1:0", health_port=0, metrics_port=-1, device="cuda",
+    with tempfile.TemporaryDirectory() as folder:
+        pretrained = args.pretrained or random_checkpoint(args.model, Path(folder))
+        return await compare(args, images, texts, pretrained)
+
+
+async def compare(args: argparse.Namespace, images: list[bytes], texts: list[str], pretrained: str) -> int:
+    import open_clip
+
+    device = args.device
+    settings = Settings(address="127.0.0.1:0", health_port=0, metrics_port=-1, device=device,
                         services=["embedding"], shutdown_delay_seconds=0,
-                        embedding={"model": args.model, "pretrained": args.pretrained})
+                        embedding={"model": args.model, "pretrained": pretrained})
     server = Server(settings)
     await server.start()
     try:
@@ -44,16 +68,17 @@ async def main(args: argparse.Namespace) -> int:
             singles = await asyncio.gather(*(client.embed_images([i]) for i in images))
             single_texts = await asyncio.gather(*(client.embed_texts([t]) for t in texts))
             batch = await client.embed_images(images)
-        # The same weights (random ones are drawn at load) and open_clip's own transforms.
-        assert server.runtimes is not None
-        engine = server.runtimes.embedding.model
-        model, preprocess, tokenizer = engine.model, engine.preprocess, engine.tokenizer
     finally:
         await server.shutdown()
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+    # The same weights, open_clip's own model, transforms and tokenizer, in this process.
+    model, _, preprocess = open_clip.create_model_and_transforms(args.model, pretrained=pretrained,
+                                                                 device=device)
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(args.model)
+    with torch.inference_mode(), torch.autocast(device, dtype=torch.float16, enabled=device == "cuda"):
         pixels = torch.stack([preprocess(Image.open(io.BytesIO(i)).convert("RGB")) for i in images])
-        want_images = model.encode_image(pixels.cuda(), normalize=True).float().cpu().numpy()
-        want_texts = model.encode_text(tokenizer(texts).cuda(), normalize=True).float().cpu().numpy()
+        want_images = model.encode_image(pixels.to(device), normalize=True).float().cpu().numpy()
+        want_texts = model.encode_text(tokenizer(texts).to(device), normalize=True).float().cpu().numpy()
 
     def worst(got: list[list[float]], want: np.ndarray) -> float:
         return float(min(np.dot(np.asarray(g), w) for g, w in zip(got, want, strict=True)))
@@ -65,7 +90,8 @@ async def main(args: argparse.Namespace) -> int:
         "texts, single-item calls (batched across requests)":
             worst([r.results[0].vector.values for r in single_texts], want_texts),
     }
-    print(f"device {space.device}, {torch.cuda.get_device_name()}, model {args.model}, "
+    gpu = torch.cuda.get_device_name() if device == "cuda" else "no GPU"
+    print(f"device {space.device}, {gpu}, model {args.model}, "
           f"{args.items} items per path")
     for name, cosine in rows.items():
         print(f"  worst cosine, {name}: {cosine:.6f}")
@@ -78,5 +104,7 @@ if __name__ == "__main__":
     parser.add_argument("--model", default="ViT-B-32")
     parser.add_argument("--pretrained", default="", help='"" = random weights')
     parser.add_argument("--items", type=int, default=64)
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                        help="cpu: to try this script where there is no GPU")
     parser.add_argument("--threshold", type=float, default=0.9999)
     sys.exit(asyncio.run(main(parser.parse_args())))

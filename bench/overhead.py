@@ -175,8 +175,11 @@ def _free_port() -> int:
 class ServiceProcess:
     """`sensorium serve` with the embedding service, its log in a file."""
 
-    def __init__(self, args: argparse.Namespace, model: str, security: Security, log_path: Path) -> None:
-        self.address = f"127.0.0.1:{_free_port()}"
+    def __init__(self, args: argparse.Namespace, model: str, security: Security, log_path: Path,
+                 address: str | None = None) -> None:
+        # Several processes may listen on one address: grpc sets SO_REUSEPORT, and the kernel
+        # spreads new connections over them (--front-ends).
+        self.address = address or f"127.0.0.1:{_free_port()}"
         health_port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORIUM_")}
         env.update({
@@ -442,25 +445,28 @@ class Row:
 
 
 def measure(
-    clients: Clients, phase: Phase, count: int, name: str, cpu_pid: int | None
+    clients: Clients, phase: Phase, count: int, name: str, cpu_pids: list[int]
 ) -> tuple[harness.RunResult, float | None]:
-    cpu0 = tree_cpu_seconds(cpu_pid) if cpu_pid else 0.0
+    cpu0 = sum(tree_cpu_seconds(pid) for pid in cpu_pids)
     latencies, errors = clients.run(phase, count)
-    cpu1 = tree_cpu_seconds(cpu_pid) if cpu_pid else 0.0
+    cpu1 = sum(tree_cpu_seconds(pid) for pid in cpu_pids)
     wall = phase.stop_at - phase.start_at
     result = harness.summarize(name, count, latencies, errors, wall, items_per_call=phase.items_per_call)
-    pct = round(100 * (cpu1 - cpu0) / wall, 1) if cpu_pid else None
+    pct = round(100 * (cpu1 - cpu0) / wall, 1) if cpu_pids else None
     return result, pct
 
 
 def run_security(args: argparse.Namespace, security: Security, model: str, images: list[Path],
                  clients: Clients, work: Path) -> list[Row]:
     rows: list[Row] = []
-    service = ServiceProcess(args, model, security, work / f"serve-{security.name}.log")
+    services = [ServiceProcess(args, model, security, work / f"serve-{security.name}.log")]
+    for index in range(1, args.front_ends):
+        services.append(ServiceProcess(args, model, security, work / f"serve-{security.name}-{index}.log",
+                                       services[0].address))
     tls = (security.cert, security.key) if security.cert and security.key else None
     floor = grpc_floor.SubprocessServer(tls)
-    targets = {"floor": f"127.0.0.1:{floor.port}", "service": service.address}
-    pids = {"floor": floor.proc.pid, "service": service.process.pid}
+    targets = {"floor": f"127.0.0.1:{floor.port}", "service": services[0].address}
+    pids = {"floor": [floor.proc.pid], "service": [s.process.pid for s in services]}
     pool = None
     if args.bare_pool:
         context = multiprocessing.get_context("spawn")
@@ -494,7 +500,8 @@ def run_security(args: argparse.Namespace, security: Security, model: str, image
         if pool is not None:
             pool.terminate()
         floor.close()
-        service.close()
+        for service in services:
+            service.close()
     return rows
 
 
@@ -528,7 +535,8 @@ def report(rows: list[Row], found: dict[str, list[float]], args: argparse.Namesp
           f"{tuple(round(x, 2) for x in os.getloadavg())}")
     print(f"\nCommand: `{command}`\n")
     print(f"Model: {args.model_label}; device {args.device}; {args.images_per_call} image(s) per image "
-          f"call; {args.duration:g} s measured after {args.warmup:g} s warm-up per row\n")
+          f"call; {args.front_ends} server process(es); settings {args.setting or 'defaults'}; "
+          f"{args.duration:g} s measured after {args.warmup:g} s warm-up per row\n")
     print("| security | # | kind | target | clients | req/s | items/s | p50 ms | p95 ms | p99 ms | errors "
           "| server CPU % | load 1 min |")
     print("|---|--:|---|---|--:|--:|--:|--:|--:|--:|---|--:|--:|")
@@ -606,6 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--no-bare-pool", dest="bare_pool", action="store_false",
                         help="skip the process pool doing the bare per-item work")
+    parser.add_argument("--front-ends", type=int, default=1,
+                        help="sensorium serve processes sharing the service's port (SO_REUSEPORT), "
+                        "each with its own model")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                         help="a server setting, e.g. EMBEDDING__MAX_WAIT_MS=2 (repeatable)")
     return parser

@@ -109,8 +109,9 @@ class EmbeddingSettings(_Group):
     process's CPUs (see SENSORIUM_CPUS)."""
     preprocess_threads: int = Field(default=0, ge=0)
     """Threads decoding and preprocessing images and texts; 0 = decided by the device from the
-    service's CPU share: on CUDA all of it but the model's CPU, on CPU one in eight (the model
-    needs the rest)."""
+    service's CPU share: on CUDA all of it but the model's CPU; on CPU all of it when the model
+    has a process of its own (`model_process`: the OS shares the CPUs between decoding and the
+    model), else one in eight (the model thread needs the rest)."""
     max_items_per_request: int = Field(default=256, gt=0)
     """Most texts or images in one EmbedTexts / EmbedImages call, of each kind in one Score call,
     and items one StreamEmbed call has in work at once (the stream waits beyond it)."""

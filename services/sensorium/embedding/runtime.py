@@ -224,8 +224,13 @@ class EmbeddingRuntime:
             self._listener(ready, problem)
 
     def _threads(self, plan: DevicePlan) -> Any:
+        preprocess = self.settings.preprocess_threads
+        if not preprocess and self._separate and not plan.is_cuda:
+            # The model has a process of its own: decoding may take every CPU the model leaves
+            # idle (the threads wait in Pillow and torch kernels, without the GIL).
+            preprocess = plan.cpu_threads
         return thread_counts(plan.device, plan.cpu_threads, model_threads=self.settings.cpu_threads,
-                             preprocess_threads=self.settings.preprocess_threads)
+                             preprocess_threads=preprocess)
 
     def _load_engine(self, plan: DevicePlan) -> Embedder:
         """Load and warm up the model on `plan`'s device (blocking)."""
