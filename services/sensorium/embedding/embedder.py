@@ -34,6 +34,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 import torch
+from open_clip.transformer import text_global_pool
 
 from sensorium.device import DevicePlan, is_cuda_oom
 from sensorium.embedding import images
@@ -309,6 +310,7 @@ class LocalTowers:
         self.model = model
         self.plan = plan
         self.device = torch.device(plan.device)
+        self._encode_text = self._trimmed_text if _causal_argmax_clip(model) else model.encode_text
 
     def run(
         self, pixels: Sequence[npt.NDArray[np.float32]], tokens: Sequence[npt.NDArray[np.int64]]
@@ -323,8 +325,28 @@ class LocalTowers:
         empty = np.zeros((0, 0), dtype=np.float32)
         with torch.inference_mode():
             images = self._run(self.model.encode_image, pixels) if pixels is not None else empty
-            texts = self._run(self.model.encode_text, tokens) if tokens is not None else empty
+            texts = self._run(self._encode_text, tokens) if tokens is not None else empty
         return images, texts
+
+    def _trimmed_text(self, text: torch.Tensor) -> torch.Tensor:
+        """open_clip's `CLIP.encode_text` over the batch's tokens up to its last end token only.
+
+        Under the causal mask a position sees only those before it, and the vector is read at
+        the end token (argmax pooling), so the padding after it cannot change the vector: the
+        same vector up to float rounding (~1e-6; the test compares them), for a fraction of the
+        work when captions are short (16 of 77 positions: ~4x less time on the CPU, measured)."""
+        model = self.model
+        length = int(text.argmax(dim=-1).max()) + 1
+        text = text[:, :length]
+        cast_dtype = model.transformer.get_cast_dtype()
+        x = model.token_embedding(text).to(cast_dtype)
+        x = x + model.positional_embedding[:length].to(cast_dtype)
+        x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+        x = model.ln_final(x)
+        x = text_global_pool(x, text, "argmax")
+        if isinstance(model.text_projection, torch.nn.Linear):
+            return model.text_projection(x)  # type: ignore[no-any-return]
+        return x @ model.text_projection  # type: ignore[no-any-return]
 
     def _run(
         self, tower: Callable[[torch.Tensor], torch.Tensor], inputs: npt.NDArray[Any]
@@ -336,6 +358,18 @@ class LocalTowers:
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.plan.is_cuda):
             features = tower(batch)
         return np.ascontiguousarray(features.float().cpu().numpy(), dtype=np.float32)
+
+
+def _causal_argmax_clip(model: Any) -> bool:
+    """An open_clip `CLIP` whose text tower reads the end token under a causal mask, as
+    `LocalTowers._trimmed_text` assumes (other kinds, e.g. SigLIP's, keep their encode_text)."""
+    from open_clip.model import CLIP
+
+    mask = getattr(model, "attn_mask", None)
+    if type(model) is not CLIP or getattr(model, "text_pool_type", None) != "argmax" or mask is None:
+        return False
+    causal = torch.full(mask.shape, float("-inf"), device=mask.device).triu(1)
+    return bool(torch.equal(torch.isinf(mask), torch.isinf(causal)))
 
 
 class Embedder:

@@ -183,3 +183,30 @@ def test_models_command_prepares_or_says_what_to_do(tmp_path, shapes_model, monk
 
     monkeypatch.setattr(open_clip, "download_pretrained", fake_download)
     assert "ViT-B-32/laion2b_s34b_b79k ready" in prepare(hub, tmp_path)
+
+
+@pytest.mark.parametrize("context", [16, 77])
+def test_text_vectors_read_only_up_to_the_last_end_token_and_equal_open_clips(context):
+    import open_clip
+
+    from sensorium.embedding.embedder import LocalTowers
+    from sensorium.embedding.tokens import ClipTokenizer
+
+    torch.manual_seed(0)
+    vision = {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16}
+    model = open_clip.CLIP(embed_dim=32, vision_cfg=vision,
+                           text_cfg={"context_length": context, "vocab_size": 49408, "width": 32, "heads": 2,
+                                     "layers": 2}).eval()
+    towers = LocalTowers(model, CPU)
+    assert towers._encode_text == towers._trimmed_text  # CLIP's causal text tower: trimmed
+    tokenizer = ClipTokenizer.from_bpe(context_length=context)
+    for texts in (["a red circle"], ["a", "a red circle on a big blue square " * 3, "two words"],
+                  ["word " * 200, "short"]):
+        tokens = tokenizer(texts)
+        _, got = towers.run([], list(tokens))
+        with torch.inference_mode():
+            want = model.encode_text(torch.from_numpy(tokens)).numpy()
+        # The same vectors up to float rounding (a shorter matrix is summed in another order).
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        cosines = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+        assert cosines.min() >= 0.999999
