@@ -23,7 +23,7 @@ from sensorium.errors import Reason, SensoriumError, ServiceStartError
 from sensorium.hosting import HostedService, RuntimeService
 from sensorium.interceptor import CallState, ServiceInterceptor, fallback_handler
 from sensorium.limits import CallLimiter
-from sensorium.registry import SERVICES
+from sensorium.registry import SERVICES, spec
 from sensorium.runtimes import Runtimes
 from sensorium.settings import Settings
 
@@ -49,7 +49,7 @@ class Server:
         self.settings = settings
         if services is None:
             runtimes = runtimes or Runtimes(settings)
-            services = [RuntimeService(SERVICES[name], runtimes) for name in runtimes.names]
+            services = [RuntimeService(spec(name), runtimes) for name in runtimes.names]
         self.runtimes = runtimes
         hosted = list(services)
         self.state = CallState(

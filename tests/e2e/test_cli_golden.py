@@ -1,5 +1,5 @@
 """The CLI's output, pinned: `pdf`, `transcribe`, `embed`, `score` and `search` print what the
-golden files in tests/data/golden/ hold, in-process and through `--server` alike.
+golden files in tests/e2e/golden/ hold, in-process and through `--server` alike.
 
 The golden files were written by the code before the one-seam redesign (issue 17), which had to
 leave every command's output as it was. Timing fields are masked; numbers are compared within a
@@ -24,7 +24,7 @@ import tiny_clip
 
 pytestmark = pytest.mark.weights
 
-GOLDEN = Path(__file__).parents[1] / "data" / "golden"
+GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("GOLDEN_UPDATE") == "1"
 TIMING_KEYS = {"processingSeconds", "realTimeFactor"}
 # Made anew by each run (a row's unit id), or by the weights of the tiny CLIP the tests train,

@@ -30,14 +30,17 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
+import numpy.typing as npt
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
 """Version of the row and files-table schemas; readers refuse an index of another version."""
 
 OptionValue = str | int | float | bool | None
+BBoxTuple = tuple[float, float, float, float]
+"""(x0, y0, x1, y1) in PDF points, origin top-left of the displayed page."""
 
 
 class IndexStoreError(Exception):
@@ -56,15 +59,6 @@ class IndexLayoutError(IndexStoreError):
     """The directory is not a Sensorium index, or is of an unknown schema version."""
 
 
-class RowKind(enum.StrEnum):
-    """What a row was made from."""
-
-    PDF_TEXT = "pdf_text"
-    PDF_IMAGE = "pdf_image"
-    AUDIO = "audio"
-    IMAGE = "image"
-
-
 class FileStatus(enum.StrEnum):
     """The outcome for one input path (the files table's `status`)."""
 
@@ -78,6 +72,22 @@ class FileStatus(enum.StrEnum):
     """Failed; `retryable` says whether the next run tries again."""
     REMOVED = "removed"
     """Ledger only: the path was gone at a later run; never in the files table."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One embedded piece of a file; the writer adds unit, ordinal, hash, path and space."""
+
+    kind: str
+    """A row kind of the kind table (`sensorium.index.kinds`), e.g. "pdf_text"."""
+    vector: npt.ArrayLike
+    text: str | None = None
+    page: int | None = None
+    """1-based page number (PDF rows)."""
+    bbox: BBoxTuple | None = None
+    """(x0, y0, x1, y1) in PDF points (PDF rows)."""
+    start_seconds: float | None = None
+    end_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,37 @@ class EmbeddingSpace:
     def id(self) -> str:
         """A short fingerprint of all five fields: the rows' `space` column."""
         return _digest(dataclasses.asdict(self))[:16]
+
+    @classmethod
+    def of(cls, space: ModelSpace) -> EmbeddingSpace:
+        """The space of a loaded model (`sensorium.embedding.api.Space`), normalized vectors."""
+        return cls(space.model, space.pretrained, space.weights_sha256, space.dimension)
+
+
+class ModelSpace(Protocol):
+    """What a model says of its space (e.g. `sensorium.embedding.api.Space`)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def pretrained(self) -> str: ...
+    @property
+    def weights_sha256(self) -> str: ...
+    @property
+    def dimension(self) -> int: ...
+
+
+def check_space(manifest: Manifest, space: ModelSpace) -> None:
+    """Refuse a model other than the one the index was built with (its vectors would be
+    compared with vectors of another space): `IndexMismatchError` saying what to set."""
+    built = manifest.space
+    if (space.model, space.pretrained, space.weights_sha256) != (built.model, built.pretrained,
+                                                                  built.weights_sha256):
+        raise IndexMismatchError(
+            f"the index was built with {built.model} ({built.pretrained or 'random'}, weights "
+            f"{built.weights_sha256[:12]}) but the model here is {space.model} "
+            f"({space.pretrained or 'random'}, weights {space.weights_sha256[:12]}): set "
+            "SENSORIUM_EMBEDDING__MODEL and __PRETRAINED as when the index was built")
 
 
 @dataclass(frozen=True)

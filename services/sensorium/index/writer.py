@@ -56,14 +56,14 @@ import pyarrow.parquet as pq
 
 from sensorium.errors import Reason
 from sensorium.index import ledger
-from sensorium.index.chunking import BBoxTuple
+from sensorium.index.kinds import row_kinds
 from sensorium.index.layout import (
     BBOX_TYPE,
     FileStatus,
     IndexBusyError,
     IndexLayoutError,
     Manifest,
-    RowKind,
+    Row,
     Shard,
     agreed_manifest,
     ledger_seq,
@@ -95,21 +95,6 @@ class FileStat:
         """Stat `path` (OSError when it cannot be)."""
         info = os.stat(path)
         return cls(os.fspath(path), info.st_size, info.st_mtime_ns)
-
-
-@dataclass(frozen=True)
-class Row:
-    """One embedded piece of a file; the writer adds unit, ordinal, hash, path and space."""
-
-    kind: RowKind
-    vector: npt.ArrayLike
-    text: str | None = None
-    page: int | None = None
-    """1-based page number (PDF rows)."""
-    bbox: BBoxTuple | None = None
-    """(x0, y0, x1, y1) in PDF points (PDF rows)."""
-    start_seconds: float | None = None
-    end_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +132,6 @@ class Summary:
 
 
 _CONTENT_STATUSES = (FileStatus.INDEXED, FileStatus.SKIPPED, FileStatus.ERROR)
-_ROW_KINDS = frozenset(kind.value for kind in RowKind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,9 +326,10 @@ class IndexWriter:
         when the file is finished and that finish is committed."""
         self._check_work(work)
         dimension = self.manifest.space.dimension
+        known = row_kinds()
         for row in rows:
-            if row.kind not in _ROW_KINDS:
-                raise ValueError(f"row kind {row.kind!r}: choose from {', '.join(sorted(_ROW_KINDS))}")
+            if row.kind not in known:
+                raise ValueError(f"row kind {row.kind!r}: choose from {', '.join(sorted(known))}")
             vector = np.asarray(row.vector, dtype=np.float32).reshape(-1)
             if vector.shape[0] != dimension:
                 raise ValueError(

@@ -59,7 +59,8 @@ import pymupdf
 from sensorium import logs
 from sensorium.errors import Reason, SensoriumError
 from sensorium.pdf import extractor
-from sensorium.pdf.extractor import DocumentInfo, ExtractOptions, ImageResult, Limits, PageResult
+from sensorium.pdf.api import DocumentInfo, ExtractOptions, ImageResult, PageResult
+from sensorium.pdf.extractor import Limits
 
 if TYPE_CHECKING:
     from sensorium.settings import PdfSettings
@@ -104,7 +105,6 @@ class _TaskResult:
     next_index: int  # first page index (0-based) not yet extracted
     stop_index: int  # end of the requested range (0-based, exclusive)
     started_at: float  # time.monotonic() when the task started; one clock for all processes
-    pid: int
     worker_tasks: int  # tasks this worker has run, this one included
 
 
@@ -189,7 +189,7 @@ def _run_task(
         if key is not None:
             _close_cached(key)
         raise
-    return _TaskResult(items, info, index, end, started_at, os.getpid(), _worker.tasks)
+    return _TaskResult(items, info, index, end, started_at, _worker.tasks)
 
 
 def _arm_cpu_limit() -> None:
@@ -300,7 +300,6 @@ class PdfWorkerPool:
         self._pending = 0
         self._closed = False
         self._seconds_per_document = 1.0  # moving average, for the OVERLOADED retry delay
-        self.worker_pids_seen: set[int] = set()
         """Worker processes that ran a task (for tests and diagnostics)."""
         self._lanes = [_Lane(self._new_pool()) for _ in range(self.workers)]
 
@@ -327,8 +326,7 @@ class PdfWorkerPool:
     async def warm_up(self) -> None:
         """Start the workers (and the forkserver) now, so the first request is not slow."""
         futures = [self._schedule(lane, _ping, (0.05,), None) for lane in self._lanes]
-        pids = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
-        self.worker_pids_seen.update(pids)
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
 
     async def extract(
         self, path: str | os.PathLike[str], options: ExtractOptions
@@ -477,7 +475,6 @@ class PdfWorkerPool:
                     "the PDF service shut down while extracting this document; retry elsewhere",
                 ) from None
             raise
-        self.worker_pids_seen.add(result.pid)
         if result.worker_tasks >= self._settings.recycle_after_documents:
             self._on_worker_restart("recycled")
         return result

@@ -18,7 +18,6 @@ from sensorium.index.layout import (
     IndexLayoutError,
     IndexMismatchError,
     Manifest,
-    RowKind,
     Shard,
     row_schema,
 )
@@ -239,7 +238,7 @@ def test_parts_roll_every_n_rows_and_a_file_may_span_parts(src, tmp_path):
         work = writer.begin(FileStat.of(a), "ff" * 32, "pdf")
         assert work is not None
         vector = np.ones(DIMENSION)
-        writer.add_rows(work, [Row(RowKind.PDF_TEXT, vector, text=str(i), page=i + 1) for i in range(8)])
+        writer.add_rows(work, [Row("pdf_text", vector, text=str(i), page=i + 1) for i in range(8)])
         writer.finish(work)
     parts = sorted((out / "shard-0-of-1" / "rows").glob("*.parquet"))
     assert [pq.read_metadata(p).num_rows for p in parts] == [3, 3, 2]
@@ -320,7 +319,7 @@ def test_vectors_of_the_wrong_dimension_or_kind_are_refused_when_added(src, tmp_
         work = writer.begin(FileStat.of(a), "aa" * 32, "pdf")
         assert work is not None
         with pytest.raises(ValueError, match="3-d vector; the index's space is 8-d"):
-            writer.add_rows(work, [Row(RowKind.IMAGE, np.ones(3))])
+            writer.add_rows(work, [Row("image", np.ones(3))])
         with pytest.raises(ValueError, match="row kind 'video': choose from audio, image, pdf_image"):
             writer.add_rows(work, [Row("video", np.ones(DIMENSION))])  # type: ignore[arg-type]
 
