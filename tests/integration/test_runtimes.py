@@ -184,7 +184,8 @@ async def test_embedding_runtime_gives_normalized_vectors_and_per_item_errors(sh
         images = await runtime.embed_images([red_circle, b"not an image"])
         texts = await runtime.embed_texts(["a red circle", " ", "a blue square " * 20])
         raw = await runtime.embed_texts(["a red circle"], normalize=False)
-        rows = await runtime.score([red_circle], [tiny_clip.caption(s, c) for s, c in tiny_clip.CLASSES])
+        captions = [tiny_clip.caption(s, c) for s, c in tiny_clip.CLASSES]
+        rows = (await runtime.score([red_circle], captions)).rows
         count = runtime.count_tokens("a red circle")
         with pytest.raises(SensoriumError) as too_many:
             await runtime.embed_texts(["x"] * 300)
