@@ -2,8 +2,7 @@
 with: pandoc (Word, OpenDocument text, EPUB, HTML, reStructuredText, AsciiDoc, Markdown,
 PowerPoint), LibreOffice (RTF, spreadsheets from a flat-XML source, legacy .doc/.xls/.ppt,
 macro-enabled and OpenDocument variants), Python's `email` (.eml), Aspose.Email FOSS (MIT; .msg),
-msoffcrypto-tool
-(a password-protected .docx). Plain-text formats (CSV, subtitles, text in several encodings)
+msoffcrypto-tool (a password-protected .docx). Plain-text formats (CSV, subtitles, text in several encodings)
 are written directly.
 
 `make_documents(folder)` writes them all and returns what each must yield (`Expected`).

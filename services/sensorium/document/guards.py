@@ -148,27 +148,30 @@ def check_zip(archive: zipfile.ZipFile, limits: Limits, what: str) -> None:
     messages ("the .docx")."""
     members = archive.infolist()
     if len(members) > limits.max_zip_members:
-        raise unsafe(
+        raise SensoriumError(
+            Reason.DOCUMENT_UNSAFE,
             f"{what} holds {len(members):,} files, more than the limit of {limits.max_zip_members:,}; "
             "it is not a document an application wrote",
-            members=str(len(members)), limit_members=str(limits.max_zip_members),
+            {"members": str(len(members)), "limit_members": str(limits.max_zip_members)},
         )
     total = sum(member.file_size for member in members)
     if total > limits.max_uncompressed_bytes:
-        raise unsafe(
+        raise SensoriumError(
+            Reason.DOCUMENT_UNSAFE,
             f"{what} expands to {total:,} bytes, more than the limit of "
             f"{limits.max_uncompressed_bytes:,} (a decompression bomb, or a document too large to read)",
-            uncompressed_bytes=str(total), limit_bytes=str(limits.max_uncompressed_bytes),
+            {"uncompressed_bytes": str(total), "limit_bytes": str(limits.max_uncompressed_bytes)},
         )
     for member in members:
         if member.file_size >= limits.ratio_floor_bytes:
             ratio = member.file_size / max(member.compress_size, 1)
             if ratio > limits.max_compression_ratio:
-                raise unsafe(
+                raise SensoriumError(
+                    Reason.DOCUMENT_UNSAFE,
                     f"{what}'s member {member.filename!r} expands {ratio:,.0f} times "
                     f"({member.compress_size:,} to {member.file_size:,} bytes), more than the limit of "
                     f"{limits.max_compression_ratio:g}: a decompression bomb",
-                    member=member.filename[:200], ratio=f"{ratio:.0f}",
+                    {"member": member.filename[:200], "ratio": f"{ratio:.0f}"},
                 )
     for member in members:
         if member.filename.lower().endswith(_XML_SUFFIXES):
@@ -182,11 +185,12 @@ def _scan_entities(archive: zipfile.ZipFile, member: zipfile.ZipInfo, what: str)
             while chunk := stream.read(_SCAN_CHUNK):
                 window = tail + chunk
                 if any(mark in window for mark in _ENTITY_MARKS):
-                    raise unsafe(
+                    raise SensoriumError(
+                        Reason.DOCUMENT_UNSAFE,
                         f"{what}'s member {member.filename!r} declares XML entities, which no "
                         "office or e-book application writes and which can expand without bound "
                         "(a billion-laughs document); it is not parsed",
-                        member=member.filename[:200],
+                        {"member": member.filename[:200]},
                     )
                 tail = window[-32:]
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
@@ -220,12 +224,12 @@ def has_entity_declaration(data: bytes) -> bool:
 # --- errors --------------------------------------------------------------------------------
 
 
-def unsafe(message: str, **metadata: str) -> SensoriumError:
-    return SensoriumError(Reason.DOCUMENT_UNSAFE, message, dict(metadata))
+def unsafe(message: str) -> SensoriumError:
+    return SensoriumError(Reason.DOCUMENT_UNSAFE, message)
 
 
-def unreadable(message: str, **metadata: str) -> SensoriumError:
-    return SensoriumError(Reason.DOCUMENT_UNREADABLE, message, dict(metadata))
+def unreadable(message: str) -> SensoriumError:
+    return SensoriumError(Reason.DOCUMENT_UNREADABLE, message)
 
 
 def encrypted(what: str) -> SensoriumError:
