@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import docmaker
 import pytest
+
+import docmaker
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import docmaker
 import pytest
 
+import docmaker
 from sensorium.document import engine, kinds
 from sensorium.document.results import Document, DocumentKind, SectionKind
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import zipfile
 
-import docmaker
 import pytest
 
+import docmaker
 from sensorium.document import engine, guards, kinds, legacy
 from sensorium.document.guards import Limits
 from sensorium.document.results import DocumentKind

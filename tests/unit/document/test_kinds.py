@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 import zipfile
 
-import docmaker
 import pytest
 
+import docmaker
 from sensorium.document import kinds
 from sensorium.document.results import DocumentKind
 from sensorium.errors import Reason

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-import doc_faults
 import pytest
 
+import doc_faults
 from sensorium.document import engine
 from sensorium.document.guards import Limits
 from sensorium.document.pool import document_pool
