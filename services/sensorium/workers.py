@@ -149,13 +149,16 @@ class CallResult:
     worker_tasks: int
 
 
-def call(function: Callable[..., Any], args: tuple[Any, ...], settings: str) -> CallResult:
-    """Run `function(*args)` as one task of this worker (what `WorkerPool.run` schedules)."""
+def call(
+    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], settings: str
+) -> CallResult:
+    """Run `function(*args, **kwargs)` as one task of this worker (what `WorkerPool.run`
+    schedules)."""
     started_at = time.monotonic()
     state.tasks += 1
     arm_cpu_limit()
     try:
-        value = function(*args)
+        value = function(*args, **kwargs)
     except MemoryError:
         raise SensoriumError(
             Reason.PROCESSING_LIMIT,
@@ -247,13 +250,13 @@ class WorkerPool:
         futures = [self._schedule(lane, ping, (0.05,), None) for lane in self._lanes]
         await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
 
-    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
-        """`function(*args)` in a worker, as one admitted task with the pool's time limit.
+    async def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`function(*args, **kwargs)` in a worker, as one admitted task with the pool's time limit.
         `function` and its arguments and result must pickle; it must be importable by name."""
         self._admit()
         begun = time.monotonic()
         lane = min(self._lanes, key=Lane.load)
-        task = (function, args, self.wording.settings)
+        task = (function, args, kwargs, self.wording.settings)
         future = self._schedule(lane, call, task, self.limits.timeout_seconds)
         try:
             result: CallResult = await self._result(future, lane)

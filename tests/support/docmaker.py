@@ -439,7 +439,10 @@ def span_bomb_html(path: Path) -> None:
 
 
 def binary_txt(path: Path) -> None:
-    path.write_bytes(png(16, 16) + bytes(range(256)) * 8)
+    """Random bytes (no known signature) named .txt."""
+    import random
+
+    path.write_bytes(random.Random(0).randbytes(4096))
 
 
 def truncated(source: Path, path: Path) -> None:
