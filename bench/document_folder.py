@@ -91,7 +91,8 @@ def markdown(rng: random.Random, index: int, *, slides: bool = False) -> str:
             parts.append(
                 "| Ship | Tonnage | Port |\n|---|---|---|\n"
                 + "\n".join(
-                    f"| {rng.choice(WORDS).title()} | {rng.randint(100, 9000)} | {rng.choice(WORDS).title()} |"
+                    f"| {rng.choice(WORDS).title()} | {rng.randint(100, 9000)} "
+                    f"| {rng.choice(WORDS).title()} |"
                     for _ in range(4)
                 )
                 + "\n"
