@@ -218,10 +218,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--alternatives", type=Path, help="site-packages folder with the alternatives")
+    parser.add_argument("--alternatives", type=Path, nargs="*", default=[], help="folders holding them")
     args = parser.parse_args()
-    if args.alternatives:
-        sys.path.append(str(args.alternatives))
+    sys.path.extend(str(folder) for folder in args.alternatives)
     folder = Path(tempfile.mkdtemp(prefix="sensorium-docbench-"))
     docmaker.make_documents(folder)
     print("| file | engine ms | bare library ms | bare / engine | alternatives (ms) |")

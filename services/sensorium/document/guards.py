@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from dataclasses import dataclass
 
@@ -178,25 +179,63 @@ def check_zip(archive: zipfile.ZipFile, limits: Limits, what: str) -> None:
             _scan_entities(archive, member, what)
 
 
+_PROLOG_BYTES = 64 * 1024
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_ELEMENT = re.compile(r"<[A-Za-z_:]")
+
+
+def _prolog_verdict(head: bytes) -> bool | None:
+    """Whether an XML part declares entities, judged from its first bytes: True (an internal
+    DTD subset or an entity declaration), False (the root element starts first, so no
+    declaration can follow), None (still in the prolog: scan the rest)."""
+    text = head.decode("utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00<" in head[:4]
+                       or b"<\x00" in head[:4] else "latin-1", errors="replace")
+    if "<!ENTITY" in text:
+        return True
+    stripped = _COMMENT.sub("", text)
+    if "<!--" in stripped:
+        return None
+    doctype = stripped.find("<!DOCTYPE")
+    root = _ELEMENT.search(stripped)
+    if doctype == -1:
+        return False if root else None
+    if root and root.start() < doctype:
+        return False
+    end, subset = stripped.find(">", doctype), stripped.find("[", doctype)
+    if subset != -1 and (end == -1 or subset < end):
+        return True  # an internal subset: nothing any of these formats needs
+    return False if end != -1 and root else None
+
+
 def _scan_entities(archive: zipfile.ZipFile, member: zipfile.ZipInfo, what: str) -> None:
-    tail = b""
+    """Refuse an XML part that declares entities. Declarations can only come in the prolog,
+    before the root element, so the first 64 KiB usually decide (a parser would refuse a
+    DOCTYPE after the root); a part whose prolog runs on is scanned whole."""
     try:
         with archive.open(member) as stream:
-            while chunk := stream.read(_SCAN_CHUNK):
+            head = stream.read(_PROLOG_BYTES)
+            verdict = _prolog_verdict(head)
+            tail = head[-32:]
+            while verdict is None:
+                chunk = stream.read(_SCAN_CHUNK)
+                if not chunk:
+                    break
                 window = tail + chunk
                 if any(mark in window for mark in _ENTITY_MARKS):
-                    raise SensoriumError(
-                        Reason.DOCUMENT_UNSAFE,
-                        f"{what}'s member {member.filename!r} declares XML entities, which no "
-                        "office or e-book application writes and which can expand without bound "
-                        "(a billion-laughs document); it is not parsed",
-                        {"member": member.filename[:200]},
-                    )
+                    verdict = True
                 tail = window[-32:]
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
         raise unreadable(
             f"{what} is damaged: its member {member.filename!r} cannot be read ({error})"
         ) from None
+    if verdict:
+        raise SensoriumError(
+            Reason.DOCUMENT_UNSAFE,
+            f"{what}'s member {member.filename!r} declares XML entities (a DTD internal subset), "
+            "which no office or e-book application writes and which can expand without bound "
+            "(a billion-laughs document); it is not parsed",
+            {"member": member.filename[:200]},
+        )
 
 
 def open_zip(path: str, limits: Limits, what: str) -> zipfile.ZipFile:

@@ -66,6 +66,11 @@ def parse_docx(path: str, builder: Builder) -> tuple[Metadata, int]:
         PartFactory.part_type_for.setdefault(content_type, DocumentPart)
     document = Package.open(path).main_document_part.document
     metadata = core_metadata(document.core_properties)
+    # Style names by id, once: `paragraph.style` looks the style up anew for every paragraph.
+    try:
+        styles = {style.style_id: str(style.name or "") for style in document.styles}
+    except (KeyError, ValueError, AttributeError):
+        styles = {}
     headings: list[tuple[int, str]] = []
     paragraphs: list[str] = []
     images = _docx_images(document)
@@ -84,7 +89,7 @@ def parse_docx(path: str, builder: Builder) -> tuple[Metadata, int]:
             builder.table(_docx_rows(block), locator())
             continue
         assert isinstance(block, Paragraph)
-        level = _heading_level(block)
+        level = _heading_level(block, styles)
         text = _paragraph_text(block)
         for rel_id in block._p.iter(_A_BLIP):
             image = images.pop(rel_id.get(_R_EMBED, ""), None)
@@ -104,12 +109,9 @@ def parse_docx(path: str, builder: Builder) -> tuple[Metadata, int]:
     return metadata, 0
 
 
-def _heading_level(paragraph: Any) -> int:
-    try:
-        style = paragraph.style
-        name = str(style.name or "") if style is not None else ""
-    except (KeyError, ValueError, AttributeError):
-        return 0
+def _heading_level(paragraph: Any, styles: dict[str, str]) -> int:
+    style_id = paragraph._p.style  # None: the default paragraph style
+    name = styles.get(style_id, "") if style_id else ""
     if name.lower() == "title":
         return 1
     match = _HEADING_STYLE.match(name.strip())

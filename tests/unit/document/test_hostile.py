@@ -149,3 +149,27 @@ def test_legacy_office_without_libreoffice_is_skipped_with_the_fix(generated, mo
 def test_guards_scan_utf16_xml_for_entities():
     assert guards.has_entity_declaration("<!DOCTYPE x [<!ENTITY a 'b'>]>".encode("utf-16-le"))
     assert not guards.has_entity_declaration(b"<!DOCTYPE html><html></html>")
+
+
+def test_entities_behind_a_long_prolog_are_still_found(tmp_path):
+    path = tmp_path / "padded.docx"
+    padded = docmaker.BILLION_LAUGHS.replace(b"<!DOCTYPE", b"<!--" + b" " * 100_000 + b"--><!DOCTYPE")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", docmaker._CONTENT_TYPES_DOCX)
+        archive.writestr("word/document.xml", padded)
+    with pytest.raises(SensoriumError) as raised:
+        engine.parse(path, DocumentKind.DOCX)
+    assert raised.value.reason is Reason.DOCUMENT_UNSAFE
+
+
+@pytest.mark.parametrize(
+    ("head", "verdict"),
+    [
+        (b'<?xml version="1.0"?><w:document xmlns:w="x"><w:t>&amp;</w:t>', False),
+        (b'<?xml version="1.0"?><!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.1//EN" "x.dtd"><html>', False),
+        (b"<!DOCTYPE x [<!ELEMENT x ANY>]><x/>", True),
+        (b'<?xml version="1.0"?><!-- unfinished comment', None),
+    ],
+)
+def test_the_prolog_decides_when_it_can(head, verdict):
+    assert guards._prolog_verdict(head) is verdict
