@@ -98,3 +98,12 @@ def test_utf8_cut_inside_a_character_is_still_utf8():
 
 def test_an_empty_file_says_so():
     assert kinds.sniff(b"", "x.txt").reason is Reason.INPUT_EMPTY
+
+
+def test_the_media_sniff_claims_no_document(generated):
+    """The index sniffs PDF and media first and documents after: no document may be taken for
+    an image or a recording on the way."""
+    from sensorium.index import sniff as media
+
+    for path in generated[0].iterdir():
+        assert media.sniff(path.read_bytes()[: media.HEAD_BYTES]).kind is None, path.name
