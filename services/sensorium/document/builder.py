@@ -196,6 +196,7 @@ class SheetSections:
         self._rows: list[list[str]] = []
         self._first_row = 0
         self._last_row = 0
+        self._min_col: int | None = None
         self._max_col = 0
         self._chars = 0
 
@@ -213,6 +214,8 @@ class SheetSections:
         self._rows.append(cells)
         self._last_row = row_number
         self._max_col = max(self._max_col, len(cells) - 1)
+        first = next(index for index, cell in enumerate(cells) if cell)
+        self._min_col = first if self._min_col is None else min(self._min_col, first)
         self._chars += sum(len(cell) for cell in cells) + len(cells)
         if len(self._rows) >= self.rows_per_section or self._chars >= self.chars_per_section:
             self.flush()
@@ -225,7 +228,7 @@ class SheetSections:
         starts_with_header = self._rows[0] is self.header
         table_lines(self._rows, lines, None if starts_with_header else self.header)
         text = lines.text()
-        cells = cell_range(self._first_row, self._last_row, 0, self._max_col)
+        cells = cell_range(self._first_row, self._last_row, self._min_col or 0, self._max_col)
         locator = Locator(sheet=self.sheet, cells=cells)
-        self._rows, self._chars, self._max_col = [], 0, 0
+        self._rows, self._chars, self._min_col, self._max_col = [], 0, None, 0
         self.builder.section(text, locator, SectionKind.TABLE)

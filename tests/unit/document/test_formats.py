@@ -123,3 +123,11 @@ def test_expected_set_covers_every_listed_kind(generated):
 def test_docmaker_names_match(generated):
     assert sorted(generated[1]) == sorted(NAMES)
     assert isinstance(generated[1]["report.docx"], docmaker.Expected)
+
+
+def test_a_cell_range_starts_at_the_first_column_with_text(tmp_path):
+    path = tmp_path / "offset.csv"
+    path.write_text(",,\n,Name,Role\n,Ada,Pilot\n", encoding="utf-8")
+    (section,) = engine.parse(path, DocumentKind.CSV).sections
+    assert section.locator.cells == "B2:C3"
+    assert section.text.splitlines() == ["Name | Role", "Name: Ada | Role: Pilot"]
