@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
 import docmaker
-from sensorium.document import engine, kinds
+from sensorium.document import engine, sniff
 from sensorium.document.guards import Limits
 from sensorium.document.pool import document_pool
 from sensorium.errors import SensoriumError
@@ -259,10 +259,10 @@ async def run(files: list[tuple[Path, bytes]], workers: int) -> list[dict[str, o
         row: dict[str, object] = {"file": path.name, "type": label(path)}
         media = media_sniff.sniff(head)
         if media.kind is not None:
-            row.update(kind=media.kind.value, outcome="other engine")
+            row.update(kind=str(media.kind), outcome="other engine")
             results.append(row)
             return
-        verdict = kinds.sniff(head, path)
+        verdict = sniff.sniff(head, path)
         if verdict.kind is None:
             row.update(
                 kind="",
@@ -341,7 +341,7 @@ def main() -> None:
         )
     started = time.perf_counter()
     files = [
-        (path, path.read_bytes()[: kinds.HEAD_BYTES]) for path in sorted(out.iterdir()) if path.is_file()
+        (path, path.read_bytes()[: sniff.HEAD_BYTES]) for path in sorted(out.iterdir()) if path.is_file()
     ]
     results = asyncio.run(run(files, args.workers))
     print(table(results))

@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
 import docmaker
-from sensorium.document import engine, kinds
+from sensorium.document import engine, sniff
 
 
 def timed(repeat: int, function: Callable[..., Any], *args: Any) -> float:
@@ -227,7 +227,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name in FILES:
         path = folder / name
-        kind = kinds.sniff(path.read_bytes()[: kinds.HEAD_BYTES], path).kind
+        kind = sniff.sniff(path.read_bytes()[: sniff.HEAD_BYTES], path).kind
         assert kind is not None
         repeat = 3 if name.endswith(".doc") else args.repeat
         ours = timed(repeat, engine.parse, path, kind)

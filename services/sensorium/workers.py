@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import math
 import multiprocessing
-import os
 import resource
 import signal
 import time

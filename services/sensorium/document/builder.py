@@ -11,8 +11,8 @@ import io
 import logging
 from collections.abc import Iterable, Sequence
 
+from sensorium.document.api import Attachment, Locator, Picture, Section, SectionKind
 from sensorium.document.guards import DocumentTooLong, Limits, LineCollector, TextBudget
-from sensorium.document.results import Attachment, Locator, Picture, Section, SectionKind
 from sensorium.errors import Reason, SensoriumError
 
 log = logging.getLogger("sensorium.document")

@@ -9,10 +9,10 @@ import posixpath
 import urllib.parse
 from typing import Any
 
+from sensorium.document.api import Locator, Metadata
 from sensorium.document.builder import Builder
 from sensorium.document.guards import encrypted, unreadable
 from sensorium.document.markup import parse_html
-from sensorium.document.results import Locator, Metadata
 
 
 def parse_epub(path: str, builder: Builder, names: set[str], encryption: bytes) -> Metadata:

@@ -22,10 +22,10 @@ import zipfile
 from collections.abc import Callable
 
 from sensorium.document import guards, legacy, markup, office, opendocument, text
+from sensorium.document.api import LEGACY_KINDS, Document, DocumentKind, Metadata
 from sensorium.document.builder import Builder
 from sensorium.document.guards import DocumentTooLong, Limits
 from sensorium.document.mail import NESTED, parse_eml, parse_msg
-from sensorium.document.results import LEGACY_KINDS, Document, DocumentKind, Metadata
 from sensorium.errors import Reason, SensoriumError
 
 log = logging.getLogger("sensorium.document")
@@ -41,7 +41,7 @@ _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 def parse(path: str | os.PathLike[str], kind: DocumentKind, limits: Limits | None = None,
           *, name: str = "") -> Document:
-    """Parse the file at `path` as `kind` (from `kinds.sniff`).
+    """Parse the file at `path` as `kind` (from `sniff.sniff`).
 
     `name` is the path the index shows for the file ("mail.eml!/report.docx" for an attachment;
     default: `path`): attachments of a mail get paths under it, and a mail whose name shows it
@@ -127,7 +127,7 @@ def _epub(path: str, builder: Builder, archive: zipfile.ZipFile) -> Metadata:
 
 
 def _read_html(path: str, builder: Builder) -> Metadata:
-    from sensorium.document.kinds import HEAD_BYTES, detect_encoding
+    from sensorium.document.sniff import HEAD_BYTES, detect_encoding
 
     size = os.path.getsize(path)
     # An HTML parser needs the whole page; a page bigger than what the budget could ever keep

@@ -17,8 +17,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from sensorium.document.api import DocumentKind
 from sensorium.document.guards import encrypted, unreadable
-from sensorium.document.results import DocumentKind
 from sensorium.errors import Reason, SensoriumError
 
 TARGETS = {DocumentKind.DOC: "docx", DocumentKind.XLS: "xlsx", DocumentKind.PPT: "pptx"}

@@ -17,10 +17,10 @@ import re
 from email.message import EmailMessage, Message
 from typing import Any
 
+from sensorium.document.api import Attachment, Locator, Metadata
 from sensorium.document.builder import Builder
 from sensorium.document.guards import unreadable
 from sensorium.document.markup import parse_html
-from sensorium.document.results import Attachment, Locator, Metadata
 from sensorium.errors import Reason, SensoriumError
 
 NESTED = "!/"

@@ -18,9 +18,9 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from sensorium.document.api import Locator, Metadata
 from sensorium.document.builder import Builder
 from sensorium.document.guards import DocumentTooLong, has_entity_declaration, unsafe
-from sensorium.document.results import Locator, Metadata
 
 ImageLoader = Callable[[str], tuple[str, bytes] | None]
 """Resolves an <img src> to (name, bytes), or None (e.g. a remote image)."""

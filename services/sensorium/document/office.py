@@ -15,8 +15,8 @@ import zipfile
 from collections.abc import Iterator
 from typing import Any
 
+from sensorium.document.api import Locator, Metadata
 from sensorium.document.builder import Builder, SheetSections
-from sensorium.document.results import Locator, Metadata
 
 _HEADING_STYLE = re.compile(r"^(?:heading|überschrift|titre|título|titolo|kop)\s*(\d)$", re.IGNORECASE)
 _WORD_MAIN_TYPES = (

@@ -20,9 +20,9 @@ from typing import Any
 
 from lxml import etree
 
+from sensorium.document.api import DocumentKind, Locator, Metadata
 from sensorium.document.builder import Builder, SheetSections
 from sensorium.document.guards import encrypted, unreadable
-from sensorium.document.results import DocumentKind, Locator, Metadata
 
 NS = {
     "office": "urn:oasis:names:tc:opendocument:xmlns:office:1.0",

@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from sensorium.document.api import Locator, Metadata
 from sensorium.document.builder import Builder
 from sensorium.document.guards import unreadable
-from sensorium.document.results import Locator, Metadata
 
 _INFO = re.compile(r"\{\\(title|author)\s+((?:[^{}\\]|\\[^{}])*)\}")
 _TIME = re.compile(r"\{\\(creatim|revtim)\\yr(\d+)\\mo(\d+)\\dy(\d+)(?:\\hr(\d+))?(?:\\min(\d+))?")

@@ -3,7 +3,7 @@ their headings), CSV and TSV (as tables), and WebVTT / SubRip subtitles (one sec
 with its time range).
 
 Files are streamed through an incremental decoder, so a 10 GB log costs the character budget,
-not 10 GB of memory. The encoding is the one `kinds.detect_encoding` found in the head;
+not 10 GB of memory. The encoding is the one `sniff.detect_encoding` found in the head;
 undecodable bytes become U+FFFD rather than failing the file.
 """
 
@@ -14,10 +14,10 @@ import csv
 import re
 from collections.abc import Iterator
 
+from sensorium.document.api import DocumentKind, Locator, Metadata
 from sensorium.document.builder import Builder, SheetSections
-from sensorium.document.kinds import HEAD_BYTES, detect_encoding
 from sensorium.document.markup import HeadingSplitter
-from sensorium.document.results import DocumentKind, Locator, Metadata
+from sensorium.document.sniff import HEAD_BYTES, detect_encoding
 
 _CHUNK = 1 << 20
 _PARAGRAPH_LINES = 60  # plain text: a section is at most this many lines (a locator per ~page)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import docmaker
-from sensorium.document import engine, kinds
-from sensorium.document.results import Document, DocumentKind, SectionKind
+from sensorium.document import engine, sniff
+from sensorium.document.api import Document, DocumentKind, SectionKind
 
 NAMES = ["report.docx", "report.docm", "report.odt", "report.epub", "report.html", "report.rtf",
          "report.rst", "report.adoc", "report.md", "report.doc", "slides.pptx", "slides.pptm",
@@ -19,7 +19,7 @@ NAMES = ["report.docx", "report.docm", "report.odt", "report.epub", "report.html
 
 
 def parse(path: Path) -> Document:
-    sniffed = kinds.sniff(path.read_bytes()[: kinds.HEAD_BYTES], path)
+    sniffed = sniff.sniff(path.read_bytes()[: sniff.HEAD_BYTES], path)
     assert sniffed.kind is not None, sniffed.message
     return engine.parse(path, sniffed.kind)
 
@@ -35,7 +35,7 @@ def test_each_format_yields_its_text_locators_and_metadata(generated, name):
     folder, expected = generated
     want = expected[name]
     path = folder / name
-    sniffed = kinds.sniff(path.read_bytes()[: kinds.HEAD_BYTES], path)
+    sniffed = sniff.sniff(path.read_bytes()[: sniff.HEAD_BYTES], path)
     assert sniffed.kind == DocumentKind(want.kind)
     document = engine.parse(path, sniffed.kind)
     assert not [s.error for s in document.sections if s.error], "no part of a clean file fails"
@@ -101,7 +101,7 @@ def test_an_attached_mail_is_a_file_and_its_own_attachments_go_no_deeper(generat
     assert attached.path == "forward.eml!/Forwarded: crane schedule.eml"
     inner_path = tmp_path / "inner.eml"
     inner_path.write_bytes(attached.data)
-    assert kinds.sniff(attached.data[:8192], inner_path).kind is DocumentKind.EML
+    assert sniff.sniff(attached.data[:8192], inner_path).kind is DocumentKind.EML
     inner = engine.parse(inner_path, DocumentKind.EML, name=attached.path)
     assert "crane is booked on Monday" in inner.text
     (deeper,) = inner.attachments

@@ -7,15 +7,15 @@ import zipfile
 import pytest
 
 import docmaker
-from sensorium.document import engine, guards, kinds, legacy
+from sensorium.document import engine, guards, legacy, sniff
+from sensorium.document.api import DocumentKind
 from sensorium.document.guards import Limits
-from sensorium.document.results import DocumentKind
 from sensorium.errors import Reason, SensoriumError
 
 
 def outcome(path, limits=None):
     """The Reason name a file ends with ("" when it parses), as the index would see it."""
-    sniffed = kinds.sniff(path.read_bytes()[: kinds.HEAD_BYTES], path)
+    sniffed = sniff.sniff(path.read_bytes()[: sniff.HEAD_BYTES], path)
     if sniffed.kind is None:
         return sniffed.reason.name, None
     try:

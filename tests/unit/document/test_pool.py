@@ -9,9 +9,9 @@ import pytest
 
 import doc_faults
 from sensorium.document import engine
+from sensorium.document.api import DocumentKind
 from sensorium.document.guards import Limits
 from sensorium.document.pool import document_pool
-from sensorium.document.results import DocumentKind
 from sensorium.errors import Reason, SensoriumError
 from sensorium.workers import PoolLimits
 

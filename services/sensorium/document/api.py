@@ -11,7 +11,7 @@ from sensorium.errors import SensoriumError
 
 
 class DocumentKind(enum.StrEnum):
-    """The document formats the engine reads, as `sensorium.document.kinds.sniff` names them.
+    """The document formats the engine reads, as `sensorium.document.sniff.sniff` names them.
 
     Macro-enabled Office files (.docm, .xlsm, .pptm) and templates are the same kinds as their
     plain variants: the parts the engine reads are identical; macros are never run or read.

@@ -24,7 +24,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 
-from sensorium.document.results import DocumentKind
+from sensorium.document.api import DocumentKind
 from sensorium.errors import Reason
 
 HEAD_BYTES = 8192

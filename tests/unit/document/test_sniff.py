@@ -8,13 +8,13 @@ import zipfile
 import pytest
 
 import docmaker
-from sensorium.document import kinds
-from sensorium.document.results import DocumentKind
+from sensorium.document import sniff as document_sniff
+from sensorium.document.api import DocumentKind
 from sensorium.errors import Reason
 
 
 def sniff(path):
-    return kinds.sniff(path.read_bytes()[: kinds.HEAD_BYTES], path)
+    return document_sniff.sniff(path.read_bytes()[: document_sniff.HEAD_BYTES], path)
 
 
 @pytest.mark.parametrize(
@@ -88,16 +88,16 @@ def test_a_plain_zip_is_no_document(tmp_path):
     ],
 )
 def test_text_encodings_are_detected(text, encoding, found):
-    assert kinds.detect_encoding(text.encode(encoding)) == found
+    assert document_sniff.detect_encoding(text.encode(encoding)) == found
 
 
 def test_utf8_cut_inside_a_character_is_still_utf8():
     data = ("é" * 5000).encode("utf-8")[:8191]
-    assert kinds.detect_encoding(data) == "utf-8"
+    assert document_sniff.detect_encoding(data) == "utf-8"
 
 
 def test_an_empty_file_says_so():
-    assert kinds.sniff(b"", "x.txt").reason is Reason.INPUT_EMPTY
+    assert document_sniff.sniff(b"", "x.txt").reason is Reason.INPUT_EMPTY
 
 
 def test_the_media_sniff_claims_no_document(generated):
