@@ -13,7 +13,6 @@ LibreOffice is slow to start (~1.5 s), so all files of one target format go thro
 from __future__ import annotations
 
 import email.policy
-import io
 import shutil
 import struct
 import subprocess
@@ -486,7 +485,3 @@ def make_hostile(folder: Path, documents: Path) -> dict[str, str]:
         "locked.docx": "DOCUMENT_ENCRYPTED",
         "nested.eml": "",
     }
-
-
-def image_bytes() -> io.BytesIO:  # pragma: no cover - convenience for interactive use
-    return io.BytesIO(png(8, 8))
