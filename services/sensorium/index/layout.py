@@ -29,14 +29,17 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 import numpy.typing as npt
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
-"""Version of the row and files-table schemas; readers refuse an index of another version."""
+SCHEMA_VERSION = 2
+"""Version of the row and files-table schemas; readers refuse an index of another version
+(1: up to the one-seam redesign; 2: rows carry the file's modification time and the locator and
+metadata columns every file kind fills in: section, cells, title, author, taken_at)."""
 
 OptionValue = str | int | float | bool | None
 BBoxTuple = tuple[float, float, float, float]
@@ -88,6 +91,17 @@ class Row:
     """(x0, y0, x1, y1) in PDF points (PDF rows)."""
     start_seconds: float | None = None
     end_seconds: float | None = None
+    section: str | None = None
+    """Where in the file beyond page and time, as a person follows it: a document's heading
+    path ("Results > Costs"), a slide's title, a spreadsheet's sheet name, a mail's subject."""
+    cells: str | None = None
+    """A spreadsheet row's cell range ("A12:F12")."""
+    title: str | None = None
+    """The file's own title (document metadata), where the format has one."""
+    author: str | None = None
+    """The file's author (document metadata), where the format has one."""
+    taken_at: datetime | None = None
+    """When a photo or video was taken (EXIF, container metadata), timezone-aware."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +266,12 @@ def row_schema(dimension: int) -> pa.Schema:
             pa.field("start_seconds", pa.float64()),
             pa.field("end_seconds", pa.float64()),
             pa.field("text", pa.string()),
+            pa.field("section", pa.string()),
+            pa.field("cells", pa.string()),
+            pa.field("title", pa.string()),
+            pa.field("author", pa.string()),
+            pa.field("taken_at", pa.timestamp("us", tz="UTC")),
+            pa.field("mtime", pa.timestamp("us", tz="UTC"), nullable=False),
             pa.field(
                 "vector", pa.list_(pa.field("item", pa.float32(), nullable=False), dimension), nullable=False
             ),

@@ -505,6 +505,14 @@ class IndexWriter:
             "start_seconds": pa.array([item.row.start_seconds for item in batch], pa.float64()),
             "end_seconds": pa.array([item.row.end_seconds for item in batch], pa.float64()),
             "text": pa.array([item.row.text for item in batch], pa.string()),
+            "section": pa.array([item.row.section for item in batch], pa.string()),
+            "cells": pa.array([item.row.cells for item in batch], pa.string()),
+            "title": pa.array([item.row.title for item in batch], pa.string()),
+            "author": pa.array([item.row.author for item in batch], pa.string()),
+            "taken_at": pa.array([item.row.taken_at for item in batch], pa.timestamp("us", tz="UTC")),
+            # The file's, on every row: search filters by date without a join.
+            "mtime": pa.array([item.work.file.mtime_ns // 1000 for item in batch],
+                              pa.timestamp("us", tz="UTC")),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
             "space": pa.array([self._space_id] * len(batch), pa.string()),
         }

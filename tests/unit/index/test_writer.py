@@ -13,6 +13,7 @@ from indexkit import DIMENSION, MANIFEST, SPACE, Job, files_table, live_rows, ro
 
 from sensorium.errors import Reason
 from sensorium.index.layout import (
+    SCHEMA_VERSION,
     EmbeddingSpace,
     IndexBusyError,
     IndexLayoutError,
@@ -43,6 +44,8 @@ def test_rows_and_files_table_have_the_documented_schema(src, tmp_path):
     assert (row["path"], row["kind"], row["page"], row["space"]) == (str(a), "pdf_text", 1, SPACE.id)
     assert row["bbox"] == {"x0": 1.0, "y0": 0.0, "x1": 3.0, "y1": 1.0}
     assert row["text"] == "alpha part 0" and row["start_seconds"] is None
+    assert row["mtime"].timestamp() == pytest.approx(a.stat().st_mtime)  # the file's, on every row
+    assert row["section"] is row["cells"] is row["title"] is row["taken_at"] is None
     assert np.allclose(row["vector"], rows_for(data)[0].vector, atol=1e-6)
 
     files = pq.read_table(shard_dir / "files.parquet").to_pylist()
@@ -63,7 +66,7 @@ def test_rows_and_files_table_have_the_documented_schema(src, tmp_path):
         "normalized": True,
     }
     assert manifest["options"] == {"chunk_overlap_tokens": 10, "min_image_side": 64}
-    assert manifest["schema_version"] == 1 and manifest["shard"] == {"index": 0, "count": 1}
+    assert manifest["schema_version"] == SCHEMA_VERSION == 2 and manifest["shard"] == {"index": 0, "count": 1}
 
 
 def test_a_rerun_on_an_unchanged_tree_reads_nothing_and_writes_nothing(src, tmp_path):
