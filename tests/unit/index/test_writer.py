@@ -338,3 +338,13 @@ def test_shard_parsing_and_ownership():
     assert all(len(o) == 1 for o in owners)  # every path in exactly one shard
     counts = [sum(o == [s] for o in owners) for s in range(3)]
     assert min(counts) > 60  # spread across shards
+
+
+def test_an_index_of_an_older_schema_is_refused_with_the_way_out(src, tmp_path):
+    out = tmp_path / "index"
+    Job(out).run([write(src, "a.pdf", "alpha")])
+    manifest = out / "shard-0-of-1" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "schema_version": SCHEMA_VERSION - 1}))
+    with pytest.raises(IndexLayoutError, match="Rebuild the index in a new directory"):
+        Job(out).run([src / "a.pdf"])
