@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sensorium import auth, metrics, tls, tracing
+from sensorium import auth, metrics, tls, tracing, transport
 from sensorium.errors import Reason, SensoriumError, ServiceStartError
 from sensorium.hosting import HostedService, RuntimeService
 from sensorium.interceptor import CallState, ServiceInterceptor, fallback_handler
@@ -57,6 +57,11 @@ class Server:
             protect_reflection=settings.auth.protect_reflection,
             client_certificates=settings.tls.client_ca_file is not None,
             calls_per_client=CallLimiter(settings.limits.max_calls_per_client),
+            service_packages={
+                **{spec.name: spec.grpc_name.rsplit(".", 1)[0] for spec in SERVICES.values()},
+                **{s.name: s.full_name.rsplit(".", 1)[0] for s in hosted},
+            },
+            max_receive_message_bytes=settings.max_receive_message_bytes,
         )
         self.health = health.aio.HealthServicer()
         self.port = 0
@@ -76,11 +81,11 @@ class Server:
         return list(self.state.services.values())
 
     def _build_main(self) -> grpc.aio.Server:
-        options = [
-            ("grpc.max_receive_message_length", self.settings.max_receive_message_bytes),
-            ("grpc.max_send_message_length", self.settings.max_send_message_bytes),
-        ]
-        server = grpc.aio.server(interceptors=[ServiceInterceptor(self.state)], options=options)
+        server = grpc.aio.server(
+            interceptors=[ServiceInterceptor(self.state)],
+            options=transport.server_options(self.settings),
+            maximum_concurrent_rpcs=self.settings.transport.max_concurrent_calls,
+        )
         for service in self.services:
             service.register(server)
             self.state.known_methods |= service.method_paths()

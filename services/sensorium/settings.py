@@ -172,6 +172,27 @@ class LimitsSettings(_Group):
     0 = unlimited."""
 
 
+class TransportSettings(_Group):
+    """`SENSORIUM_TRANSPORT__*`: bounds on connections and calls at the gRPC transport of the API
+    port, before any call is read (docs/security.md)."""
+
+    max_concurrent_calls: int = Field(default=512, gt=0)
+    """Calls the server serves at once, across all connections; more are refused by gRPC itself
+    (RESOURCE_EXHAUSTED "Concurrent RPC limit exceeded", no Sensorium reason) before they are read."""
+    max_streams_per_connection: int = Field(default=128, gt=0)
+    """Calls one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); a
+    client past it waits for one of its calls to end. 64 clients in one process share one
+    connection, so keep it above that."""
+    connection_idle_seconds: float = Field(default=300.0, gt=0)
+    """A connection without calls for this long is closed (clients reconnect when they need to)."""
+    connection_max_age_seconds: float = Field(default=3600.0, ge=0)
+    """A connection is asked to close after this long (new calls then open a new one, which also
+    spreads clients over new replicas); 0 = never."""
+    connection_age_grace_seconds: float = Field(default=4 * 3600.0, ge=0)
+    """After the age limit, the time the connection's calls in flight get to finish before they are
+    cancelled (a transcription of the longest audio can take hours on a CPU)."""
+
+
 class TracingSettings(_Group):
     """`SENSORIUM_TRACING__*`: OpenTelemetry traces (needs the `tracing` extra)."""
 
@@ -261,7 +282,8 @@ class Settings(BaseSettings):
     reflection: bool = True
     """Serve gRPC server reflection (for grpcurl and friends)."""
     max_receive_message_bytes: int = Field(default=64 * MiB, gt=0)
-    """Largest single request message; larger files go through the streaming calls."""
+    """Largest single request message of any method, enforced by gRPC itself; each unary method
+    has a smaller cap of its own (docs/errors.md). Larger files go through the streaming calls."""
     max_send_message_bytes: int = Field(default=64 * MiB, gt=0)
     """Largest single response message the server sends."""
     max_upload_bytes_in_flight: int = Field(default=1024 * MiB, gt=0)
@@ -289,6 +311,8 @@ class Settings(BaseSettings):
     """Authentication settings."""
     limits: LimitsSettings = LimitsSettings()
     """Per-client limits."""
+    transport: TransportSettings = TransportSettings()
+    """Transport bounds."""
     tracing: TracingSettings = TracingSettings()
     """Tracing settings."""
     index: IndexSettings = IndexSettings()

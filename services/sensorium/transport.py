@@ -1,0 +1,70 @@
+"""What the gRPC transport admits before any Sensorium code runs: HTTP/2 bounds and the size of
+each unary request.
+
+grpc.aio receives a unary request whole before it calls the method's handler, and grants the
+client flow-control window for all of it as soon as the call starts: a caller could make the
+server hold a message of up to SENSORIUM_MAX_RECEIVE_MESSAGE_BYTES per stream before anything
+looked at its token. So the interceptor serves every method as a request stream at the transport
+(`interceptor.ServiceInterceptor`): it decides from the call's headers (token, service, readiness,
+the caller's slots) and reads the message only when the call is admitted, then holds it to the
+method's cap below. Files larger than a unary cap go through the streaming methods, which charge
+the byte budget chunk by chunk as they arrive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sensorium.settings import Settings
+
+KiB = 1024
+MiB = 1024 * KiB
+
+UNARY_REQUEST_LIMITS: dict[str, int] = {
+    # A document of a few MiB; larger ones stream (the CLI streams anything over 4 MiB).
+    "/sensorium.pdf.v1.PdfService/ExtractDocument": 8 * MiB,
+    # A few minutes of compressed audio; longer recordings stream.
+    "/sensorium.transcription.v1.TranscriptionService/Transcribe": 8 * MiB,
+    # 256 texts (SENSORIUM_EMBEDDING__MAX_ITEMS_PER_REQUEST) of 64 KiB of ASCII each.
+    "/sensorium.embedding.v1.EmbeddingService/EmbedTexts": 16 * MiB,
+    # 64 photos of up to 512 KiB each (a 640x480 JPEG is ~50-150 KiB); bigger sets stream,
+    # one image per message, through StreamEmbed.
+    "/sensorium.embedding.v1.EmbeddingService/EmbedImages": 32 * MiB,
+    "/sensorium.embedding.v1.EmbeddingService/Score": 32 * MiB,
+    "/sensorium.embedding.v1.EmbeddingService/GetEmbeddingSpace": 4 * KiB,
+}
+"""Largest request message of each unary method, in bytes (docs/errors.md lists them). Methods
+not listed (test services) are held to SENSORIUM_MAX_RECEIVE_MESSAGE_BYTES alone."""
+
+STREAMING_METHODS = {
+    "/sensorium.pdf.v1.PdfService/ExtractDocument": "StreamExtractDocument",
+    "/sensorium.transcription.v1.TranscriptionService/Transcribe": "StreamTranscribe",
+    "/sensorium.embedding.v1.EmbeddingService/EmbedTexts": "StreamEmbed",
+    "/sensorium.embedding.v1.EmbeddingService/EmbedImages": "StreamEmbed",
+}
+"""The streaming method that takes what a unary method's cap refuses."""
+
+
+def unary_limit(method: str, transport_limit: int) -> int:
+    """The most bytes a unary request of `method` may have."""
+    return min(UNARY_REQUEST_LIMITS.get(method, transport_limit), transport_limit)
+
+
+def server_options(settings: Settings) -> list[tuple[str, Any]]:
+    """Channel arguments of the API port (grpc core's names)."""
+    transport = settings.transport
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+        ("grpc.max_send_message_length", settings.max_send_message_bytes),
+        # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: past it a client queues its calls itself.
+        ("grpc.max_concurrent_streams", transport.max_streams_per_connection),
+        # A connection with no call for this long is closed (GOAWAY); clients reconnect.
+        ("grpc.max_connection_idle_ms", int(transport.connection_idle_seconds * 1000)),
+    ]
+    if transport.connection_max_age_seconds > 0:
+        # Then its calls get the grace period to finish, and new calls go to a new connection.
+        options += [
+            ("grpc.max_connection_age_ms", int(transport.connection_max_age_seconds * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(transport.connection_age_grace_seconds * 1000)),
+        ]
+    return options
