@@ -281,6 +281,8 @@ def _tls_flags(parser: argparse.ArgumentParser) -> None:
                      help="PEM CA certificate to trust instead of the system's")
     tls.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM client certificate")
     tls.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM key of --tls-cert")
+    tls.add_argument("--insecure", action="store_true",
+                     help="allow --token-file over plaintext (the link is protected otherwise)")
 
 
 def _security(args: argparse.Namespace) -> dict[str, Any]:
@@ -294,7 +296,7 @@ def _security(args: argparse.Namespace) -> dict[str, Any]:
         if not token:
             raise CliError(f"{args.token_file}: the first line must be the token", EXIT_USAGE)
     return {"tls": args.tls, "tls_ca": args.tls_ca, "tls_cert": args.tls_cert,
-            "tls_key": args.tls_key, "token": token}
+            "tls_key": args.tls_key, "token": token, "insecure": args.insecure}
 
 
 @contextlib.asynccontextmanager

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import grpc
-
 from google.protobuf.message import DecodeError
 
 from sensorium import auth, errors, limits, metrics, status, tracing, transport
@@ -204,11 +203,26 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     def _authenticated(self, method: str, handler: Handler, *, required: bool) -> Handler:
         """Reflection and the rest of health: behind the token check when `required` (and the
         call log), reflection scoped to what the token may call; nothing else applied."""
-        # Reflection, health and the fallback handler have async stream handlers here.
+        parse = handler.request_deserializer
+        if handler.unary_unary is not None:
+            single: Callable[..., Awaitable[Any]] = handler.unary_unary
+
+            async def unary(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                call, requests = self._begin(method, context, requests, False)
+                try:
+                    self._authorize(call, method) if required else self._optional(call)
+                    return await single(await self._read_one(call, method, requests, parse), context)
+                except BaseException as exc:
+                    await self._handle(call, exc)
+                finally:
+                    self._end(call)
+
+            return grpc.stream_unary_rpc_method_handler(
+                unary, request_deserializer=None, response_serializer=handler.response_serializer)
         stream = handler.stream_stream or handler.unary_stream
         assert stream is not None
         behavior: Callable[..., AsyncIterator[Any]] = stream  # type: ignore[assignment]
-        unary = handler.stream_stream is None
+        single_request = handler.stream_stream is None
 
         async def wrapped(
             requests: Any, context: grpc.aio.ServicerContext[Any, Any]
@@ -216,8 +230,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             call, requests = self._begin(method, context, requests, True)
             try:
                 principal = self._authorize(call, method) if required else self._optional(call)
-                if unary:
-                    requests = await self._read_one(call, method, requests, handler.request_deserializer)
+                if single_request:
+                    requests = await self._read_one(call, method, requests, parse)
                 hidden = self._hidden_packages(principal)
                 async for response in behavior(requests, context):
                     yield _scoped(response, hidden) if hidden else response
@@ -227,7 +241,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 self._end(call)
 
         return grpc.stream_stream_rpc_method_handler(
-            wrapped, request_deserializer=None if unary else handler.request_deserializer,
+            wrapped, request_deserializer=None if single_request else parse,
             response_serializer=handler.response_serializer,
         )
 
@@ -256,7 +270,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             )
         service = self.state.services.get(method.split("/")[1])
         if service is None:
-            raise not_hosted(method, [s.name for s in self.state.services.values()])
+            raise not_served(method, self.state)
         if not service.ready and service.problem is not None:
             problem = service.problem
             raise SensoriumError(problem.reason, f"{problem.message} (request id {request_id})",
@@ -265,8 +279,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     def _wrap(self, method: str, handler: Handler) -> Handler:
         """The handler as a request stream at the transport (see the module docstring): a unary
         method's message is read, capped and parsed only after the call is admitted."""
-        if handler.unary_unary or handler.stream_unary:
-            behavior = handler.unary_unary or handler.stream_unary
+        behavior = handler.unary_unary or handler.stream_unary
+        if behavior is not None:
             return grpc.stream_unary_rpc_method_handler(
                 self._single_response(method, behavior, handler.request_deserializer,
                                       request_streaming=handler.stream_unary is not None),
@@ -287,9 +301,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     ) -> Any:
         """The one message of a unary call, read now: INPUT_TOO_LARGE past the method's cap
         (naming the streaming method that takes more), INVALID_REQUEST if it does not parse."""
-        raw: bytes | None = None
-        async for raw in requests:
-            break
+        raw: bytes | None = await anext(aiter(requests), None)
         if raw is None:
             raise SensoriumError(Reason.INVALID_REQUEST, "the call carried no request message")
         call.received = len(raw)
@@ -383,6 +395,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             # The Batcher drops work whose deadline passed before the model could run it.
             call.code = grpc.StatusCode.DEADLINE_EXCEEDED
             await call.context.abort(call.code, "the call's deadline passed before it could run")
+        elif isinstance(exc, NotImplementedError):  # a generated servicer's unimplemented method
+            await call.fail(SensoriumError(Reason.NOT_HOSTED, f"{call.method} is not served here",
+                                           {"method": call.method}))
         elif isinstance(exc, grpc.aio.AbortError):
             # The servicer aborted by itself; its code is already on the context.
             call.code = call.context.code() or grpc.StatusCode.UNKNOWN
@@ -391,6 +406,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             await call.crash(exc)
         else:
             raise exc
+
+
+def not_served(method: str, state: CallState) -> SensoriumError:
+    """The answer to a method this server does not serve. Only a method of a Sensorium service
+    is told what this server hosts (and where to find it); any other (a probe for what runs
+    here) learns nothing."""
+    if method.count("/") == 2 and method.split("/")[1].startswith("sensorium."):
+        return not_hosted(method, [s.name for s in state.services.values()])
+    return SensoriumError(Reason.NOT_HOSTED, f"unknown method {method}", {"method": method})
 
 
 def request_id_of(value: str | bytes | None) -> str:
@@ -444,6 +468,29 @@ def _size(message: Any) -> int:
     return size
 
 
+class HealthChecksOnly(grpc.aio.ServerInterceptor):
+    """The probe port's gate: it is plaintext and unauthenticated, so it answers only the health
+    of a name the caller asks (`Check`, `Watch`), never `List` (which names every service)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        method: str = details.method
+        if method in HEALTH_CHECKS:
+            return await continuation(details)
+
+        async def refuse(requests: Any, context: Any) -> AsyncIterator[Any]:
+            error = SensoriumError(
+                Reason.NOT_HOSTED, f"the probe port answers only health checks of a named "
+                f"service, not {method}", {"method": method})
+            await context.abort_with_status(status.to_status(error, uuid.uuid4().hex[:16]))
+            yield  # pragma: no cover - an async generator, as stream handlers must be
+
+        return grpc.stream_stream_rpc_method_handler(refuse)
+
+
 def fallback_handler(state: CallState) -> grpc.GenericRpcHandler:
     """Answers methods no registered servicer handles. The interceptor refuses methods of
     services not hosted here; this catches unknown methods of hosted ones."""
@@ -454,13 +501,8 @@ def fallback_handler(state: CallState) -> grpc.GenericRpcHandler:
 
             async def refuse(requests: Any, context: Any) -> AsyncIterator[Any]:
                 # Aborts by itself: pass-through methods (e.g. reflection when it is off)
-                # reach this handler without the interceptor's error mapping. A method of no
-                # Sensorium service is answered without naming what this server hosts.
-                if method.count("/") == 2 and method.split("/")[1].startswith("sensorium."):
-                    error = not_hosted(method, [s.name for s in state.services.values()])
-                else:
-                    error = SensoriumError(Reason.NOT_HOSTED, f"unknown method {method}",
-                                           {"method": method})
+                # reach this handler without the interceptor's error mapping.
+                error = not_served(method, state)
                 await context.abort_with_status(status.to_status(error, uuid.uuid4().hex[:16]))
                 yield  # pragma: no cover - an async generator, as stream handlers must be
 

@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from sensorium import auth, metrics, tls, tracing, transport
 from sensorium.errors import Reason, SensoriumError, ServiceStartError
 from sensorium.hosting import HostedService, RuntimeService
-from sensorium.interceptor import CallState, ServiceInterceptor, fallback_handler
+from sensorium.interceptor import CallState, HealthChecksOnly, ServiceInterceptor, fallback_handler
 from sensorium.limits import CallLimiter
 from sensorium.registry import SERVICES
 from sensorium.runtimes import Runtimes
@@ -70,7 +70,7 @@ class Server:
         self._stopped = asyncio.Event()
         self._shutdown: asyncio.Task[None] | None = None
         self._main = self._build_main()
-        self._probe = grpc.aio.server()
+        self._probe = grpc.aio.server(interceptors=[HealthChecksOnly()])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._probe)
         self._metrics: metrics.MetricsEndpoint | None = None
         self.certificates: tls.ReloadingCertificates | None = None

@@ -180,9 +180,9 @@ class TransportSettings(_Group):
     """Calls the server serves at once, across all connections; more are refused by gRPC itself
     (RESOURCE_EXHAUSTED "Concurrent RPC limit exceeded", no Sensorium reason) before they are read."""
     max_streams_per_connection: int = Field(default=128, gt=0)
-    """Calls one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); a
-    client past it waits for one of its calls to end. 64 clients in one process share one
-    connection, so keep it above that."""
+    """Calls one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); past
+    it gRPC refuses new streams (UNAVAILABLE, which clients may retry). Clients in one process
+    share one connection (64 clients: 64 streams), so keep it well above that."""
     connection_idle_seconds: float = Field(default=300.0, gt=0)
     """A connection without calls for this long is closed (clients reconnect when they need to)."""
     connection_max_age_seconds: float = Field(default=3600.0, ge=0)

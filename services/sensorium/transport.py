@@ -58,6 +58,10 @@ def server_options(settings: Settings) -> list[tuple[str, Any]]:
         ("grpc.max_send_message_length", settings.max_send_message_bytes),
         # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: past it a client queues its calls itself.
         ("grpc.max_concurrent_streams", transport.max_streams_per_connection),
+        # No bandwidth-delay probing: with it grpc core grows every stream's window to ~4 MiB on a
+        # fast link, and a stream takes that much before its call is even looked at (64 streams
+        # x 4 MiB per connection). A call that reads still gets window for its whole message.
+        ("grpc.http2.bdp_probe", 0),
         # A connection with no call for this long is closed (GOAWAY); clients reconnect.
         ("grpc.max_connection_idle_ms", int(transport.connection_idle_seconds * 1000)),
     ]
