@@ -77,6 +77,7 @@ async def test_the_tokens_file_is_reloaded_without_a_restart(start_server, tmp_p
     target = f"127.0.0.1:{server.port}"
     aside = tmp_path / "tokens.new"
     aside.write_text(f"{PDF_ONLY}\n")
+    aside.chmod(0o600)
     os.replace(aside, tokens)
     async with Client(target, insecure=True, token=PDF_ONLY) as new, \
             Client(target, insecure=True, token=ALL) as revoked:
