@@ -28,9 +28,8 @@ What the pool guarantees (docs/architecture.md):
 - at most `max_pending_documents` documents are admitted at once; more get OVERLOADED with a
   retry delay.
 
-Workers start through a "forkserver" that has already imported PyMuPDF: forking the server
-process itself is unsafe (gRPC's threads), and "spawn" would pay Python's start-up and the
-imports on every restart.
+Workers start through a "forkserver" that has already imported PyMuPDF; the process limits and
+the pool's start-up are shared with the audio decoders (`sensorium.workers`).
 
 Tests inject faults from outside the shipped code: the pool takes a `page_extractor` (default
 `extractor.extract_page`) that its workers call for every page, so a test can hand it a function
@@ -41,11 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-import multiprocessing
 import os
-import resource
-import signal
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable
@@ -56,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import pebble
 import pymupdf
 
-from sensorium import logs
+from sensorium import logs, workers
 from sensorium.errors import Reason, SensoriumError
 from sensorium.pdf import extractor
 from sensorium.pdf.extractor import DocumentInfo, ExtractOptions, ImageResult, Limits, PageResult
@@ -68,10 +63,6 @@ PageExtractor = Callable[
     [pymupdf.Document, int, ExtractOptions, Limits], tuple[PageResult, list[ImageResult]]
 ]
 """`extractor.extract_page`'s signature: what a worker calls for each page."""
-# Pebble's manager threads poll every `sleep_unit` (0.1 s by default): that is how late a
-# recycled or crashed worker is replaced and a timed-out task killed, while documents wait.
-# 20 ms costs a few wake-ups a second and removes ~0.2 s stalls at every worker recycle.
-pebble.CONSTS.sleep_unit = 0.02
 
 FIRST_CHUNK_PAGES = 4
 FIRST_TASK_SECONDS = 0.05
@@ -121,13 +112,7 @@ def _init_worker(
     # MuPDF prints every recoverable problem to stderr; the results report what matters.
     pymupdf.TOOLS.mupdf_display_errors(False)
     pymupdf.TOOLS.mupdf_display_warnings(False)
-    if memory_mb > 0:
-        limit = memory_mb * 1024 * 1024
-        with contextlib.suppress(ValueError, OSError):
-            _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-            if hard != resource.RLIM_INFINITY:
-                limit = min(limit, hard)
-            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    workers.limit_memory(memory_mb)
 
 
 def _ping(seconds: float) -> int:
@@ -148,7 +133,7 @@ def _run_task(
     """
     started_at = time.monotonic()
     _worker.tasks += 1
-    _arm_cpu_limit()
+    workers.arm_cpu_limit(_worker.cpu_seconds)
     _drop_deleted()
     key: tuple[Any, ...] | None = None
     try:
@@ -190,22 +175,6 @@ def _run_task(
             _close_cached(key)
         raise
     return _TaskResult(items, info, index, end, started_at, os.getpid(), _worker.tasks)
-
-
-def _arm_cpu_limit() -> None:
-    """Let this task use at most `cpu_seconds` of CPU from now (RLIMIT_CPU counts the whole
-    process life, so it is re-armed per task). The server's wall-clock timeout normally stops a
-    task first; this is the kernel's backstop should the server's timer not, e.g. when its own
-    event loop is stalled. Past it the kernel sends SIGXCPU, which ends the worker."""
-    if _worker.cpu_seconds <= 0:
-        return
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    soft = math.ceil(usage.ru_utime + usage.ru_stime + _worker.cpu_seconds) + 1
-    with contextlib.suppress(ValueError, OSError):
-        _old, hard = resource.getrlimit(resource.RLIMIT_CPU)
-        if hard != resource.RLIM_INFINITY:
-            soft = min(soft, hard)
-        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
 def _open(path: str, password: str, limits: Limits | None) -> tuple[pymupdf.Document, tuple[Any, ...]]:
@@ -310,19 +279,8 @@ class PdfWorkerPool:
         return self._pending
 
     def _new_pool(self) -> pebble.ProcessPool:
-        context = multiprocessing.get_context("forkserver")
-        # Workers fork from a server that has already imported PyMuPDF and the main module:
-        # restarts cost milliseconds. Without "__main__" here every new worker would re-import
-        # the program's main module (`sensorium`'s CLI: grpc, pydantic, ...), ~0.2 s a restart.
-        # (Ignored if this process's forkserver already runs.)
-        context.set_forkserver_preload(["__main__", __name__])
-        return pebble.ProcessPool(
-            max_workers=1,
-            max_tasks=self._settings.recycle_after_documents,
-            initializer=_init_worker,
-            initargs=self._initargs,
-            context=context,
-        )
+        return workers.new_pool(workers=1, recycle_after=self._settings.recycle_after_documents,
+                                initializer=_init_worker, initargs=self._initargs)
 
     async def warm_up(self) -> None:
         """Start the workers (and the forkserver) now, so the first request is not slow."""
@@ -449,7 +407,7 @@ class PdfWorkerPool:
             self._on_worker_restart("timeout")
             raise self._timed_out() from None
         except pebble.ProcessExpired as error:
-            if error.exitcode == -signal.SIGXCPU:  # the kernel's CPU-time backstop
+            if workers.killed_for_cpu(error):  # the kernel's CPU-time backstop
                 self._on_worker_restart("timeout")
                 raise self._timed_out() from None
             self._on_worker_restart("crash")
