@@ -77,6 +77,13 @@ class TranscriptionSettings(_Group):
     """Longest audio accepted, enforced while decoding (AUDIO_TOO_LONG)."""
     max_audio_bytes: int = Field(default=512 * MiB, gt=0)
     """Largest audio file accepted, in bytes (INPUT_TOO_LARGE)."""
+    decode_timeout_seconds: float = Field(default=600.0, gt=0)
+    """Wall-clock limit to decode one file; its decoder process is killed past it
+    (PROCESSING_LIMIT). Decoding runs at hundreds of times real time: 4 h of audio takes
+    well under a minute."""
+    decoder_memory_mb: int = Field(default=1024, ge=0)
+    """Address-space limit of each audio decoder process in MiB (decoders hold a group of
+    frames at a time, never the whole audio); 0 = unlimited."""
     queue_size: int = Field(default=32, gt=0)
     """Requests waiting for a worker; more are refused with RESOURCE_EXHAUSTED."""
     batch_size: int = Field(default=8, gt=0)
