@@ -250,3 +250,35 @@ async def test_a_caller_that_goes_away_leaves_no_work_behind(shapes_model: Path)
         with contextlib.suppress(asyncio.CancelledError):
             await task
         assert runtime._batcher is not None and runtime._batcher.queue_depth == 0
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height and whose pixel data is missing: decoding it
+    fails, so an answer other than IMAGE_UNDECODABLE shows it was never decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 64)  # far too few rows
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+@pytest.mark.weights
+async def test_a_big_images_memory_is_charged_before_it_is_decoded(shapes_model: Path):
+    """A 100 MP image decodes to ~400 MB (800 MB with a converted copy): the byte budget is
+    charged from the header, before decoding, and refuses what does not fit."""
+    settings = _embedding_settings(shapes_model).model_copy(
+        update={"max_upload_bytes_in_flight": 256 * 1024 * 1024})
+    async with Runtimes(settings, ["embedding"]) as runtimes:
+        runtime = runtimes.embedding
+        with pytest.raises(SensoriumError) as error:
+            await runtime.embed_image(_png_header(10_000, 10_000))
+        assert error.value.reason == Reason.OVERLOADED
+        assert runtime.budget.used == 0
+        # A header that fits the budget is decoded (and found to have no pixel data).
+        (small,) = await runtime.embed_images([_png_header(1000, 1000)])
+        assert small.error is not None and small.error.reason == Reason.IMAGE_UNDECODABLE
+        assert runtime.budget.used == 0

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sensorium import metrics
 from sensorium.batching import Batcher, split_on_error
 from sensorium.device import DevicePlan, is_cuda_oom, load_with_fallback, thread_counts
+from sensorium.embedding import images
 from sensorium.errors import Reason, SensoriumError, ServiceStartError
 from sensorium.registry import RuntimeContext
 
@@ -237,9 +238,13 @@ class EmbeddingRuntime:
 
     async def _embed_image(self, data: bytes, normalize: bool, deadline: float | None) -> ImageOutcome:
         engine = self.model
+        limits = {"max_bytes": self.settings.max_image_bytes, "max_pixels": self.settings.max_image_pixels}
         try:
-            item = await self._prepare(engine.prepare_image, data, max_bytes=self.settings.max_image_bytes,
-                                       max_pixels=self.settings.max_image_pixels)
+            # What decoding will take is charged before a pixel is decoded (a 100 MP PNG is
+            # 800 MB), from the header, read in a pool thread like the decoding itself.
+            needed = await self._prepare(images.decoded_bytes, data, min_side=engine.image_side, **limits)
+            with self.budget.hold(needed):
+                item = await self._prepare(engine.prepare_image, data, **limits)
         except SensoriumError as error:
             if error.reason not in ITEM_REASONS:
                 raise

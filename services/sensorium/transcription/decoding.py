@@ -121,13 +121,18 @@ class AudioDecoderPool:
         except RuntimeError:  # pebble marked the pool broken (a worker died at a bad moment)
             self._replace_pool()
             future = self._pool.schedule(function, args, timeout=self.timeout_seconds)
+        waiter = asyncio.wrap_future(future)
         try:
-            return await asyncio.wrap_future(future)
+            # asyncio.wait leaves `waiter` alone when this task is cancelled (awaiting it would
+            # cancel the pebble future first), so a running task is seen and counted.
+            await asyncio.wait({waiter})
         except asyncio.CancelledError:
             if future.running():
                 self._on_worker_restart("cancelled")
             future.cancel()  # kills the worker if it is decoding this file
             raise
+        try:
+            return waiter.result()
         except TimeoutError:
             self._on_worker_restart("timeout")
             raise self._timed_out() from None
