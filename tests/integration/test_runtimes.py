@@ -113,6 +113,34 @@ async def test_transcription_runtime_streams_info_then_segments(model_dir: Path,
     assert refused.value.reason is Reason.INVALID_REQUEST
 
 
+def _wav_declaring(seconds: float, actual: float) -> bytes:
+    """A 16 kHz mono WAV whose header declares `seconds` of audio but holds `actual` seconds."""
+    import struct
+
+    rate, data = 16000, bytes(int(actual * 16000) * 2)
+    declared = int(seconds * rate) * 2
+    return (b"RIFF" + struct.pack("<I", 36 + declared) + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+            + b"data" + struct.pack("<I", declared) + data)
+
+
+@pytest.mark.weights
+async def test_decoded_audio_is_charged_to_the_budget_before_it_is_decoded(model_dir: Path):
+    """Decoded samples take 64 KB a second (4 h: 922 MB): 20 minutes of audio (77 MB decoded)
+    are refused before decoding when the budget holds 64 MiB; a minute is decoded."""
+    settings = testkit.test_settings(cpus=1, device="cpu", model_dir=model_dir,
+                                     max_upload_bytes_in_flight=64 * 1024 * 1024,
+                                     transcription={"model": "packaged:tiny.en"})
+    async with Runtimes(settings, ["transcription"]) as runtimes:
+        runtime = runtimes.transcription
+        with pytest.raises(SensoriumError) as refused:
+            await runtime.decode(_wav_declaring(20 * 60, actual=20 * 60))
+        assert refused.value.reason is Reason.OVERLOADED
+        decoded = await runtime.decode(_wav_declaring(60, actual=60), allow_truncated=True)
+        assert abs(decoded.duration - 60) < 0.1
+        assert runtime.budget.used == 0
+
+
 @pytest.mark.weights
 async def test_transcription_falls_back_to_the_cpu_when_a_cuda_library_fails_at_warm_up(
     model_dir: Path, sentence: Path
