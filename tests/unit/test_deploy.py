@@ -112,20 +112,25 @@ def test_service_images_run_non_root_with_the_cli_and_its_health_check(name):
     assert "\nEXPOSE 50051 50052 9464\n" in runtime
     assert "SENSORIUM_MODEL_DIR=/models" in runtime
     assert re.search(r"^ARG BASE=\S*python:3\.11-slim-bookworm$", text, re.M)
-    assert re.search(r'pip install .*"\./\[\$\{EXTRAS\}\]"', text), "EXTRAS selects the extras"
+    assert 'pip install --require-hashes --no-deps -r "deploy/locks/${LOCK}.txt"' in text, \
+        "LOCK selects what is installed, hash-checked"
     for variable in re.findall(r"\b(SENSORIUM_\w+)=", text):
         assert variable in known_variables(), f"{name}: unknown setting {variable}"
 
 
 def test_cpu_image_defaults_to_pdf_with_ocr_data():
     text = (DEPLOY / "Containerfile").read_text()
-    assert re.search(r"^ARG EXTRAS=pdf$", text, re.M)
+    assert re.findall(r"^ARG LOCK=(\S+)$", text, re.M) == ["pdf", "pdf"]
     assert "tesseract-ocr-eng" in text.split(" AS runtime", 1)[1]
 
 
 def test_gpu_image_gives_ctranslate2_cuda12_and_fails_without_a_gpu():
     text = (DEPLOY / "Containerfile.gpu").read_text()
-    assert '"nvidia-cublas-cu12==12.*"' in text and '"nvidia-cudnn-cu12==9.*"' in text
+    assert re.findall(r"^ARG LOCK=(\S+)$", text, re.M) == ["gpu", "gpu"]
+    for lock in ("gpu", "gpu-all"):
+        pinned = (DEPLOY / "locks" / f"{lock}.txt").read_text()
+        assert re.search(r"^nvidia-cublas-cu12==12\.", pinned, re.M), lock
+        assert re.search(r"^nvidia-cudnn-cu12==9\.", pinned, re.M), lock
     assert "site-packages/nvidia/cublas/lib" in text and "site-packages/nvidia/cudnn/lib" in text
     assert "SENSORIUM_DEVICE=cuda" in text
     # Built with EXTRAS=all it runs the index job, which OCRs PDFs like the CPU image.
