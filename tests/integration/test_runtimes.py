@@ -310,3 +310,14 @@ async def test_a_big_images_memory_is_charged_before_it_is_decoded(shapes_model:
         (small,) = await runtime.embed_images([_png_header(1000, 1000)])
         assert small.error is not None and small.error.reason == Reason.IMAGE_UNDECODABLE
         assert runtime.budget.used == 0
+
+
+@pytest.mark.weights
+async def test_whisper_weights_other_than_named_stop_the_service(model_dir: Path):
+    settings = testkit.test_settings(cpus=1, device="cpu", model_dir=model_dir, transcription={
+        "model": "packaged:tiny.en", "weights_sha256": "ab" * 32})
+    runtimes = Runtimes(settings, ["transcription"])
+    with pytest.raises(ServiceStartError) as refused:
+        await runtimes.start("transcription")
+    await runtimes.close()
+    assert "SENSORIUM_TRANSCRIPTION__WEIGHTS_SHA256=1a5afae06a4db91c" in str(refused.value)

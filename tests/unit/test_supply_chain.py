@@ -107,3 +107,56 @@ def test_images_install_an_existing_lock_and_the_context_carries_it(name):
     assert "COPY deploy/locks/ deploy/locks/" in text
     for ignore in (".containerignore", ".dockerignore"):
         assert "!deploy/locks/" in (ROOT / ignore).read_text().splitlines()
+
+
+# --- model weights ------------------------------------------------------------------------------
+
+def test_the_packaged_whisper_pins_are_the_sha256_the_assembly_verifies():
+    from sensorium.pins import PINS
+    from sensorium.transcription.models import PACKAGED
+
+    for name, model in PACKAGED.items():
+        pin = PINS[("transcription", f"packaged:{name}")]
+        assert pin.sha256 == model.model_bin_sha256
+        assert pin.revision is not None
+        assert all(f"{d}=={v}" in pin.revision.split() for d, v in model.distributions.items())
+
+
+def test_every_default_model_has_a_pin(monkeypatch):
+    import yaml
+
+    from sensorium.pins import PINS
+    from sensorium.settings import Settings
+
+    named = {("transcription", Settings().transcription.model),
+             ("transcription", Settings(profile="dev").transcription.model),
+             ("embedding", f"{Settings().embedding.model}/{Settings().embedding.pretrained}")}
+    for kustomization in (DEPLOY / "k8s").rglob("kustomization.yaml"):
+        for generator in yaml.safe_load(kustomization.read_text()).get("configMapGenerator", []):
+            env = dict(item.split("=", 1) for item in generator.get("literals", []))
+            if "SENSORIUM_TRANSCRIPTION__MODEL" in env:
+                named.add(("transcription", env["SENSORIUM_TRANSCRIPTION__MODEL"]))
+            if "SENSORIUM_EMBEDDING__MODEL" in env:
+                named.add(("embedding", f"{env['SENSORIUM_EMBEDDING__MODEL']}/"
+                                        f"{env['SENSORIUM_EMBEDDING__PRETRAINED']}"))
+    assert named <= set(PINS), f"no pin for {sorted(named - set(PINS))}"
+
+
+def test_weights_other_than_the_pin_are_refused_unless_named(caplog):
+    from sensorium import pins
+    from sensorium.errors import ModelError
+
+    pinned = pins.PINS[("transcription", "packaged:tiny.en")].sha256
+    assert pinned is not None
+    assert pins.check("transcription", "packaged:tiny.en", pinned, "", "S") == "sha256 as pinned"
+    other = "0" * 64
+    with pytest.raises(ModelError) as refused:
+        pins.check("transcription", "packaged:tiny.en", other, "", "SENSORIUM_X")
+    assert f"SENSORIUM_X={other}" in str(refused.value) and pinned in str(refused.value)
+    assert pins.check("transcription", "packaged:tiny.en", other, other, "S") == "sha256 as S"
+    with pytest.raises(ModelError):  # named weights are compared too, pinned model or not
+        pins.check("transcription", "/models/mine", other, pinned, "S")
+    assert pins.check("transcription", "/models/mine", other, "", "S").startswith("no pin")
+    caplog.set_level("WARNING")
+    assert pins.check("embedding", "ViT-B-32/laion2b_s34b_b79k", other, "", "S") == "not pinned"
+    assert "weights not pinned" in caplog.text

@@ -21,11 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sensorium import metrics
+from sensorium import metrics, pins
 from sensorium.batching import Batcher, split_on_error
 from sensorium.device import DevicePlan, is_cuda_oom, load_with_fallback, thread_counts
 from sensorium.embedding import images
-from sensorium.errors import Reason, SensoriumError, ServiceStartError
+from sensorium.errors import ModelError, Reason, SensoriumError, ServiceStartError
 from sensorium.registry import RuntimeContext
 
 if TYPE_CHECKING:  # torch is imported when the runtime starts, never before
@@ -139,9 +139,18 @@ class EmbeddingRuntime:
         # torch's intra-op pool is process-wide: sized once, from this service's CPU share.
         torch.set_num_threads(self._threads(plan).model_threads)
         try:
-            return Embedder.load(self.settings.model, self.settings.pretrained, self.root.model_dir, plan)
+            engine = Embedder.load(self.settings.model, self.settings.pretrained, self.root.model_dir, plan)
         except EngineError as exc:
             raise ServiceStartError(str(exc)) from exc
+        name = self.settings.model
+        if self.settings.pretrained and ":" not in name:  # an open_clip name and its pretrained tag
+            name = f"{name}/{self.settings.pretrained}"
+        try:
+            pins.check("embedding", name, engine.space.weights_sha256, self.settings.weights_sha256,
+                       "SENSORIUM_EMBEDDING__WEIGHTS_SHA256")
+        except ModelError as exc:
+            raise ServiceStartError(str(exc)) from None
+        return engine
 
     async def close(self, grace: float | None = None) -> None:
         if self._batcher is not None:

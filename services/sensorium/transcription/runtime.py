@@ -28,7 +28,7 @@ from typing import IO
 
 import numpy as np
 
-from sensorium import metrics
+from sensorium import metrics, pins
 from sensorium.batching import Batcher
 from sensorium.device import DeviceError, DevicePlan, is_cuda_library_error, load_with_fallback, thread_counts
 from sensorium.errors import ModelError, Reason, SensoriumError, ServiceStartError
@@ -110,8 +110,17 @@ class TranscriptionRuntime:
         })
 
     def _load_engine(self, plan: DevicePlan) -> transcriber.Transcriber:
-        """Resolve, load and warm up the model on `plan`'s device (blocking)."""
+        """Resolve, check against its pin, load and warm up the model on `plan`'s device
+        (blocking)."""
         resolved = models.resolve(self.settings.model, self.root.model_dir)
+        try:
+            actual = models.weights_sha256(resolved, self.root.model_dir)
+            if actual is not None:
+                how = pins.check("transcription", self.settings.model, actual, self.settings.weights_sha256,
+                                 "SENSORIUM_TRANSCRIPTION__WEIGHTS_SHA256")
+                log.info("transcription weights checked", extra={"sha256": actual, "check": how})
+        except ModelError as exc:
+            raise ServiceStartError(str(exc)) from None
         threads = thread_counts(plan.device, plan.cpu_threads, self.settings.workers,
                                 model_threads=self.settings.cpu_threads)
         compute_type = plan.compute_type if self.settings.compute_type == "auto" \
