@@ -232,7 +232,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 principal = self._authorize(call, method) if required else self._optional(call)
                 if single_request:
                     requests = await self._read_one(call, method, requests, parse)
-                hidden = self._hidden_packages(principal)
+                hidden = self._hidden_packages(principal) if method.startswith(REFLECTION) else ()
                 async for response in behavior(requests, context):
                     yield _scoped(response, hidden) if hidden else response
             except BaseException as exc:
