@@ -13,6 +13,7 @@ process beside an asyncio server. Test-only code.
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import struct
@@ -151,10 +152,4 @@ def _receive(sock: socket.socket, conn: h2.connection.H2Connection, by_id: dict[
 def rss_bytes() -> int:
     """Resident memory of this process."""
     with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * _page_size()
-
-
-def _page_size() -> int:
-    import os
-
-    return os.sysconf("SC_PAGE_SIZE")
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
