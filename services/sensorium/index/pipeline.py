@@ -29,7 +29,7 @@ from sensorium.index.inputs import JobError
 from sensorium.index.kinds import KINDS, FileKind, ModelMismatch
 from sensorium.index.layout import EmbeddingSpace, Row
 from sensorium.index.progress import Progress, Tally
-from sensorium.index.sniff import hash_and_sniff
+from sensorium.index.sniff import NotRegularFile, hash_and_sniff
 from sensorium.index.writer import FileStat, IndexWriter, Work
 from sensorium.settings import Settings
 
@@ -130,6 +130,12 @@ class Pipeline:
         path = Path(stat.path)
         try:
             sha256, sniffed = await asyncio.to_thread(hash_and_sniff, path)
+        except NotRegularFile as exc:
+            # Replaced by a link or a FIFO since it was listed: never followed, never read.
+            self._count("error", None, Reason.UNSUPPORTED_TYPE)
+            self.writer.fail(stat, Reason.UNSUPPORTED_TYPE,
+                             f"{exc.strerror}; Sensorium indexes regular files only", retryable=False)
+            return
         except OSError as exc:
             # Unreadable now (permissions, a file that vanished): tried again next run.
             self._count("error", None, Reason.INVALID_REQUEST)

@@ -207,3 +207,23 @@ def test_files_in_flight_follow_the_process_cpu_budget_not_the_machine(monkeypat
     assert files_in_flight(Settings(cpus=3)) == 6  # SENSORIUM_CPUS is the budget when set
     assert files_in_flight(Settings(pdf={"workers": 5})) == 10  # the PDF workers, when set
     assert files_in_flight(Settings(index={"files_in_flight": 7})) == 7
+
+
+def test_a_file_replaced_by_a_link_after_the_listing_is_an_error_row_and_never_read(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(PNG + b"a")
+    (folder / "b.png").write_bytes(PNG + b"b")
+    settings = Settings(index={"commit_seconds": 0.01})
+    engines = FakeEngines()
+    info = asyncio.run(engines.embedding.describe())
+    facts = ModelFacts(EmbeddingSpace.of(info.space), info.context_length)
+    with IndexWriter(tmp_path / "out", Shard(), manifest_for(facts, settings)) as writer:
+        plan = writer.plan(FileStat.of(p) for p in list_inputs([folder], None))
+        (folder / "b.png").unlink()
+        (folder / "b.png").symlink_to("/dev/zero")  # swapped between listing and reading
+        asyncio.run(Pipeline(engines, writer, settings, facts, Tally()).run(plan.todo))
+    files = {Path(r["path"]).name: r for r in IndexReader(tmp_path / "out").files().to_pylist()}
+    assert files["a.png"]["status"] == "indexed"
+    assert (files["b.png"]["status"], files["b.png"]["reason"], files["b.png"]["retryable"]) == (
+        "error", "UNSUPPORTED_TYPE", False)
