@@ -262,7 +262,13 @@ class IndexSettings(_Group):
     completions."""
     files_in_flight: int = Field(default=0, ge=0)
     """Files the index job works on at once (extraction and transcription of some overlap the
-    model's batches of others); 0 = twice the PDF workers, at least 4. Bounds the job's memory."""
+    model's batches of others); 0 = twice the PDF workers (SENSORIUM_PDF__WORKERS, else this
+    process's CPU budget: SENSORIUM_CPUS or what its CPU limit allows), at least 4. Bounds the
+    job's memory."""
+    max_rows_per_file: int = Field(default=50_000, gt=0)
+    """Rows one file may give the index (a small file can draw the same text thousands of times);
+    past it the file is indexed with its first rows and its entry in the files table says so
+    (PROCESSING_LIMIT)."""
     vector_index_min_rows: int = Field(default=50_000, gt=0)
     """Rows from which the search store builds a vector index; below it, search compares the
     query with every vector (exact, and fast enough)."""

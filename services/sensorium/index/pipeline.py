@@ -152,8 +152,11 @@ class Pipeline:
             self.writer.skip(work, reason, sniffed.message)
             return
         kind = KINDS[sniffed.kind]
+        note = None
         try:
             await self._produce(_File(self, work, kind, path))
+        except RowCapReached as capped:
+            note = (capped.error.reason, explain(capped.error, "operator"))
         except SensoriumError as error:
             self._count("error", kind.name, error.reason)
             self.writer.fail(work, error.reason, explain(error, "operator"))
@@ -168,7 +171,7 @@ class Pipeline:
                              retryable=True)
             return
         self._count("indexed", kind.name, None)
-        self.writer.finish(work)
+        self.writer.finish(work, note)
 
     async def _produce(self, file: _File) -> None:
         """The kind's producer; a file refused for overload before it made any row (a busy PDF
@@ -229,6 +232,17 @@ class Pipeline:
         return vectors
 
 
+class RowCapReached(Exception):
+    """A file reached SENSORIUM_INDEX__MAX_ROWS_PER_FILE: its producer stops here."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(cap)
+        self.error = SensoriumError(
+            Reason.PROCESSING_LIMIT,
+            f"only the first {cap} rows of this file are indexed; the rest of it is not searchable",
+            {"limit_rows": str(cap)}, setting="index.max_rows_per_file")
+
+
 class _File:
     """One file as its kind's producer sees it (`sensorium.index.kinds.FileWork`)."""
 
@@ -238,6 +252,11 @@ class _File:
         self.settings = pipeline.settings
         self.context_length = pipeline.facts.context_length
         self.added = False
+        self.rows = 0
+        self.cap = pipeline.settings.index.max_rows_per_file
+
+    def rows_left(self) -> int:
+        return self.cap - self.rows
 
     def count_tokens(self, text: str) -> int:
         return self.pipeline.count_tokens(text)
@@ -260,4 +279,8 @@ class _File:
                 raise ValueError(f"the {self.kind.name} kind made a {row.kind!r} row; it declares "
                                  f"{', '.join(self.kind.rows)}")
         self.added = self.added or bool(rows)
-        self.pipeline.add(self.work, rows)
+        kept = rows[:self.rows_left()]
+        self.rows += len(kept)
+        self.pipeline.add(self.work, kept)
+        if len(kept) < len(rows):
+            raise RowCapReached(self.cap)
