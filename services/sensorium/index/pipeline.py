@@ -54,13 +54,15 @@ class ModelFacts:
     context_length: int
 
 
-async def waiting_out_overload(call: Callable[[], Awaitable[T]]) -> T:
-    """`call()`, again after the delay the engine asked for while it is overloaded."""
+async def waiting_out_overload(call: Callable[[], Awaitable[T]],
+                               may_retry: Callable[[], bool] = lambda: True) -> T:
+    """`call()`, again after the delay the engine asked for while it is overloaded (and
+    `may_retry()` says another try cannot repeat what the first did)."""
     for attempt in range(OVERLOAD_ATTEMPTS):
         try:
             return await call()
         except SensoriumError as error:
-            if error.reason not in WAIT_OUT or attempt == OVERLOAD_ATTEMPTS - 1:
+            if error.reason not in WAIT_OUT or attempt == OVERLOAD_ATTEMPTS - 1 or not may_retry():
                 raise
             delay = error.retry_after_seconds or 0.5 * 2**attempt
             log.debug("engine busy, waiting", extra={"reason": error.reason.name, "seconds": delay})
@@ -176,15 +178,7 @@ class Pipeline:
     async def _produce(self, file: _File) -> None:
         """The kind's producer; a file refused for overload before it made any row (a busy PDF
         pool or transcription queue) is tried again after the engine's delay."""
-        for attempt in range(OVERLOAD_ATTEMPTS):
-            try:
-                await file.kind.produce(file)
-                return
-            except SensoriumError as error:
-                if error.reason not in WAIT_OUT or file.added or attempt == OVERLOAD_ATTEMPTS - 1:
-                    raise
-                delay = error.retry_after_seconds or 0.5 * 2**attempt
-                await asyncio.sleep(min(delay, 30.0))
+        await waiting_out_overload(lambda: file.kind.produce(file), lambda: not file.added)
 
     def _count(self, status: str, kind: str | None, reason: Reason | None) -> None:
         self.tally.statuses[status] += 1
