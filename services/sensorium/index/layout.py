@@ -5,7 +5,8 @@ DIR/
   shard-0-of-2/
     manifest.json          embedding space, options, schema version, shard
     rows/00000001.parquet  row parts (the source of truth), immutable once visible
-    ledger/00000002.parquet  ledger segments: files-table entries, in commit order
+    passages/00000002.parquet  passage parts: the text of pages, transcript stretches, ...
+    ledger/00000003.parquet  ledger segments: files-table entries, in commit order
     files.parquet          the files table, folded from the ledger at the end of a run
     lock                   held (flock) by the one writer of this shard
   shard-1-of-2/ ...
@@ -34,8 +35,9 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
-"""Version of the row and files-table schemas; readers refuse an index of another version."""
+SCHEMA_VERSION = 2
+"""Version of the row, passage and files-table schemas; readers refuse an index of another
+version. 2: passages (the units full-text search ranks), rows' `passage`."""
 
 OptionValue = str | int | float | bool | None
 
@@ -215,9 +217,27 @@ def row_schema(dimension: int) -> pa.Schema:
                 "vector", pa.list_(pa.field("item", pa.float32(), nullable=False), dimension), nullable=False
             ),
             pa.field("space", pa.string(), nullable=False),
+            pa.field("passage", pa.int32()),
         ]
     )
 
+
+PASSAGE_SCHEMA = pa.schema(
+    [
+        pa.field("unit", pa.string(), nullable=False),
+        pa.field("ordinal", pa.int32(), nullable=False),
+        pa.field("content_sha256", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("page", pa.int32()),
+        pa.field("start_seconds", pa.float64()),
+        pa.field("end_seconds", pa.float64()),
+        pa.field("text", pa.string(), nullable=False),
+    ]
+)
+"""Columns of the passage parts (docs/index.md): the text of one unit a person thinks in (a
+page, a stretch of a transcript), whole, as full-text search ranks it. `ordinal` numbers a
+file's passages from 0; rows name theirs in `passage`."""
 
 BBOX_TYPE = pa.struct([(name, pa.float32()) for name in ("x0", "y0", "x1", "y1")])
 
@@ -236,6 +256,8 @@ FILES_SCHEMA = pa.schema(
         pa.field("rows", pa.int64(), nullable=False),
         pa.field("parts", pa.list_(pa.string()), nullable=False),
         pa.field("duplicate_of", pa.string()),
+        pa.field("passages", pa.int64(), nullable=False),
+        pa.field("passage_parts", pa.list_(pa.string()), nullable=False),
     ]
 )
 """Columns of the files table and of the ledger segments (docs/index.md)."""

@@ -1,4 +1,5 @@
-"""Search over the LanceDB store built from the parts: modes, filters, freshness, rebuilds."""
+"""Search over the LanceDB store built from the parts: raw rows, modes, freshness, rebuilds,
+and a read path that never writes. (Per-file results: test_search_files.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 from indexkit import MANIFEST, Job, write
 
 from sensorium.index.layout import EmbeddingSpace, Manifest, RowKind, Shard
-from sensorium.index.search import RRF_K, Hit, SearchStore, VectorIndexParams, _fuse, _Ranked
+from sensorium.index.search import RRF_K, Hit, SearchStore, VectorIndexParams, _fuse, _Place
+from sensorium.index.store import StoreNotReadyError, read_state, update_store
 from sensorium.index.writer import FileStat, IndexWriter, Row
 
 DIMENSION = MANIFEST.space.dimension
@@ -115,10 +117,12 @@ def test_hybrid_fuses_the_two_rankings_by_reciprocal_rank(index):
     }
 
 
-def test_fusion_rewards_rows_found_by_both():
-    a, b, c = ({"unit": name, "ordinal": 0} for name in "abc")
-    fused = _fuse([[_Ranked(a, 0.9), _Ranked(b, 0.8)], [_Ranked(c, 9.0), _Ranked(b, 5.0)]])
-    assert [item.row["unit"] for item in fused] == ["b", "a", "c"]
+def test_fusion_rewards_places_found_by_both():
+    def place(unit: str) -> _Place:
+        return _Place((unit, 0), unit, f"/{unit}", "pdf_text", 1, None, None)
+
+    fused = _fuse([[place("a"), place("b")], [place("c"), place("b")]])
+    assert [item.unit for item in fused] == ["b", "a", "c"]
     assert fused[0].score == pytest.approx(2 / (RRF_K + 2))
     assert fused[1].score == pytest.approx(fused[2].score)  # a tie: first-ranked in its list first
 
@@ -141,8 +145,12 @@ def test_changed_and_removed_files_are_never_returned(index, src):
     build(index, src, texts)
     stale = SearchStore(index, refresh=False)  # the store still holds the old rows
     assert stale.search(query_text="sourdough marsh", mode="text") == []
+    assert stale.search_files(query_text="sourdough marsh", mode="text") == []
+    assert (stale.lag.files_missing, stale.lag.rows_missing, stale.lag.files_retired) == (1, 1, 2)
+    assert "1 indexed files (1 rows) are not searchable yet" in stale.lag.describe()
     stats = store.refresh()
     assert (stats.units_removed, stats.units_added, stats.rows) == (2, 1, 3)
+    assert not store.lag
     assert store.search(query_text="sourdough", mode="text") == []
     assert {h.text for h in store.search(query_text="heron", mode="text", k=5)} == {
         "the heron flew away",
@@ -170,12 +178,14 @@ def test_the_store_is_rebuilt_from_the_parts_when_lost(index):
 
 
 def test_a_half_added_unit_is_repaired_by_the_next_refresh(index):
-    store = SearchStore(index)
-    table = store._db.open_table("rows")
+    import lancedb
+
+    SearchStore(index)
+    table = lancedb.connect(index / ".search").open_table("rows")
     unit = table.search().select(["unit"]).limit(1).to_arrow().column("unit")[0].as_py()
-    table.delete(f"unit = '{unit}' AND ordinal = 1")  # as if a refresh died mid-add
-    assert SearchStore(index, refresh=False).refresh().units_added == 1
-    assert store._db.open_table("rows").count_rows() == 6
+    table.delete(f"unit = '{unit}' AND ordinal = 1")  # as if an update died mid-add
+    assert update_store(index).units_added == 1
+    assert lancedb.connect(index / ".search").open_table("rows").count_rows() == 6
 
 
 def test_a_store_of_another_index_is_rebuilt(index, src, tmp_path):
@@ -184,8 +194,11 @@ def test_a_store_of_another_index_is_rebuilt(index, src, tmp_path):
     for shard_dir in index.glob("shard-*"):
         shutil.rmtree(shard_dir)
     build(index, src, {"only.pdf": ["one lonely row"]}, manifest=other)
-    stats = SearchStore(index, refresh=False).refresh()
+    with pytest.raises(StoreNotReadyError, match="made for another version of this index"):
+        SearchStore(index, refresh=False)
+    stats = update_store(index)
     assert stats.rebuilt and stats.rows == 1
+    assert SearchStore(index, refresh=False).search(query_text="lonely", mode="text")[0].text == "one lonely row"
 
 
 def test_large_tables_get_a_vector_index_and_still_find_the_nearest(tmp_path, src):
@@ -202,12 +215,12 @@ def test_large_tables_get_a_vector_index_and_still_find_the_nearest(tmp_path, sr
     assert (
         store.search(query_vector=vector_of("a late arrival"), mode="vector", k=1)[0].text == "a late arrival"
     )
-    assert store._state()["vector_index_rows"] == 400  # trained once, on the first 400 rows
+    assert read_state(out / ".search")["vector_index_rows"] == 400  # trained once, on the first 400 rows
     # Grown fourfold, the index is trained again on the whole table.
     more = {f"g{i}.pdf": [f"more {i} {j}" for j in range(10)] for i in range(130)}
     build(out, src, {**texts, "late.pdf": ["a late arrival"], **more})
     assert store.refresh().rows == 1701
-    assert store._state()["vector_index_rows"] == 1701
+    assert read_state(out / ".search")["vector_index_rows"] == 1701
     assert store.search(query_vector=vector_of("more 77 7"), mode="vector", k=1)[0].text == "more 77 7"
 
 
@@ -226,6 +239,7 @@ def test_results_as_json_use_the_parquet_column_names(index):
         "end_seconds",
         "text",
         "space",
+        "passage",
         "score",
     ]
     assert data["bbox"] == {"x0": 0.0, "y0": 10.0, "x1": 100.0, "y1": 18.0} and data["page"] == 2
@@ -252,7 +266,7 @@ def test_an_index_without_rows_finds_nothing(tmp_path, src):
 def test_snippets_show_the_text_around_the_query():
     text = "lorem ipsum " * 30 + "the golden heron " + "dolor sit amet " * 30
     hit = Hit(1.0, "u", 0, "h", "p", "pdf_text", 1, None, None, None, text, "s")
-    snippet = hit.snippet("heron", width=60)
+    snippet = hit.snippet("herons", width=60)
     assert "heron" in snippet and snippet.startswith("…") and snippet.endswith("…")
     assert len(snippet) <= 62
     assert hit.snippet(None, width=60).startswith("lorem")

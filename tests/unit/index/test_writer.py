@@ -64,7 +64,7 @@ def test_rows_and_files_table_have_the_documented_schema(src, tmp_path):
         "normalized": True,
     }
     assert manifest["options"] == {"chunk_overlap_tokens": 10, "min_image_side": 64}
-    assert manifest["schema_version"] == 1 and manifest["shard"] == {"index": 0, "count": 1}
+    assert manifest["schema_version"] == 2 and manifest["shard"] == {"index": 0, "count": 1}
 
 
 def test_a_rerun_on_an_unchanged_tree_reads_nothing_and_writes_nothing(src, tmp_path):
