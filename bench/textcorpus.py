@@ -35,13 +35,68 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 FONT = "Linux Libertine O"
-LICENSES = ("GPL-3", "GPL-2", "LGPL-2.1", "LGPL-3", "Apache-2.0", "MPL-2.0", "MPL-1.1", "GFDL-1.3",
-            "GFDL-1.2", "Artistic", "CC0-1.0", "GPL-1")
-MAN_PAGES = ("bash", "find", "tar", "rsync", "ssh", "ssh_config", "sshd_config", "grep", "sed", "gawk",
-             "less", "man", "git", "git-rebase", "git-commit", "git-log", "git-merge", "git-config",
-             "git-push", "gpg", "curl", "wget", "make", "gzip", "xz", "dpkg", "apt-get", "apt",
-             "systemd", "journalctl", "crontab", "top", "ps", "date", "ls", "cp", "chmod", "mount",
-             "ld", "gdb", "perl", "perlintro", "python3", "soffice", "fc-match", "tesseract")
+LICENSES = (
+    "GPL-3",
+    "GPL-2",
+    "LGPL-2.1",
+    "LGPL-3",
+    "Apache-2.0",
+    "MPL-2.0",
+    "MPL-1.1",
+    "GFDL-1.3",
+    "GFDL-1.2",
+    "Artistic",
+    "CC0-1.0",
+    "GPL-1",
+)
+MAN_PAGES = (
+    "bash",
+    "find",
+    "tar",
+    "rsync",
+    "ssh",
+    "ssh_config",
+    "sshd_config",
+    "grep",
+    "sed",
+    "gawk",
+    "less",
+    "man",
+    "git",
+    "git-rebase",
+    "git-commit",
+    "git-log",
+    "git-merge",
+    "git-config",
+    "git-push",
+    "gpg",
+    "curl",
+    "wget",
+    "make",
+    "gzip",
+    "xz",
+    "dpkg",
+    "apt-get",
+    "apt",
+    "systemd",
+    "journalctl",
+    "crontab",
+    "top",
+    "ps",
+    "date",
+    "ls",
+    "cp",
+    "chmod",
+    "mount",
+    "ld",
+    "gdb",
+    "perl",
+    "perlintro",
+    "python3",
+    "soffice",
+    "fc-match",
+    "tesseract",
+)
 REQUIRED_COMMANDS = ("soffice", "man")
 
 
@@ -61,7 +116,9 @@ class Document:
 
 def _man(page: str, *options: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        ["man", *options, page], capture_output=True, check=False,
+        ["man", *options, page],
+        capture_output=True,
+        check=False,
         # -P cat: one paragraph per line (nothing wraps at this width), plain ASCII quotes and
         # dashes, no overstrike; -Tpdf: groff's own layout.
         env={**os.environ, "MANWIDTH": "100000", "LC_ALL": "C", "MAN_KEEP_FORMATTING": ""},
@@ -77,8 +134,13 @@ def sources(limit: int) -> list[tuple[str, str, str]]:
     licences.append(Path(sys.base_prefix) / "lib" / version / "LICENSE.txt")
     for path in licences:
         if path.is_file():
-            found.append((f"license-{path.name.removesuffix('.txt')}", "libreoffice",
-                          path.read_text(encoding="utf-8", errors="replace")))
+            found.append(
+                (
+                    f"license-{path.name.removesuffix('.txt')}",
+                    "libreoffice",
+                    path.read_text(encoding="utf-8", errors="replace"),
+                )
+            )
     groff = shutil.which("groff") is not None and _man("man", "-Tpdf").returncode == 0
     if shutil.which("man"):
         for page in MAN_PAGES:
@@ -99,17 +161,25 @@ def paragraphs(text: str) -> list[str]:
     LibreOffice lays out (and hyphenates) them itself. Overstrike (man's bold) is removed."""
     text = re.sub(r".\x08", "", text)
     blocks = re.split(r"\n\s*\n", text)
-    return [" ".join(line.strip() for line in block.splitlines() if line.strip()) for block in blocks
-            if block.strip()]
+    return [
+        " ".join(line.strip() for line in block.splitlines() if line.strip())
+        for block in blocks
+        if block.strip()
+    ]
+
+
+def _style(paragraph: str) -> str:
+    return "Heading" if len(paragraph) < 60 and paragraph.isupper() else "Body"
 
 
 def fodt(text: str, page_width_cm: float = 21.0) -> str:
     """A Flat ODF text document of `text`'s paragraphs: A4 (or narrower), justified, hyphenated,
     English."""
     body = "\n".join(
-        f'<text:p text:style-name="{"Heading" if len(p) < 60 and p.isupper() else "Body"}">{escape(p)}</text:p>'
+        f'<text:p text:style-name="{_style(p)}">{escape(p)}</text:p>'
         for p in paragraphs(text)
     )
+    english = 'fo:language="en" fo:country="US"'
     hyphenation = (
         'fo:hyphenate="true" fo:hyphenation-remain-char-count="2" fo:hyphenation-push-char-count="2" '
         'fo:hyphenation-ladder-count="no-limit"'
@@ -127,11 +197,11 @@ def fodt(text: str, page_width_cm: float = 21.0) -> str:
 <office:styles>
  <style:default-style style:family="paragraph">
   <style:paragraph-properties fo:text-align="justify"/>
-  <style:text-properties style:font-name="{FONT}" fo:font-size="11pt" fo:language="en" fo:country="US" {hyphenation}/>
+  <style:text-properties style:font-name="{FONT}" fo:font-size="11pt" {english} {hyphenation}/>
  </style:default-style>
  <style:style style:name="Body" style:family="paragraph">
   <style:paragraph-properties fo:text-align="justify" fo:margin-bottom="0.2cm"/>
-  <style:text-properties style:font-name="{FONT}" fo:font-size="11pt" fo:language="en" fo:country="US" {hyphenation}/>
+  <style:text-properties style:font-name="{FONT}" fo:font-size="11pt" {english} {hyphenation}/>
  </style:style>
  <style:style style:name="Heading" style:family="paragraph">
   <style:paragraph-properties fo:margin-top="0.4cm" fo:margin-bottom="0.2cm"/>
@@ -144,7 +214,9 @@ def fodt(text: str, page_width_cm: float = 21.0) -> str:
    fo:margin-bottom="2cm" fo:margin-left="2.5cm" fo:margin-right="2.5cm"/>
  </style:page-layout>
 </office:automatic-styles>
-<office:master-styles><style:master-page style:name="Standard" style:page-layout-name="Page"/></office:master-styles>
+<office:master-styles>
+ <style:master-page style:name="Standard" style:page-layout-name="Page"/>
+</office:master-styles>
 <office:body><office:text>
 {body}
 </office:text></office:body>
@@ -196,9 +268,19 @@ def build(folder: Path, limit: int = 40) -> list[Document]:
             # A private profile: a user's running LibreOffice (or another run) must not interfere.
             profile = Path(scratch) / "profile"
             subprocess.run(
-                ["soffice", f"-env:UserInstallation=file://{profile}", "--headless", "--convert-to", "pdf",
-                 "--outdir", str(folder), *inputs],
-                check=True, capture_output=True, timeout=1800,
+                [
+                    "soffice",
+                    f"-env:UserInstallation=file://{profile}",
+                    "--headless",
+                    "--convert-to",
+                    "pdf",
+                    "--outdir",
+                    str(folder),
+                    *inputs,
+                ],
+                check=True,
+                capture_output=True,
+                timeout=1800,
             )
     return [document for document in documents if document.pdf.exists()]
 
@@ -235,9 +317,19 @@ def fixture(out: Path) -> None:
         path = Path(scratch) / f"{out.stem}.fodt"
         path.write_text(fodt(FIXTURE_TEXT, page_width_cm=9.0), encoding="utf-8")
         subprocess.run(
-            ["soffice", f"-env:UserInstallation=file://{Path(scratch) / 'profile'}", "--headless",
-             "--convert-to", "pdf", "--outdir", scratch, str(path)],
-            check=True, capture_output=True, timeout=300,
+            [
+                "soffice",
+                f"-env:UserInstallation=file://{Path(scratch) / 'profile'}",
+                "--headless",
+                "--convert-to",
+                "pdf",
+                "--outdir",
+                scratch,
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
         )
         shutil.copyfile(Path(scratch) / f"{out.stem}.pdf", out)
 

@@ -31,6 +31,7 @@ leaves plain text without such characters or line-end hyphens unchanged.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import unicodedata
 from collections import Counter
@@ -47,8 +48,10 @@ _COMPOUND = re.compile(rf"{_WORD}(?:[{_HYPHENS}]{_WORD})+")
 _LINE_END_WORD = re.compile(rf"({_WORD})[{_HYPHENS}][ \t]*$")
 _LINE_START_WORD = re.compile(rf"^[ \t]*({_WORD})")
 _SOFT_HYPHEN_BREAK = re.compile(r"\u00ad[ \t]*\r?\n[ \t]*")
-_SPACING_ACCENTS = re.compile(r"[\u00a8\u00af\u00b4\u00b8\u02d8-\u02dd\u0384\u0385\u1fbd\u1fbf-\u1fc1"
-                              r"\u1fcd-\u1fcf\u1fdd-\u1fdf\u1fed\u1fee\u1ffd\u1ffe\u309b\u309c\uffe3]")
+_SPACING_ACCENTS = re.compile(
+    r"[\u00a8\u00af\u00b4\u00b8\u02d8-\u02dd\u0384\u0385\u1fbd\u1fbf-\u1fc1"
+    r"\u1fcd-\u1fcf\u1fdd-\u1fdf\u1fed\u1fee\u1ffd\u1ffe\u309b\u309c\uffe3]"
+)
 
 
 class Vocabulary:
@@ -67,7 +70,7 @@ class Vocabulary:
             self.words.update(word.lower() for word in _LETTERS.findall(line))
             for compound in _COMPOUND.findall(line):
                 parts = re.split(f"[{_HYPHENS}]", compound.lower())
-                self.pairs.update(zip(parts, parts[1:], strict=False))
+                self.pairs.update(itertools.pairwise(parts))
 
     def prefers_join(self, head: str, tail: str) -> bool | None:
         """True when the text holds "headtail" more often than "head-tail", False for the
@@ -107,7 +110,7 @@ def fold(text: str) -> str:
 
 
 def _ascii_controls(text: str) -> str:
-    if not any(ord(char) < 32 and char not in "\n\t" or char == "\x7f" for char in text):
+    if not any((ord(char) < 32 and char not in "\n\t") or char == "\x7f" for char in text):
         return text
     return "".join(_visible(char) for char in text)
 

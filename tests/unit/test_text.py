@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from sensorium.text import Vocabulary, fold, normalize
 
-LETTERS = st.text(alphabet=st.characters(categories=["Ll"], max_codepoint=0x24F), min_size=2, max_size=12).filter(
-    lambda word: unicodedata.normalize("NFKC", word) == word
-)
+LETTERS = st.text(
+    alphabet=st.characters(categories=["Ll"], max_codepoint=0x24F), min_size=2, max_size=12
+).filter(lambda word: unicodedata.normalize("NFKC", word) == word)
 """Lower-case words in Latin scripts that folding leaves alone."""
 
 
@@ -91,8 +91,25 @@ def test_lines_are_joined_only_where_a_word_was_broken():
 
 PIECES = st.one_of(
     st.characters(codec="utf-8"),
-    st.sampled_from(["-", "\n", " ", "\t", "\u00ad", "\u2010", "\u200b", "\ufb01", "\u00a0", "\u00b4",
-                     "-\n", "\u00ad\n", "\r\n", "ab", "Ab"]),
+    st.sampled_from(
+        [
+            "-",
+            "\n",
+            " ",
+            "\t",
+            "\u00ad",
+            "\u2010",
+            "\u200b",
+            "\ufb01",
+            "\u00a0",
+            "\u00b4",
+            "-\n",
+            "\u00ad\n",
+            "\r\n",
+            "ab",
+            "Ab",
+        ]
+    ),
 )
 TEXTS = st.lists(PIECES, max_size=80).map("".join)
 """Any text, weighted towards what normalisation acts on: hyphens at line ends, ligatures,
@@ -114,8 +131,11 @@ def test_normalize_is_idempotent(text):
 def test_the_output_has_no_invisible_or_foldable_characters(text):
     out = normalize(text)
     assert not any(unicodedata.category(char) in ("Cf", "Cc") and char not in "\n\t" for char in out)
-    for piece in re.split("[\u00a8\u00af\u00b4\u00b8\u02d8-\u02dd\u0384\u0385\u1fbd-\u1fc1\u1fcd-\u1fcf"
-                          "\u1fdd-\u1fdf\u1fed-\u1fef\u1ffd\u1ffe\u309b\u309c\uffe3]", out):
+    for piece in re.split(
+        "[\u00a8\u00af\u00b4\u00b8\u02d8-\u02dd\u0384\u0385\u1fbd-\u1fc1\u1fcd-\u1fcf"
+        "\u1fdd-\u1fdf\u1fed-\u1fef\u1ffd\u1ffe\u309b\u309c\uffe3]",
+        out,
+    ):
         assert unicodedata.normalize("NFKC", piece) == piece
 
 
@@ -135,8 +155,12 @@ def test_only_hyphens_and_whitespace_at_line_breaks_are_removed(text):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.characters(codec="ascii", exclude_characters="-\r\x7f", min_codepoint=32)
-               | st.just("\n"), max_size=200))
+@given(
+    st.text(
+        alphabet=st.characters(codec="ascii", exclude_characters="-\r\x7f", min_codepoint=32) | st.just("\n"),
+        max_size=200,
+    )
+)
 def test_plain_text_without_broken_words_is_unchanged(text):
     assert normalize(text) == text
 

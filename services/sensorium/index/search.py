@@ -94,7 +94,17 @@ _RESULT_COLUMNS = (
     "space",
     "passage",
 )
-_PASSAGE_COLUMNS = ("unit", "ordinal", "path", "kind", "page", "start_seconds", "end_seconds", "text", "text_key")
+_PASSAGE_COLUMNS = (
+    "unit",
+    "ordinal",
+    "path",
+    "kind",
+    "page",
+    "start_seconds",
+    "end_seconds",
+    "text",
+    "text_key",
+)
 
 
 @dataclass(frozen=True)
@@ -136,8 +146,13 @@ class Place:
     end_seconds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "score": self.score, "page": self.page,
-                "start_seconds": self.start_seconds, "end_seconds": self.end_seconds}
+        return {
+            "kind": self.kind,
+            "score": self.score,
+            "page": self.page,
+            "start_seconds": self.start_seconds,
+            "end_seconds": self.end_seconds,
+        }
 
 
 @dataclass(frozen=True)
@@ -238,11 +253,16 @@ class Lag:
             return ""
         parts = []
         if self.files_missing:
-            parts.append(f"{self.files_missing} indexed files ({self.rows_missing} rows) are not searchable yet")
+            parts.append(
+                f"{self.files_missing} indexed files ({self.rows_missing} rows) are not searchable yet"
+            )
         if self.files_retired:
             parts.append(f"{self.files_retired} changed or removed files are left out")
-        return ("the search store lags the index: " + "; ".join(parts)
-                + "; it is brought up to date by `sensorium index` (or an explicit store update)")
+        return (
+            "the search store lags the index: "
+            + "; ".join(parts)
+            + "; it is brought up to date by `sensorium index` (or an explicit store update)"
+        )
 
 
 @dataclass
@@ -301,16 +321,17 @@ class SearchStore:
                 "Sensorium; update the store (rerun `sensorium index`) to rebuild it"
             )
         db = lancedb.connect(path)
-        self._rows = db.open_table(ROWS)
-        self._passages = db.open_table(PASSAGES)
+        self._rows: Any = db.open_table(ROWS)
+        self._passages: Any = db.open_table(PASSAGES)
         self._vector_index = has_vector_index(self._rows)
         live = self.reader.live_units()
         self._live = frozenset(live)
         held: dict[str, list[int]] = state.get("units", {})
         missing = [unit for u, unit in live.items() if held.get(u, [None])[0] != unit.rows]
         self._retired = sorted(u for u in held if u not in live)
-        self.lag = Lag(len(missing), sum(unit.rows for unit in missing), len(self._retired),
-                       state.get("updated_at"))
+        self.lag = Lag(
+            len(missing), sum(unit.rows for unit in missing), len(self._retired), state.get("updated_at")
+        )
         self._duplicates: dict[str, list[str]] | None = None
 
     def refresh(self) -> UpdateStats:
@@ -364,7 +385,11 @@ class SearchStore:
             candidates *= 4
 
     def _place_rankings(
-        self, query: Query, vector: npt.NDArray[np.float32] | None, mode: SearchMode, limit: int,
+        self,
+        query: Query,
+        vector: npt.NDArray[np.float32] | None,
+        mode: SearchMode,
+        limit: int,
         where: str | None,
     ) -> tuple[list[list[_Place]], bool]:
         lists: list[list[_Place]] = []
@@ -372,8 +397,12 @@ class SearchStore:
         if mode in ("text", "hybrid"):
             table = self._passage_matches(query, limit, where)
             full |= table.num_rows >= limit
-            lists.append([_place_of_passage(row, score, rank)
-                          for rank, (row, score) in enumerate(_scored(table, "_score"), start=1)])
+            lists.append(
+                [
+                    _place_of_passage(row, score, rank)
+                    for rank, (row, score) in enumerate(_scored(table, "_score"), start=1)
+                ]
+            )
         if mode in ("vector", "hybrid"):
             assert vector is not None
             table = self._row_neighbours(vector, limit, where)
@@ -405,15 +434,30 @@ class SearchStore:
                 first = merged[best.text_key]
                 index = results.index(first)
                 results[index] = merged[best.text_key] = FileResult(
-                    first.path, first.kind, first.score, first.places,
-                    (*first.files, best.path, *own), first.snippet, first.highlights, first.unit)
+                    first.path,
+                    first.kind,
+                    first.score,
+                    first.places,
+                    (*first.files, best.path, *own),
+                    first.snippet,
+                    first.highlights,
+                    first.unit,
+                )
                 continue
             text, highlights = snippet(best.text or "", terms)
             result = FileResult(
-                best.path, best.kind, best.score,
-                tuple(Place(p.kind, p.score, p.page, p.start_seconds, p.end_seconds)
-                      for p in by_unit[best.unit][:places]),
-                own, text, tuple(highlights), best.unit)
+                best.path,
+                best.kind,
+                best.score,
+                tuple(
+                    Place(p.kind, p.score, p.page, p.start_seconds, p.end_seconds)
+                    for p in by_unit[best.unit][:places]
+                ),
+                own,
+                text,
+                tuple(highlights),
+                best.unit,
+            )
             results.append(result)
             if best.text_key and best.text:
                 merged[best.text_key] = result
@@ -425,8 +469,13 @@ class SearchStore:
         for start in range(0, len(wanted), 200):
             batch = wanted[start : start + 200]
             where = " OR ".join(f"(unit = '{sql_id(p.unit)}' AND ordinal = {int(p.key[1])})" for p in batch)
-            table = (self._passages.search().where(where).select(list(_PASSAGE_COLUMNS))
-                     .limit(len(batch) * 2).to_arrow())
+            table = (
+                self._passages.search()
+                .where(where)
+                .select(list(_PASSAGE_COLUMNS))
+                .limit(len(batch) * 2)
+                .to_arrow()
+            )
             found = {(row["unit"], row["ordinal"]): row for row in table.to_pylist()}
             for place in batch:
                 row = found.get(place.key)
@@ -550,7 +599,10 @@ def glob_regex(pattern: str) -> str:
             out.append(".*")
         elif char == "?":
             out.append(".")
-        elif char == "[" and (close := pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in "!]" else i + 1)) > 0:
+        elif (
+            char == "["
+            and (close := pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in "!]" else i + 1)) > 0
+        ):
             body = pattern[i + 1 : close]
             negate = body.startswith("!")
             body = body[1:] if negate else body
@@ -580,16 +632,35 @@ def _scored(table: pa.Table, column: str) -> list[tuple[dict[str, Any], float]]:
 
 
 def _place_of_passage(row: dict[str, Any], score: float, rank: int) -> _Place:
-    return _Place((row["unit"], int(row["ordinal"])), row["unit"], row["path"], row["kind"], row["page"],
-                  row["start_seconds"], row["end_seconds"], row["text"], row["text_key"], score, [rank])
+    return _Place(
+        (row["unit"], int(row["ordinal"])),
+        row["unit"],
+        row["path"],
+        row["kind"],
+        row["page"],
+        row["start_seconds"],
+        row["end_seconds"],
+        row["text"],
+        row["text_key"],
+        score,
+        [rank],
+    )
 
 
 def _place_of_row(row: dict[str, Any], score: float) -> _Place:
     passage = row["passage"]
     # A row without a passage (an image file) is a place of its own.
     key = (row["unit"], int(passage) if passage is not None else -1 - int(row["ordinal"]))
-    place = _Place(key, row["unit"], row["path"], row["kind"], row["page"], row["start_seconds"],
-                   row["end_seconds"], score=score)
+    place = _Place(
+        key,
+        row["unit"],
+        row["path"],
+        row["kind"],
+        row["page"],
+        row["start_seconds"],
+        row["end_seconds"],
+        score=score,
+    )
     if passage is None:
         place.text, place.text_key = row["text"], ""
     return place
@@ -604,8 +675,16 @@ def _fuse(lists: Sequence[Sequence[_Place]]) -> list[_Place]:
             entry = fused.get(place.key)
             if entry is None:
                 entry = fused[place.key] = _Place(
-                    place.key, place.unit, place.path, place.kind, place.page, place.start_seconds,
-                    place.end_seconds, place.text, place.text_key)
+                    place.key,
+                    place.unit,
+                    place.path,
+                    place.kind,
+                    place.page,
+                    place.start_seconds,
+                    place.end_seconds,
+                    place.text,
+                    place.text_key,
+                )
             entry.score += 1.0 / (RRF_K + rank)
             entry.ranks.append(rank)
     return sorted(fused.values(), key=lambda place: (-place.score, min(place.ranks)))
@@ -624,4 +703,3 @@ def _fuse_rows(lists: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]
 
 def _hit(row: dict[str, Any]) -> Hit:
     return Hit(score=row["_score"], **{name: row[name] for name in _RESULT_COLUMNS})
-

@@ -160,20 +160,35 @@ class _Updater:
             state = read_state(self.path)
             if rebuild or not state_matches(state, fingerprint):
                 self._drop()
-                state = {"fingerprint": fingerprint, "format": STORE_FORMAT,
-                         "space_id": self.reader.manifest.space.id, "units": {}}
+                state = {
+                    "fingerprint": fingerprint,
+                    "format": STORE_FORMAT,
+                    "space_id": self.reader.manifest.space.id,
+                    "units": {},
+                }
                 stats.rebuilt = True
             rows, passages = self._open_or_create()
             live = self.reader.live_units()
             stored = _unit_counts(rows)
             stored_passages = _unit_counts(passages)
-            stale = [u for u in stored.keys() | stored_passages.keys()
-                     if u not in live or not _complete(live[u], stored.get(u, 0), stored_passages.get(u, 0))]
-            missing = [unit for u, unit in live.items()
-                       if u in stale or u not in stored.keys() | stored_passages.keys()]
+            stale = [
+                u
+                for u in stored.keys() | stored_passages.keys()
+                if u not in live or not _complete(live[u], stored.get(u, 0), stored_passages.get(u, 0))
+            ]
+            missing = [
+                unit
+                for u, unit in live.items()
+                if u in stale or u not in stored.keys() | stored_passages.keys()
+            ]
             # The intent first: every unit the tables may hold until this update is done.
             held = {u: n for u, n in state.get("units", {}).items()}
-            held.update({u: [stored.get(u, 0), stored_passages.get(u, 0)] for u in stored.keys() | stored_passages.keys()})
+            held.update(
+                {
+                    u: [stored.get(u, 0), stored_passages.get(u, 0)]
+                    for u in stored.keys() | stored_passages.keys()
+                }
+            )
             held.update({unit.unit: [unit.rows, unit.passages] for unit in missing})
             self._write_state({**state, "units": held})
             for batch in _batches(sorted(stale), 500):
@@ -189,8 +204,16 @@ class _Updater:
             stats.passages = passages.count_rows()
             stats.vector_index = has_vector_index(rows)
             final = {unit.unit: [unit.rows, unit.passages] for unit in live.values()}
-            self._write_state({**state, "units": final, "vector_index_rows": vector_rows,
-                               "rows": stats.rows, "passages": stats.passages, "updated_at": time.time()})
+            self._write_state(
+                {
+                    **state,
+                    "units": final,
+                    "vector_index_rows": vector_rows,
+                    "rows": stats.rows,
+                    "passages": stats.passages,
+                    "updated_at": time.time(),
+                }
+            )
             stats.seconds = time.perf_counter() - started
             return stats
 
@@ -198,10 +221,16 @@ class _Updater:
 
     def _open_or_create(self) -> tuple[Any, Any]:
         names = set(self.db.list_tables())
-        rows = (self.db.open_table(ROWS) if ROWS in names
-                else self.db.create_table(ROWS, schema=store_row_schema(self.reader.schema)))
-        passages = (self.db.open_table(PASSAGES) if PASSAGES in names
-                    else self.db.create_table(PASSAGES, schema=STORE_PASSAGE_SCHEMA))
+        rows = (
+            self.db.open_table(ROWS)
+            if ROWS in names
+            else self.db.create_table(ROWS, schema=store_row_schema(self.reader.schema))
+        )
+        passages = (
+            self.db.open_table(PASSAGES)
+            if PASSAGES in names
+            else self.db.create_table(PASSAGES, schema=STORE_PASSAGE_SCHEMA)
+        )
         return rows, passages
 
     def _add(self, rows: Any, passages: Any, units: Sequence[LiveUnit]) -> tuple[int, int]:
@@ -286,9 +315,11 @@ def store_row_schema(rows: pa.Schema) -> pa.Schema:
     return rows.append(pa.field("mtime", _MTIME))
 
 
-STORE_PASSAGE_SCHEMA = PASSAGE_SCHEMA.append(pa.field("mtime", _MTIME)).append(
-    pa.field("words", pa.string())
-).append(pa.field("text_key", pa.string()))
+STORE_PASSAGE_SCHEMA = (
+    PASSAGE_SCHEMA.append(pa.field("mtime", _MTIME))
+    .append(pa.field("words", pa.string()))
+    .append(pa.field("text_key", pa.string()))
+)
 """The passages table: the parts' columns, the file's mtime, `words` (the text with accents
 folded: what the full-text index reads) and `text_key` (identical passages share it)."""
 

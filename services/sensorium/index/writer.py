@@ -14,7 +14,8 @@ with IndexWriter(out_dir, Shard.parse("0/2"), manifest) as writer:
             writer.skip(work, sniffed.reason, sniffed.message); continue
         try:
             for page in pages_of(stat.path):
-                (passage,) = writer.add_passages(work, [Passage(RowKind.PDF_TEXT, page.text, page=page.number)])
+                page_text = Passage(RowKind.PDF_TEXT, page.text, page=page.number)
+                (passage,) = writer.add_passages(work, [page_text])
                 writer.add_rows(work, rows_of(page, passage))  # Row(..., passage=passage)
             writer.finish(work)
         except SensoriumError as error:
@@ -27,7 +28,8 @@ what vector search ranks; a row names the passage its text came from (`Row.passa
 `add_passages` returned), so a search can tell which page or stretch a vector hit is in.
 
 Crash safety. Rows (and passages) are buffered and written as parts of at most
-`rows_per_part` rows, by atomic rename; entries of finished files are then written as a ledger segment the same way
+`rows_per_part` rows, by atomic rename; entries of finished files are then written as a ledger
+segment the same way
 (`ledger.py` explains why only entries make rows live). Killed at any moment, a shard keeps
 every file whose entry was committed, and loses only files in flight or finished since the last
 commit (at most `rows_per_part` rows or `commit_seconds` ago); their orphan rows in parts are
@@ -385,7 +387,8 @@ class IndexWriter:
         ordinals = []
         for passage in passages:
             if passage.kind not in _ROW_KINDS:
-                raise ValueError(f"passage kind {passage.kind!r}: choose from {', '.join(sorted(_ROW_KINDS))}")
+                choices = ", ".join(sorted(_ROW_KINDS))
+                raise ValueError(f"passage kind {passage.kind!r}: choose from {choices}")
             ordinal = self._passage_ordinals[work.unit]
             self._passage_ordinals[work.unit] = ordinal + 1
             self._passages.append(_BufferedPassage(work.unit, ordinal, work, passage))

@@ -198,7 +198,8 @@ def test_a_store_of_another_index_is_rebuilt(index, src, tmp_path):
         SearchStore(index, refresh=False)
     stats = update_store(index)
     assert stats.rebuilt and stats.rows == 1
-    assert SearchStore(index, refresh=False).search(query_text="lonely", mode="text")[0].text == "one lonely row"
+    (hit,) = SearchStore(index, refresh=False).search(query_text="lonely", mode="text")
+    assert hit.text == "one lonely row"
 
 
 def test_large_tables_get_a_vector_index_and_still_find_the_nearest(tmp_path, src):
