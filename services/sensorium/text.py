@@ -42,6 +42,7 @@ DEFAULT_LANGUAGE = "en_US"
 """Hyphenation patterns used to tell a line-break hyphen from a compound's (pyphen's names)."""
 
 _HYPHENS = "-\u2010"  # hyphen-minus, and HYPHEN (NFKC also maps the non-breaking hyphen to it)
+_HYPHEN_CHARS = tuple(_HYPHENS)
 _WORD = r"[^\W\d_]+"
 _LETTERS = re.compile(_WORD)
 _COMPOUND = re.compile(rf"{_WORD}(?:[{_HYPHENS}]{_WORD})+")
@@ -57,26 +58,33 @@ _SPACING_ACCENTS = re.compile(
 class Vocabulary:
     """The words of a text and its hyphenated pairs ("third-party" -> ("third", "party")), counted
     case-insensitively: the evidence for a line-end hyphen. Words broken across lines are not
-    counted (a line break ends every word here)."""
+    counted (a line break ends every word here). Counted on first use: most texts have no
+    line-end hyphen to decide."""
 
     def __init__(self, texts: Iterable[str] = ()) -> None:
-        self.words: Counter[str] = Counter()
-        self.pairs: Counter[tuple[str, str]] = Counter()
-        for text in texts:
-            self.add(text)
+        self._texts = list(texts)
+        self._words: Counter[str] | None = None
+        self._pairs: Counter[tuple[str, str]] = Counter()
 
     def add(self, text: str) -> None:
-        for line in text.splitlines():
-            self.words.update(word.lower() for word in _LETTERS.findall(line))
-            for compound in _COMPOUND.findall(line):
-                parts = re.split(f"[{_HYPHENS}]", compound.lower())
-                self.pairs.update(itertools.pairwise(parts))
+        self._texts.append(text)
+
+    def _count(self) -> Counter[str]:
+        if self._words is None:
+            self._words = Counter()
+        for text in self._texts:
+            lowered = text.lower()
+            self._words.update(_LETTERS.findall(lowered))
+            for compound in _COMPOUND.findall(lowered) if "-" in lowered or "\u2010" in lowered else ():
+                self._pairs.update(itertools.pairwise(re.split(f"[{_HYPHENS}]", compound)))
+        self._texts = []
+        return self._words
 
     def prefers_join(self, head: str, tail: str) -> bool | None:
         """True when the text holds "headtail" more often than "head-tail", False for the
         opposite, None when it holds neither more often."""
-        joined = self.words[(head + tail).lower()]
-        hyphenated = self.pairs[(head.lower(), tail.lower())]
+        joined = self._count()[(head + tail).lower()]
+        hyphenated = self._pairs[(head.lower(), tail.lower())]
         if joined == hyphenated:
             return None
         return joined > hyphenated
@@ -100,30 +108,30 @@ def fold(text: str) -> str:
     """Steps 1 and 2 of `normalize`: compatibility characters folded, invisible ones dropped,
     control characters (but line breaks and tabs) made spaces, line breaks made "\\n"."""
     text = _SOFT_HYPHEN_BREAK.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
-    if text.isascii():
-        return _ascii_controls(text)
-    pieces = _SPACING_ACCENTS.split(text)
-    accents = _SPACING_ACCENTS.findall(text)
-    folded = [unicodedata.normalize("NFKC", piece) for piece in pieces]
-    text = "".join(piece + accent for piece, accent in zip(folded, [*accents, ""], strict=True))
-    return "".join(_visible(char) for char in text)
+    if not text.isascii():
+        if _SPACING_ACCENTS.search(text):
+            pieces = _SPACING_ACCENTS.split(text)
+            accents = _SPACING_ACCENTS.findall(text)
+            folded = [unicodedata.normalize("NFKC", piece) for piece in pieces]
+            text = "".join(piece + accent for piece, accent in zip(folded, [*accents, ""], strict=True))
+        else:
+            text = unicodedata.normalize("NFKC", text)
+    return text.translate(_VISIBLE)
 
 
-def _ascii_controls(text: str) -> str:
-    if not any((ord(char) < 32 and char not in "\n\t") or char == "\x7f" for char in text):
-        return text
-    return "".join(_visible(char) for char in text)
+class _Visible(dict[int, str | None]):
+    """`str.translate` table: format characters (Cf) dropped, control characters (Cc) but line
+    breaks and tabs made spaces; filled per character as met (a C-speed lookup afterwards)."""
+
+    def __missing__(self, code: int) -> str | None:
+        char = chr(code)
+        category = unicodedata.category(char)
+        value = None if category == "Cf" else " " if category == "Cc" and char not in "\n\t" else char
+        self[code] = value
+        return value
 
 
-def _visible(char: str) -> str:
-    if char in "\n\t":
-        return char
-    category = unicodedata.category(char)
-    if category == "Cf":
-        return ""
-    if category == "Cc":
-        return " "
-    return char
+_VISIBLE = _Visible()
 
 
 def _join_broken_words(text: str, vocabulary: Vocabulary, language: str) -> str:
@@ -132,7 +140,7 @@ def _join_broken_words(text: str, vocabulary: Vocabulary, language: str) -> str:
     i = 0
     while i < len(lines):
         line = lines[i]
-        while i + 1 < len(lines):
+        while i + 1 < len(lines) and line.rstrip(" \t").endswith(_HYPHEN_CHARS):
             end = _LINE_END_WORD.search(line)
             start = _LINE_START_WORD.match(lines[i + 1])
             if end is None or start is None:
