@@ -74,11 +74,22 @@ def parse_args() -> argparse.Namespace:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--corpus", type=Path, default=Path(tempfile.gettempdir()) / "sensorium-textcorpus",
-                        help="folder of the generated PDFs, reused between runs (default: %(default)s)")
-    parser.add_argument("--documents", type=int, default=40, help="generated documents (default: %(default)s)")
-    parser.add_argument("--pdf-dir", type=Path, action="append", default=None,
-                        help="also these public PDFs (default: ../shared/corpus/pdf when present)")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "sensorium-textcorpus",
+        help="folder of the generated PDFs, reused between runs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--documents", type=int, default=40, help="generated documents (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--pdf-dir",
+        type=Path,
+        action="append",
+        default=None,
+        help="also these public PDFs (default: ../shared/corpus/pdf when present)",
+    )
     parser.add_argument("--pages-per-document", type=int, default=8, help="queries per document, at most")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hybrid", action="store_true", help="also hybrid mode, vectors from --model")
@@ -125,8 +136,12 @@ class Tokens:
 
 def documents(args: argparse.Namespace) -> list[Doc]:
     docs = [
-        Doc(d.name, d.producer, d.pdf,
-            frozenset(w.lower() for w in re.findall(r"[A-Za-z]+", d.source.read_text(encoding="utf-8"))))
+        Doc(
+            d.name,
+            d.producer,
+            d.pdf,
+            frozenset(w.lower() for w in re.findall(r"[A-Za-z]+", d.source.read_text(encoding="utf-8"))),
+        )
         for d in textcorpus.build(args.corpus, args.documents)
     ]
     folders = args.pdf_dir if args.pdf_dir is not None else [SHARED_PDFS] if SHARED_PDFS.is_dir() else []
@@ -144,15 +159,21 @@ def extract(docs: list[Doc]) -> dict[str, float]:
         try:
             for label, normalize in (("raw", False), ("normalized", True)):
                 started = time.perf_counter()
-                items = list(extract_document(doc.pdf, ExtractOptions(include_blocks=True, normalize=normalize),
-                                              Limits(ocr_enabled=False)))
+                items = list(
+                    extract_document(
+                        doc.pdf,
+                        ExtractOptions(include_blocks=True, normalize=normalize),
+                        Limits(ocr_enabled=False),
+                    )
+                )
                 seconds[label] += time.perf_counter() - started
                 pages = [item for item in items if isinstance(item, PageResult)]
                 setattr(doc, label, pages)
         except SensoriumError:
             continue
-        text = subprocess.run(["pdftotext", "-enc", "UTF-8", str(doc.pdf), "-"], capture_output=True,
-                              check=False).stdout.decode("utf-8", "replace")
+        text = subprocess.run(
+            ["pdftotext", "-enc", "UTF-8", str(doc.pdf), "-"], capture_output=True, check=False
+        ).stdout.decode("utf-8", "replace")
         doc.truth = text.split("\f")[: len(doc.raw)]
         if len(doc.truth) == len(doc.raw) and any(page.strip() for page in doc.truth):
             kept.append(doc)
@@ -170,8 +191,11 @@ def known_items(docs: list[Doc], per_document: int, seed: int) -> list[KnownItem
     for d, doc in enumerate(docs):
         candidates = []
         for p, words in enumerate(page_words[d]):
-            usable = sorted(w for w in words if len(w) >= 5 and w not in common
-                            and (doc.source_words is None or w in doc.source_words))
+            usable = sorted(
+                w
+                for w in words
+                if len(w) >= 5 and w not in common and (doc.source_words is None or w in doc.source_words)
+            )
             if len(usable) >= 3:
                 candidates.append((p, usable))
         chosen = rng.permutation(len(candidates))[:per_document]
@@ -242,22 +266,39 @@ def build_index(out: Path, docs: list[Doc], *, after: bool, tokens: Tokens, embe
                 passage = None
                 if after:
                     (passage,) = writer.add_passages(
-                        work, [Passage(RowKind.PDF_TEXT, page.text, page=page.page_number)])
-                chunks = chunk_page(page.page_number, page.blocks, text=page.text, count_tokens=tokens,
-                                    context_length=CONTEXT, overlap_tokens=OVERLAP)
+                        work, [Passage(RowKind.PDF_TEXT, page.text, page=page.page_number)]
+                    )
+                chunks = chunk_page(
+                    page.page_number,
+                    page.blocks,
+                    text=page.text,
+                    count_tokens=tokens,
+                    context_length=CONTEXT,
+                    overlap_tokens=OVERLAP,
+                )
                 vectors = embed([c.text for c in chunks]) if chunks else []
-                writer.add_rows(work, [Row(RowKind.PDF_TEXT, v, text=c.text, page=c.page, bbox=c.bbox,
-                                           passage=passage) for c, v in zip(chunks, vectors, strict=True)])
+                writer.add_rows(
+                    work,
+                    [
+                        Row(RowKind.PDF_TEXT, v, text=c.text, page=c.page, bbox=c.bbox, passage=passage)
+                        for c, v in zip(chunks, vectors, strict=True)
+                    ],
+                )
             writer.finish(work)
     written = time.perf_counter() - started
     started = time.perf_counter()
     stats = update_store(out)
-    return {"index_s": written, "store_s": time.perf_counter() - started, "rows": stats.rows,
-            "passages": stats.passages}
+    return {
+        "index_s": written,
+        "store_s": time.perf_counter() - started,
+        "rows": stats.rows,
+        "passages": stats.passages,
+    }
 
 
-def evaluate(store: SearchStore, docs: list[Doc], items: list[KnownItem], mode: str,
-             embed: Any = None) -> dict[str, Any]:
+def evaluate(
+    store: SearchStore, docs: list[Doc], items: list[KnownItem], mode: str, embed: Any = None
+) -> dict[str, Any]:
     """Ranks of the right page (None: not in the top 10) the way each path shows results."""
     path_of = {str(doc.pdf): d for d, doc in enumerate(docs)}
     page_ranks: list[int | None] = []
@@ -304,19 +345,26 @@ def evaluate(store: SearchStore, docs: list[Doc], items: list[KnownItem], mode: 
 def describe(docs: list[Doc]) -> dict[str, Any]:
     def count(pages: list[PageResult]) -> Counter[str]:
         text = "\n".join(page.text for page in pages)
-        return Counter({
-            "pages": len(pages),
-            "words": len(text.split()),
-            "line_end_hyphens": len(re.findall(r"[^\W\d_]-\n[^\W\d_]", text)),
-            "ligatures": sum(0xFB00 <= ord(c) <= 0xFB06 for c in text),
-        })
+        return Counter(
+            {
+                "pages": len(pages),
+                "words": len(text.split()),
+                "line_end_hyphens": len(re.findall(r"[^\W\d_]-\n[^\W\d_]", text)),
+                "ligatures": sum(0xFB00 <= ord(c) <= 0xFB06 for c in text),
+            }
+        )
 
     raw, normalized = Counter[str](), Counter[str]()
     for doc in docs:
         raw.update(count(doc.raw))
         normalized.update(count(doc.normalized))
     producers = Counter(doc.producer for doc in docs)
-    return {"documents": len(docs), "producers": dict(producers), "raw": dict(raw), "normalized": dict(normalized)}
+    return {
+        "documents": len(docs),
+        "producers": dict(producers),
+        "raw": dict(raw),
+        "normalized": dict(normalized),
+    }
 
 
 def main() -> None:
@@ -334,15 +382,22 @@ def main() -> None:
     embed = Embedder(args.model) if args.hybrid else None
     results: dict[str, Any] = {}
     ranks = yardstick(docs, items)
-    results["yardstick"] = {"top10": sum(r is not None for r in ranks) / len(items),
-                            "top1": sum(r == 1 for r in ranks) / len(items)}
+    results["yardstick"] = {
+        "top10": sum(r is not None for r in ranks) / len(items),
+        "top1": sum(r == 1 for r in ranks) / len(items),
+    }
     builds = {}
     with tempfile.TemporaryDirectory(prefix="sensorium-quality-") as scratch:
         for label, after in (("before", False), ("after", True)):
             say(f"indexing ({label})")
             out = Path(scratch) / label
-            builds[label] = build_index(out, docs, after=after, tokens=tokens,
-                                        embed=embed if (after and embed is not None) else random_vectors)
+            builds[label] = build_index(
+                out,
+                docs,
+                after=after,
+                tokens=tokens,
+                embed=embed if (after and embed is not None) else random_vectors,
+            )
             store = SearchStore(out, refresh=False)
             say(f"searching ({label})")
             if after:
@@ -358,36 +413,59 @@ def main() -> None:
     print()
     raw, norm = corpus["raw"], corpus["normalized"]
     producers = ", ".join(f"{n} {p}" for p, n in sorted(corpus["producers"].items()))
-    print(f"{corpus['documents']} documents ({producers}), {raw['pages']} pages, {raw['words']:,} words; "
-          f"{len(items)} known-item queries (3 words of one page, ground truth from pdftotext).")
-    print(f"Text layer as stored: {raw['line_end_hyphens']:,} line-end hyphens, {raw['ligatures']:,} ligature "
-          f"characters; normalised: {norm['line_end_hyphens']:,} and {norm['ligatures']:,}. Extraction of all "
-          f"pages: {seconds['raw']:.1f} s as stored, {seconds['normalized']:.1f} s normalised.")
+    print(
+        f"{corpus['documents']} documents ({producers}), {raw['pages']} pages, {raw['words']:,} words; "
+        f"{len(items)} known-item queries (3 words of one page, ground truth from pdftotext)."
+    )
+    print(
+        f"Text layer as stored: {raw['line_end_hyphens']:,} line-end hyphens, {raw['ligatures']:,} ligature "
+        f"characters; normalised: {norm['line_end_hyphens']:,} and {norm['ligatures']:,}. Extraction of all "
+        f"pages: {seconds['raw']:.1f} s as stored, {seconds['normalized']:.1f} s normalised."
+    )
     print()
-    print("| search | right page in top 10 | right page first | right page = best place | right file in top 10 "
-          "| p50 ms |")
+    print(
+        "| search | right page in top 10 | right page first | right page = best place | right file in top 10 "
+        "| p50 ms |"
+    )
     print("|---|--:|--:|--:|--:|--:|")
     y = results["yardstick"]
-    print(f"| yardstick: BM25 over pdftotext's pages | {100 * y['top10']:.1f} % | {100 * y['top1']:.1f} % "
-          "| | | |")
-    labels = {"before": "before: BM25 over chunks, text as stored (raw rows)",
-              "after": "after: pages, normalised, stemmed, per file (text)",
-              "hybrid": f"after, hybrid ({args.model}, random weights)"}
+    print(
+        f"| yardstick: BM25 over pdftotext's pages | {100 * y['top10']:.1f} % | {100 * y['top1']:.1f} % "
+        "| | | |"
+    )
+    labels = {
+        "before": "before: BM25 over chunks, text as stored (raw rows)",
+        "after": "after: pages, normalised, stemmed, per file (text)",
+        "hybrid": f"after, hybrid ({args.model}, random weights)",
+    }
     for name, label in labels.items():
         if name in results:
             r = results[name]
             best = "" if name == "before" else f"{100 * r['best_place']:.1f} %"
-            print(f"| {label} | {100 * r['top10']:.1f} % | {100 * r['top1']:.1f} % | "
-                  f"{best} | {100 * r['file_top10']:.1f} % | {r['p50_ms']:.1f} |")
+            print(
+                f"| {label} | {100 * r['top10']:.1f} % | {100 * r['top1']:.1f} % | "
+                f"{best} | {100 * r['file_top10']:.1f} % | {r['p50_ms']:.1f} |"
+            )
     print()
     for name in ("before", "after"):
-        print(f"{name}: index {builds[name]['index_s']:.1f} s, store {builds[name]['store_s']:.1f} s, "
-              f"{builds[name]['rows']:,} rows, {builds[name]['passages']:,} passages; "
-              f"misses (first 20): {results[name]['misses']}")
+        print(
+            f"{name}: index {builds[name]['index_s']:.1f} s, store {builds[name]['store_s']:.1f} s, "
+            f"{builds[name]['rows']:,} rows, {builds[name]['passages']:,} passages; "
+            f"misses (first 20): {results[name]['misses']}"
+        )
     if args.json:
-        harness.write_json(args.json, [], command=" ".join(sys.argv),
-                           extra={"corpus": corpus, "queries": len(items), "results": results,
-                                  "builds": builds, "extraction_s": seconds})
+        harness.write_json(
+            args.json,
+            [],
+            command=" ".join(sys.argv),
+            extra={
+                "corpus": corpus,
+                "queries": len(items),
+                "results": results,
+                "builds": builds,
+                "extraction_s": seconds,
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ person reads and types it. `normalize` makes the words searchable:
    - the hyphenation patterns of LibreOffice and TeX (pyphen, `language`): automatic
      hyphenation breaks a word only where its patterns allow, so a break elsewhere is a
      compound's own hyphen.
-   Measured on 660 pages laid out by LibreOffice and groff (bench/text_normalisation.py, 2,886
-   line-end hyphens, the source text telling which are which): 66 wrong decisions, where always
-   joining (PyMuPDF's TEXT_DEHYPHENATE) makes 166 and never joining 2,720. The two lines are
+   Measured on 40 documents laid out by LibreOffice and groff (bench/text_normalisation.py:
+   2,879 line-end hyphens whose source text tells which are which): 39 wrong decisions, where
+   always joining (PyMuPDF's TEXT_DEHYPHENATE) makes 166 and never joining 2,713. The two lines are
    joined into one, as PyMuPDF's flag does, so no line ends in a broken word afterwards.
 
 `normalize` is idempotent, never adds or removes letters or digits other than by steps 1-2, and
