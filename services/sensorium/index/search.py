@@ -379,7 +379,7 @@ class SearchStore:
             lists, full = self._place_rankings(query, vector, mode, candidates, where)
             ranked = lists[0] if len(lists) == 1 else _fuse(lists)
             ranked = [place for place in ranked if place.unit in self._live]
-            results = self._files(ranked, query, places, min_score)
+            results = self._files(ranked, query, places, min_score, wanted)
             if len(results) >= wanted or not full or candidates >= 100_000:
                 return results[offset:wanted]
             candidates *= 4
@@ -417,18 +417,24 @@ class SearchStore:
         return lists, full
 
     def _files(
-        self, ranked: list[_Place], query: Query, places: int, min_score: float | None
+        self, ranked: list[_Place], query: Query, places: int, min_score: float | None, wanted: int
     ) -> list[FileResult]:
+        """Files in the order of their best place, until `wanted` results (merged copies do not
+        count)."""
         by_unit: dict[str, list[_Place]] = {}
         for place in ranked:
             by_unit.setdefault(place.unit, []).append(place)
         order = [best for best, *_ in by_unit.values() if min_score is None or best.score >= min_score]
-        self._fill_texts(order)
         terms = query.terms
         merged: dict[str, FileResult] = {}
         results: list[FileResult] = []
         duplicates = self.duplicates()
-        for best in order:
+        batch = max(wanted, 20)
+        for position, best in enumerate(order):
+            if position % batch == 0:
+                if len(results) >= wanted:
+                    break
+                self._fill_texts(order[position : position + batch])
             own = tuple(duplicates.get(best.path, ()))
             if best.text_key and best.text and best.text_key in merged:
                 first = merged[best.text_key]
