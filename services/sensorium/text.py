@@ -31,10 +31,8 @@ leaves plain text without such characters or line-end hyphens unchanged.
 from __future__ import annotations
 
 import functools
-import itertools
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -44,9 +42,9 @@ DEFAULT_LANGUAGE = "en_US"
 _HYPHENS = "-\u2010"  # hyphen-minus, and HYPHEN (NFKC also maps the non-breaking hyphen to it)
 _HYPHEN_CHARS = tuple(_HYPHENS)
 _WORD = r"[^\W\d_]+"
-_LETTERS = re.compile(_WORD)
-_COMPOUND = re.compile(rf"{_WORD}(?:[{_HYPHENS}]{_WORD})+")
-_LINE_END_WORD = re.compile(rf"({_WORD})[{_HYPHENS}][ \t]*$")
+# Possessive quantifiers and a word-start lookbehind keep these linear in the text's length.
+_WORD_START = r"(?<![^\W\d_])"
+_LINE_END_WORD = re.compile(rf"{_WORD_START}([^\W\d_]++)[{_HYPHENS}][ \t]*$")
 _LINE_START_WORD = re.compile(rf"^[ \t]*({_WORD})")
 _SOFT_HYPHEN_BREAK = re.compile(r"\u00ad[ \t]*\r?\n[ \t]*")
 _SPACING_ACCENTS = re.compile(
@@ -56,38 +54,45 @@ _SPACING_ACCENTS = re.compile(
 
 
 class Vocabulary:
-    """The words of a text and its hyphenated pairs ("third-party" -> ("third", "party")), counted
-    case-insensitively: the evidence for a line-end hyphen. Words broken across lines are not
-    counted (a line break ends every word here). Counted on first use: most texts have no
-    line-end hyphen to decide."""
+    """The words of a text, as evidence for a line-end hyphen: how often it holds "headtail"
+    and "head-tail", case-insensitively. A line break ends every word here, so the broken word
+    itself counts as neither."""
 
     def __init__(self, texts: Iterable[str] = ()) -> None:
         self._texts = list(texts)
-        self._words: Counter[str] | None = None
-        self._pairs: Counter[tuple[str, str]] = Counter()
+        self._lowered: str | None = None
 
     def add(self, text: str) -> None:
         self._texts.append(text)
+        self._lowered = None
 
-    def _count(self) -> Counter[str]:
-        if self._words is None:
-            self._words = Counter()
-        for text in self._texts:
-            lowered = text.lower()
-            self._words.update(_LETTERS.findall(lowered))
-            for compound in _COMPOUND.findall(lowered) if "-" in lowered or "\u2010" in lowered else ():
-                self._pairs.update(itertools.pairwise(re.split(f"[{_HYPHENS}]", compound)))
-        self._texts = []
-        return self._words
+    def count(self, word: str) -> int:
+        """Occurrences of `word` as a whole word (not inside a longer run of letters)."""
+        if self._lowered is None:
+            # Searched only for the words a page breaks: cheaper than counting every word.
+            self._lowered = "\n".join(self._texts).lower()
+        text, word = self._lowered, word.lower()
+        found, start = 0, text.find(word)
+        while start >= 0:
+            end = start + len(word)
+            before = text[start - 1] if start else " "
+            after = text[end] if end < len(text) else " "
+            found += not (_is_letter(before) or _is_letter(after))
+            start = text.find(word, start + 1)
+        return found
 
     def prefers_join(self, head: str, tail: str) -> bool | None:
         """True when the text holds "headtail" more often than "head-tail", False for the
         opposite, None when it holds neither more often."""
-        joined = self._count()[(head + tail).lower()]
-        hyphenated = self._pairs[(head.lower(), tail.lower())]
+        joined = self.count(head + tail)
+        hyphenated = sum(self.count(f"{head}{hyphen}{tail}") for hyphen in _HYPHENS)
         if joined == hyphenated:
             return None
         return joined > hyphenated
+
+
+def _is_letter(char: str) -> bool:
+    return char.isalpha()
 
 
 def normalize(text: str, *, vocabulary: Vocabulary | None = None, language: str = DEFAULT_LANGUAGE) -> str:
