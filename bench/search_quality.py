@@ -338,8 +338,21 @@ def evaluate(
         "best_place": sum(best_place) / len(items),
         "file_top10": sum(file_found) / len(items),
         "p50_ms": 1000 * harness.percentile(latencies, 50),
-        "misses": [items[i].text for i, r in enumerate(page_ranks) if r is None][:20],
+        "misses": [items[i].text for i, r in enumerate(page_ranks) if r is None],
     }
+
+
+def why_missed(docs: list[Doc], items: list[KnownItem], misses: list[str]) -> dict[str, int]:
+    """Why the before's misses were missed: a query word the stored page text does not hold as
+    written (a broken word, a ligature), or every word on the page but spread over chunks."""
+    missed = set(misses)
+    reasons: Counter[str] = Counter()
+    for item in items:
+        if item.text not in missed:
+            continue
+        stored = set(re.findall(r"[a-z]+", docs[item.doc].raw[item.page - 1].text.lower()))
+        reasons["a word not held as written" if set(item.words) - stored else "words spread over chunks"] += 1
+    return dict(reasons)
 
 
 def describe(docs: list[Doc]) -> dict[str, Any]:
@@ -455,8 +468,10 @@ def main() -> None:
         print(
             f"{name}: index {builds[name]['index_s']:.1f} s, store {builds[name]['store_s']:.1f} s, "
             f"{builds[name]['rows']:,} rows, {builds[name]['passages']:,} passages; "
-            f"misses (first 20): {results[name]['misses']}"
+            f"misses (first 20): {results[name]['misses'][:20]}"
         )
+    print()
+    print(f"Why the before missed: {why_missed(docs, items, results['before']['misses'])}")
     if args.json:
         harness.write_json(
             args.json,
