@@ -29,10 +29,10 @@ what vector search ranks; a row names the passage its text came from (`Row.passa
 
 Crash safety. Rows (and passages) are buffered and written as parts of at most
 `rows_per_part` rows, by atomic rename; entries of finished files are then written as a
-ledger segment the same way (`ledger.py` explains why only entries make rows live). Killed at any
-moment, a shard keeps every file whose entry was committed, and loses only files in flight or finished since the last
-commit (at most `rows_per_part` rows or `commit_seconds` ago); their orphan rows in parts are
-never live, and the rerun does those files again.
+ledger segment the same way (`ledger.py` explains why only entries make rows live). Killed at
+any moment, a shard keeps every file whose entry was committed, and loses only files in flight
+or finished since the last commit (at most `rows_per_part` rows or `commit_seconds` ago); their
+orphan rows in parts are never live, and the rerun does those files again.
 
 Resume. An unchanged path (same size and mtime as its entry, whose outcome was final) is not
 even read: `plan` puts it in `unchanged`. Otherwise `begin` decides by content: the same
