@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sensorium.index.chunking import TextChunk, chunk_page, window_transcript
-from sensorium.index.layout import OptionValue, Row
+from sensorium.index.chunking import TextChunk, chunk_page, transcript_stretches, window_transcript
+from sensorium.index.layout import OptionValue, Passage, Row
 
 if TYPE_CHECKING:
     from sensorium.engines import Engines
@@ -65,6 +65,12 @@ class FileWork(Protocol):
 
     def rows_left(self) -> int:
         """Rows this file may still add: producers cut their pieces to it before embedding."""
+        ...
+
+    def add_passages(self, passages: Sequence[Passage]) -> list[int]:
+        """Hand the writer the file's passages (its pages, slides, sections, stretches of a
+        transcript: what full-text search ranks); their ordinals, for the rows made from them
+        (`Row.passage`). Add a passage before its rows."""
         ...
 
 
@@ -121,6 +127,10 @@ async def _index_pdf(work: FileWork) -> None:
             if not isinstance(items, list):
                 continue  # the document's info
             pages = [item for item in items if isinstance(item, PageResult) and item.error is None]
+            # A page is a passage: full-text search ranks whole pages, the vector side chunks.
+            texts = [page for page in pages if page.text.strip()]
+            ordinals = dict(zip((page.page_number for page in texts), work.add_passages(
+                [Passage("pdf_text", page.text, page=page.page_number) for page in texts]), strict=True))
             chunks = (await asyncio.to_thread(_chunk_pages, work, pages))[:work.rows_left() + 1]
             images = [item for item in items if isinstance(item, ImageResult) and item.error is None
                       and item.data and min(item.width, item.height) >= min_side]
@@ -132,10 +142,11 @@ async def _index_pdf(work: FileWork) -> None:
                         "detail": item.error.message})
             text_vectors, image_vectors = await asyncio.gather(
                 work.embed_texts([c.text for c in chunks]), work.embed_images([i.data for i in images]))
-            rows = [Row("pdf_text", v, text=c.text, page=c.page, bbox=c.bbox)
+            rows = [Row("pdf_text", v, text=c.text, page=c.page, bbox=c.bbox, passage=ordinals.get(c.page))
                     for c, v in zip(chunks, text_vectors, strict=True) if v is not None]
             rows += [Row("pdf_image", v, page=i.page_number,
-                         bbox=None if i.bbox is None else (i.bbox.x0, i.bbox.y0, i.bbox.x1, i.bbox.y1))
+                         bbox=None if i.bbox is None else (i.bbox.x0, i.bbox.y0, i.bbox.x1, i.bbox.y1),
+                         passage=ordinals.get(i.page_number))
                      for i, v in zip(images, image_vectors, strict=True) if v is not None]
             work.add(rows)
 
@@ -168,12 +179,19 @@ async def _index_audio(work: FileWork) -> None:
         raise ModelMismatch(
             f"the transcripts come from {model} but the index records {expected} "
             "(SENSORIUM_TRANSCRIPTION__MODEL): set it as the server has it")
-    windows = await asyncio.to_thread(window_transcript, segments, count_tokens=work.count_tokens,
-                                      context_length=work.context_length)
-    windows = windows[:work.rows_left() + 1]
-    vectors = await work.embed_texts([w.text for w in windows])
-    work.add([Row("audio", v, text=w.text, start_seconds=w.start_seconds, end_seconds=w.end_seconds)
-              for w, v in zip(windows, vectors, strict=True) if v is not None])
+    # Stretches of the transcript are its passages (what full-text search ranks); the windows
+    # the vector side embeds are cut inside them, so each row lies in one passage.
+    stretches = transcript_stretches(segments)
+    ordinals = work.add_passages([Passage("audio", s.text, start_seconds=s.start_seconds,
+                                          end_seconds=s.end_seconds) for s in stretches])
+    windows = [(ordinal, window) for ordinal, stretch in zip(ordinals, stretches, strict=True)
+               for window in await asyncio.to_thread(
+                   window_transcript, stretch.segments, count_tokens=work.count_tokens,
+                   context_length=work.context_length)][:work.rows_left() + 1]
+    vectors = await work.embed_texts([w.text for _, w in windows])
+    work.add([Row("audio", v, text=w.text, start_seconds=w.start_seconds, end_seconds=w.end_seconds,
+                  passage=ordinal)
+              for (ordinal, w), v in zip(windows, vectors, strict=True) if v is not None])
 
 
 async def _index_image(work: FileWork) -> None:
