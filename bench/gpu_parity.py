@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from sensorium.client import Client
+from sensorium.embedding.remote import EmbeddingClient
 from sensorium.server import Server
 from sensorium.settings import Settings
 
@@ -64,10 +65,10 @@ async def compare(args: argparse.Namespace, images: list[bytes], texts: list[str
     await server.start()
     try:
         async with Client(f"127.0.0.1:{server.port}", timeout=120) as client:
-            space = await client.embedding_space()
-            singles = await asyncio.gather(*(client.embed_images([i]) for i in images))
-            single_texts = await asyncio.gather(*(client.embed_texts([t]) for t in texts))
-            batch = await client.embed_images(images)
+            space = await EmbeddingClient(client).embedding_space()
+            singles = await asyncio.gather(*(EmbeddingClient(client).embed_images([i]) for i in images))
+            single_texts = await asyncio.gather(*(EmbeddingClient(client).embed_texts([t]) for t in texts))
+            batch = await EmbeddingClient(client).embed_images(images)
     finally:
         await server.shutdown()
     # The same weights, open_clip's own model, transforms and tokenizer, in this process.

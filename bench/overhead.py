@@ -157,6 +157,8 @@ def make_security(name: str, folder: Path) -> Security:
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     tokens.write_text(f"{TOKEN} embedding\n")
+    for private in (key_path, tokens):
+        private.chmod(0o600)  # the server refuses a key or tokens file other users may read
     return Security(name, cert_path, key_path, ca.public_bytes(serialization.Encoding.PEM), tokens)
 
 

@@ -11,14 +11,18 @@ with norm about `--noise` times the centre's (0.75: a point's cosine to its cent
 query has true neighbours, as real embeddings do; uniform random vectors would have none and
 make every index look bad. Queries are fresh points drawn the same way.
 
-Printed: build times (parts, store ingest with the full-text index, vector index), then for
+Printed: build times (parts, store ingest with the full-text index, vector index), the cost of
+opening the store: read-only as searches open it now (`SearchStore(..., refresh=False)`: the
+ledger and the store's state, no scan of the rows) beside opening it the old way, which brought
+the store up to date first (`update_store` with nothing to do: it counts every unit's rows in the
+store), median of `--opens` opens in this process with warm file caches; then for
 each nprobes x refine factor the store's lookup latency p50/p95 (SearchStore.search in vector
 mode, k results with their provenance) and recall@k against exact search (all rows compared
 in numpy); and numpy's exact search time per query for scale.
 
 `--end-to-end` adds what a user of `sensorium search` waits for, on the same index: (a) in
 this process, with the embedding model loaded once, `--text-queries` short sentences embedded
-the way `sensorium search` embeds its query (cli.embed_query through an in-process client) and
+the way `sensorium search` embeds its query (sensorium.index.query.embed_query through the one seam) and
 searched in the store (hybrid, the default for a text query, and vector) with the store's
 default settings, p50/p95 of embedding, store and total; (b) `sensorium search --index DIR
 QUERY` run as a command `--cli-runs` times, wall time, beside the parts of it timed alone
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -54,7 +59,7 @@ from typing import Any
 import harness  # bench/ is on sys.path when this file is run as a script
 import numpy as np
 
-from sensorium.index.layout import EmbeddingSpace, Manifest, RowKind, Shard
+from sensorium.index.layout import EmbeddingSpace, Manifest, Shard
 from sensorium.index.search import SearchStore, VectorIndexParams
 from sensorium.index.writer import FileStat, IndexWriter, Row
 
@@ -100,6 +105,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dir", type=Path, default=None, help="index directory (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the index directory")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--opens", type=int, default=10,
+                        help="store opens timed, each way (default: %(default)s)")
     parser.add_argument(
         "--json", type=Path, default=None, metavar="OUT.json", help="also write results as JSON"
     )
@@ -201,7 +208,7 @@ def write_parts(
                 writer.add_rows(
                     work,
                     [
-                        Row(RowKind.PDF_TEXT, v, text=text, page=1)
+                        Row("pdf_text", v, text=text, page=1)
                         for v, text in zip(vectors, texts(row, len(vectors)), strict=True)
                     ],
                 )
@@ -209,6 +216,28 @@ def write_parts(
                 first_row[work.unit] = row
                 row += len(vectors)
     return first_row
+
+
+def open_costs(directory: Path, queries: np.ndarray, opens: int) -> dict[str, float]:
+    """Median seconds to open the store read-only (and answer a first vector query), and to open
+    it the old way (bring it up to date, nothing to do)."""
+    from sensorium.index.store import update_store
+
+    def median(measure: Callable[[], object]) -> float:
+        timings = []
+        for _ in range(opens):
+            started = time.perf_counter()
+            measure()
+            timings.append(time.perf_counter() - started)
+        return statistics.median(timings)
+
+    return {
+        "open_read_only_s": median(lambda: SearchStore(directory, refresh=False)),
+        "open_and_first_query_s": median(
+            lambda: SearchStore(directory, refresh=False).search(query_vector=queries[0], mode="vector", k=10)
+        ),
+        "open_with_update_s": median(lambda: update_store(directory)),
+    }
 
 
 def exact_top_k(data: Data, queries: np.ndarray, k: int) -> tuple[np.ndarray, float, float]:
@@ -294,21 +323,25 @@ def model_settings(args: argparse.Namespace, scratch: Path) -> dict[str, str]:
     return env
 
 
-def cli_args(directory: Path) -> argparse.Namespace:
-    from sensorium import cli
+@contextlib.asynccontextmanager
+async def embedding_engine() -> Any:
+    """The embedding model in this process, through the one seam, as `sensorium search` opens it."""
+    from sensorium.embedding.api import EMBEDDING
+    from sensorium.engines import InProcessEngines
+    from sensorium.runtimes import Runtimes
+    from sensorium.settings import Settings
 
-    return cli.build_parser().parse_args(["search", "--index", str(directory), "query"])
+    async with InProcessEngines(Runtimes(Settings(), ["embedding"])) as engines:
+        yield await engines.open(EMBEDDING)
 
 
 async def embedding_space(directory: Path) -> tuple[EmbeddingSpace, float]:
     """The model's space, as `sensorium search` reads it, and the seconds the model took to load."""
-    from sensorium import cli
-
     started = time.perf_counter()
-    async with cli.connect(cli_args(directory), "embedding") as client:
+    async with embedding_engine() as engine:
         loaded = time.perf_counter() - started
-        space = (await client.embedding_space()).space
-    return EmbeddingSpace(space.model, space.pretrained, space.weights_sha256, space.dimension), loaded
+        space = (await engine.describe()).space
+    return EmbeddingSpace.of(space), loaded
 
 
 async def in_process(
@@ -316,14 +349,14 @@ async def in_process(
 ) -> tuple[dict[str, dict[str, float]], float]:
     """Per mode, p50/p95 of embedding, store lookup and both, per text query, the model loaded
     once (as a server would hold it); and the model's load time in this process."""
-    from sensorium import cli
+    from sensorium.index.query import embed_query
 
     manifest = store.reader.manifest
     started = time.perf_counter()
-    async with cli.connect(cli_args(directory), "embedding") as client:
+    async with embedding_engine() as engine:
         loaded = time.perf_counter() - started
         for query in queries[:5]:  # warm-up: the model's first passes, the store's caches
-            vector = await cli.embed_query(client, manifest, text=query)
+            vector = await embed_query(engine, manifest, text=query)
             for mode in ("hybrid", "vector"):
                 await asyncio.to_thread(store.search, query_text=query, query_vector=vector, mode=mode, k=k)
         results: dict[str, dict[str, float]] = {}
@@ -331,7 +364,7 @@ async def in_process(
             times: dict[str, list[float]] = {"embed": [], "store": [], "total": []}
             for query in queries:
                 started = time.perf_counter()
-                vector = await cli.embed_query(client, manifest, text=query)
+                vector = await embed_query(engine, manifest, text=query)
                 embedded = time.perf_counter()
                 hits = await asyncio.to_thread(
                     store.search, query_text=query, query_vector=vector, mode=mode, k=k
@@ -366,27 +399,32 @@ def wall_times(command: list[str], runs: int) -> list[float]:
 PROFILE = """
 import time; started = time.perf_counter()
 import asyncio, json, sys
-from sensorium import cli
+from sensorium.cli import main as cli_main
+from sensorium.embedding.api import EMBEDDING
+from sensorium.engines import InProcessEngines
+from sensorium.index.query import embed_query
 from sensorium.index.search import SearchStore
+from sensorium.runtimes import Runtimes
+from sensorium.settings import Settings
 steps = {"imports": time.perf_counter() - started}
 async def main():
     directory, query = sys.argv[1:]
-    args = cli.build_parser().parse_args(["search", "--index", directory, query])
     mark = time.perf_counter()
     def step(name):
         nonlocal mark
         now = time.perf_counter(); steps[name] = now - mark; mark = now
     store = await asyncio.to_thread(SearchStore, directory); step("store_open")
-    async with cli.connect(args, "embedding") as client:
+    async with InProcessEngines(Runtimes(Settings(), ["embedding"])) as engines:
+        engine = await engines.open(EMBEDDING)
         step("model_start")
-        vector = await cli.embed_query(client, store.reader.manifest, text=query); step("embed")
+        vector = await embed_query(engine, store.reader.manifest, text=query); step("embed")
         await asyncio.to_thread(store.search, query_text=query, query_vector=vector, mode="hybrid", k=10)
         step("search")
     step("model_stop")
 asyncio.run(main())
 print(json.dumps(steps))
 """
-"""`sensorium search`'s steps, each timed, in a fresh process: the same calls as cli._search."""
+"""`sensorium search`'s steps, each timed, in a fresh process: the same calls as sensorium.cli.search."""
 
 
 def profile(directory: Path, queries: list[str], runs: int) -> dict[str, list[float]]:
@@ -418,7 +456,7 @@ def sensorium_command() -> list[str]:
 def end_to_end(directory: Path, args: argparse.Namespace, model_load_s: float) -> dict[str, Any]:
     queries = list(TEXT_QUERIES[: args.text_queries])
     started = time.perf_counter()
-    store = SearchStore(directory)  # as `sensorium search` opens it: default settings, refreshed
+    store = SearchStore(directory, refresh=False)  # as `sensorium search` opens it: read-only
     store_open_s = time.perf_counter() - started
     modes, in_process_load_s = asyncio.run(in_process(directory, store, queries, args.k))
     command = [*sensorium_command(), "search", "--index", str(directory)]
@@ -512,6 +550,9 @@ def main() -> None:
         times["vector_index_s"] = time.perf_counter() - started
         assert stats.vector_index, "the vector index was not built"
 
+        say(f"opening the store, {args.opens} times each way")
+        times.update(open_costs(directory, queries=data.queries(1), opens=args.opens))
+
         say(f"exact top-{args.k} of {args.queries} queries in numpy")
         queries = data.queries(args.queries)
         exact, numpy_single, numpy_batched = exact_top_k(data, queries, args.k)
@@ -556,6 +597,12 @@ def main() -> None:
         ("vector_index_s", "store: vector index (IVF_SQ)"),
     ]:
         print(f"| {label} | {times[name]:.1f} |")
+    print()
+    print(
+        f"Opening the store (median of {args.opens}): read-only {1000 * times['open_read_only_s']:.0f} ms, "
+        f"read-only and a first vector query {1000 * times['open_and_first_query_s']:.0f} ms; "
+        f"the old way, updating it first (nothing to do) {1000 * times['open_with_update_s']:.0f} ms."
+    )
     print()
     print(
         f"Exact search in numpy over all rows: {1000 * numpy_single:.1f} ms a query one at a time, "

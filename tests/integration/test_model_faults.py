@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import multiprocessing.util
+import os
 import tempfile
 import threading
 import time
@@ -20,7 +22,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import speechkit
 import tiny_clip
 from sensorium.client import Client, ClientError
-from sensorium.transcription import runtime as transcription_runtime
+from sensorium.embedding.remote import EmbeddingClient
+from sensorium.embedding.runtime import EmbeddingRuntime
+from sensorium.transcription.runtime import TranscriptionRuntime
 from sensorium.transcription.v1 import transcription_service_pb2 as transcription_pb
 from sensorium.transcription.v1 import transcription_service_pb2_grpc as transcription_grpc
 
@@ -37,6 +41,9 @@ def uploads(tmp_path, monkeypatch) -> Path:
     """The directory this test's server spools uploads into (the process's temp dir)."""
     directory = tmp_path / "spool"
     directory.mkdir()
+    # multiprocessing keeps the forkserver's socket in its own temp dir, chosen once per process:
+    # fix it before the patch, or the decoder pools' forkserver would live in this test's folder.
+    multiprocessing.util.get_temp_dir()
     monkeypatch.setattr(tempfile, "tempdir", str(directory))
     return directory
 
@@ -58,10 +65,10 @@ async def test_cuda_out_of_memory_splits_the_batch_and_every_caller_gets_its_vec
     start_server, shapes_model
 ):
     server = await _embedding_server(start_server, shapes_model, max_wait_ms=300.0, max_batch_size=8)
-    engine = server.runtimes.embedding.model
+    engine = server.runtimes.of(EmbeddingRuntime).model
     real, sizes = engine.encode, []
     async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
-        await client.embed_images(_images(8))  # recent traffic of 8: single calls wait for company
+        await EmbeddingClient(client).embed_images(_images(8))  # recent traffic of 8: single calls wait for company
 
     def encode(items):
         sizes.append(len(items))
@@ -71,7 +78,8 @@ async def test_cuda_out_of_memory_splits_the_batch_and_every_caller_gets_its_vec
 
     engine.encode = encode
     async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
-        results = await asyncio.gather(*(client.embed_images([image]) for image in _images(8)))
+        results = await asyncio.gather(*(EmbeddingClient(client).embed_images(
+            [image]) for image in _images(8)))
     assert all(not r.results[0].HasField("error") for r in results)
     assert sizes[0] == 8 and max(sizes[1:]) <= 4 and sum(s for s in sizes if s <= 2) == 8
 
@@ -80,7 +88,7 @@ async def test_one_item_too_large_for_the_gpu_is_resource_exhausted_with_a_retry
     start_server, shapes_model
 ):
     server = await _embedding_server(start_server, shapes_model)
-    engine = server.runtimes.embedding.model
+    engine = server.runtimes.of(EmbeddingRuntime).model
 
     def encode(items):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
@@ -88,7 +96,7 @@ async def test_one_item_too_large_for_the_gpu_is_resource_exhausted_with_a_retry
     engine.encode = encode
     async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
         with pytest.raises(ClientError) as refused:
-            await client.embed_images(_images(1))
+            await EmbeddingClient(client).embed_images(_images(1))
     details = refused.value.details
     assert (details.code, details.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "GPU_OUT_OF_MEMORY")
     assert details.retry_after_seconds == 2.0
@@ -121,39 +129,48 @@ async def test_a_stream_cancelled_mid_upload_leaves_no_spool_file(start_server, 
         await asyncio.sleep(0.02)
 
 
-async def test_cancelling_while_the_audio_decodes_stops_the_decoding(
-    start_server, uploads, tmp_path, monkeypatch
-):
+async def test_cancelling_while_the_audio_decodes_stops_the_decoding(start_server, tmp_path):
+    """Decoding runs in a decoder process: a caller that leaves while its file decodes has that
+    process killed (and replaced), and its budget given back."""
     server = await start_server(services=["transcription"], device="cpu", cpus=1, model_dir=tmp_path,
                                 transcription={"model": "packaged:tiny.en"})
-    decoding, ended = threading.Event(), []
+    runtime = server.runtimes.of(TranscriptionRuntime)
+    # A file that never ends: a FIFO whose writer holds it open and writes nothing, so the
+    # decoder blocks reading it, as on hours of audio.
+    fifo = tmp_path / "endless.wav"
+    os.mkfifo(fifo)
+    opened, release = threading.Event(), threading.Event()
 
-    def slow_decode(source, *, max_seconds, stop):
-        # Stands in for a decode of hours of audio: it polls `stop` between "packets" as the
-        # real one does (tests/unit/transcription/test_audio.py checks that it does).
-        decoding.set()
-        for _ in range(3000):
-            if stop():
-                ended.append("stopped")
-                raise InterruptedError
-            time.sleep(0.01)
-        ended.append("finished")
-        raise AssertionError("decoding ran to its end")
+    def writer() -> None:
+        fd = os.open(fifo, os.O_WRONLY)
+        opened.set()
+        release.wait(30)
+        os.close(fd)
 
-    monkeypatch.setattr(transcription_runtime.audio, "decode", slow_decode)
-    path = speechkit.write_wav(speechkit.silence(2.0), tmp_path / "quiet.wav")
-    async with Client(f"127.0.0.1:{server.port}") as client:
-        call = asyncio.ensure_future(client.transcribe(path.read_bytes()))
-        await asyncio.to_thread(decoding.wait, 10)
-        cancelled_at = time.monotonic()
-        call.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await call
-        while not ended:
-            assert time.monotonic() - cancelled_at < 5, "decoding went on after the caller left"
-            await asyncio.sleep(0.02)
-    assert ended == ["stopped"]
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    before = _restarts("cancelled")
+    call = asyncio.ensure_future(runtime.decode(fifo))
+    assert await asyncio.to_thread(opened.wait, 20), "the decoder never opened the file"
+    cancelled_at = time.monotonic()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert _restarts("cancelled") == before + 1, "the decoder process was not stopped"
+    assert time.monotonic() - cancelled_at < 5
+    release.set()
+    thread.join(5)
     assert server.runtimes.budget.used == 0
+    # The pool replaced the process: the next file decodes.
+    decoded = await runtime.decode(speechkit.write_wav(speechkit.silence(1.0), tmp_path / "q.wav"))
+    assert abs(decoded.duration - 1.0) < 0.05
+
+
+def _restarts(reason: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("sensorium_worker_restarts_total",
+                                     {"service": "transcription", "reason": reason}) or 0.0
 
 
 # --- overload ---------------------------------------------------------------------------------
@@ -165,7 +182,7 @@ BATCH_SECONDS = 0.5
 async def test_overload_is_refused_fast_health_answers_and_throughput_recovers(start_server, shapes_model):
     server = await _embedding_server(start_server, shapes_model, max_batch_size=2, queue_size=4,
                                      max_wait_ms=0.0)
-    engine = server.runtimes.embedding.model
+    engine = server.runtimes.of(EmbeddingRuntime).model
     real = engine.encode
 
     def slow(items):  # a model that needs 0.5 s a batch: the queue fills at once
@@ -182,7 +199,7 @@ async def test_overload_is_refused_fast_health_answers_and_throughput_recovers(s
         async def timed_call():
             started = time.perf_counter()
             try:
-                await client.embed_images(images)
+                await EmbeddingClient(client).embed_images(images)
                 return "ok", time.perf_counter() - started, None
             except ClientError as error:
                 return "refused", time.perf_counter() - started, error.details
@@ -197,7 +214,7 @@ async def test_overload_is_refused_fast_health_answers_and_throughput_recovers(s
         await asyncio.sleep(0.05)
         health_seconds = await timed_health()
         results = await asyncio.gather(*flood)
-        depth = server.runtimes.embedding._batcher.queue_depth  # type: ignore[union-attr]
+        depth = server.runtimes.of(EmbeddingRuntime)._batcher.queue_depth  # type: ignore[union-attr]
         refused = [r for r in results if r[0] == "refused"]
         served = [r for r in results if r[0] == "ok"]
         assert refused and served

@@ -24,7 +24,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import testkit
 import tiny_clip
 from sensorium.client import Client, ClientError
+from sensorium.embedding.remote import EmbeddingClient
 from sensorium.embedding.runtime import EmbeddingRuntime
+from sensorium.errors import ServiceStartError
+from sensorium.runtimes import Runtimes
 
 pytestmark = pytest.mark.weights
 
@@ -42,9 +45,7 @@ async def _server(start_server, shapes_model: Path, **embedding: object):
 
 
 def _runtime(server) -> EmbeddingRuntime:
-    runtime = server.runtimes.embedding
-    assert isinstance(runtime, EmbeddingRuntime)
-    return runtime
+    return server.runtimes.of(EmbeddingRuntime)
 
 
 def _model_pid(server) -> int:
@@ -82,8 +83,8 @@ async def test_the_model_process_gives_the_in_process_models_vectors(start_serve
     answers = []
     for server in (separate, inline):
         async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
-            singles = await asyncio.gather(*(client.embed_texts([t]) for t in texts))
-            many = await client.embed_images(images)
+            singles = await asyncio.gather(*(EmbeddingClient(client).embed_texts([t]) for t in texts))
+            many = await EmbeddingClient(client).embed_images(images)
             answers.append(([r.results[0].vector.values for r in singles],
                             [r.vector.values for r in many.results]))
     for got, expected in zip(answers[0], answers[1], strict=True):
@@ -94,9 +95,9 @@ async def test_a_killed_model_process_fails_its_calls_clearly_and_comes_back(sta
     server = await _server(start_server, shapes_model)
     first = _model_pid(server)
     async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
-        before = (await client.embed_texts(["a red circle"])).results[0].vector.values
+        before = (await EmbeddingClient(client).embed_texts(["a red circle"])).results[0].vector.values
         os.kill(first, signal.SIGSTOP)  # the next call stays in the model until the kill
-        in_flight = asyncio.ensure_future(client.embed_texts(["a blue square"]))
+        in_flight = asyncio.ensure_future(EmbeddingClient(client).embed_texts(["a blue square"]))
         await _until_in_model(server, 1)
         os.kill(first, signal.SIGKILL)
         with pytest.raises(ClientError) as failed:
@@ -110,14 +111,14 @@ async def test_a_killed_model_process_fails_its_calls_clearly_and_comes_back(sta
             assert time.monotonic() < deadline, "health never said NOT_SERVING"
             await asyncio.sleep(0.01)
         with pytest.raises(ClientError) as refused:
-            await client.embed_texts(["a green triangle"])
+            await EmbeddingClient(client).embed_texts(["a green triangle"])
         assert refused.value.details.reason == "NOT_READY"
         deadline = time.monotonic() + 120
         while await _health(server.port) != "SERVING":
             assert time.monotonic() < deadline, "the model process was not restarted"
             await asyncio.sleep(0.1)
         assert _model_pid(server) != first
-        again = (await client.embed_texts(["a red circle"])).results[0].vector.values
+        again = (await EmbeddingClient(client).embed_texts(["a red circle"])).results[0].vector.values
     np.testing.assert_allclose(again, before, rtol=1e-5, atol=1e-6)
 
 
@@ -126,7 +127,7 @@ async def test_shutdown_lets_calls_in_the_model_finish_then_stops_the_process(st
     pid = _model_pid(server)
     async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
         os.kill(pid, signal.SIGSTOP)
-        calls = [asyncio.ensure_future(client.embed_texts([f"a red circle number {i}"])) for i in range(3)]
+        calls = [asyncio.ensure_future(EmbeddingClient(client).embed_texts([f"a red circle number {i}"])) for i in range(3)]
         await _until_in_model(server, 1)
         deadline = time.monotonic() + 30
         while server.state.in_flight < len(calls):  # the others wait in the queue
@@ -188,3 +189,23 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+async def test_weights_other_than_named_stop_the_service_and_its_model_process(shapes_model):
+    """The pin check runs on the facts the model process reports; the process does not stay."""
+    settings = testkit.test_settings(cpus=1, device="cpu", embedding={
+        "model": f"local-dir:{shapes_model}", "pretrained": "", "model_process": True,
+        "weights_sha256": "ab" * 32})
+    runtimes = Runtimes(settings, ["embedding"])
+    children_before = _children()
+    with pytest.raises(ServiceStartError) as refused:
+        await runtimes.start("embedding")
+    await runtimes.close()
+    assert "SENSORIUM_EMBEDDING__WEIGHTS_SHA256" in str(refused.value)
+    assert _children() <= children_before
+
+
+def _children() -> set[int]:
+    import psutil
+
+    return {child.pid for child in psutil.Process().children() if child.status() != psutil.STATUS_ZOMBIE}

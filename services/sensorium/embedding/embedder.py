@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -38,13 +38,12 @@ from open_clip.transformer import text_global_pool
 
 from sensorium.device import DevicePlan, is_cuda_oom
 from sensorium.embedding import images
+from sensorium.embedding.api import Scoring, Space, Vector
 from sensorium.embedding.tokens import ClipTokenizer
 from sensorium.errors import Reason, SensoriumError
 
 log = logging.getLogger("sensorium.embedding")
 
-Vector = npt.NDArray[np.float32]
-Scoring = Literal["softmax", "sigmoid"]
 
 HF_HUB_PREFIX = "hf-hub:"
 LOCAL_DIR_PREFIX = "local-dir:"
@@ -62,16 +61,6 @@ _CHECKPOINT_NAMES = (
 
 class EngineError(Exception):
     """The model cannot be loaded; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Space:
-    """The vector space of a loaded model (see `sensorium.type.v1.EmbeddingSpace`)."""
-
-    model: str
-    pretrained: str
-    weights_sha256: str
-    dimension: int
 
 
 @dataclass(frozen=True)

@@ -17,21 +17,32 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from sensorium import metrics
+from sensorium import metrics, pins
 from sensorium.batching import Batcher, split_on_error
+from sensorium.contract import RuntimeContext
 from sensorium.device import DevicePlan, is_cuda_oom, load_with_fallback, thread_counts
-from sensorium.errors import Reason, SensoriumError, ServiceStartError
-from sensorium.registry import RuntimeContext
+from sensorium.embedding import images as image_files
+from sensorium.embedding.api import (
+    EmbeddingEngine,
+    ImageOutcome,
+    ScoreRow,
+    Scores,
+    Scoring,
+    Space,
+    SpaceInfo,
+    TextOutcome,
+    Vector,
+)
+from sensorium.errors import ModelError, Reason, SensoriumError, ServiceStartError
 
 if TYPE_CHECKING:  # torch is imported when the runtime starts, never before
-    from sensorium.embedding.embedder import Embedder, Prepared, Scoring, Space, Vector
+    from sensorium.embedding.embedder import Embedder, ImageInput, Prepared
     from sensorium.embedding.model_process import ModelConfig, ModelProcess
 
 log = logging.getLogger("sensorium.embedding")
@@ -43,37 +54,6 @@ ITEM_REASONS = frozenset({
     Reason.TEXT_TOO_LONG,
 })
 """Failures that belong to one item: the others in the same request still succeed."""
-
-
-@dataclass(frozen=True)
-class ImageOutcome:
-    """One image's result: a vector, or the error that kept it from one."""
-
-    vector: Vector | None = None
-    error: SensoriumError | None = None
-    width: int = 0
-    """Width of the full image (EXIF orientation applied)."""
-    height: int = 0
-
-
-@dataclass(frozen=True)
-class TextOutcome:
-    """One text's result: a vector, or the error that kept it from one."""
-
-    vector: Vector | None = None
-    error: SensoriumError | None = None
-    truncated: bool = False
-    """The text had more tokens than the model's context; only the first ones count."""
-    token_count: int = 0
-
-
-@dataclass(frozen=True)
-class ScoreRow:
-    """One image scored against every text, or its error."""
-
-    similarities: list[float]
-    probabilities: list[float]
-    error: SensoriumError | None = None
 
 
 class EmbeddingRuntime:
@@ -157,6 +137,11 @@ class EmbeddingRuntime:
         process = self._new_process()
         facts = process.start()
         try:
+            self._check_pins(facts.space)
+        except ServiceStartError:
+            process.close()
+            raise
+        try:
             # Only preprocessing uses torch here: small tensors, one thread each.
             torch.set_num_threads(1)
             engine = Embedder.remote(facts, process, self.root.model_dir)
@@ -194,7 +179,12 @@ class EmbeddingRuntime:
             while not self._closing:
                 process = self._new_process()
                 try:
-                    await asyncio.to_thread(process.start)
+                    facts = await asyncio.to_thread(process.start)
+                    try:  # the weights file may have been swapped since start-up
+                        self._check_pins(facts.space)
+                    except ServiceStartError:
+                        await asyncio.to_thread(process.close, 0)
+                        raise
                 except ServiceStartError as exc:
                     log.error("restarting the embedding model process failed; retrying in %g s: %s",
                               delay, exc)
@@ -241,9 +231,22 @@ class EmbeddingRuntime:
         # torch's intra-op pool is process-wide: sized once, from this service's CPU share.
         torch.set_num_threads(self._threads(plan).model_threads)
         try:
-            return Embedder.load(self.settings.model, self.settings.pretrained, self.root.model_dir, plan)
+            engine = Embedder.load(self.settings.model, self.settings.pretrained, self.root.model_dir, plan)
         except EngineError as exc:
             raise ServiceStartError(str(exc)) from exc
+        self._check_pins(engine.space)
+        return engine
+
+    def _check_pins(self, space: Space) -> None:
+        """Refuse weights other than the model's pin or the ones the operator named."""
+        name = self.settings.model
+        if self.settings.pretrained and ":" not in name:  # an open_clip name and its pretrained tag
+            name = f"{name}/{self.settings.pretrained}"
+        try:
+            pins.check("embedding", name, space.weights_sha256, self.settings.weights_sha256,
+                       "SENSORIUM_EMBEDDING__WEIGHTS_SHA256")
+        except ModelError as exc:
+            raise ServiceStartError(str(exc)) from None
 
     async def close(self, grace: float | None = None) -> None:
         self._closing = True
@@ -279,6 +282,12 @@ class EmbeddingRuntime:
     def scoring(self) -> Scoring:
         return self.model.scoring
 
+    async def describe(self) -> SpaceInfo:
+        model, plan = self.model, self.plan
+        assert plan is not None  # set with the model
+        return SpaceInfo(model.space, model.context_length, model.scoring, self.settings.max_image_pixels,
+                         self.settings.max_image_bytes, plan.device)
+
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` as the model counts them, start and end tokens included (blocking:
         a front end chunking long texts calls it in its own thread)."""
@@ -293,25 +302,31 @@ class EmbeddingRuntime:
         """One outcome per text, in order. `strict` (default: the setting) refuses texts over
         the context instead of truncating them; `deadline` is on the `time.monotonic()` scale."""
         self.check_count(len(texts), "texts")
-        return await self._texts(texts, strict, normalize, deadline)
+        with self.budget.hold(_size(texts)):
+            return await self._texts(texts, strict, normalize, deadline)
 
     async def embed_images(
         self, images: Sequence[bytes], *, normalize: bool = True, deadline: float | None = None
     ) -> list[ImageOutcome]:
         """One outcome per encoded image (JPEG, PNG, WebP, GIF, TIFF, BMP), in order."""
         self.check_count(len(images), "images")
-        return await self._images(images, normalize, deadline)
+        with self.budget.hold(_size(images)):
+            return await self._images(images, normalize, deadline)
 
     async def embed_text(
         self, text: str, *, strict: bool | None = None, normalize: bool = True,
         deadline: float | None = None,
     ) -> TextOutcome:
-        return (await self._texts([text], strict, normalize, deadline))[0]
+        """One text on its own (a stream's item)."""
+        with self.budget.hold(len(text)):
+            return (await self._texts([text], strict, normalize, deadline))[0]
 
     async def embed_image(
         self, data: bytes, *, normalize: bool = True, deadline: float | None = None
     ) -> ImageOutcome:
-        return (await self._images([data], normalize, deadline))[0]
+        """One image on its own (a stream's item)."""
+        with self.budget.hold(len(data)):
+            return (await self._images([data], normalize, deadline))[0]
 
     @contextlib.contextmanager
     def _admitted(self, count: int) -> Iterator[None]:
@@ -352,12 +367,21 @@ class EmbeddingRuntime:
         self, images: Sequence[bytes], normalize: bool, deadline: float | None
     ) -> list[ImageOutcome]:
         engine = self.model
-        settings = self.settings
+        limits = {"max_bytes": self.settings.max_image_bytes, "max_pixels": self.settings.max_image_pixels}
         with self._admitted(len(images)):
-            prepared = await self._in_pool([
-                functools.partial(_item_or_error, engine.prepare_image, data,
-                                  max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+            # What decoding will take is charged before a pixel is decoded (a 100 MP PNG is
+            # 800 MB), from the headers, read in the pool threads like the decoding itself.
+            needed = await self._in_pool([
+                functools.partial(_item_or_error, image_files.decoded_bytes, data,
+                                  min_side=engine.image_side, **limits)
                 for data in images])
+            with self.budget.hold(sum(n for n in needed if not isinstance(n, SensoriumError))):
+                decoded = await self._in_pool([
+                    functools.partial(_item_or_error, engine.prepare_image, data, **limits)
+                    for data, n in zip(images, needed, strict=True) if not isinstance(n, SensoriumError)])
+            ready = iter(decoded)
+            prepared: list[ImageInput | SensoriumError] = [
+                n if isinstance(n, SensoriumError) else next(ready) for n in needed]
             vectors = iter(await self._submit([p for p in prepared if not isinstance(p, SensoriumError)],
                                               deadline))
             return [ImageOutcome(error=p) if isinstance(p, SensoriumError)
@@ -366,7 +390,7 @@ class EmbeddingRuntime:
 
     async def score(
         self, images: Sequence[bytes], texts: Sequence[str], *, deadline: float | None = None
-    ) -> list[ScoreRow]:
+    ) -> Scores:
         """Each image against every text: cosine similarities and zero-shot probabilities
         (softmax over the logit scale for CLIP, sigmoid with bias for SigLIP). A bad text fails
         the call (it spoils every row); a bad image fails its row."""
@@ -374,12 +398,13 @@ class EmbeddingRuntime:
 
         self.check_count(len(images), "images")
         self.check_count(len(texts), "texts")
-        image_work = asyncio.ensure_future(self._images(images, False, deadline))
-        try:
-            text_outcomes = await self._texts(texts, False, False, deadline)
-            image_outcomes = await image_work
-        finally:
-            image_work.cancel()  # a failed text fails the call: stop the images' work
+        with self.budget.hold(_size([*images, *texts])):
+            image_work = asyncio.ensure_future(self._images(images, False, deadline))
+            try:
+                text_outcomes = await self._texts(texts, False, False, deadline)
+                image_outcomes = await image_work
+            finally:
+                image_work.cancel()  # a failed text fails the call: stop the images' work
         for index, text in enumerate(text_outcomes):
             if text.error is not None:
                 raise SensoriumError(text.error.reason, f"text {index}: {text.error.message}",
@@ -400,7 +425,7 @@ class EmbeddingRuntime:
             else:
                 sims, probs = next(computed)
                 rows.append(ScoreRow(sims, probs))
-        return rows
+        return Scores(rows, self.scoring, self.space)
 
     def check_count(self, count: int, what: str) -> None:
         if count == 0:
@@ -461,16 +486,9 @@ def _finish(vector: Vector, normalize: bool) -> Vector:
     return vector / norm if norm > 0 else vector
 
 
-async def gather_all(awaitables: Sequence[Awaitable[T]]) -> list[T]:
-    """All results in order; on the first failure the others are cancelled (their queued
-    items leave the Batcher) and that failure is raised."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-        return [task.result() for task in tasks]
-    finally:
-        for task in tasks:
-            task.cancel()
+def _size(payloads: Iterable[bytes | str]) -> int:
+    return sum(len(p) for p in payloads)
+
+
+if TYPE_CHECKING:
+    _ENGINE: type[EmbeddingEngine] = EmbeddingRuntime  # mypy: the runtime is the in-process engine

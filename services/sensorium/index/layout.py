@@ -5,7 +5,8 @@ DIR/
   shard-0-of-2/
     manifest.json          embedding space, options, schema version, shard
     rows/00000001.parquet  row parts (the source of truth), immutable once visible
-    ledger/00000002.parquet  ledger segments: files-table entries, in commit order
+    passages/00000002.parquet  passage parts: the text of pages, transcript stretches, ...
+    ledger/00000003.parquet  ledger segments: files-table entries, in commit order
     files.parquet          the files table, folded from the ledger at the end of a run
     lock                   held (flock) by the one writer of this shard
   shard-1-of-2/ ...
@@ -29,15 +30,22 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
+import numpy.typing as npt
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
-"""Version of the row and files-table schemas; readers refuse an index of another version."""
+SCHEMA_VERSION = 2
+"""Version of the row, passage and files-table schemas; readers refuse an index of another
+version (1: up to the one-seam redesign; 2: passages, the units full-text search ranks, and rows'
+`passage`; rows carry the file's modification time and the locator and metadata columns every
+file kind fills in: section, cells, title, author, taken_at)."""
 
 OptionValue = str | int | float | bool | None
+BBoxTuple = tuple[float, float, float, float]
+"""(x0, y0, x1, y1) in PDF points, origin top-left of the displayed page."""
 
 
 class IndexStoreError(Exception):
@@ -56,15 +64,6 @@ class IndexLayoutError(IndexStoreError):
     """The directory is not a Sensorium index, or is of an unknown schema version."""
 
 
-class RowKind(enum.StrEnum):
-    """What a row was made from."""
-
-    PDF_TEXT = "pdf_text"
-    PDF_IMAGE = "pdf_image"
-    AUDIO = "audio"
-    IMAGE = "image"
-
-
 class FileStatus(enum.StrEnum):
     """The outcome for one input path (the files table's `status`)."""
 
@@ -78,6 +77,51 @@ class FileStatus(enum.StrEnum):
     """Failed; `retryable` says whether the next run tries again."""
     REMOVED = "removed"
     """Ledger only: the path was gone at a later run; never in the files table."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One embedded piece of a file; the writer adds unit, ordinal, hash, path and space."""
+
+    kind: str
+    """A row kind of the kind table (`sensorium.index.kinds`), e.g. "pdf_text"."""
+    vector: npt.ArrayLike
+    text: str | None = None
+    page: int | None = None
+    """1-based page number (PDF rows)."""
+    bbox: BBoxTuple | None = None
+    """(x0, y0, x1, y1) in PDF points (PDF rows)."""
+    start_seconds: float | None = None
+    end_seconds: float | None = None
+    section: str | None = None
+    """Where in the file beyond page and time, as a person follows it: a document's heading
+    path ("Results > Costs"), a slide's title, a spreadsheet's sheet name, a mail's subject."""
+    cells: str | None = None
+    """A spreadsheet row's cell range ("A12:F12")."""
+    title: str | None = None
+    """The file's own title (document metadata), where the format has one."""
+    author: str | None = None
+    """The file's author (document metadata), where the format has one."""
+    taken_at: datetime | None = None
+    """When a photo or video was taken (EXIF, container metadata), timezone-aware."""
+    passage: int | None = None
+    """Ordinal of the passage (from `IndexWriter.add_passages`) the row's text or image belongs to."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    """The whole text of one unit a person thinks in (a page, a slide, a section, a stretch of a
+    transcript): what full-text search ranks, while rows stay the vector side's unit."""
+
+    kind: str
+    """The row kind of the rows made from it (pdf_text for a page, audio for a transcript)."""
+    text: str
+    page: int | None = None
+    """1-based page or slide number."""
+    start_seconds: float | None = None
+    end_seconds: float | None = None
+    section: str | None = None
+    """Where in the file beyond page and time, as `Row.section` (heading path, slide title, sheet)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +180,37 @@ class EmbeddingSpace:
     def id(self) -> str:
         """A short fingerprint of all five fields: the rows' `space` column."""
         return _digest(dataclasses.asdict(self))[:16]
+
+    @classmethod
+    def of(cls, space: ModelSpace) -> EmbeddingSpace:
+        """The space of a loaded model (`sensorium.embedding.api.Space`), normalized vectors."""
+        return cls(space.model, space.pretrained, space.weights_sha256, space.dimension)
+
+
+class ModelSpace(Protocol):
+    """What a model says of its space (e.g. `sensorium.embedding.api.Space`)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def pretrained(self) -> str: ...
+    @property
+    def weights_sha256(self) -> str: ...
+    @property
+    def dimension(self) -> int: ...
+
+
+def check_space(manifest: Manifest, space: ModelSpace) -> None:
+    """Refuse a model other than the one the index was built with (its vectors would be
+    compared with vectors of another space): `IndexMismatchError` saying what to set."""
+    built = manifest.space
+    if (space.model, space.pretrained, space.weights_sha256) != (built.model, built.pretrained,
+                                                                  built.weights_sha256):
+        raise IndexMismatchError(
+            f"the index was built with {built.model} ({built.pretrained or 'random'}, weights "
+            f"{built.weights_sha256[:12]}) but the model here is {space.model} "
+            f"({space.pretrained or 'random'}, weights {space.weights_sha256[:12]}): set "
+            "SENSORIUM_EMBEDDING__MODEL and __PRETRAINED as when the index was built")
 
 
 @dataclass(frozen=True)
@@ -211,13 +286,38 @@ def row_schema(dimension: int) -> pa.Schema:
             pa.field("start_seconds", pa.float64()),
             pa.field("end_seconds", pa.float64()),
             pa.field("text", pa.string()),
+            pa.field("section", pa.string()),
+            pa.field("cells", pa.string()),
+            pa.field("title", pa.string()),
+            pa.field("author", pa.string()),
+            pa.field("taken_at", pa.timestamp("us", tz="UTC")),
+            pa.field("mtime", pa.timestamp("us", tz="UTC"), nullable=False),
             pa.field(
                 "vector", pa.list_(pa.field("item", pa.float32(), nullable=False), dimension), nullable=False
             ),
             pa.field("space", pa.string(), nullable=False),
+            pa.field("passage", pa.int32()),
         ]
     )
 
+
+PASSAGE_SCHEMA = pa.schema(
+    [
+        pa.field("unit", pa.string(), nullable=False),
+        pa.field("ordinal", pa.int32(), nullable=False),
+        pa.field("content_sha256", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("page", pa.int32()),
+        pa.field("start_seconds", pa.float64()),
+        pa.field("end_seconds", pa.float64()),
+        pa.field("section", pa.string()),
+        pa.field("text", pa.string(), nullable=False),
+    ]
+)
+"""Columns of the passage parts (docs/index.md): the text of one unit a person thinks in (a
+page, a stretch of a transcript), whole, as full-text search ranks it. `ordinal` numbers a
+file's passages from 0; rows name theirs in `passage`."""
 
 BBOX_TYPE = pa.struct([(name, pa.float32()) for name in ("x0", "y0", "x1", "y1")])
 
@@ -236,6 +336,8 @@ FILES_SCHEMA = pa.schema(
         pa.field("rows", pa.int64(), nullable=False),
         pa.field("parts", pa.list_(pa.string()), nullable=False),
         pa.field("duplicate_of", pa.string()),
+        pa.field("passages", pa.int64(), nullable=False),
+        pa.field("passage_parts", pa.list_(pa.string()), nullable=False),
     ]
 )
 """Columns of the files table and of the ledger segments (docs/index.md)."""

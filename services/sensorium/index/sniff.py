@@ -1,69 +1,35 @@
 """What a file is, judged by its first bytes, never by its name.
 
-PDFs are recognised the way the PDF service accepts them (`%PDF-` within the first 1024
-bytes, as Acrobat requires), so a file sniffed as a PDF is one the extractor will try to open.
-Everything else goes through `filetype`'s magic-number matchers; the MIME types it reports are
-mapped to the three kinds the index job handles. A file of any other type is skipped with
-`UNSUPPORTED_TYPE`, and an empty one with `INPUT_EMPTY`.
+The kind table (`sensorium.index.kinds`) says what each kind looks like: a kind with a content
+check of its own (PDF: `%PDF-` within the first 1024 bytes, as the PDF service accepts it) is
+tried first, in table order; then `filetype`'s magic-number matchers name a MIME type, which the
+table maps to a kind. A file of any other type is skipped with `UNSUPPORTED_TYPE`, and an empty
+one with `INPUT_EMPTY`.
 """
 
 from __future__ import annotations
 
-import enum
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 
 import filetype
 
 from sensorium.errors import Reason
+from sensorium.index.kinds import KINDS, described
 
 HEAD_BYTES = 8192
 """Bytes to read from the start of a file for `sniff` (filetype looks at no more)."""
-_PDF_HEADER_WINDOW = 1024
-
-
-class FileKind(enum.StrEnum):
-    """The kinds of file the index job turns into rows."""
-
-    PDF = "pdf"
-    AUDIO = "audio"
-    IMAGE = "image"
-
-
-# MIME types (as filetype names them) -> kind. Images: what Pillow decodes without plugins and
-# the embedding service accepts. Audio: containers PyAV decodes that carry sound; video
-# containers count as audio, since their sound track is what the job transcribes.
-_KINDS: dict[str, FileKind] = {
-    **dict.fromkeys(
-        ["image/jpeg", "image/png", "image/apng", "image/gif", "image/webp", "image/tiff", "image/bmp"],
-        FileKind.IMAGE,
-    ),
-    **dict.fromkeys(
-        [
-            "audio/x-wav",
-            "audio/mpeg",
-            "audio/x-flac",
-            "audio/ogg",
-            "audio/mp4",
-            "audio/aac",
-            "audio/x-aiff",
-            "video/mp4",
-            "video/x-m4v",
-            "video/quicktime",
-            "video/webm",
-            "video/x-matroska",
-        ],
-        FileKind.AUDIO,
-    ),
-}
 
 
 @dataclass(frozen=True)
 class Sniffed:
-    """The verdict on one file: a `kind`, or the reason it is skipped and a sentence saying why."""
+    """The verdict on one file: a `kind` (a name of the kind table), or the reason it is
+    skipped and a sentence saying why."""
 
-    kind: FileKind | None
+    kind: str | None
     mime: str = ""
     """The MIME type the content matched ("" when nothing matched)."""
     reason: Reason | None = None
@@ -74,24 +40,22 @@ def sniff(head: bytes) -> Sniffed:
     """Judge a file by `head`, its first `HEAD_BYTES` bytes (fewer if the file is shorter)."""
     if not head:
         return Sniffed(None, reason=Reason.INPUT_EMPTY, message="the file is empty")
-    if b"%PDF-" in head[:_PDF_HEADER_WINDOW]:
-        return Sniffed(FileKind.PDF, "application/pdf")
+    for kind in KINDS.values():
+        if kind.sniff is not None and (mime := kind.sniff(head)) is not None:
+            return Sniffed(kind.name, mime)
     match = filetype.guess(head)
     if match is None:
         return Sniffed(
-            None,
-            reason=Reason.UNSUPPORTED_TYPE,
-            message="the content is of no type Sensorium recognises; it indexes PDF, audio and image files",
+            None, reason=Reason.UNSUPPORTED_TYPE,
+            message=f"the content is of no type Sensorium recognises; it indexes {described()}",
         )
-    kind = _KINDS.get(match.mime)
-    if kind is None:
-        return Sniffed(
-            None,
-            match.mime,
-            Reason.UNSUPPORTED_TYPE,
-            f"the content is {match.mime}; Sensorium indexes PDF, audio and image files",
-        )
-    return Sniffed(kind, match.mime)
+    for kind in KINDS.values():
+        if match.mime in kind.mimes:
+            return Sniffed(kind.name, match.mime)
+    return Sniffed(
+        None, match.mime, Reason.UNSUPPORTED_TYPE,
+        f"the content is {match.mime}; Sensorium indexes {described()}",
+    )
 
 
 def sniff_file(path: str | os.PathLike[str]) -> Sniffed:
@@ -100,14 +64,35 @@ def sniff_file(path: str | os.PathLike[str]) -> Sniffed:
         return sniff(handle.read(HEAD_BYTES))
 
 
+class NotRegularFile(OSError):
+    """The path is a link, FIFO, socket or device now (it was a regular file when listed)."""
+
+
+def open_regular(path: str | os.PathLike[str]) -> int:
+    """A descriptor of the regular file at `path`, opened without following a link and without
+    blocking (a FIFO would wait for a writer forever), and checked to be a regular file once
+    open. `NotRegularFile` otherwise; OSError if it cannot be opened."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW on a link
+            raise NotRegularFile(errno.ELOOP, "a link, not a regular file", str(path)) from None
+        raise
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise NotRegularFile(errno.EINVAL, "not a regular file (a FIFO, socket or device)", str(path))
+    return descriptor
+
+
 def hash_and_sniff(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> tuple[str, Sniffed]:
     """Read the file at `path` once: the hex sha256 of its bytes, and `sniff` of its head.
 
-    Memory stays at one chunk whatever the file's size. OSError if it cannot be read.
+    Memory stays at one chunk whatever the file's size. The file is opened as `open_regular`
+    opens it: `NotRegularFile` if it is no longer a regular file; OSError if it cannot be read.
     """
     digest = hashlib.sha256()
     head = b""
-    with open(path, "rb") as handle:
+    with open(open_regular(path), "rb") as handle:
         while block := handle.read(chunk_bytes):
             if len(head) < HEAD_BYTES:
                 head += block[: HEAD_BYTES - len(head)]

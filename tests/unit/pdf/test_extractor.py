@@ -11,16 +11,12 @@ import pymupdf
 import pytest
 
 import testkit
-from sensorium.errors import Reason, SensoriumError
+from enginekit import extract_document
+from sensorium.errors import Reason, SensoriumError, explain_setting
 from sensorium.pdf import extractor
+from sensorium.pdf.api import DocumentInfo, ExtractOptions, ImageResult, OcrStatus, PageResult
 from sensorium.pdf.extractor import (
-    DocumentInfo,
-    ExtractOptions,
-    ImageResult,
     Limits,
-    OcrStatus,
-    PageResult,
-    extract_document,
     open_document,
     parse_pdf_date,
     read_info,
@@ -329,15 +325,15 @@ def test_page_without_text_layer_is_flagged_and_skipped(scanned_pdf: Path) -> No
 def test_ocr_disabled_on_the_server(scanned_pdf: Path) -> None:
     _, (scanned, _), _ = extract(scanned_pdf, limits=Limits(ocr_enabled=False))
     assert scanned.ocr_status == OcrStatus.UNAVAILABLE
-    assert "SENSORIUM_PDF__OCR" in scanned.ocr_message
+    assert "SENSORIUM_PDF__OCR" in _worded(scanned)
 
 
 def test_ocr_not_installed_names_the_fix(scanned_pdf: Path) -> None:
     _, (scanned, _), _ = extract(scanned_pdf, limits=NO_OCR_DATA)
     assert scanned.ocr_status == OcrStatus.UNAVAILABLE
     assert "tesseract-ocr-eng" in scanned.ocr_message
-    assert "SENSORIUM_PDF__TESSDATA_DIR" in scanned.ocr_message
-    assert "/nonexistent" not in scanned.ocr_message  # no server path reaches a client
+    assert "SENSORIUM_PDF__TESSDATA_DIR" in _worded(scanned)
+    assert "/nonexistent" not in _worded(scanned)  # no server path reaches a client
 
 
 def test_ocr_pixel_limit_is_checked_before_rendering(scanned_pdf: Path, tmp_path: Path) -> None:
@@ -347,7 +343,12 @@ def test_ocr_pixel_limit_is_checked_before_rendering(scanned_pdf: Path, tmp_path
     limits = Limits(tessdata_dir=str(tmp_path), max_pixels=10_000)
     _, (scanned, _), _ = extract(scanned_pdf, limits=limits)
     assert scanned.ocr_status == OcrStatus.FAILED
-    assert "SENSORIUM_PDF__MAX_PIXELS" in scanned.ocr_message
+    assert "SENSORIUM_PDF__MAX_PIXELS" in _worded(scanned)
+
+
+def _worded(page: PageResult) -> str:
+    """The OCR message as a front end words it: the engine names the setting, not its variable."""
+    return explain_setting(page.ocr_message, page.ocr_setting, "client")
 
 
 @pytest.mark.ocr
@@ -525,3 +526,44 @@ def test_corpus(corpus_dir: Path, corpus_pdf: dict[str, Any]) -> None:
             assert portrait == (rotation % 180 == 0)
     assert all(p.error is None for p in pages)
     assert all(i.error is None for i in images)
+
+
+# --- normalised text (sensorium.text) ------------------------------------------------------
+
+HYPHENATED_PDF = Path(__file__).parents[2] / "data" / "hyphenated.pdf"
+"""Prose laid out by LibreOffice on a narrow page, hyphenation on (bench/textcorpus.py)."""
+BROKEN_WORDS = ("justified", "extraordinarily", "administrative", "notwithstanding",
+                "characteristically", "internationalisation", "incomprehensibility", "acknowledgements",
+                "recommendations", "scientific", "electroencephalography", "photosynthesis",
+                "spectrophotometer", "immunohistochemistry", "interface", "wherever")
+"""Words of the fixture's text that LibreOffice broke across lines."""
+LIGATURE_WORDS = ("efficient", "office", "fluid", "financial", "effective")
+COMPOUNDS = ("user-defined", "well-documented", "state-of-the-art", "case-insensitive")
+
+
+def _words(text: str) -> set[str]:
+    return {word.strip(".,:;").lower() for word in text.split()}
+
+
+def test_words_broken_across_lines_and_ligatures_are_whole_in_the_text() -> None:
+    _, (raw,), _ = extract(HYPHENATED_PDF, ExtractOptions(normalize=False))
+    _, (page,), _ = extract(HYPHENATED_PDF, ExtractOptions(include_blocks=True))
+    # The fixture does break these words and store ligatures: the raw text layer lacks them.
+    assert not _words(raw.text) & set(BROKEN_WORDS)
+    assert "o\ufb03ce" in raw.text and "e\ufb03-\ncient" in raw.text
+    words = _words(page.text)
+    assert set(BROKEN_WORDS) <= words
+    assert set(LIGATURE_WORDS) <= words
+    assert set(COMPOUNDS) <= words  # a compound's own hyphen stays, also where a line ended
+    assert not any(0xFB00 <= ord(char) <= 0xFB06 for char in page.text)
+    assert page.text == "\n".join(block.text for block in page.blocks)
+
+
+def test_ocr_text_is_normalised_too(scanned_pdf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def ocr(page: Any, options: ExtractOptions, limits: Limits) -> tuple[OcrStatus, str, str, list[Any]]:
+        return OcrStatus.APPLIED, "", "", [(0.0, 0.0, 10.0, 10.0, "an ef\ufb01cient recog-\nnition\u00ad")]
+
+    monkeypatch.setattr(extractor, "_ocr", ocr)
+    _, (scanned, _), _ = extract(scanned_pdf)
+    assert scanned.ocr_status == OcrStatus.APPLIED
+    assert scanned.text == "an efficient recognition"

@@ -13,17 +13,12 @@ import pytest
 
 import speechkit
 import testkit
+from enginekit import transcribe_all
 from sensorium.batching import StreamCancelled
 from sensorium.transcription import models
+from sensorium.transcription.api import Info, Options, Segment
 from sensorium.transcription.audio import decode
-from sensorium.transcription.transcriber import (
-    Info,
-    Options,
-    Request,
-    Segment,
-    Transcriber,
-    transcribe_all,
-)
+from sensorium.transcription.transcriber import Request, Transcriber
 
 pytestmark = pytest.mark.weights
 JFK = testkit.JFK
