@@ -68,7 +68,8 @@ async def test_cuda_out_of_memory_splits_the_batch_and_every_caller_gets_its_vec
     engine = server.runtimes.of(EmbeddingRuntime).model
     real, sizes = engine.encode, []
     async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
-        await EmbeddingClient(client).embed_images(_images(8))  # recent traffic of 8: single calls wait for company
+        # Recent traffic of 8: single calls wait for company.
+        await EmbeddingClient(client).embed_images(_images(8))
 
     def encode(items):
         sizes.append(len(items))

@@ -127,7 +127,8 @@ async def test_shutdown_lets_calls_in_the_model_finish_then_stops_the_process(st
     pid = _model_pid(server)
     async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
         os.kill(pid, signal.SIGSTOP)
-        calls = [asyncio.ensure_future(EmbeddingClient(client).embed_texts([f"a red circle number {i}"])) for i in range(3)]
+        calls = [asyncio.ensure_future(EmbeddingClient(client).embed_texts([f"a red circle number {i}"]))
+                 for i in range(3)]
         await _until_in_model(server, 1)
         deadline = time.monotonic() + 30
         while server.state.in_flight < len(calls):  # the others wait in the queue
