@@ -68,15 +68,28 @@ def add_captions(
     """Index one file per caption (its one row: the caption, embedded by `tower`)."""
     vectors = tower.encode(captions)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    manifest = Manifest(space or space_of(tower), {"kit": "query"})
-    with IndexWriter(out, Shard(), manifest) as writer:
+    with IndexWriter(out, Shard(), manifest_of(tower, space)) as writer:
         for caption, vector in zip(captions, vectors, strict=True):
-            stat = FileStat(f"/shapes/{caption.replace(' ', '-')}.pdf", len(caption), 1)
+            stat = caption_stat(caption)
             work = writer.begin(stat, hashlib.sha256(caption.encode()).hexdigest(), "pdf")
             if work is None:
                 continue
             writer.add_rows(work, [Row(RowKind.PDF_TEXT, vector, text=caption, page=1)])
             writer.finish(work)
+
+
+def remove_captions(out: Path, tower: TextTower, kept: list[str]) -> None:
+    """A run of the index job that lists only the `kept` captions' files: the others retire."""
+    with IndexWriter(out, Shard(), manifest_of(tower)) as writer:
+        writer.plan([caption_stat(caption) for caption in kept])
+
+
+def caption_stat(caption: str) -> FileStat:
+    return FileStat(f"/shapes/{caption.replace(' ', '-')}.pdf", len(caption), 1)
+
+
+def manifest_of(tower: TextTower, space: EmbeddingSpace | None = None) -> Manifest:
+    return Manifest(space or space_of(tower), {"kit": "query"})
 
 
 def varied_texts(count: int, seed: int = 0) -> list[str]:

@@ -245,10 +245,11 @@ class QueryServer:
         self.engine = engine
         self.path = path
         self.idle_seconds = idle_seconds
-        self.uid = os.getuid()
+        self.uid = -1  # set by `serve`: the user this process runs as
 
     def serve(self) -> None:
         """Listen (replacing a dead process's socket file) and answer until idle."""
+        self.uid = os.getuid()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
