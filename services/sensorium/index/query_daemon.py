@@ -25,19 +25,13 @@ Run as `python -m sensorium.index.query_daemon --socket PATH` (what `start` does
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import errno
-import fcntl
 import hashlib
 import json
-import logging
 import os
-import signal
 import socket
 import stat
 import struct
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -45,7 +39,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import logging
+
     from sensorium.index.query import QueryEngine
+
+# A warm command imports only the client half: the stdlib modules above (argparse, logging,
+# subprocess and the query path are imported where they are used).
 
 PROTOCOL = 1
 ENV_PREFIX = "SENSORIUM_"
@@ -62,7 +61,11 @@ MAX_LOG = 1 << 20
 _PATH_SETTINGS = ("SENSORIUM_MODEL_DIR",)
 _CHECKPOINT_ENDINGS = (".pt", ".pth", ".bin", ".safetensors")
 
-log = logging.getLogger("sensorium.query_daemon")
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("sensorium.query_daemon")
 
 
 class DaemonUnavailable(Exception):
@@ -111,15 +114,13 @@ def daemon_environment(environ: Mapping[str, str] | None = None) -> dict[str, st
 
 
 def daemon_key(environ: Mapping[str, str] | None = None) -> str:
-    """Digest of what the process's answers depend on: settings, Sensorium's version, protocol."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        sensorium_version = version("sensorium")
-    except PackageNotFoundError:
-        sensorium_version = "unknown"
+    """Digest of what the process's answers depend on: the settings, the installed code (this
+    file's path and modification time: an upgrade rewrites it; importlib.metadata's version
+    lookup would cost a warm command ~0.1 s), the interpreter, the protocol."""
+    code = os.stat(__file__)
     home = (os.environ if environ is None else environ).get("HOME", "")  # the default model dir
-    identity = [PROTOCOL, sensorium_version, home, sorted(daemon_environment(environ).items())]
+    identity = [PROTOCOL, __file__, code.st_mtime_ns, sys.executable, home,
+                sorted(daemon_environment(environ).items())]
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
 
 
@@ -180,6 +181,8 @@ def call(path: Path, request: Mapping[str, Any], timeout: float = REPLY_TIMEOUT)
 
 def start_daemon(path: Path, environ: Mapping[str, str] | None = None) -> Path:
     """Start a query process for this configuration and wait until it listens on `path`."""
+    import subprocess
+
     environ = dict(os.environ if environ is None else environ)
     child_env = {name: value for name, value in environ.items() if not name.upper().startswith(ENV_PREFIX)}
     child_env.update(daemon_environment(environ))
@@ -259,12 +262,12 @@ class QueryServer:
             inode = os.stat(self.path).st_ino
             listener.listen(16)
             listener.settimeout(self.idle_seconds)
-            log.info("query process listening", extra={"socket": str(self.path), "pid": os.getpid()})
+            _log().info("query process listening", extra={"socket": str(self.path), "pid": os.getpid()})
             while True:
                 try:
                     connection, _ = listener.accept()
                 except TimeoutError:
-                    log.info("idle for %.0f s: exiting", self.idle_seconds)
+                    _log().info("idle for %.0f s: exiting", self.idle_seconds)
                     return
                 with connection:
                     self._answer(connection)
@@ -279,7 +282,7 @@ class QueryServer:
         try:
             uid = peer_uid(connection)
             if uid != self.uid:
-                log.warning("refused a connection from uid %d", uid)
+                _log().warning("refused a connection from uid %d", uid)
                 reply: dict[str, Any] = {"ok": False, "kind": "denied",
                                          "message": f"this query process serves uid {self.uid} only"}
             else:
@@ -289,7 +292,7 @@ class QueryServer:
                 reply = self.handle(line)
             connection.sendall(json.dumps(reply).encode() + b"\n")
         except OSError as exc:  # the client went away: its loss
-            log.info("a client broke off: %s", exc)
+            _log().info("a client broke off: %s", exc)
 
     def handle(self, line: bytes) -> dict[str, Any]:
         """The reply to one request line."""
@@ -317,11 +320,11 @@ class QueryServer:
         except KeyError as exc:
             return {"ok": False, "kind": "protocol", "message": f"the request has no {exc}"}
         except Exception as exc:
-            log.exception("a query failed")
+            _log().exception("a query failed")
             log_file = self.path.with_suffix(".log")
             message = f"the query process failed ({type(exc).__name__}: {exc}); see {log_file}"
             return {"ok": False, "kind": "internal", "message": message}
-        log.info("query answered", extra={"mode": mode, "hits": len(hits),
+        _log().info("query answered", extra={"mode": mode, "hits": len(hits),
                                           "ms": round(1000 * (time.perf_counter() - started), 1)})
         return {"ok": True, "hits": [hit_json(hit, query) for hit in hits]}
 
@@ -329,6 +332,9 @@ class QueryServer:
 @contextlib.contextmanager
 def _only_process(lock_path: Path) -> Iterator[bool]:
     """Whether this process holds the configuration's lock (one process per socket)."""
+    import errno
+    import fcntl
+
     with open(lock_path, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -341,6 +347,9 @@ def _only_process(lock_path: Path) -> Iterator[bool]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import signal
+
     parser = argparse.ArgumentParser(
         description="Sensorium's per-user query process (started by `sensorium search`)"
     )
@@ -359,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     with _only_process(args.socket.with_suffix(".lock")) as only:
         if not only:
-            log.info("another query process serves %s", args.socket)
+            _log().info("another query process serves %s", args.socket)
             return 0
         idle = settings.index.search_daemon_idle_seconds if args.idle_seconds is None else args.idle_seconds
         QueryServer(QueryEngine(settings, resident=True), args.socket, idle).serve()
