@@ -44,8 +44,8 @@ import harness  # bench/ is on sys.path when this file is run as a script
 import numpy as np
 import search as search_bench  # bench/search.py: the index builder and the queries
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
-import query_kit
+SUPPORT = Path(__file__).resolve().parents[1] / "tests" / "support"
+"""The tests' helpers: the varied texts of the parity check come from there."""
 
 COLD = """
 import sys
@@ -205,6 +205,9 @@ def parity(model_dir: Path, model: str, pretrained: str, count: int) -> dict[str
     from sensorium.device import resolve_device
     from sensorium.embedding.embedder import Embedder
     from sensorium.embedding.text_tower import load_text_tower
+
+    sys.path.insert(0, str(SUPPORT))
+    import query_kit
 
     tower = load_text_tower(model_dir, model, pretrained)
     engine = Embedder.load(model, pretrained, model_dir, resolve_device("cpu"))

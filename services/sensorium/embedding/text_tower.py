@@ -216,6 +216,8 @@ class TextTower:
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Raw (unnormalized) vectors of `texts`, one row each."""
+        if not texts:
+            return np.zeros((0, self.info.dimension), dtype=np.float32)
         token_lists = [self.tokenize(text)[0] for text in texts]
         width = max(len(ids) for ids in token_lists) if self.info.trimmed else self.info.context_length
         batch = np.zeros((len(texts), width), dtype=np.int64)

@@ -86,7 +86,10 @@ class QueryEngine:
         from sensorium.index.search import SearchStore, VectorIndexParams
 
         key = Path(os.path.abspath(index_dir))
-        signature = index_signature(key)
+        # Taken before opening: a change made while the store opens is seen by the next query.
+        # (Today's store refreshes itself on open; the first reopen after a change then sees
+        # its own writes as a change once more.)
+        signature = index_signature(key) if self.resident else ()
         cached = self._stores.get(key)
         if cached is not None and cached.signature == signature:
             return cached.store
@@ -95,8 +98,7 @@ class QueryEngine:
         except IndexStoreError as exc:
             raise QueryError("index", str(exc)) from exc
         if self.resident:
-            # Opening may itself change the store's files (today's store refreshes on open).
-            self._stores[key] = _OpenStore(index_signature(key), store)
+            self._stores[key] = _OpenStore(signature, store)
         return store
 
     def search(
