@@ -310,9 +310,10 @@ def main() -> None:
         tower_bytes = sum(f.stat().st_size for f in (model_dir / "text-onnx").rglob("*") if f.is_file())
         results["tower_mib"] = tower_bytes / 2**20
 
-        say(f"parity on {args.parity_texts} texts")
-        results["parity"] = parity(model_dir, model, pretrained, args.parity_texts)
-        results["load"]["parity"] = load()
+        if args.parity_texts:
+            say(f"parity on {args.parity_texts} texts")
+            results["parity"] = parity(model_dir, model, pretrained, args.parity_texts)
+            results["load"]["parity"] = load()
 
         say(f"writing {args.rows:,} rows and building the store")
         data = search_bench.Data(args.rows, args.clusters, info.dimension, args.noise, args.seed)
@@ -329,6 +330,8 @@ def main() -> None:
 
         queries = list(search_bench.TEXT_QUERIES)
         python = [sys.executable]
+        script = Path(sys.executable).parent / "sensorium"
+        sensorium = [str(script)] if script.is_file() else [*python, "-m", "sensorium.cli"]
         commands: dict[str, tuple[list[str], int]] = {
             "python -c print (floor)": ([*python, "-c", "print(1)"], args.runs),
             "cold, new path: hybrid": ([*python, "-c", COLD, str(directory), "hybrid"], args.runs),
@@ -337,37 +340,39 @@ def main() -> None:
                 [*python, "-c", COLD, str(directory), "hybrid", "exit-fast"],
                 args.runs,
             ),
+            "warm command: hybrid": ([*python, "-c", WARM, str(directory), "hybrid"], args.runs),
+            "warm command: text": ([*python, "-c", WARM, str(directory), "text"], args.runs),
+            "today: sensorium search (hybrid)": (
+                [*sensorium, "search", "--index", str(directory), "--mode", "hybrid"],
+                args.today_runs,
+            ),
+            "today: sensorium search (text)": (
+                [*sensorium, "search", "--index", str(directory), "--mode", "text"],
+                args.today_runs,
+            ),
         }
-        timings: dict[str, dict[str, list[float]]] = {}
-        for name, (command, runs) in commands.items():
-            say(f"{name}: {runs} runs")
-            timings[name] = run_command(command, env, runs, queries)
-            results["load"][name] = load()
-
         say("warm: the first command starts the query process")
-        timings["warm: first command (starts the process)"] = run_command(
-            [*python, "-c", WARM, str(directory), "hybrid"], env, 1, queries, warm_up=0
-        )
-        for mode in ("hybrid", "text"):
-            say(f"warm command: {mode}, {args.runs} runs")
-            timings[f"warm command: {mode}"] = run_command(
-                [*python, "-c", WARM, str(directory), mode], env, args.runs, queries
+        timings: dict[str, dict[str, list[float]]] = {
+            "warm: first command (starts the process)": run_command(
+                [*python, "-c", WARM, str(directory), "hybrid"], env, 1, queries, warm_up=0
             )
+        }
+        # Round by round, every command once (today's in the first `--today-runs` rounds), after
+        # one untimed run of each: the machine's load, shared with others, weighs on them alike.
+        say(f"{args.runs} rounds of {len(commands)} commands")
+        round_loads: list[float] = []
+        for command, runs in commands.values():
+            if runs:
+                run_command(command, env, 0, queries)
+        for round_ in range(args.runs):
+            for name, (command, runs) in commands.items():
+                if round_ < runs:
+                    timed = run_command(command, env, 1, queries[round_ % len(queries) :], warm_up=0)
+                    for key, values in timed.items():
+                        timings.setdefault(name, {}).setdefault(key, []).extend(values)
+            round_loads.append(os.getloadavg()[0])
+        results["load"]["rounds (1-min load, min-max)"] = f"{min(round_loads):.1f}-{max(round_loads):.1f}"
         results["daemon_peak_mib"] = stop_daemons(run_dir)
-        results["load"]["warm"] = load()
-
-        script = Path(sys.executable).parent / "sensorium"
-        sensorium = [str(script)] if script.is_file() else [*python, "-m", "sensorium.cli"]
-        for mode in ("hybrid", "text"):
-            if args.today_runs:
-                say(f"today: sensorium search --mode {mode}, {args.today_runs} runs")
-                timings[f"today: sensorium search ({mode})"] = run_command(
-                    [*sensorium, "search", "--index", str(directory), "--mode", mode],
-                    env,
-                    args.today_runs,
-                    queries,
-                )
-        results["load"]["today"] = load()
 
         say("the cold command's steps")
         results["steps"] = {
@@ -400,13 +405,18 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     print()
     print(f"Command: `{' '.join(sys.argv)}`")
     print()
-    p = results["parity"]
+    p = results.get("parity")
+    checked = (
+        f"parity with open_clip over {p['texts']} texts ({p['truncated']} past the context): cosine min "
+        f"{p['min']:.6f}, 1st percentile {p['p01']:.6f}, mean {p['mean']:.6f}"
+        if p
+        else "parity not measured in this run (--parity-texts 0)"
+    )
     print(
         f"{args.rows:,} rows, model {args.model} (random weights saved as a checkpoint); text tower "
-        f"exported in {results['export_s']:.1f} s ({results['tower_mib']:.0f} MiB on disk); parity with "
-        f"open_clip over {p['texts']} texts ({p['truncated']} past the context): cosine min {p['min']:.6f}, "
-        f"1st percentile {p['p01']:.6f}, mean {p['mean']:.6f}. Index and store built in "
-        f"{results['build_s']:.0f} s. Load averages (1/5/15 min) at each part: "
+        f"exported in {results['export_s']:.1f} s ({results['tower_mib']:.0f} MiB on disk); {checked}. "
+        f"Index and store built in {results['build_s']:.0f} s. Commands run in {args.runs} interleaved "
+        "rounds (today's in the first rounds only). Load averages (1/5/15 min): "
         + "; ".join(f"{k}: {v}" for k, v in results["load"].items())
         + "."
     )
