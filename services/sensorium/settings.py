@@ -282,6 +282,12 @@ class IndexSettings(_Group):
     search_refine_factor: int = Field(default=2, ge=0)
     """Vector search re-ranks k x this candidates on the full vectors (more: better recall;
     0 = no re-ranking)."""
+    search_daemon: bool = True
+    """`sensorium search` answers through a per-user query process that keeps the text tower
+    loaded and the store open between commands: the first search starts it, it exits after
+    `search_daemon_idle_seconds` without one. false: every search starts cold (`--no-daemon`)."""
+    search_daemon_idle_seconds: float = Field(default=300.0, gt=0)
+    """Seconds the per-user query process waits for another search before it exits."""
 
 
 class Settings(BaseSettings):
