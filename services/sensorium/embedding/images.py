@@ -21,22 +21,26 @@ import logging
 import struct
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from sensorium.errors import Reason, SensoriumError
+from sensorium.media.photos import capture_time, photo_formats
 
 # The service checks width x height itself (see the module docstring); concurrent decodes must
 # not race on a global limit. Truncated files must fail, never be half-decoded silently.
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-# Register the plugins now rather than lazily, from several pool threads at once.
+# Register the plugins now rather than lazily, from several pool threads at once; HEIF comes
+# from pillow-heif when the `media` extra is installed.
 Image.init()
 
-FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", *photo_formats())
 """Formats accepted (JPEG includes MPO, the multi-picture JPEG many phones write, which Pillow
-opens through its JPEG plugin). Others are refused without being parsed, which also keeps
-rarely used, less hardened decoders out of reach."""
+opens through its JPEG plugin; HEIF, what iPhones write, and AVIF where this install decodes
+them). Others are refused without being parsed, which also keeps rarely used, less hardened
+decoders out of reach."""
 
 _WHITE = (255, 255, 255)
 CORRUPT_IMAGE_ERRORS: tuple[type[Exception], ...] = (
@@ -62,6 +66,9 @@ class DecodedImage:
     """Height of the full image in pixels, EXIF orientation applied (before any draft)."""
     format: str
     """The container format Pillow detected, e.g. "JPEG"."""
+    taken_at: datetime | None = None
+    """When the photo was taken, from its EXIF (`sensorium.media.photos.capture_time`): aware
+    when EXIF gives the UTC offset, naive (the camera's local time) when not, None without."""
 
 
 def decode_image(
@@ -96,8 +103,9 @@ def decode_image(
     except UnidentifiedImageError:
         raise SensoriumError(
             Reason.IMAGE_UNDECODABLE,
-            "the content is not an image in a supported format (JPEG, PNG, WebP, GIF, TIFF, "
-            "BMP), or its header is damaged",
+            f"the content is not an image in a supported format ({', '.join(FORMATS)}), or its "
+            "header is damaged" + ("" if "HEIF" in FORMATS else
+                                   "; HEIC/HEIF photos need the `media` extra (pillow-heif)"),
         ) from None
     except MemoryError:
         raise _too_large("decoding it ran out of memory", max_pixels) from None
@@ -120,7 +128,8 @@ def _decode(data: bytes, max_pixels: int, min_side: int | None) -> DecodedImage:
     if width * height > max_pixels:
         raise _too_large(f"the image is {width}x{height} = {width * height} pixels", max_pixels)
     image_format = image.format or ""
-    orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation tag
+    exif = image.getexif()
+    orientation = exif.get(0x0112, 1)  # EXIF Orientation tag
     if min_side and image_format in ("JPEG", "MPO") and min(width, height) >= 2 * min_side:
         # Pillow picks the largest DCT scale (1/2, 1/4, 1/8) keeping both sides >= the request.
         image.draft("RGB", (min_side, min_side))
@@ -128,7 +137,7 @@ def _decode(data: bytes, max_pixels: int, min_side: int | None) -> DecodedImage:
     if orientation in (5, 6, 7, 8):  # a quarter turn swaps the sides users see
         width, height = height, width
     image = ImageOps.exif_transpose(image) if orientation != 1 else image
-    return DecodedImage(_to_rgb(image), width, height, image_format)
+    return DecodedImage(_to_rgb(image), width, height, image_format, capture_time(exif))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

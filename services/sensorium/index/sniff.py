@@ -21,6 +21,10 @@ from sensorium.errors import Reason
 HEAD_BYTES = 8192
 """Bytes to read from the start of a file for `sniff` (filetype looks at no more)."""
 _PDF_HEADER_WINDOW = 1024
+# HEIF major brands (ISO/IEC 23008-12): filetype knows "heic" and "mif1"/"msf1" listing
+# "heic", but not e.g. "heix" (10-bit, some iPhones and Canon cameras) or "heim"/"heis".
+# (Image sequences, "hevc"/"hevx", are left to filetype: they may hold no still image.)
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis"})
 
 
 class FileKind(enum.StrEnum):
@@ -31,12 +35,16 @@ class FileKind(enum.StrEnum):
     IMAGE = "image"
 
 
-# MIME types (as filetype names them) -> kind. Images: what Pillow decodes without plugins and
-# the embedding service accepts. Audio: containers PyAV decodes that carry sound; video
-# containers count as audio, since their sound track is what the job transcribes.
+# MIME types (as filetype names them) -> kind. Images: what the embedding service decodes
+# (HEIC/HEIF with the `media` extra's pillow-heif, AVIF with Pillow >= 11.3). Audio: containers
+# PyAV decodes that carry sound; video containers count as audio, since their sound track is
+# what the job transcribes.
 _KINDS: dict[str, FileKind] = {
     **dict.fromkeys(
-        ["image/jpeg", "image/png", "image/apng", "image/gif", "image/webp", "image/tiff", "image/bmp"],
+        [
+            "image/jpeg", "image/png", "image/apng", "image/gif", "image/webp", "image/tiff",
+            "image/bmp", "image/heic", "image/avif",
+        ],
         FileKind.IMAGE,
     ),
     **dict.fromkeys(
@@ -76,6 +84,8 @@ def sniff(head: bytes) -> Sniffed:
         return Sniffed(None, reason=Reason.INPUT_EMPTY, message="the file is empty")
     if b"%PDF-" in head[:_PDF_HEADER_WINDOW]:
         return Sniffed(FileKind.PDF, "application/pdf")
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return Sniffed(FileKind.IMAGE, "image/heic")
     match = filetype.guess(head)
     if match is None:
         return Sniffed(
