@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
@@ -225,3 +227,70 @@ def heic(image: Image.Image, exif_data: Image.Exif | None = None, quality: int =
     if exif_data is not None:
         params["exif"] = exif_data.tobytes()
     return encode(image, "HEIF", **params)
+
+
+SCENE_COLOURS = ((200, 40, 40), (40, 160, 60), (40, 70, 200), (230, 200, 40), (150, 60, 170), (30, 30, 30))
+
+
+def scene_frame(scene: int, t: float, size: tuple[int, int]) -> np.ndarray:
+    """A frame of scene `scene` at `t` s into it: the scene's background colour and a block
+    drifting right (motion within a scene, which must not count as a cut)."""
+    width, height = size
+    rng = np.random.default_rng(scene)
+    pixels = np.empty((height, width, 3), np.uint8)
+    pixels[:] = SCENE_COLOURS[scene % len(SCENE_COLOURS)]
+    block = max(2, width // 6)
+    x = int((rng.integers(0, width // 2) + t * width / 20) % (width - block))
+    y = int(rng.integers(0, height - block))
+    pixels[y:y + block, x:x + block] = 255 - pixels[y, x]
+    return pixels
+
+
+def scene_video(
+    path: Path, scene_starts: Sequence[float], duration: float, *, fps: int = 10,
+    size: tuple[int, int] = (96, 54), container: str = "mp4", codec: str = "libx264",
+    faststart: bool = False, rotate_clockwise: bool = False,
+) -> Path:
+    """A video whose scene `i` starts at `scene_starts[i]` s (the first at 0), encoded with PyAV.
+    `faststart` puts the MP4 index first, as streaming-friendly encoders do (a cut-short file
+    then still opens); `rotate_clockwise` marks the track to be shown turned a quarter to the
+    right, as phones mark portrait videos."""
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", format=container, options=options) as output:
+        stream = output.add_stream(codec, rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for index in range(int(round(duration * fps))):
+            t = index / fps
+            scene = max(i for i, start in enumerate(scene_starts) if start <= t + 1e-9)
+            frame = av.VideoFrame.from_ndarray(scene_frame(scene, t - scene_starts[scene], size), format="rgb24")
+            for packet in stream.encode(frame):
+                output.mux(packet)
+        for packet in stream.encode(None):
+            output.mux(packet)
+    if rotate_clockwise:
+        _rotate_track(path)
+    return path
+
+
+def _rotate_track(path: Path) -> None:
+    """Set the MP4 track header's display matrix to a quarter turn clockwise (what FFmpeg
+    writes for `-metadata:s:v rotate=90`; PyAV has no API to write it)."""
+    data = bytearray(path.read_bytes())
+    identity = struct.pack(">9i", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    at = data.find(identity, data.find(b"tkhd"))
+    assert at > 0, "no track header matrix found"
+    data[at:at + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
+    path.write_bytes(bytes(data))
+
+
+def audio_only(path: Path, seconds: float = 1.0) -> Path:
+    rate = 16000
+    with av.open(str(path), "w", format="mp4") as output:
+        stream = output.add_stream("aac", rate=rate)
+        samples = (np.sin(np.arange(int(rate * seconds)) / 8) * 8000).astype(np.int16)[None]
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            output.mux(packet)
+    return path

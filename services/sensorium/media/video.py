@@ -1,0 +1,305 @@
+"""Video frames for embedding: one at each scene change, at least one per interval, at most N
+per file, each with its time, as small JPEGs. PyAV (FFmpeg's libraries, bundled) decodes.
+
+Runs in a worker process (`sensorium.workers`): FFmpeg's decoders can crash or hang on hostile
+input, and a long video keeps a core busy for minutes.
+
+Scene changes: every `sample_seconds` of video, the frame is shrunk to 64x36 and compared with
+the previous sample: the mean absolute difference of their HSV pixels (0..1), the measure
+PySceneDetect's content detector uses. A difference over `scene_threshold` is a cut, unless the
+last cut is less than `min_scene_seconds` ago (flashes, fast pans). Cheap: the shrink is one
+swscale call, ~2 ms per sample, against ~2.5 ms per decoded 720p frame.
+
+Decoding skips non-reference frames (B-frames in H.264/HEVC) by default: halves the decode time
+of typical camera and screen-recorder files, and every sample point still has a frame within a
+fraction of a second.
+
+The cap: when more frames are chosen than `max_frames`, interval frames go first, then scene
+frames, each time the one whose neighbours are closest together, so the frames left still
+cover the whole video evenly. A one-hour video gives at most `max_frames` frames whatever its
+content. Frames are oriented as the video is displayed (the container's rotation applied).
+
+Truncation: FFmpeg ends without an error where a file is cut short. When the container
+declares its duration, the decoded duration is compared with it as for audio
+(`sensorium.transcription.audio`): a shortfall of more than 1 s and 5 % is VIDEO_TRUNCATED
+unless `allow_truncated`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from sensorium.errors import Reason, SensoriumError
+
+log = logging.getLogger("sensorium.media")
+
+_THUMB = (64, 36)
+TRUNCATION_TOLERANCE_SECONDS = 1.0
+TRUNCATION_TOLERANCE_FRACTION = 0.05
+_ROTATIONS = {90: Image.Transpose.ROTATE_90, -90: Image.Transpose.ROTATE_270,
+              180: Image.Transpose.ROTATE_180, -180: Image.Transpose.ROTATE_180}
+
+
+@dataclass(frozen=True)
+class FrameOptions:
+    """How frames are chosen (the media settings, as plain values)."""
+
+    interval_seconds: float = 30.0
+    """At least one frame per this many seconds of video, scene change or not."""
+    max_frames: int = 64
+    """At most this many frames per video, however long."""
+    scene_threshold: float = 0.12
+    """Mean HSV difference (0..1) between two samples that counts as a cut."""
+    sample_seconds: float = 0.5
+    """How often the scene measure is taken; a cut's frame is at most this late."""
+    min_scene_seconds: float = 1.0
+    """A cut within this many seconds of the last one is ignored."""
+    max_side: int = 512
+    """Longest side of a returned frame in pixels (CLIP models take 224-448)."""
+    jpeg_quality: int = 85
+    max_pixels: int = 50_000_000
+    """Largest width x height of a video's frames (checked before decoding)."""
+    skip_nonreference: bool = True
+    """Do not decode non-reference frames (see the module docstring)."""
+    allow_truncated: bool = False
+    """Return the frames of a file cut short instead of failing with VIDEO_TRUNCATED."""
+    threads: int = 1
+    """Decoder threads (the worker's share of the CPUs)."""
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    """One frame chosen for embedding."""
+
+    seconds: float
+    """Its time from the start of the video."""
+    jpeg: bytes
+    width: int
+    height: int
+    scene_change: bool
+    """True when chosen for a scene change (or the first frame); False when chosen so that no
+    interval goes without a frame."""
+    score: float
+    """The scene measure against the previous sample (0..1; 1.0 for the first frame)."""
+
+
+@dataclass(frozen=True)
+class VideoFrames:
+    """The frames of one video and what was learned about it while decoding."""
+
+    frames: list[VideoFrame]
+    decoded_seconds: float
+    """Time of the last decoded frame."""
+    declared_seconds: float | None
+    """The duration the container declares, None when it declares none."""
+    width: int
+    """Frame size as displayed (rotation applied)."""
+    height: int
+    container: str
+    codec: str
+    skipped_packets: int
+    """Packets FFmpeg could not decode and that were skipped."""
+    candidates: int
+    """Frames chosen before the `max_frames` cap was applied."""
+
+    @property
+    def shortfall_seconds(self) -> float:
+        """How far decoding fell short of the declared duration, when that counts as
+        truncation (see the module docstring); 0.0 otherwise."""
+        if self.declared_seconds is None:
+            return 0.0
+        missing = self.declared_seconds - self.decoded_seconds
+        limit = max(TRUNCATION_TOLERANCE_SECONDS, TRUNCATION_TOLERANCE_FRACTION * self.declared_seconds)
+        return missing if missing > limit else 0.0
+
+
+@dataclass
+class _Candidate:
+    frame: VideoFrame
+    scene_change: bool
+
+
+def extract_frames(
+    source: str | Path | IO[bytes], options: FrameOptions, *, stop: Callable[[], bool] | None = None
+) -> VideoFrames:
+    """Choose and encode the frames of the first video track of `source` (a path or a seekable
+    binary file).
+
+    Raises `SensoriumError`: VIDEO_UNDECODABLE (not a video FFmpeg reads, no video track,
+    nothing decodable), VIDEO_TRUNCATED (see the module docstring), IMAGE_TOO_LARGE (frames over
+    `max_pixels`), PARSER_CRASH (the decoder failed in a way FFmpeg does not report as bad
+    data). `stop()` is polled between packets; True ends decoding with `InterruptedError`.
+    """
+    try:
+        container = av.open(str(source) if isinstance(source, Path) else source, mode="r",
+                            metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        raise _undecodable(f"it is not a video file FFmpeg recognises ({_why(exc)})") from None
+    try:
+        with container:
+            stream = next((s for s in container.streams if s.type == "video"), None)
+            if stream is None:
+                kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
+                raise _undecodable(f"the {container.format.name} file has no video track ({kinds})")
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if width * height > options.max_pixels:
+                raise SensoriumError(
+                    Reason.IMAGE_TOO_LARGE,
+                    f"the video's frames are {width}x{height} = {width * height} pixels; the limit "
+                    f"is {options.max_pixels}", {"limit_pixels": str(options.max_pixels)},
+                    setting="media.max_pixels",
+                )
+            return _decode(container, stream, options, stop)
+    except (SensoriumError, InterruptedError):
+        raise
+    except av.FFmpegError as exc:
+        raise _undecodable(f"FFmpeg failed while reading it ({_why(exc)})") from None
+    except Exception as exc:  # PyAV raising anything else is a decoder bug on this input
+        log.warning("video decoder crashed: %r", exc, exc_info=True)
+        raise SensoriumError(
+            Reason.PARSER_CRASH, "the video decoder failed on this file; do not retry it as is"
+        ) from exc
+
+
+def _decode(container: Any, stream: Any, options: FrameOptions, stop: Callable[[], bool] | None) -> VideoFrames:
+    context = stream.codec_context
+    context.thread_count = max(1, options.threads)
+    stream.thread_type = "AUTO" if options.threads > 1 else "SLICE"
+    if options.skip_nonreference:
+        context.skip_frame = "NONREF"
+    start = _seconds(stream.start_time, stream.time_base) or 0.0
+    chosen: list[_Candidate] = []
+    previous: npt.NDArray[np.int16] | None = None
+    next_sample = 0.0
+    last_cut = -math.inf
+    last_time = 0.0
+    skipped = decoded = candidates = 0
+    size = (0, 0)
+    for packet in container.demux(stream):
+        if stop is not None and stop():
+            raise InterruptedError("decoding stopped: the caller is gone")
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError:
+            skipped += 1  # a corrupt packet: skip it, as FFmpeg's tools do
+            continue
+        for frame in frames:
+            decoded += 1
+            at = _seconds(frame.pts, frame.time_base)
+            if at is None:
+                continue
+            at = max(0.0, at - start)
+            last_time = max(last_time, at)
+            if at + 1e-6 < next_sample:
+                continue
+            # On a fixed grid, so that frames the decoder skips do not delay the next sample.
+            next_sample = (math.floor(at / options.sample_seconds + 1e-6) + 1) * options.sample_seconds
+            rotation = int(round(frame.rotation / 90.0)) * 90 if frame.rotation else 0
+            thumb = _upright(frame.to_image(width=_THUMB[0], height=_THUMB[1]), rotation)
+            hsv = np.asarray(thumb.convert("HSV"), np.int16)
+            score = 1.0 if previous is None else float(np.abs(hsv - previous).mean() / 255.0)
+            previous = hsv
+            last_kept = chosen[-1].frame.seconds if chosen else -math.inf
+            is_cut = not chosen or (score >= options.scene_threshold and at - last_cut >= options.min_scene_seconds)
+            if not is_cut and at - last_kept < options.interval_seconds:
+                continue
+            if is_cut:
+                last_cut = at
+            kept = _encode(frame, rotation, at, is_cut, score, options)
+            size = _display_size(frame, rotation)
+            chosen.append(_Candidate(kept, is_cut))
+            candidates += 1
+            if len(chosen) > options.max_frames:
+                _evict(chosen)
+    codec = context.name
+    if not decoded and skipped:
+        raise _undecodable(f"none of its {skipped} {codec} packets could be decoded")
+    if not chosen:
+        raise _undecodable("it has a video track but no frame could be decoded")
+    result = VideoFrames(
+        frames=[candidate.frame for candidate in chosen], decoded_seconds=last_time,
+        declared_seconds=_declared_seconds(container, stream), width=size[0], height=size[1],
+        container=container.format.name, codec=codec, skipped_packets=skipped, candidates=candidates,
+    )
+    if result.shortfall_seconds and not options.allow_truncated:
+        raise SensoriumError(
+            Reason.VIDEO_TRUNCATED,
+            f"the video ends after {result.decoded_seconds:.1f} s of the {result.declared_seconds:.1f} s "
+            "its container declares: the file is cut short or damaged; send the complete file",
+            {"declared_seconds": f"{result.declared_seconds:.1f}",
+             "decoded_seconds": f"{result.decoded_seconds:.1f}"},
+        )
+    return result
+
+
+def _evict(chosen: list[_Candidate]) -> None:
+    """Drop one frame (see the module docstring); the first frame always stays."""
+    def gap(index: int) -> float:
+        after = chosen[index + 1].frame.seconds if index + 1 < len(chosen) else chosen[index].frame.seconds
+        return after - chosen[index - 1].frame.seconds
+
+    fillers = [index for index in range(1, len(chosen)) if not chosen[index].scene_change]
+    pool = fillers or list(range(1, len(chosen)))
+    del chosen[min(pool, key=gap)]
+
+
+def _encode(frame: Any, rotation: int, at: float, scene_change: bool, score: float,
+            options: FrameOptions) -> VideoFrame:
+    scale = min(1.0, options.max_side / max(frame.width, frame.height))
+    width, height = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
+    image = _upright(frame.to_image(width=width, height=height, interpolation="AREA"), rotation)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=options.jpeg_quality)
+    return VideoFrame(round(at, 3), buffer.getvalue(), image.width, image.height, scene_change, score)
+
+
+def _upright(image: Image.Image, rotation: int) -> Image.Image:
+    """`image` as the video is displayed: FFmpeg's rotation is counterclockwise, as PIL's."""
+    transpose = _ROTATIONS.get(rotation)
+    return image.transpose(transpose) if transpose is not None else image
+
+
+def _display_size(frame: Any, rotation: int) -> tuple[int, int]:
+    return (frame.height, frame.width) if rotation in (90, -90) else (frame.width, frame.height)
+
+
+def _seconds(value: int | None, time_base: Any) -> float | None:
+    if value is None or time_base is None:
+        return None
+    return float(value * time_base)
+
+
+def _declared_seconds(container: Any, stream: Any) -> float | None:
+    declared = _seconds(stream.duration, stream.time_base)
+    if declared is None and container.duration is not None:
+        declared = float(container.duration) / av.time_base
+    # A frame's time is its start: the last one is one frame before the declared end.
+    rate = stream.average_rate
+    if declared is not None and rate:
+        declared = max(0.0, declared - 1.0 / float(rate))
+    return declared
+
+
+def _undecodable(why: str) -> SensoriumError:
+    return SensoriumError(
+        Reason.VIDEO_UNDECODABLE,
+        f"cannot decode the video: {why}; send mp4, mov, mkv or webm with a video track "
+        "(H.264, HEVC, VP8/9, AV1)",
+    )
+
+
+def _why(exc: BaseException) -> str:
+    # FFmpeg's message without the file name, which may be a server-side temporary path.
+    strerror = getattr(exc, "strerror", None)
+    return str(strerror or type(exc).__name__)
