@@ -89,7 +89,8 @@ def screenshot(
         colour = accent if index == 0 else fg
         draw.text((60, y), line, font=face, fill=colour)
         y += line_height
-    return TextImage(image, "\n".join(lines), f"{font_name.removesuffix('.ttf')} {size}px{' dark' if dark else ''}")
+    label = f"{font_name.removesuffix('.ttf')} {size}px{' dark' if dark else ''}"
+    return TextImage(image, "\n".join(lines), label)
 
 
 def photographed(
@@ -180,9 +181,34 @@ def screenshot_set() -> list[TextImage]:
     return shots
 
 
+def large_screenshot_set() -> list[TextImage]:
+    """Full-screen captures: a dense 1920-pixel terminal at 13 px, and a 2x ("retina") window at
+    26 px, as a laptop with a high-density display saves it."""
+    dense = screenshot([LINES[k % len(LINES)] for k in range(40)], font_name="DejaVuSansMono.ttf",
+                       size=13, dark=True, width=1920)
+    retina = screenshot([LINES[(k + 5) % len(LINES)] for k in range(14)], size=26, width=2880)
+    return [dense, retina]
+
+
 def photographed_set() -> list[TextImage]:
     return [photographed([LINES[(seed * 2 + k) % len(LINES)] for k in range(3)], seed=seed,
                          tilt=0.06 + 0.03 * seed, blur=0.8 + 0.3 * seed) for seed in range(4)]
+
+
+def photographed_hard_set() -> list[TextImage]:
+    """Harder photographs of text: smaller, blurrier, more tilted, noisier."""
+    return [photographed([LINES[(seed * 3 + k) % len(LINES)] for k in range(4)], seed=10 + seed, size=22,
+                         tilt=0.15 + 0.03 * seed, blur=1.5 + 0.3 * seed, noise=10) for seed in range(4)]
+
+
+def receipt(seed: int = 42) -> TextImage:
+    """A long receipt photographed at a phone's 12 MP (lines ~1.7 % of the photo's height)."""
+    shot = photographed([LINES[(seed + k) % len(LINES)] for k in range(24)], seed=seed, size=26,
+                        tilt=0.05, blur=1.0)
+    height = 3024
+    width = shot.image.width * height // shot.image.height
+    image = shot.image.resize((width, height), Image.Resampling.BICUBIC)
+    return TextImage(image, shot.text, "receipt 12 MP")
 
 
 def photo_set(size: tuple[int, int] = (1024, 768), count: int = 6) -> list[Image.Image]:
@@ -260,10 +286,11 @@ def scene_video(
         stream = output.add_stream(codec, rate=fps)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
-        for index in range(int(round(duration * fps))):
+        for index in range(round(duration * fps)):
             t = index / fps
             scene = max(i for i, start in enumerate(scene_starts) if start <= t + 1e-9)
-            frame = av.VideoFrame.from_ndarray(scene_frame(scene, t - scene_starts[scene], size), format="rgb24")
+            pixels = scene_frame(scene, t - scene_starts[scene], size)
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             for packet in stream.encode(frame):
                 output.mux(packet)
         for packet in stream.encode(None):

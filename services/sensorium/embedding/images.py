@@ -26,7 +26,7 @@ from datetime import datetime
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from sensorium.errors import Reason, SensoriumError
-from sensorium.media.photos import capture_time, photo_formats
+from sensorium.media.photos import camera, capture_time, photo_formats
 
 # The service checks width x height itself (see the module docstring); concurrent decodes must
 # not race on a global limit. Truncated files must fail, never be half-decoded silently.
@@ -69,6 +69,9 @@ class DecodedImage:
     taken_at: datetime | None = None
     """When the photo was taken, from its EXIF (`sensorium.media.photos.capture_time`): aware
     when EXIF gives the UTC offset, naive (the camera's local time) when not, None without."""
+    camera: str = ""
+    """The camera's make and model from EXIF ("Apple iPhone 13"); "" for images no camera
+    took (screenshots, scans, graphics), as far as EXIF tells."""
 
 
 def decode_image(
@@ -137,7 +140,7 @@ def _decode(data: bytes, max_pixels: int, min_side: int | None) -> DecodedImage:
     if orientation in (5, 6, 7, 8):  # a quarter turn swaps the sides users see
         width, height = height, width
     image = ImageOps.exif_transpose(image) if orientation != 1 else image
-    return DecodedImage(_to_rgb(image), width, height, image_format, capture_time(exif))
+    return DecodedImage(_to_rgb(image), width, height, image_format, capture_time(exif), camera(exif))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

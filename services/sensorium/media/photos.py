@@ -1,5 +1,5 @@
-"""Photo formats and capture times: HEIC/HEIF and AVIF decoding for Pillow, and when a photo
-was taken according to its EXIF data.
+"""Photo formats and capture times: HEIC/HEIF and AVIF decoding for Pillow, and when and with
+which camera a photo was taken according to its EXIF data.
 
 Phones write JPEG (Android, iPhone in "most compatible" mode), HEIC (iPhone by default) and
 AVIF (recent Android). Pillow decodes JPEG and, since 11.3, AVIF itself; HEIC/HEIF needs the
@@ -83,6 +83,15 @@ def capture_time(exif: Image.Exif) -> datetime | None:
             when = when.replace(microsecond=int((fraction + "000000")[:6]))
         return when.replace(tzinfo=offset) if offset is not None else when
     return None
+
+
+def camera(exif: Image.Exif) -> str:
+    """The camera that took the photo, "Make Model" from EXIF ("Apple iPhone 13"); "" when EXIF
+    names none, as for screenshots, scans and generated images."""
+    make, model = _text(exif.get(0x010F)).strip(), _text(exif.get(0x0110)).strip()
+    if make and model.lower().startswith(make.lower()):  # "Canon" + "Canon EOS R5"
+        return model
+    return " ".join(part for part in (make, model) if part)
 
 
 def _text(value: object) -> str:

@@ -172,7 +172,9 @@ def extract_frames(
         ) from exc
 
 
-def _decode(container: Any, stream: Any, options: FrameOptions, stop: Callable[[], bool] | None) -> VideoFrames:
+def _decode(
+    container: Any, stream: Any, options: FrameOptions, stop: Callable[[], bool] | None
+) -> VideoFrames:
     context = stream.codec_context
     context.thread_count = max(1, options.threads)
     stream.thread_type = "AUTO" if options.threads > 1 else "SLICE"
@@ -205,13 +207,15 @@ def _decode(container: Any, stream: Any, options: FrameOptions, stop: Callable[[
                 continue
             # On a fixed grid, so that frames the decoder skips do not delay the next sample.
             next_sample = (math.floor(at / options.sample_seconds + 1e-6) + 1) * options.sample_seconds
-            rotation = int(round(frame.rotation / 90.0)) * 90 if frame.rotation else 0
+            rotation = round(frame.rotation / 90.0) * 90 if frame.rotation else 0
             thumb = _upright(frame.to_image(width=_THUMB[0], height=_THUMB[1]), rotation)
             hsv = np.asarray(thumb.convert("HSV"), np.int16)
             score = 1.0 if previous is None else float(np.abs(hsv - previous).mean() / 255.0)
             previous = hsv
             last_kept = chosen[-1].frame.seconds if chosen else -math.inf
-            is_cut = not chosen or (score >= options.scene_threshold and at - last_cut >= options.min_scene_seconds)
+            is_cut = not chosen or (
+                score >= options.scene_threshold and at - last_cut >= options.min_scene_seconds
+            )
             if not is_cut and at - last_kept < options.interval_seconds:
                 continue
             if is_cut:

@@ -25,6 +25,7 @@ What the pool guarantees (docs/architecture.md):
   fragmented; a task is a whole document of up to 4 pages, or a chunk of a longer one, so long
   documents recycle workers sooner;
 - each worker's address space is capped at `worker_memory_mb` (RLIMIT_AS);
+  (these process limits are `sensorium.workers`'s, which runs one-task-per-file work the same way)
 - at most `max_pending_documents` documents are admitted at once; more get OVERLOADED with a
   retry delay.
 
@@ -41,10 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-import multiprocessing
 import os
-import resource
 import signal
 import time
 from collections import Counter, OrderedDict, deque
@@ -60,6 +58,7 @@ from sensorium import logs
 from sensorium.errors import Reason, SensoriumError
 from sensorium.pdf import extractor
 from sensorium.pdf.extractor import DocumentInfo, ExtractOptions, ImageResult, Limits, PageResult
+from sensorium.workers import arm_cpu_limit, forkserver_context, limit_memory
 
 if TYPE_CHECKING:
     from sensorium.settings import PdfSettings
@@ -121,13 +120,7 @@ def _init_worker(
     # MuPDF prints every recoverable problem to stderr; the results report what matters.
     pymupdf.TOOLS.mupdf_display_errors(False)
     pymupdf.TOOLS.mupdf_display_warnings(False)
-    if memory_mb > 0:
-        limit = memory_mb * 1024 * 1024
-        with contextlib.suppress(ValueError, OSError):
-            _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-            if hard != resource.RLIM_INFINITY:
-                limit = min(limit, hard)
-            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    limit_memory(memory_mb)
 
 
 def _ping(seconds: float) -> int:
@@ -193,19 +186,8 @@ def _run_task(
 
 
 def _arm_cpu_limit() -> None:
-    """Let this task use at most `cpu_seconds` of CPU from now (RLIMIT_CPU counts the whole
-    process life, so it is re-armed per task). The server's wall-clock timeout normally stops a
-    task first; this is the kernel's backstop should the server's timer not, e.g. when its own
-    event loop is stalled. Past it the kernel sends SIGXCPU, which ends the worker."""
-    if _worker.cpu_seconds <= 0:
-        return
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    soft = math.ceil(usage.ru_utime + usage.ru_stime + _worker.cpu_seconds) + 1
-    with contextlib.suppress(ValueError, OSError):
-        _old, hard = resource.getrlimit(resource.RLIMIT_CPU)
-        if hard != resource.RLIM_INFINITY:
-            soft = min(soft, hard)
-        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+    """The CPU-time backstop for this task (`sensorium.workers.arm_cpu_limit`)."""
+    arm_cpu_limit(_worker.cpu_seconds)
 
 
 def _open(path: str, password: str, limits: Limits | None) -> tuple[pymupdf.Document, tuple[Any, ...]]:
@@ -310,12 +292,9 @@ class PdfWorkerPool:
         return self._pending
 
     def _new_pool(self) -> pebble.ProcessPool:
-        context = multiprocessing.get_context("forkserver")
         # Workers fork from a server that has already imported PyMuPDF and the main module:
-        # restarts cost milliseconds. Without "__main__" here every new worker would re-import
-        # the program's main module (`sensorium`'s CLI: grpc, pydantic, ...), ~0.2 s a restart.
-        # (Ignored if this process's forkserver already runs.)
-        context.set_forkserver_preload(["__main__", __name__])
+        # restarts cost milliseconds.
+        context = forkserver_context([__name__])
         return pebble.ProcessPool(
             max_workers=1,
             max_tasks=self._settings.recycle_after_documents,

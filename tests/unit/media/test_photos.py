@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import mediakit
 import numpy as np
 import pytest
 from PIL import Image
 
-import mediakit
 from sensorium.embedding.images import FORMATS, decode_image
 from sensorium.errors import Reason, SensoriumError
 from sensorium.index.sniff import FileKind, sniff, sniff_file
@@ -110,5 +110,6 @@ def test_capture_time_from_exif(tags, expected):
 def test_capture_time_survives_a_jpeg_round_trip():
     tags = mediakit.exif(original="2022:08:09 10:11:12", offset="+09:30")
     decoded = decode_image(mediakit.encode(mediakit.two_tone(), "JPEG", exif=tags), **LIMITS)
-    assert decoded.taken_at == datetime(2022, 8, 9, 10, 11, 12, tzinfo=timezone(timedelta(hours=9, minutes=30)))
+    plus_0930 = timezone(timedelta(hours=9, minutes=30))
+    assert decoded.taken_at == datetime(2022, 8, 9, 10, 11, 12, tzinfo=plus_0930)
     assert decode_image(mediakit.encode(mediakit.two_tone(), "PNG"), **LIMITS).taken_at is None

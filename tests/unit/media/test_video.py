@@ -4,10 +4,11 @@ give their reason."""
 from __future__ import annotations
 
 import io
-
-import pytest
+import itertools
 
 import mediakit
+import pytest
+
 from sensorium.embedding.images import decode_image
 from sensorium.errors import Reason, SensoriumError
 from sensorium.media.video import FrameOptions, extract_frames
@@ -44,7 +45,7 @@ def test_a_long_scene_gets_a_frame_every_interval(tmp_path):
     times = [frame.seconds for frame in result.frames]
     assert [frame.scene_change for frame in result.frames] == [True, False, False, False, False]
     assert times[0] == 0.0
-    assert all(9.9 <= later - earlier <= 10.6 for earlier, later in zip(times, times[1:]))
+    assert all(9.9 <= later - earlier <= 10.6 for earlier, later in itertools.pairwise(times))
 
 
 def test_a_ten_minute_video_stays_within_the_cap_and_covers_its_length(tmp_path):
@@ -55,7 +56,7 @@ def test_a_ten_minute_video_stays_within_the_cap_and_covers_its_length(tmp_path)
     assert len(times) == 20 and result.candidates > 86
     assert times == sorted(times) and times[0] == 0.0
     # Evenly thinned: no stretch of the video is left far emptier than 600 s / 20 frames.
-    gaps = [later - earlier for earlier, later in zip(times, times[1:])] + [600.0 - times[-1]]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)] + [600.0 - times[-1]]
     assert max(gaps) <= 2.5 * 600 / 20
 
 

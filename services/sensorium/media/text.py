@@ -1,0 +1,225 @@
+"""Text in images: recognised lines with their boxes, for screenshots, receipts, whiteboards
+and photographed pages. RapidOCR runs PaddleOCR's PP-OCRv6 detector and recogniser (ONNX,
+shipped in the `rapidocr` wheel: nothing is downloaded) on onnxruntime.
+
+Chosen by measurement (bench/ocr.py, docs/benchmarks.md): on rendered screenshots it finds as
+many words as Tesseract; on photographed text (perspective, blur, noise, uneven light) it finds
+far more; it is slower per image, which the check below pays back on photos.
+
+Two steps, so that ordinary photos do not pay for recognition:
+1. `find_text` (the check): the detector alone on the image shrunk to `check_side` pixels
+   (`photo_check_side` for camera photos). Its boxes are kept only when they look like text
+   lines (see `_plausible`): on noisy photos the detector's probability map can cover the whole
+   image, which no line of text does. The detector finds lines down to ~5 pixels tall at the
+   size it looks at; its cost grows with that size. Text worth finding in a camera photo (a
+   sign, a whiteboard, a receipt, a page) is at least ~1.5 % of the photo's height, so camera
+   photos are checked small (400 px: about a tenth of recognition's cost on a 12 MP photo);
+   screenshots hold small text and almost always some, so they are checked at 640 px.
+2. `read_text`: when the check found a line, the detector at `read_side` and the recogniser on
+   every line it finds, cut from the image at up to 2000 pixels (RapidOCR shrinks larger ones
+   first, which bounds the time a 50 MP photo takes). Lines under `min_confidence`, and lines
+   without a letter or digit, are dropped.
+
+Coordinates are pixels of the image as given, which the caller has turned upright (EXIF
+orientation applied: `sensorium.embedding.images.decode_image`). One `TextReader` per process;
+it is not meant to be shared between threads (onnxruntime sessions are, RapidOCR's Python
+state is not). The models load on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger("sensorium.media")
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """How text is looked for and read (the media settings, as plain values)."""
+
+    check_side: int = 640
+    """Longest side, in pixels, of the image the text check looks at (screenshots, scans,
+    graphics: images EXIF names no camera for)."""
+    photo_check_side: int = 400
+    """The same for camera photos (EXIF names the camera)."""
+    read_side: int = 1280
+    """Longest side, in pixels, of the image the detector looks at when reading; lines are
+    recognised from the full-resolution image."""
+    min_confidence: float = 0.5
+    """Recognised lines below this confidence (0..1) are dropped."""
+    threads: int = 1
+    """onnxruntime threads for one image (parallelism comes from worker processes)."""
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned rectangle in pixels of the upright image, origin top-left."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+@dataclass(frozen=True)
+class TextLine:
+    """One line of recognised text."""
+
+    text: str
+    box: Box
+    confidence: float
+    """The recogniser's confidence, 0..1."""
+
+
+@dataclass(frozen=True)
+class ImageText:
+    """What was found in one image."""
+
+    lines: list[TextLine] = field(default_factory=list)
+    has_text: bool = False
+    """The check's verdict; False means recognition never ran."""
+    check_seconds: float = 0.0
+    read_seconds: float = 0.0
+
+    @property
+    def text(self) -> str:
+        """The lines in reading order, one per line."""
+        return "\n".join(line.text for line in self.lines)
+
+
+class TextReader:
+    """The OCR engine (see the module docstring)."""
+
+    def __init__(self, options: TextOptions | None = None) -> None:
+        self.options = options or TextOptions()
+        self._engine: Any = None
+
+    def _load(self) -> Any:
+        if self._engine is None:
+            # onnxruntime reads OMP/MKL settings at import; RapidOCR logs every call at INFO.
+            os.environ.setdefault("OMP_NUM_THREADS", str(self.options.threads))
+            from rapidocr import RapidOCR
+
+            threads = max(1, self.options.threads)
+            self._engine = RapidOCR(params={
+                "Global.log_level": "error",
+                "Global.use_cls": False,  # upright images; 180-degree text is rare in photos
+                "Global.text_score": self.options.min_confidence,
+                "Det.limit_type": "max",
+                "Det.limit_side_len": self.options.read_side,
+                "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            })
+            logging.getLogger("RapidOCR").setLevel(logging.ERROR)
+        return self._engine
+
+    def warm_up(self) -> None:
+        """Load the models and run them once (the first inference allocates its arenas)."""
+        self.read_text(Image.new("RGB", (64, 32), "white"))
+
+    def find_text(self, image: Image.Image, *, photo: bool = False) -> list[Box]:
+        """The check: boxes of likely text lines in `image`, found by the detector alone at
+        `check_side` (`photo_check_side` when `photo`), in coordinates of `image`. Empty: no
+        text worth reading."""
+        engine = self._load()
+        side = self.options.photo_check_side if photo else self.options.check_side
+        scale = min(1.0, side / max(image.size))
+        small = image if scale == 1.0 else image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+            Image.Resampling.BILINEAR, reducing_gap=2.0,
+        )
+        result = engine(_rgb(small), use_det=True, use_cls=False, use_rec=False)
+        boxes = [_box(points, 1 / scale) for points in _points(result)]
+        return [box for box in boxes if _plausible(box, image.size)]
+
+    def read_text(self, image: Image.Image, *, check: bool = True, photo: bool = False) -> ImageText:
+        """The text lines of `image` (RGB, upright), in reading order. With `check`, nothing
+        is recognised unless `find_text` finds a line first; `photo`: a camera took it
+        (`DecodedImage.camera`)."""
+        started = time.perf_counter()
+        if check and not self.find_text(image, photo=photo):
+            return ImageText([], False, time.perf_counter() - started)
+        checked = time.perf_counter()
+        result = self._load()(_rgb(image), use_det=True, use_cls=False, use_rec=True)
+        lines = []
+        for points, text, score in zip(_points(result), result.txts or (), result.scores or (), strict=True):
+            box = _box(points, 1.0)
+            # A line without a letter or digit ("***" on a uniform's ribbons) is no text to find.
+            if any(char.isalnum() for char in text) and _plausible(box, image.size):
+                lines.append(TextLine(text.strip(), box, round(float(score), 4)))
+        lines.sort(key=lambda line: (line.box.y0 + line.box.y1, line.box.x0))
+        return ImageText(_reading_order(lines), True, checked - started, time.perf_counter() - checked)
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _points(result: Any) -> list[Any]:
+    boxes = getattr(result, "boxes", None)
+    return [] if boxes is None else list(boxes)
+
+
+def _box(points: Any, scale: float) -> Box:
+    array = np.asarray(points, np.float64) * scale
+    x0, y0 = array.min(axis=0)
+    x1, y1 = array.max(axis=0)
+    return Box(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)))
+
+
+def _plausible(box: Box, size: tuple[int, int]) -> bool:
+    """Whether a detected box can be a line of text: not taller than a quarter of the image
+    (a line that large fills a poster, not a photo) and not covering most of it. On noise and
+    fine texture the detector's map can spread over the whole image; lines never do."""
+    width, height = size
+    box_w, box_h = box.x1 - box.x0, box.y1 - box.y0
+    if box_w <= 1 or box_h <= 1:
+        return False
+    return box_h <= 0.25 * height and box_w * box_h <= 0.5 * width * height
+
+
+def _reading_order(lines: list[TextLine]) -> list[TextLine]:
+    """Top to bottom; lines whose vertical centres are within half a line height of each other
+    are one row, read left to right (columns of a form, cells of a table)."""
+    rows: list[list[TextLine]] = []
+    for line in lines:
+        centre = (line.box.y0 + line.box.y1) / 2
+        if rows:
+            last = rows[-1][0]
+            last_centre = (last.box.y0 + last.box.y1) / 2
+            if abs(centre - last_centre) <= (last.box.y1 - last.box.y0) / 2:
+                rows[-1].append(line)
+                continue
+        rows.append([line])
+    return [line for row in rows for line in sorted(row, key=lambda each: each.box.x0)]
+
+
+_readers: dict[TextOptions, TextReader] = {}
+
+
+def reader(options: TextOptions) -> TextReader:
+    """This process's reader for `options` (worker processes keep one, models loaded once)."""
+    with contextlib.suppress(KeyError):
+        return _readers[options]
+    _readers[options] = TextReader(options)
+    return _readers[options]
+
+
+def read_image(path: str, options: TextOptions, max_bytes: int, max_pixels: int) -> ImageText:
+    """The text of the image file at `path`: decoded safely (limits, EXIF orientation, HEIC),
+    checked and read. The worker-process entry point (`sensorium.workers.WorkerPool.run`);
+    raises `SensoriumError` for an image that cannot be decoded (IMAGE_UNDECODABLE, ...)."""
+    from sensorium.embedding.images import decode_image
+
+    with open(path, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    decoded = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    return reader(options).read_text(decoded.image, photo=bool(decoded.camera))
