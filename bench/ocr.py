@@ -44,8 +44,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "support"))  # the fixtures the tests use
 
 import harness  # noqa: E402
-import mediakit  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
+
+import mediakit  # noqa: E402
 
 ENGINES = ("rapidocr", "tesseract", "mupdf-tesseract", "rapidocr-det+tesseract")
 

@@ -66,6 +66,8 @@ class TextImage:
     text: str
     """Every word drawn on the image, lines separated by newlines."""
     label: str
+    boxes: tuple[tuple[int, int, int, int], ...] = ()
+    """Where each line was drawn (x0, y0, x1, y1), when known."""
 
 
 def screenshot(
@@ -85,12 +87,15 @@ def screenshot(
     draw.rectangle((0, 28, 40, height), fill=panel)
     face = font(font_name, size)
     y = 50
+    boxes = []
     for index, line in enumerate(lines):
         colour = accent if index == 0 else fg
         draw.text((60, y), line, font=face, fill=colour)
+        x0, y0, x1, y1 = draw.textbbox((60, y), line, font=face)
+        boxes.append((int(x0), int(y0), int(x1), int(y1)))
         y += line_height
     label = f"{font_name.removesuffix('.ttf')} {size}px{' dark' if dark else ''}"
-    return TextImage(image, "\n".join(lines), label)
+    return TextImage(image, "\n".join(lines), label, tuple(boxes))
 
 
 def photographed(

@@ -52,7 +52,7 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-async def test_video_frames_in_a_worker_equal_those_in_process(make_pool: PoolFactory, tmp_path: Path) -> None:
+async def test_video_frames_in_a_worker_equal_those_in_process(make_pool: PoolFactory, tmp_path: Path):
     path = mediakit.scene_video(tmp_path / "clip.mp4", [0.0, 3.2, 7.5], 10.0)
     pool = make_pool()
     remote = await pool.run(extract_frames, path, FrameOptions())

@@ -148,11 +148,11 @@ def extract_frames(
         raise _undecodable(f"it is not a video file FFmpeg recognises ({_why(exc)})") from None
     try:
         with container:
-            stream = next((s for s in container.streams if s.type == "video"), None)
+            stream = container.streams.video[0] if container.streams.video else None
             if stream is None:
                 kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
                 raise _undecodable(f"the {container.format.name} file has no video track ({kinds})")
-            width, height = stream.codec_context.width, stream.codec_context.height
+            width, height = stream.width, stream.height
             if width * height > options.max_pixels:
                 raise SensoriumError(
                     Reason.IMAGE_TOO_LARGE,

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-import mediakit
 import numpy as np
 import pytest
 from PIL import Image
 
+import mediakit
 from sensorium.embedding.images import FORMATS, decode_image
 from sensorium.errors import Reason, SensoriumError
 from sensorium.index.sniff import FileKind, sniff, sniff_file

@@ -6,9 +6,9 @@ from __future__ import annotations
 import io
 import itertools
 
-import mediakit
 import pytest
 
+import mediakit
 from sensorium.embedding.images import decode_image
 from sensorium.errors import Reason, SensoriumError
 from sensorium.media.video import FrameOptions, extract_frames

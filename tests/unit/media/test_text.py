@@ -1,0 +1,77 @@
+"""Text in images: screenshots and photographed text are read with their boxes; ordinary
+photos give no text and never reach recognition."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+import mediakit
+from sensorium.media.text import Box, TextOptions, TextReader, read_image
+from testkit import DATA
+
+SCREENSHOTS = mediakit.screenshot_set()
+
+
+@pytest.fixture(scope="module")
+def reader() -> TextReader:
+    reader = TextReader()
+    reader.warm_up()
+    return reader
+
+
+def _overlap(box: Box, drawn: tuple[int, int, int, int]) -> float:
+    """The fraction of the drawn line's area inside the recognised box."""
+    x0, y0, x1, y1 = drawn
+    width = max(0, min(box.x1, x1) - max(box.x0, x0))
+    height = max(0, min(box.y1, y1) - max(box.y0, y0))
+    return width * height / ((x1 - x0) * (y1 - y0))
+
+
+@pytest.mark.parametrize("shot", SCREENSHOTS, ids=[shot.label for shot in SCREENSHOTS])
+def test_screenshots_are_read_with_their_lines_where_they_were_drawn(reader, shot):
+    found = reader.read_text(shot.image)
+    assert found.has_text
+    assert mediakit.word_recall(shot.text, [found.text]) >= 0.9
+    # Each drawn line lies inside the boxes recognised on its row (a menu bar's items may come
+    # as several), and they hold its words.
+    for line, drawn in zip(shot.text.splitlines(), shot.boxes, strict=True):
+        row = [each for each in found.lines if drawn[1] <= (each.box.y0 + each.box.y1) / 2 <= drawn[3]]
+        assert sum(_overlap(each.box, drawn) for each in row) > 0.8, (line, row)
+        assert mediakit.word_recall(line, [each.text for each in row]) >= 0.8, (line, row)
+    assert all(0.5 <= each.confidence <= 1.0 for each in found.lines)
+    # Reading order: top to bottom.
+    assert [each.box.y0 for each in found.lines] == sorted(each.box.y0 for each in found.lines)
+
+
+@pytest.mark.parametrize("shot", mediakit.photographed_set()[:2], ids=["photo0", "photo1"])
+def test_photographed_text_is_read(reader, shot):
+    found = reader.read_text(shot.image, photo=True)
+    assert mediakit.word_recall(shot.text, [found.text]) >= 0.9
+
+
+def test_ordinary_photos_have_no_text_and_skip_recognition(reader):
+    for photo in mediakit.photo_set((1024, 768), 4):
+        found = reader.read_text(photo, photo=True)
+        assert (found.has_text, found.lines, found.read_seconds) == (False, [], 0.0)
+    # A real photo (a portrait in uniform): whatever the detector makes of its ribbons, no
+    # line of text comes out.
+    hopper = Image.open(DATA / "hopper.jpg").convert("RGB")
+    assert reader.read_text(hopper, photo=True).lines == []
+
+
+def test_blank_and_tiny_images_have_no_text(reader):
+    for image in (Image.new("RGB", (800, 600), "white"), Image.new("RGB", (1, 1), "black"),
+                  Image.new("L", (300, 40), 128)):
+        assert reader.read_text(image).lines == []
+
+
+def test_an_image_file_is_read_upright_in_the_coordinates_a_person_sees(tmp_path):
+    shot = mediakit.screenshot(["Meeting moved to room 301 at 3 pm"], size=20, width=500)
+    # Stored turned a quarter to the left, with EXIF saying "turn right to view", as cameras do.
+    path = tmp_path / "photo.jpg"
+    shot.image.transpose(Image.Transpose.ROTATE_90).save(
+        path, "JPEG", quality=95, exif=mediakit.exif(orientation=6))
+    found = read_image(str(path), TextOptions(), 1 << 24, 1 << 26)
+    assert mediakit.word_recall(shot.text, [found.text]) >= 0.9
+    assert sum(_overlap(each.box, shot.boxes[0]) for each in found.lines) > 0.8
