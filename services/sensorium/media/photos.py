@@ -94,6 +94,17 @@ def camera(exif: Image.Exif) -> str:
     return " ".join(part for part in (make, model) if part)
 
 
+PHOTO_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "AVIF"})
+"""What cameras and phones save photos as; screenshots and graphics are mostly PNG."""
+
+
+def is_photo(image_format: str, camera_name: str) -> bool:
+    """Whether an image is (most likely) a photo rather than a screenshot, scan or graphic:
+    EXIF names a camera, or it is in a camera's lossy format (messengers strip EXIF from the
+    photos they pass on, but keep them JPEG). A JPEG screenshot counts as a photo."""
+    return bool(camera_name) or image_format in PHOTO_FORMATS
+
+
 def _text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode("ascii", "replace").rstrip("\x00")

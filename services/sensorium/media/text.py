@@ -6,15 +6,18 @@ Chosen by measurement (bench/ocr.py, docs/benchmarks.md): on rendered screenshot
 many words as Tesseract; on photographed text (perspective, blur, noise, uneven light) it finds
 far more; it is slower per image, which the check below pays back on photos.
 
-Two steps, so that ordinary photos do not pay for recognition:
-1. `find_text` (the check): the detector alone on the image shrunk to `check_side` pixels
-   (`photo_check_side` for camera photos). Its boxes are kept only when they look like text
-   lines (see `_plausible`): on noisy photos the detector's probability map can cover the whole
-   image, which no line of text does. The detector finds lines down to ~5 pixels tall at the
-   size it looks at; its cost grows with that size. Text worth finding in a camera photo (a
-   sign, a whiteboard, a receipt, a page) is at least ~1.5 % of the photo's height, so camera
-   photos are checked small (400 px: about a tenth of recognition's cost on a 12 MP photo);
-   screenshots hold small text and almost always some, so they are checked at 640 px.
+Two steps for photos, so that ordinary photos do not pay for recognition:
+1. `find_text` (the check): the detector alone on the photo shrunk to `photo_check_side`
+   pixels. Its boxes are kept only when they look like text lines (see `_plausible`): on noisy
+   photos the detector's probability map can cover the whole image, which no line of text
+   does. The detector finds lines down to ~5 pixels tall at the size it looks at, and its cost
+   grows with that size. Text in a photo (a sign, a whiteboard, a receipt, a page's heading)
+   is mostly over ~1.5 % of the photo's height, so photos are checked small: 400 px costs about
+   a tenth of recognition on a 12 MP photo (docs/benchmarks.md).
+   Screenshots, scans and graphics are not checked: they hold small text (13 px lines in a
+   1920-pixel screenshot vanish at any size much below recognition's own) and almost always
+   some, and recognition's detector pass is itself the check: lines are recognised only where
+   it finds them.
 2. `read_text`: when the check found a line, the detector at `read_side` and the recogniser on
    every line it finds, cut from the image at up to 2000 pixels (RapidOCR shrinks larger ones
    first, which bounds the time a 50 MP photo takes). Lines under `min_confidence`, and lines
@@ -45,11 +48,9 @@ log = logging.getLogger("sensorium.media")
 class TextOptions:
     """How text is looked for and read (the media settings, as plain values)."""
 
-    check_side: int = 640
-    """Longest side, in pixels, of the image the text check looks at (screenshots, scans,
-    graphics: images EXIF names no camera for)."""
     photo_check_side: int = 400
-    """The same for camera photos (EXIF names the camera)."""
+    """Longest side, in pixels, of the image the text check looks at (photos only); 0 = no
+    check, every photo is read."""
     read_side: int = 1280
     """Longest side, in pixels, of the image the detector looks at when reading; lines are
     recognised from the full-resolution image."""
@@ -85,7 +86,8 @@ class ImageText:
 
     lines: list[TextLine] = field(default_factory=list)
     has_text: bool = False
-    """The check's verdict; False means recognition never ran."""
+    """A photo: whether the check found text (False: recognition never ran). Another image:
+    whether any line was recognised."""
     check_seconds: float = 0.0
     read_seconds: float = 0.0
 
@@ -125,13 +127,12 @@ class TextReader:
         """Load the models and run them once (the first inference allocates its arenas)."""
         self.read_text(Image.new("RGB", (64, 32), "white"))
 
-    def find_text(self, image: Image.Image, *, photo: bool = False) -> list[Box]:
-        """The check: boxes of likely text lines in `image`, found by the detector alone at
-        `check_side` (`photo_check_side` when `photo`), in coordinates of `image`. Empty: no
-        text worth reading."""
+    def find_text(self, image: Image.Image, side: int | None = None) -> list[Box]:
+        """The check: boxes of likely text lines in `image`, found by the detector alone on it
+        shrunk to `side` pixels (default `photo_check_side`), in coordinates of `image`.
+        Empty: no text worth reading."""
         engine = self._load()
-        side = self.options.photo_check_side if photo else self.options.check_side
-        scale = min(1.0, side / max(image.size))
+        scale = min(1.0, (side or self.options.photo_check_side) / max(image.size))
         small = image if scale == 1.0 else image.resize(
             (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
             Image.Resampling.BILINEAR, reducing_gap=2.0,
@@ -140,12 +141,12 @@ class TextReader:
         boxes = [_box(points, 1 / scale) for points in _points(result)]
         return [box for box in boxes if _plausible(box, image.size)]
 
-    def read_text(self, image: Image.Image, *, check: bool = True, photo: bool = False) -> ImageText:
-        """The text lines of `image` (RGB, upright), in reading order. With `check`, nothing
-        is recognised unless `find_text` finds a line first; `photo`: a camera took it
-        (`DecodedImage.camera`)."""
+    def read_text(self, image: Image.Image, *, photo: bool = False) -> ImageText:
+        """The text lines of `image` (RGB, upright), in reading order. A `photo`
+        (`sensorium.media.photos.is_photo`) is checked first, and not recognised unless
+        `find_text` finds a line."""
         started = time.perf_counter()
-        if check and not self.find_text(image, photo=photo):
+        if photo and self.options.photo_check_side and not self.find_text(image):
             return ImageText([], False, time.perf_counter() - started)
         checked = time.perf_counter()
         result = self._load()(_rgb(image), use_det=True, use_cls=False, use_rec=True)
@@ -156,7 +157,9 @@ class TextReader:
             if any(char.isalnum() for char in text) and _plausible(box, image.size):
                 lines.append(TextLine(text.strip(), box, round(float(score), 4)))
         lines.sort(key=lambda line: (line.box.y0 + line.box.y1, line.box.x0))
-        return ImageText(_reading_order(lines), True, checked - started, time.perf_counter() - checked)
+        # A photo got here because the check found text; otherwise what recognition found decides.
+        has_text = bool(lines) or (photo and self.options.photo_check_side > 0)
+        return ImageText(_reading_order(lines), has_text, checked - started, time.perf_counter() - checked)
 
 
 def _rgb(image: Image.Image) -> Image.Image:
@@ -218,8 +221,9 @@ def read_image(path: str, options: TextOptions, max_bytes: int, max_pixels: int)
     checked and read. The worker-process entry point (`sensorium.workers.WorkerPool.run`);
     raises `SensoriumError` for an image that cannot be decoded (IMAGE_UNDECODABLE, ...)."""
     from sensorium.embedding.images import decode_image
+    from sensorium.media.photos import is_photo
 
     with open(path, "rb") as handle:
         data = handle.read(max_bytes + 1)
     decoded = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    return reader(options).read_text(decoded.image, photo=bool(decoded.camera))
+    return reader(options).read_text(decoded.image, photo=is_photo(decoded.format, decoded.camera))

@@ -13,7 +13,7 @@ import mediakit
 from sensorium.embedding.images import FORMATS, decode_image
 from sensorium.errors import Reason, SensoriumError
 from sensorium.index.sniff import FileKind, sniff, sniff_file
-from sensorium.media.photos import capture_time, register_heif
+from sensorium.media.photos import capture_time, is_photo, register_heif
 
 LIMITS = {"max_bytes": 10_000_000, "max_pixels": 50_000_000}
 
@@ -113,3 +113,18 @@ def test_capture_time_survives_a_jpeg_round_trip():
     plus_0930 = timezone(timedelta(hours=9, minutes=30))
     assert decoded.taken_at == datetime(2022, 8, 9, 10, 11, 12, tzinfo=plus_0930)
     assert decode_image(mediakit.encode(mediakit.two_tone(), "PNG"), **LIMITS).taken_at is None
+
+
+def test_the_camera_is_named_and_tells_photos_from_screenshots():
+    tags = mediakit.exif(original="2024:05:05 12:00:00")
+    tags[0x010F], tags[0x0110] = "Apple", "iPhone 13"
+    photo = decode_image(mediakit.encode(mediakit.two_tone(), "PNG", exif=tags), **LIMITS)
+    assert photo.camera == "Apple iPhone 13" and is_photo(photo.format, photo.camera)
+    tags[0x010F], tags[0x0110] = "Canon", "Canon EOS R5"
+    canon = decode_image(mediakit.encode(mediakit.two_tone(), "JPEG", exif=tags), **LIMITS)
+    assert canon.camera == "Canon EOS R5"
+    screenshot = decode_image(mediakit.encode(mediakit.two_tone(), "PNG"), **LIMITS)
+    assert screenshot.camera == "" and not is_photo(screenshot.format, screenshot.camera)
+    # Messengers strip EXIF but keep photos JPEG: still photos.
+    forwarded = decode_image(mediakit.encode(mediakit.two_tone(), "JPEG"), **LIMITS)
+    assert forwarded.camera == "" and is_photo(forwarded.format, forwarded.camera)
