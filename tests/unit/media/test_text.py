@@ -75,3 +75,21 @@ def test_an_image_file_is_read_upright_in_the_coordinates_a_person_sees(tmp_path
     found = read_image(str(path), TextOptions(), 1 << 24, 1 << 26)
     assert mediakit.word_recall(shot.text, [found.text]) >= 0.9
     assert sum(_overlap(each.box, shot.boxes[0]) for each in found.lines) > 0.8
+
+
+def test_a_large_jpeg_photo_is_checked_small_and_read_in_full(tmp_path):
+    empty = tmp_path / "garden.jpg"
+    mediakit.photo_like(1600, 1200, seed=7).save(empty, "JPEG", quality=90)
+    nothing = read_image(str(empty), TextOptions(), 1 << 26, 1 << 26)
+    assert (nothing.has_text, nothing.lines, nothing.read_seconds) == (False, [], 0.0)
+
+    shot = mediakit.photographed(list(mediakit.LINES[:3]), seed=3, size=30)
+    scale = 1200 / shot.image.height  # a photo of 2 MP or so; JPEG draft halves it for the check
+    photo = shot.image.resize((round(shot.image.width * scale), 1200), Image.Resampling.BICUBIC)
+    path = tmp_path / "sheet.jpg"
+    photo.save(path, "JPEG", quality=90)
+    found = read_image(str(path), TextOptions(), 1 << 26, 1 << 26)
+    assert found.has_text and mediakit.word_recall(shot.text, [found.text]) >= 0.9
+    # Boxes are in the full photo's pixels, not the reduced image the check looked at.
+    assert max(line.box.x1 for line in found.lines) > 0.6 * photo.width
+    assert all(line.box.y1 <= photo.height for line in found.lines)
