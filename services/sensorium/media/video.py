@@ -12,7 +12,10 @@ swscale call, ~2 ms per sample, against ~2.5 ms per decoded 720p frame.
 
 Decoding skips non-reference frames (B-frames in H.264/HEVC) by default: halves the decode time
 of typical camera and screen-recorder files, and every sample point still has a frame within a
-fraction of a second.
+fraction of a second. A long video that would not finish within `time_budget_seconds` (judged
+from the pace so far and the declared duration) goes on decoding key frames only: a fraction of
+the work, and encoders put key frames at scene cuts (x264's and x265's scenecut), so cuts are
+still found, at a coarser time where key frames are far apart. The result says so.
 
 The cap: when more frames are chosen than `max_frames`, interval frames go first, then scene
 frames, each time the one whose neighbours are closest together, so the frames left still
@@ -30,6 +33,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +80,9 @@ class FrameOptions:
     """Return the frames of a file cut short instead of failing with VIDEO_TRUNCATED."""
     threads: int = 1
     """Decoder threads (the worker's share of the CPUs)."""
+    time_budget_seconds: float = 0.0
+    """Wall-clock seconds decoding may take before it falls back to key frames only (see the
+    module docstring); 0 = never. Set it below the worker's time limit."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,8 @@ class VideoFrames:
 
     frames: list[VideoFrame]
     decoded_seconds: float
-    """Time of the last decoded frame."""
+    """Time of the last decoded frame (of the last frame read, after a fall-back to key
+    frames)."""
     declared_seconds: float | None
     """The duration the container declares, None when it declares none."""
     width: int
@@ -112,6 +120,9 @@ class VideoFrames:
     """Packets FFmpeg could not decode and that were skipped."""
     candidates: int
     """Frames chosen before the `max_frames` cap was applied."""
+    keyframes_only_after: float | None = None
+    """The time in the video from which only key frames were decoded to stay within the time
+    budget; None when every frame was."""
 
     @property
     def shortfall_seconds(self) -> float:
@@ -181,6 +192,9 @@ def _decode(
     if options.skip_nonreference:
         context.skip_frame = "NONREF"
     start = _seconds(stream.start_time, stream.time_base) or 0.0
+    declared = _declared_seconds(container, stream)
+    started = time.monotonic()
+    keyframes_after: float | None = None
     chosen: list[_Candidate] = []
     previous: npt.NDArray[np.int16] | None = None
     next_sample = 0.0
@@ -196,6 +210,9 @@ def _decode(
         except av.error.InvalidDataError:
             skipped += 1  # a corrupt packet: skip it, as FFmpeg's tools do
             continue
+        if keyframes_after is not None:  # frames between key frames are read, not decoded
+            read = _seconds(packet.pts, packet.time_base)
+            last_time = max(last_time, (read or 0.0) - start)
         for frame in frames:
             decoded += 1
             at = _seconds(frame.pts, frame.time_base)
@@ -203,6 +220,12 @@ def _decode(
                 continue
             at = max(0.0, at - start)
             last_time = max(last_time, at)
+            if options.time_budget_seconds and keyframes_after is None and _over_budget(
+                time.monotonic() - started, at, declared, options.time_budget_seconds
+            ):
+                context.skip_frame = "NONKEY"
+                keyframes_after = at
+                log.info("video decoding falls back to key frames after %.1f s of video", at)
             if at + 1e-6 < next_sample:
                 continue
             # On a fixed grid, so that frames the decoder skips do not delay the next sample.
@@ -233,8 +256,9 @@ def _decode(
         raise _undecodable("it has a video track but no frame could be decoded")
     result = VideoFrames(
         frames=[candidate.frame for candidate in chosen], decoded_seconds=last_time,
-        declared_seconds=_declared_seconds(container, stream), width=size[0], height=size[1],
+        declared_seconds=declared, width=size[0], height=size[1],
         container=container.format.name, codec=codec, skipped_packets=skipped, candidates=candidates,
+        keyframes_only_after=keyframes_after,
     )
     if result.shortfall_seconds and not options.allow_truncated:
         raise SensoriumError(
@@ -245,6 +269,16 @@ def _decode(
              "decoded_seconds": f"{result.decoded_seconds:.1f}"},
         )
     return result
+
+
+def _over_budget(elapsed: float, position: float, declared: float | None, budget: float) -> bool:
+    """Whether decoding at this pace would pass `budget`: already past it, or, a second or more
+    in, projected from the share of the declared duration decoded so far."""
+    if elapsed >= budget:
+        return True
+    if declared is None or position <= 0 or elapsed < 1.0:
+        return False
+    return elapsed * declared / position > budget
 
 
 def _evict(chosen: list[_Candidate]) -> None:

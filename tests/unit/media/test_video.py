@@ -29,6 +29,17 @@ def test_each_scene_gives_a_frame_within_a_second_of_its_start(tmp_path):
     assert (result.width, result.height, result.codec) == (96, 54, "h264")
 
 
+def test_over_its_time_budget_decoding_keeps_to_key_frames_and_still_finds_the_cuts(tmp_path):
+    path = mediakit.scene_video(tmp_path / "clip.mp4", SCENES, 20.0)
+    assert extract_frames(path, FrameOptions()).keyframes_only_after is None
+    hurried = extract_frames(path, FrameOptions(interval_seconds=60, time_budget_seconds=1e-6))
+    assert hurried.keyframes_only_after == 0.0
+    cuts = [frame.seconds for frame in hurried.frames if frame.scene_change]
+    # libx264 starts a new key frame at each cut (its scenecut detection), as encoders do.
+    assert len(cuts) == len(SCENES)
+    assert all(start <= seconds < start + 1.0 for start, seconds in zip(SCENES, cuts, strict=True))
+
+
 def test_frames_are_jpegs_the_embedding_decoder_takes(tmp_path):
     path = mediakit.scene_video(tmp_path / "clip.mp4", SCENES[:2], 5.0, size=(1280, 720))
     result = extract_frames(path, FrameOptions(max_side=256))
