@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 log = logging.getLogger("sensorium.media")
 
@@ -126,8 +126,11 @@ class TextReader:
         return self._engine
 
     def warm_up(self) -> None:
-        """Load the models and run them once (the first inference allocates its arenas)."""
-        self.read_text(Image.new("RGB", (64, 32), "white"))
+        """Load both models and run them once (the first inference allocates its arenas; the
+        recogniser loads only when the detector has found a line)."""
+        image = Image.new("RGB", (240, 60), "white")
+        ImageDraw.Draw(image).text((10, 15), "Warm up", fill="black", font=ImageFont.load_default(28))
+        self.read_text(image)
 
     def find_text(self, image: Image.Image, side: int | None = None) -> list[Box]:
         """The check: boxes of likely text lines in `image`, found by the detector alone on it
