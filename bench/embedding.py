@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from sensorium.client import Client
+from sensorium.embedding.remote import EmbeddingClient
 from sensorium.server import Server
 from sensorium.settings import Settings
 
@@ -96,9 +97,9 @@ async def service_run(kind: str, inputs: list[Any], args: argparse.Namespace, co
             async def call(i: int) -> None:
                 item = inputs[i % len(inputs)]
                 if kind == "images":
-                    response = await client.embed_images([item])
+                    response = await EmbeddingClient(client).embed_images([item])
                 else:
-                    response = await client.embed_texts([item])
+                    response = await EmbeddingClient(client).embed_texts([item])
                 assert not response.results[0].HasField("error"), response.results[0].error
 
             return await harness.run_closed_loop(

@@ -19,6 +19,8 @@ import torch
 from PIL import Image
 
 from sensorium.client import Client
+from sensorium.embedding.remote import EmbeddingClient
+from sensorium.embedding.runtime import EmbeddingRuntime
 from sensorium.server import Server
 from sensorium.settings import Settings
 
@@ -40,13 +42,13 @@ async def main(args: argparse.Namespace) -> int:
     await server.start()
     try:
         async with Client(f"127.0.0.1:{server.port}", timeout=120) as client:
-            space = await client.embedding_space()
-            singles = await asyncio.gather(*(client.embed_images([i]) for i in images))
-            single_texts = await asyncio.gather(*(client.embed_texts([t]) for t in texts))
-            batch = await client.embed_images(images)
+            space = await EmbeddingClient(client).embedding_space()
+            singles = await asyncio.gather(*(EmbeddingClient(client).embed_images([i]) for i in images))
+            single_texts = await asyncio.gather(*(EmbeddingClient(client).embed_texts([t]) for t in texts))
+            batch = await EmbeddingClient(client).embed_images(images)
         # The same weights (random ones are drawn at load) and open_clip's own transforms.
         assert server.runtimes is not None
-        engine = server.runtimes.embedding.model
+        engine = server.runtimes.of(EmbeddingRuntime).model
         model, preprocess, tokenizer = engine.model, engine.preprocess, engine.tokenizer
     finally:
         await server.shutdown()

@@ -172,7 +172,9 @@ def _model_seconds(model: str) -> float:
 
 async def job_worker(args: argparse.Namespace) -> None:
     from sensorium.device import thread_counts
-    from sensorium.index.backends import InProcessEngines
+    from sensorium.embedding.api import EMBEDDING
+    from sensorium.embedding.runtime import EmbeddingRuntime
+    from sensorium.engines import InProcessEngines
     from sensorium.index.job import JobRequest, local_runtimes, run_job
     from sensorium.index.layout import Shard
     from sensorium.settings import Settings
@@ -183,12 +185,12 @@ async def job_worker(args: argparse.Namespace) -> None:
     runtimes = await local_runtimes(settings)
     engines = InProcessEngines(runtimes)
     try:
-        await engines.start()
+        await engines.open(EMBEDDING)
         load_s = time.perf_counter() - started
         started = time.perf_counter()
         await run_job(JobRequest([args.warmup_folder], args.warmup_folder.parent / f"warm-out-{os.getpid()}",
                                  Shard()), settings, engines)
-        plan = runtimes.embedding.plan
+        plan = runtimes.of(EmbeddingRuntime).plan
         assert plan is not None
         threads = thread_counts(plan.device, plan.cpu_threads, model_threads=settings.embedding.cpu_threads)
         _emit({"ready": True, "load_s": load_s, "warmup_s": time.perf_counter() - started,

@@ -43,7 +43,10 @@ from PIL import Image
 
 from sensorium.client import Client, ClientError
 from sensorium.device import available_cpus
+from sensorium.embedding.remote import EmbeddingClient
+from sensorium.pdf.remote import PdfClient
 from sensorium.pdf.v1 import pdf_service_pb2 as pdf_pb
+from sensorium.transcription.remote import TranscriptionClient
 from sensorium.transcription.v1 import transcription_service_pb2 as transcription_pb
 
 SERVICES = ("pdf", "transcription", "embedding")
@@ -156,7 +159,7 @@ class Loads:
             options = pdf_pb.ExtractOptions(ocr_mode=pdf_pb.OCR_MODE_NEVER)
 
             async def extract(i: int) -> None:
-                response = await client.extract_document(self.pdf, options)
+                response = await PdfClient(client).extract_document(self.pdf, options)
                 assert len(response.pages) == self.args.pdf_pages
 
             return extract, self.args.pdf_clients, float(self.args.pdf_pages)
@@ -165,13 +168,13 @@ class Loads:
                 beam_size=1, temperatures=[0.0], condition_on_previous_text=False)
 
             async def transcribe(i: int) -> None:
-                response = await client.transcribe(self.speech, options_t)
+                response = await TranscriptionClient(client).transcribe(self.speech, options_t)
                 assert response.segments
 
             return transcribe, self.args.transcription_clients, self.speech_seconds
 
         async def embed(i: int) -> None:
-            response = await client.embed_images([self.images[i % len(self.images)]])
+            response = await EmbeddingClient(client).embed_images([self.images[i % len(self.images)]])
             assert not response.results[0].HasField("error")
 
         return embed, self.args.embedding_clients, 1.0

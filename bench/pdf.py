@@ -27,6 +27,7 @@ import pymupdf
 
 from sensorium.client import Client
 from sensorium.pdf.v1 import pdf_service_pb2 as pb
+from sensorium.pdf.v1 import pdf_service_pb2_grpc as pdf_grpc
 from sensorium.server import Server
 from sensorium.settings import PdfSettings, Settings
 
@@ -85,7 +86,8 @@ async def service_run(path: Path, workers: int, concurrency: int, args: argparse
                 # statuses, at ~2x the client CPU per page), and on 2 cores every bit of client
                 # CPU is taken from the workers being measured.
                 got = 0
-                async for message in client.pdf.StreamExtractDocument(iter(messages)):
+                stub = pdf_grpc.PdfServiceStub(client.channel)
+                async for message in stub.StreamExtractDocument(iter(messages)):
                     kind = message.WhichOneof("result")
                     got += 1 if kind == "page" else len(message.pages.pages) if kind == "pages" else 0
                 assert got == pages, got

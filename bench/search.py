@@ -18,7 +18,7 @@ in numpy); and numpy's exact search time per query for scale.
 
 `--end-to-end` adds what a user of `sensorium search` waits for, on the same index: (a) in
 this process, with the embedding model loaded once, `--text-queries` short sentences embedded
-the way `sensorium search` embeds its query (cli.embed_query through an in-process client) and
+the way `sensorium search` embeds its query (sensorium.index.query.embed_query through the one seam) and
 searched in the store (hybrid, the default for a text query, and vector) with the store's
 default settings, p50/p95 of embedding, store and total; (b) `sensorium search --index DIR
 QUERY` run as a command `--cli-runs` times, wall time, beside the parts of it timed alone
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -54,7 +55,7 @@ from typing import Any
 import harness  # bench/ is on sys.path when this file is run as a script
 import numpy as np
 
-from sensorium.index.layout import EmbeddingSpace, Manifest, RowKind, Shard
+from sensorium.index.layout import EmbeddingSpace, Manifest, Shard
 from sensorium.index.search import SearchStore, VectorIndexParams
 from sensorium.index.writer import FileStat, IndexWriter, Row
 
@@ -201,7 +202,7 @@ def write_parts(
                 writer.add_rows(
                     work,
                     [
-                        Row(RowKind.PDF_TEXT, v, text=text, page=1)
+                        Row("pdf_text", v, text=text, page=1)
                         for v, text in zip(vectors, texts(row, len(vectors)), strict=True)
                     ],
                 )
@@ -294,21 +295,25 @@ def model_settings(args: argparse.Namespace, scratch: Path) -> dict[str, str]:
     return env
 
 
-def cli_args(directory: Path) -> argparse.Namespace:
-    from sensorium import cli
+@contextlib.asynccontextmanager
+async def embedding_engine() -> Any:
+    """The embedding model in this process, through the one seam, as `sensorium search` opens it."""
+    from sensorium.embedding.api import EMBEDDING
+    from sensorium.engines import InProcessEngines
+    from sensorium.runtimes import Runtimes
+    from sensorium.settings import Settings
 
-    return cli.build_parser().parse_args(["search", "--index", str(directory), "query"])
+    async with InProcessEngines(Runtimes(Settings(), ["embedding"])) as engines:
+        yield await engines.open(EMBEDDING)
 
 
 async def embedding_space(directory: Path) -> tuple[EmbeddingSpace, float]:
     """The model's space, as `sensorium search` reads it, and the seconds the model took to load."""
-    from sensorium import cli
-
     started = time.perf_counter()
-    async with cli.connect(cli_args(directory), "embedding") as client:
+    async with embedding_engine() as engine:
         loaded = time.perf_counter() - started
-        space = (await client.embedding_space()).space
-    return EmbeddingSpace(space.model, space.pretrained, space.weights_sha256, space.dimension), loaded
+        space = (await engine.describe()).space
+    return EmbeddingSpace.of(space), loaded
 
 
 async def in_process(
@@ -316,14 +321,14 @@ async def in_process(
 ) -> tuple[dict[str, dict[str, float]], float]:
     """Per mode, p50/p95 of embedding, store lookup and both, per text query, the model loaded
     once (as a server would hold it); and the model's load time in this process."""
-    from sensorium import cli
+    from sensorium.index.query import embed_query
 
     manifest = store.reader.manifest
     started = time.perf_counter()
-    async with cli.connect(cli_args(directory), "embedding") as client:
+    async with embedding_engine() as engine:
         loaded = time.perf_counter() - started
         for query in queries[:5]:  # warm-up: the model's first passes, the store's caches
-            vector = await cli.embed_query(client, manifest, text=query)
+            vector = await embed_query(engine, manifest, text=query)
             for mode in ("hybrid", "vector"):
                 await asyncio.to_thread(store.search, query_text=query, query_vector=vector, mode=mode, k=k)
         results: dict[str, dict[str, float]] = {}
@@ -331,7 +336,7 @@ async def in_process(
             times: dict[str, list[float]] = {"embed": [], "store": [], "total": []}
             for query in queries:
                 started = time.perf_counter()
-                vector = await cli.embed_query(client, manifest, text=query)
+                vector = await embed_query(engine, manifest, text=query)
                 embedded = time.perf_counter()
                 hits = await asyncio.to_thread(
                     store.search, query_text=query, query_vector=vector, mode=mode, k=k
@@ -366,27 +371,32 @@ def wall_times(command: list[str], runs: int) -> list[float]:
 PROFILE = """
 import time; started = time.perf_counter()
 import asyncio, json, sys
-from sensorium import cli
+from sensorium.cli import main as cli_main
+from sensorium.embedding.api import EMBEDDING
+from sensorium.engines import InProcessEngines
+from sensorium.index.query import embed_query
 from sensorium.index.search import SearchStore
+from sensorium.runtimes import Runtimes
+from sensorium.settings import Settings
 steps = {"imports": time.perf_counter() - started}
 async def main():
     directory, query = sys.argv[1:]
-    args = cli.build_parser().parse_args(["search", "--index", directory, query])
     mark = time.perf_counter()
     def step(name):
         nonlocal mark
         now = time.perf_counter(); steps[name] = now - mark; mark = now
     store = await asyncio.to_thread(SearchStore, directory); step("store_open")
-    async with cli.connect(args, "embedding") as client:
+    async with InProcessEngines(Runtimes(Settings(), ["embedding"])) as engines:
+        engine = await engines.open(EMBEDDING)
         step("model_start")
-        vector = await cli.embed_query(client, store.reader.manifest, text=query); step("embed")
+        vector = await embed_query(engine, store.reader.manifest, text=query); step("embed")
         await asyncio.to_thread(store.search, query_text=query, query_vector=vector, mode="hybrid", k=10)
         step("search")
     step("model_stop")
 asyncio.run(main())
 print(json.dumps(steps))
 """
-"""`sensorium search`'s steps, each timed, in a fresh process: the same calls as cli._search."""
+"""`sensorium search`'s steps, each timed, in a fresh process: the same calls as sensorium.cli.search."""
 
 
 def profile(directory: Path, queries: list[str], runs: int) -> dict[str, list[float]]:

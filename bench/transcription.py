@@ -30,6 +30,7 @@ from sensorium.device import thread_counts
 from sensorium.server import Server
 from sensorium.settings import Settings
 from sensorium.transcription import models
+from sensorium.transcription.remote import TranscriptionClient
 from sensorium.transcription.v1 import transcription_service_pb2 as pb
 
 # The first eight: the audio every recorded run of this benchmark used (82.2 s at 64 s asked).
@@ -70,7 +71,7 @@ async def service_run(model: str, model_dir: Path, path: Path, audio_seconds: fl
     try:
         async with Client(f"127.0.0.1:{server.port}") as client:
             async def call(i: int) -> None:
-                response = await client.transcribe(content, options)
+                response = await TranscriptionClient(client).transcribe(content, options)
                 assert response.segments
 
             return await harness.run_closed_loop(

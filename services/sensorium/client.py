@@ -1,7 +1,8 @@
-"""A small asyncio client for every Sensorium service.
+"""A small asyncio client of a Sensorium server: the channel, TLS, the token, deadlines, and
+failed calls decoded. Each service's own calls are in `<service>/remote.py`:
 
     async with Client("localhost:50051") as client:
-        response = await client.extract_document(Path("paper.pdf").read_bytes())
+        response = await PdfClient(client).extract_document(Path("paper.pdf").read_bytes())
 
 Failed calls raise `ClientError`, whose `details` hold the status code, the Sensorium reason
 (e.g. "PDF_PASSWORD_REQUIRED"), the message and any retry delay.
@@ -16,29 +17,25 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from sensorium.embedding.v1 import embedding_service_pb2 as embedding_pb
-from sensorium.embedding.v1 import embedding_service_pb2_grpc as embedding_grpc
-from sensorium.pdf.v1 import pdf_service_pb2 as pdf_pb
-from sensorium.pdf.v1 import pdf_service_pb2_grpc as pdf_grpc
-from sensorium.transcription.v1 import transcription_service_pb2 as transcription_pb
-from sensorium.transcription.v1 import transcription_service_pb2_grpc as transcription_grpc
 from sensorium.type.v1 import upload_pb2
 
 CHUNK_BYTES = 1024 * 1024
 # Streams carry images and many pages; allow large messages in, whatever the gRPC default.
 MAX_RECEIVE_BYTES = 64 * 1024 * 1024
 T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 
 
 @dataclass(frozen=True)
@@ -118,9 +115,6 @@ class Client:
         else:
             self.channel = grpc.aio.secure_channel(target, credentials, options=options)
             self._uploads = grpc.secure_channel(target, credentials, options=options)
-        self.pdf = pdf_grpc.PdfServiceStub(self.channel)
-        self.transcription = transcription_grpc.TranscriptionServiceStub(self.channel)
-        self.embedding = embedding_grpc.EmbeddingServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
     async def __aenter__(self) -> Client:
@@ -132,14 +126,34 @@ class Client:
         await self.channel.close()
         self._uploads.close()
 
+    async def call(self, method: str, request: Message, response_type: type[M]) -> M:
+        """The unary call `method` ("/pkg.Service/Method") with this client's deadline and token."""
+        stub = self.channel.unary_unary(method, request_serializer=_serialize,
+                                        response_deserializer=response_type.FromString)
+        return await self._unary(stub, request)
+
     async def _unary(self, call: Callable[..., Awaitable[T]], request: Any) -> T:
         try:
             return await call(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.RpcError as exc:
             raise ClientError(details_from_rpc_error(exc)) from None
 
-    async def _stream(self, method: str, requests: Iterator[Any], response_type: Any) -> AsyncIterator[Any]:
-        """Upload `requests` and yield the responses, on the synchronous stack in a thread."""
+    def upload_file(
+        self, method: str, path: Path, header: Callable[[upload_pb2.UploadHeader], Message],
+        chunk: Callable[[bytes], Message], response_type: type[M], media_type: str = "",
+    ) -> AsyncGenerator[M, None]:
+        """The streaming call `method` for the file at `path`: a first message made by `header`
+        from the file's upload header, then its content in `chunk` messages of CHUNK_BYTES (read
+        only as they are sent); yields the responses."""
+        upload = upload_pb2.UploadHeader(filename=path.name, media_type=media_type,
+                                         size_bytes=path.stat().st_size)
+        return self.stream(method, _chunked(path, header(upload), chunk), response_type)
+
+    async def stream(
+        self, method: str, requests: Iterator[Message], response_type: type[M]
+    ) -> AsyncGenerator[M, None]:
+        """The streaming call `method`: send `requests` (consumed lazily) and yield the
+        responses, on the synchronous stack in a thread (see the module docstring)."""
         call = self._uploads.stream_stream(
             method, request_serializer=_serialize, response_deserializer=response_type.FromString
         )(requests, timeout=self.timeout, metadata=self.metadata)
@@ -188,71 +202,6 @@ class Client:
         response = await self._unary(self._health.Check, request)
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
-    # PDF
-
-    async def extract_document(
-        self, content: bytes, options: pdf_pb.ExtractOptions | None = None
-    ) -> pdf_pb.ExtractDocumentResponse:
-        request = pdf_pb.ExtractDocumentRequest(content=content, options=options)
-        return await self._unary(self.pdf.ExtractDocument, request)
-
-    def stream_extract_document(
-        self, path: Path, options: pdf_pb.ExtractOptions | None = None
-    ) -> AsyncIterator[pdf_pb.StreamExtractDocumentResponse]:
-        header = pdf_pb.StreamExtractDocumentHeader(upload=_upload(path, "application/pdf"),
-                                                    options=options)
-        requests = _chunked(path, pdf_pb.StreamExtractDocumentRequest(header=header),
-                            lambda chunk: pdf_pb.StreamExtractDocumentRequest(chunk=chunk))
-        return self._stream("/sensorium.pdf.v1.PdfService/StreamExtractDocument", requests,
-                            pdf_pb.StreamExtractDocumentResponse)
-
-    # Transcription
-
-    async def transcribe(
-        self, content: bytes, options: transcription_pb.TranscriptionOptions | None = None
-    ) -> transcription_pb.TranscribeResponse:
-        request = transcription_pb.TranscribeRequest(content=content, options=options)
-        return await self._unary(self.transcription.Transcribe, request)
-
-    def stream_transcribe(
-        self, path: Path, options: transcription_pb.TranscriptionOptions | None = None
-    ) -> AsyncIterator[transcription_pb.StreamTranscribeResponse]:
-        header = transcription_pb.StreamTranscribeHeader(upload=_upload(path, ""), options=options)
-        requests = _chunked(path, transcription_pb.StreamTranscribeRequest(header=header),
-                            lambda chunk: transcription_pb.StreamTranscribeRequest(chunk=chunk))
-        return self._stream("/sensorium.transcription.v1.TranscriptionService/StreamTranscribe",
-                            requests, transcription_pb.StreamTranscribeResponse)
-
-    # Embedding
-
-    async def embed_texts(
-        self, texts: Sequence[str], options: embedding_pb.EmbedOptions | None = None
-    ) -> embedding_pb.EmbedTextsResponse:
-        request = embedding_pb.EmbedTextsRequest(texts=texts, options=options)
-        return await self._unary(self.embedding.EmbedTexts, request)
-
-    async def embed_images(
-        self, images: Sequence[bytes], options: embedding_pb.EmbedOptions | None = None
-    ) -> embedding_pb.EmbedImagesResponse:
-        request = embedding_pb.EmbedImagesRequest(images=images, options=options)
-        return await self._unary(self.embedding.EmbedImages, request)
-
-    def stream_embed(
-        self, requests: Iterable[embedding_pb.StreamEmbedRequest]
-    ) -> AsyncIterator[embedding_pb.StreamEmbedResponse]:
-        """One message per item, so no message holds more than one image; answers may come
-        out of order and carry the item's `id`. `requests` is consumed lazily."""
-        return self._stream("/sensorium.embedding.v1.EmbeddingService/StreamEmbed", iter(requests),
-                            embedding_pb.StreamEmbedResponse)
-
-    async def score(self, images: Sequence[bytes], texts: Sequence[str]) -> embedding_pb.ScoreResponse:
-        request = embedding_pb.ScoreRequest(images=images, texts=texts)
-        return await self._unary(self.embedding.Score, request)
-
-    async def embedding_space(self) -> embedding_pb.GetEmbeddingSpaceResponse:
-        request = embedding_pb.GetEmbeddingSpaceRequest()
-        return await self._unary(self.embedding.GetEmbeddingSpace, request)
-
 
 def channel_credentials(
     tls: bool = False,
@@ -274,13 +223,7 @@ def _pem(value: Path | bytes | None) -> bytes | None:
     return value.read_bytes() if isinstance(value, Path) else value
 
 
-def _upload(path: Path, media_type: str) -> upload_pb2.UploadHeader:
-    return upload_pb2.UploadHeader(
-        filename=path.name, media_type=media_type, size_bytes=path.stat().st_size
-    )
-
-
-def _chunked(path: Path, header: Any, wrap: Callable[[bytes], Any]) -> Iterator[Any]:
+def _chunked(path: Path, header: Message, wrap: Callable[[bytes], Message]) -> Iterator[Message]:
     yield header
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):

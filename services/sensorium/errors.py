@@ -40,6 +40,9 @@ class Reason(enum.IntEnum):
     PDF_TOO_MANY_PAGES = 14
     PDF_PAGE_FAILED = 15
     PAGE_OUT_OF_RANGE = 16
+    DOCUMENT_UNREADABLE = 17
+    DOCUMENT_ENCRYPTED = 18
+    DOCUMENT_UNSAFE = 19
     IMAGE_UNDECODABLE = 20
     IMAGE_TOO_LARGE = 21
     TEXT_TOO_LONG = 22
@@ -116,9 +119,14 @@ Sensorium in their own process (the CLI, the index job), who can change it."""
 
 def explain(error: SensoriumError, audience: Audience) -> str:
     """The error's message, with how to change the limit it reports when it reports one."""
-    if not error.setting:
-        return error.message
-    variable = setting_variable(error.setting)
+    return explain_setting(error.message, error.setting, audience, "limit")
+
+
+def explain_setting(message: str, setting: str, audience: Audience, what: str = "setting") -> str:
+    """`message` with how `audience` changes `setting` (a settings path), when there is one."""
+    if not setting or not message:
+        return message
+    variable = setting_variable(setting)
     if audience == "client":
-        return f"{error.message} (the server's limit, set by its operator with {variable})"
-    return f"{error.message} (to change the limit, set {variable})"
+        return f"{message} (the server's {what}, set by its operator with {variable})"
+    return f"{message} (to change the {what}, set {variable})"

@@ -2,19 +2,15 @@
 
 A `HostedService` registers its servicer, starts its engine and stops it; the server tracks
 whether it is ready. `RuntimeService` is the adapter for every registered service: its
-servicer comes from the registry, its engine is a runtime of the process's `Runtimes`. Tests
-host services of their own by subclassing `HostedService`.
+servicer comes from the registry, its engine is a runtime of the process's `Runtimes`.
 """
 
 from __future__ import annotations
 
 import abc
-import time
-from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
-from google.protobuf.message import Message
 
 from sensorium.errors import Reason, SensoriumError
 from sensorium.registry import ServiceSpec, by_grpc_name
@@ -22,7 +18,13 @@ from sensorium.runtimes import Runtimes
 
 
 class HostedService(abc.ABC):
-    """One gRPC service and the engine behind it."""
+    """One gRPC service and the engine behind it.
+
+    Every registered service is hosted through `RuntimeService`. This base stays an extension
+    point of its own because a server must also host services that have no runtime: the tests'
+    services that sleep, crash or hold uploads on purpose (tests/support/testkit.py), which
+    prove the interceptor, health, draining and the limits without any engine in the way.
+    """
 
     name: str
     """Short name, as in SENSORIUM_SERVICES (test services use their own)."""
@@ -56,44 +58,24 @@ class HostedService(abc.ABC):
 
 
 class RuntimeService(HostedService):
-    """A registered service: the registry's servicer over a runtime of `runtimes`."""
+    """A registered service: the registry's servicer over a runtime of `runtimes`. A service
+    without a gRPC face still runs (and reports health under its short name)."""
 
     def __init__(self, spec: ServiceSpec, runtimes: Runtimes) -> None:
-        self.name, self.full_name = spec.name, spec.grpc_name
+        self.name, self.full_name = spec.name, spec.grpc_name or spec.name
         self.spec = spec
         self.runtimes = runtimes
         super().__init__()
 
     def register(self, server: grpc.aio.Server) -> None:
-        self.spec.add_servicer(server, self.runtimes.get(self.spec.name))
+        if self.spec.add_servicer is not None:
+            self.spec.add_servicer(server, self.runtimes.get(self.spec.name))
 
     async def start(self) -> None:
         await self.runtimes.start(self.spec.name)
 
     async def stop(self, grace: float | None = None) -> None:
         await self.runtimes.get(self.spec.name).close(grace)
-
-
-UNARY_RESPONSE_LIMIT = 4 * 1024 * 1024
-"""gRPC clients' default receive limit: unary responses stay under it (bulky results stream)."""
-
-
-def ensure_unary_fits(response: Message, what: str, stream_method: str) -> None:
-    """Refuse a unary response most clients could not receive, naming the streaming call."""
-    size = response.ByteSize()
-    if size > UNARY_RESPONSE_LIMIT:
-        raise SensoriumError(
-            Reason.INPUT_TOO_LARGE,
-            f"the {what} is {size} bytes, more than the 4 MiB most gRPC clients accept in one "
-            f"message; use {stream_method}",
-            {"size_bytes": str(size), "limit_bytes": str(UNARY_RESPONSE_LIMIT)},
-        )
-
-
-def deadline_of(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
-    """The call's deadline on the `time.monotonic()` scale runtimes and the Batcher use."""
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
 
 
 def not_hosted(method: str, hosted: list[str]) -> SensoriumError:

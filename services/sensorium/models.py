@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from sensorium.errors import ModelError
+from sensorium.exits import Exit
 from sensorium.registry import SERVICES
 from sensorium.settings import ServiceName, Settings
 
@@ -34,4 +35,4 @@ def prepare_models(settings: Settings, model_dir: Path, services: Iterable[Servi
         except ModelError as exc:
             failed += 1
             print(f"{service}: cannot prepare: {exc}")
-    return 1 if failed else 0
+    return Exit.FAILED if failed else Exit.OK

@@ -1,9 +1,11 @@
-"""Every service Sensorium defines, in one typed registry: `SERVICES[name]` says how to build
-its runtime, how the gRPC server exposes it, and how its model weights are prepared.
+"""Every service Sensorium runs, in one table: `SERVICES[name]` says how to build its runtime,
+how the gRPC server exposes it, how a client reaches it remotely, which CLI commands it adds,
+and how its model weights are prepared.
 
-The server, the CLI (its service lists, `sensorium models`) and the index job all read this
-table. Each factory imports its service's modules only when called, so a PDF-only install
-never imports torch, and this module imports neither gRPC nor generated protobuf.
+The server, the CLI, `sensorium models`, the one seam (`sensorium.engines`) and the index job
+all read this table; `register` adds a row (an engine that lives outside this package). Each
+factory imports its service's modules only when called, so a PDF-only install never imports
+torch, and this module imports neither gRPC nor generated protobuf.
 """
 
 from __future__ import annotations
@@ -11,54 +13,40 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any
 
-from sensorium.budget import ByteBudget
-from sensorium.device import DeviceGate, Library
-from sensorium.settings import ServiceName, Settings
+from sensorium.contract import Runtime, RuntimeContext
+from sensorium.device import Library
+from sensorium.errors import Reason, SensoriumError
+from sensorium.settings import accept_service
 
 if TYPE_CHECKING:
     import grpc
 
-
-@dataclass(frozen=True)
-class RuntimeContext:
-    """What a runtime gets from the process: settings, its CPU share, the shared budgets."""
-
-    settings: Settings
-    cpus: int
-    """CPUs this service sizes itself for (its share of the process's CPUs)."""
-    budget: ByteBudget
-    """Memory admission shared by every call in the process."""
-    device: DeviceGate
-
-
-class Runtime(Protocol):
-    """What the front ends need of every runtime besides its own typed methods."""
-
-    async def start(self) -> None:
-        """Load and warm up the engine; raise `ServiceStartError` saying what to fix."""
-
-    async def close(self, grace: float | None = None) -> None:
-        """Stop taking work, finish (within `grace` seconds) or fail what is in work, release
-        the engine (worker processes, model memory)."""
+    from sensorium.client import Client
+    from sensorium.settings import Settings
 
 
 @dataclass(frozen=True)
 class ServiceSpec:
     """One service: its names, its engine's needs, and its factories."""
 
-    name: ServiceName
+    name: str
     """Short name, as in SENSORIUM_SERVICES."""
-    grpc_name: str
-    """Fully qualified gRPC service name (health and reflection use it)."""
     summary: str
     """One line for help texts."""
-    libraries: tuple[Library, ...]
-    """Model libraries whose CUDA support the process's device decision must cover."""
     create_runtime: Callable[[RuntimeContext], Runtime]
-    add_servicer: Callable[[grpc.aio.Server, Runtime], None]
+    """The runtime; it is also the service's in-process engine interface (`<service>/api.py`)."""
+    grpc_name: str = ""
+    """Fully qualified gRPC service name (health and reflection use it); "" = no gRPC face."""
+    add_servicer: Callable[[grpc.aio.Server, Runtime], None] | None = None
     """Register the service's gRPC servicer over `runtime` on a server (before it starts)."""
+    remote: Callable[[Client, Settings], Any] | None = None
+    """The service's engine interface over a `Client` of a server that hosts it."""
+    libraries: tuple[Library, ...] = ()
+    """Model libraries whose CUDA support the process's device decision must cover."""
+    commands: tuple[str, ...] = ()
+    """Modules of CLI commands the service adds; each has `add_parser(commands)`."""
     prepare_models: Callable[[Settings, Path], str] | None = None
     """Fetch or assemble the weights the settings name into a model directory, returning what
     is there (`sensorium models`); None for a service without weights."""
@@ -78,6 +66,12 @@ def _pdf_servicer(server: grpc.aio.Server, runtime: Runtime) -> None:
     add_to_server(server, runtime)
 
 
+def _pdf_remote(client: Client, settings: Settings) -> Any:
+    from sensorium.pdf.remote import RemotePdf
+
+    return RemotePdf(client)
+
+
 def _transcription_runtime(context: RuntimeContext) -> Runtime:
     from sensorium.transcription.runtime import TranscriptionRuntime
 
@@ -90,6 +84,12 @@ def _transcription_servicer(server: grpc.aio.Server, runtime: Runtime) -> None:
 
     assert isinstance(runtime, TranscriptionRuntime)
     add_to_server(server, runtime)
+
+
+def _transcription_remote(client: Client, settings: Settings) -> Any:
+    from sensorium.transcription.remote import RemoteTranscription
+
+    return RemoteTranscription(client)
 
 
 def _transcription_models(settings: Settings, model_dir: Path) -> str:
@@ -112,32 +112,59 @@ def _embedding_servicer(server: grpc.aio.Server, runtime: Runtime) -> None:
     add_to_server(server, runtime)
 
 
+def _embedding_remote(client: Client, settings: Settings) -> Any:
+    from sensorium.embedding.remote import RemoteEmbedding
+
+    return RemoteEmbedding(client, settings)
+
+
 def _embedding_models(settings: Settings, model_dir: Path) -> str:
     from sensorium.embedding.models import prepare
 
     return prepare(settings, model_dir)
 
 
-SERVICES: dict[ServiceName, ServiceSpec] = {
+SERVICES: dict[str, ServiceSpec] = {
     "pdf": ServiceSpec(
-        name="pdf", grpc_name="sensorium.pdf.v1.PdfService",
-        summary="PDF text, layout blocks, metadata, images and OCR (PyMuPDF)",
-        libraries=(), create_runtime=_pdf_runtime, add_servicer=_pdf_servicer,
+        name="pdf", summary="PDF text, layout blocks, metadata, images and OCR (PyMuPDF)",
+        create_runtime=_pdf_runtime, grpc_name="sensorium.pdf.v1.PdfService",
+        add_servicer=_pdf_servicer, remote=_pdf_remote, commands=("sensorium.cli.pdf",),
     ),
     "transcription": ServiceSpec(
-        name="transcription", grpc_name="sensorium.transcription.v1.TranscriptionService",
-        summary="speech to timed text (faster-whisper)",
-        libraries=("ctranslate2",), create_runtime=_transcription_runtime,
-        add_servicer=_transcription_servicer, prepare_models=_transcription_models,
+        name="transcription", summary="speech to timed text (faster-whisper)",
+        create_runtime=_transcription_runtime,
+        grpc_name="sensorium.transcription.v1.TranscriptionService",
+        add_servicer=_transcription_servicer, remote=_transcription_remote,
+        libraries=("ctranslate2",), commands=("sensorium.cli.transcribe",),
+        prepare_models=_transcription_models,
     ),
     "embedding": ServiceSpec(
-        name="embedding", grpc_name="sensorium.embedding.v1.EmbeddingService",
-        summary="texts and images in one CLIP vector space (open_clip)",
-        libraries=("torch",), create_runtime=_embedding_runtime,
-        add_servicer=_embedding_servicer, prepare_models=_embedding_models,
+        name="embedding", summary="texts and images in one CLIP vector space (open_clip)",
+        create_runtime=_embedding_runtime, grpc_name="sensorium.embedding.v1.EmbeddingService",
+        add_servicer=_embedding_servicer, remote=_embedding_remote, libraries=("torch",),
+        commands=("sensorium.cli.embed",), prepare_models=_embedding_models,
     ),
 }
 
 
+def register(service: ServiceSpec) -> None:
+    """Add a service to the table (an engine that lives outside this package; see
+    docs/architecture.md). Its name must be new."""
+    if service.name in SERVICES:
+        raise ValueError(f"a service named {service.name!r} is registered already")
+    SERVICES[service.name] = service
+    accept_service(service.name)
+
+
+def spec(name: str) -> ServiceSpec:
+    """The row of `name`; NOT_HOSTED naming the known services for an unknown one."""
+    try:
+        return SERVICES[name]
+    except KeyError:
+        raise SensoriumError(
+            Reason.NOT_HOSTED, f"no service is called {name!r}; the services are {', '.join(SERVICES)}"
+        ) from None
+
+
 def by_grpc_name(grpc_name: str) -> ServiceSpec | None:
-    return next((spec for spec in SERVICES.values() if spec.grpc_name == grpc_name), None)
+    return next((s for s in SERVICES.values() if s.grpc_name and s.grpc_name == grpc_name), None)

@@ -2,13 +2,14 @@
 in-process CLI and the index job start from.
 
     async with Runtimes(settings, ["pdf", "embedding"]) as runtimes:
-        outcomes = await runtimes.embedding.embed_texts(["a red circle"])
+        outcomes = await runtimes.of(EmbeddingRuntime).embed_texts(["a red circle"])
 
 It decides, once per process, what every runtime shares: the CPU budget (`device.split_cpus`,
 logged at start), the device (`device.resolve_device` for the model libraries of the hosted
 services, probed once, off the event loop), and the byte budget for memory admission. Runtimes
 are built from the registry (`sensorium.registry.SERVICES`) and imported lazily. Nothing here
-imports gRPC or generated protobuf.
+imports gRPC or generated protobuf. Front ends reach the runtimes through the one seam
+(`sensorium.engines.InProcessEngines`); the server hosts them (`sensorium.hosting`).
 """
 
 from __future__ import annotations
@@ -16,22 +17,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TypeVar
 
 from sensorium.budget import ByteBudget
+from sensorium.contract import Runtime, RuntimeContext
 from sensorium.device import CpuBudget, DeviceError, DeviceGate, available_cpus, split_cpus
 from sensorium.errors import Reason, SensoriumError, ServiceStartError
-from sensorium.registry import SERVICES, Runtime, RuntimeContext
+from sensorium.registry import spec
 from sensorium.settings import ServiceName, Settings
-
-if TYPE_CHECKING:
-    from sensorium.embedding.runtime import EmbeddingRuntime
-    from sensorium.pdf.runtime import PdfRuntime
-    from sensorium.transcription.runtime import TranscriptionRuntime
 
 log = logging.getLogger("sensorium.runtimes")
 
 RuntimeFactory = Callable[[RuntimeContext], Runtime]
+R = TypeVar("R")
 
 
 def fixed_cpu_shares(settings: Settings) -> dict[str, int]:
@@ -81,13 +79,13 @@ class Runtimes:
         self.budget = budget or ByteBudget(
             settings.max_upload_bytes_in_flight, settings.limits.max_upload_bytes_per_client
         )
-        libraries = [library for name in self.names for library in SERVICES[name].libraries]
+        libraries = [library for name in self.names for library in spec(name).libraries]
         self.device = device or DeviceGate(settings.device, libraries)
         factories = factories or {}
         self._runtimes: dict[ServiceName, Runtime] = {}
         for name in self.names:
             context = RuntimeContext(settings, self.cpu.shares[name], self.budget, self.device)
-            factory = factories.get(name, SERVICES[name].create_runtime)
+            factory = factories.get(name, spec(name).create_runtime)
             self._runtimes[name] = factory(context)
 
     def get(self, name: ServiceName) -> Runtime:
@@ -99,20 +97,13 @@ class Runtimes:
                 Reason.NOT_HOSTED, f"the {name} service is not running here (running: {hosted})"
             ) from None
 
-    @property
-    def pdf(self) -> PdfRuntime:
-        runtime: Any = self.get("pdf")
-        return runtime  # type: ignore[no-any-return]
-
-    @property
-    def transcription(self) -> TranscriptionRuntime:
-        runtime: Any = self.get("transcription")
-        return runtime  # type: ignore[no-any-return]
-
-    @property
-    def embedding(self) -> EmbeddingRuntime:
-        runtime: Any = self.get("embedding")
-        return runtime  # type: ignore[no-any-return]
+    def of(self, kind: type[R]) -> R:
+        """The runtime of class `kind` (e.g. `runtimes.of(PdfRuntime)`); NOT_HOSTED if none."""
+        for runtime in self._runtimes.values():
+            if isinstance(runtime, kind):
+                return runtime
+        hosted = ", ".join(self.names) or "none"
+        raise SensoriumError(Reason.NOT_HOSTED, f"no {kind.__name__} runs here (running: {hosted})")
 
     async def start(self, name: ServiceName) -> None:
         """Start one runtime; raises `ServiceStartError` saying what to fix."""

@@ -20,10 +20,11 @@ from grpc_reflection.v1alpha import reflection
 
 from sensorium import auth, metrics, tls, tracing
 from sensorium.errors import Reason, SensoriumError, ServiceStartError
+from sensorium.exits import Exit
 from sensorium.hosting import HostedService, RuntimeService
 from sensorium.interceptor import CallState, ServiceInterceptor, fallback_handler
 from sensorium.limits import CallLimiter
-from sensorium.registry import SERVICES
+from sensorium.registry import SERVICES, spec
 from sensorium.runtimes import Runtimes
 from sensorium.settings import Settings
 
@@ -49,7 +50,7 @@ class Server:
         self.settings = settings
         if services is None:
             runtimes = runtimes or Runtimes(settings)
-            services = [RuntimeService(SERVICES[name], runtimes) for name in runtimes.names]
+            services = [RuntimeService(spec(name), runtimes) for name in runtimes.names]
         self.runtimes = runtimes
         hosted = list(services)
         self.state = CallState(
@@ -233,20 +234,20 @@ async def serve(settings: Settings, services: Sequence[HostedService] | None = N
     except RuntimeError as exc:  # grpc's "Failed to bind"
         log.critical("cannot listen on %s (%s); is the port in use? set SENSORIUM_ADDRESS",
                      settings.address, exc)
-        return 2
+        return Exit.USAGE
     except tls.TlsError as exc:
         log.critical("cannot serve TLS: %s", exc)
-        return 2
+        return Exit.USAGE
     except auth.TokenFileError as exc:
         log.critical("cannot use the tokens file: %s", exc)
-        return 2
+        return Exit.USAGE
     except tracing.TracingError as exc:
         log.critical("cannot trace: %s", exc)
-        return 2
+        return Exit.USAGE
     except ServiceStartError as exc:
         log.critical(
             "start-up failed: %s. (SENSORIUM_PROFILE=dev starts anyway and reports it)", exc
         )
-        return 3
+        return Exit.CONFIG
     await server.wait_stopped()
-    return 0
+    return Exit.OK

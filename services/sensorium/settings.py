@@ -17,8 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "SENSORIUM_"
-ServiceName = Literal["pdf", "transcription", "embedding"]
+ServiceName = str
+"""A service's short name, as in SENSORIUM_SERVICES (`sensorium.registry` has one row each)."""
 ALL_SERVICES: tuple[ServiceName, ...] = ("pdf", "transcription", "embedding")
+"""The services this package defines (the registry's built-in rows; a test keeps them in step).
+SENSORIUM_SERVICES hosts all of them by default."""
+_REGISTERED: set[ServiceName] = set()
+
+
+def accept_service(name: ServiceName) -> None:
+    """Let SENSORIUM_SERVICES name a service registered from outside the package
+    (`sensorium.registry.register` calls it)."""
+    _REGISTERED.add(name)
 MiB = 1024 * 1024
 
 
@@ -297,11 +307,17 @@ class Settings(BaseSettings):
     @field_validator("services", mode="before")
     @classmethod
     def _split_services(cls, value: Any) -> Any:
+        known = [*ALL_SERVICES, *sorted(_REGISTERED - set(ALL_SERVICES))]
         if isinstance(value, str):
-            names = [part.strip().lower() for part in value.split(",") if part.strip()]
-            if not names:
-                raise ValueError("name at least one service: pdf, transcription, embedding")
-            return list(dict.fromkeys(names))
+            value = [part.strip().lower() for part in value.split(",") if part.strip()]
+            if not value:
+                raise ValueError(f"name at least one service: {', '.join(known)}")
+        if isinstance(value, list):
+            unknown = [name for name in value if name not in known]
+            if unknown:
+                raise ValueError(f"unknown service {', '.join(map(str, unknown))}; the services are "
+                                 f"{', '.join(known)}")
+            return list(dict.fromkeys(value))
         return value
 
     @model_validator(mode="after")

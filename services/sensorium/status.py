@@ -2,7 +2,8 @@
 receives (`google.rpc.ErrorInfo` with the reason name, `RetryInfo` for errors worth retrying).
 
 The abort code and the code inside the rich status come from `CODES` alone, or clients'
-`rpc_status.from_call` raises. Decoding on the client side lives in `sensorium.client`.
+`rpc_status.from_call` raises. Decoding a failed call lives in `sensorium.client`; per-item
+errors (fields of result messages) go both ways here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from sensorium.errors import DOMAIN, REQUEST_ID, SETTING, Reason, SensoriumError, explain, setting_variable
+from sensorium.errors import (
+    DOMAIN,
+    REQUEST_ID,
+    SETTING,
+    Audience,
+    Reason,
+    SensoriumError,
+    explain,
+    setting_variable,
+)
 from sensorium.type.v1 import errors_pb2
 
 _S = grpc.StatusCode
@@ -63,13 +73,24 @@ def to_status(error: SensoriumError, request_id: str) -> grpc.Status:
     return rich
 
 
-def item_error(error: SensoriumError) -> errors_pb2.ItemError:
+def item_error(error: SensoriumError, audience: Audience = "client") -> errors_pb2.ItemError:
     """`error` as the per-item error field of a result message, with its metadata (limits)."""
     metadata = dict(error.metadata)
     if error.setting:
         metadata[SETTING] = setting_variable(error.setting)
-    return errors_pb2.ItemError(reason=error.reason.to_proto(), message=explain(error, "client"),
+    return errors_pb2.ItemError(reason=error.reason.to_proto(), message=explain(error, audience),
                                 metadata=metadata)
+
+
+def error_from_item(item: errors_pb2.ItemError) -> SensoriumError:
+    """A received per-item error as the domain error (its message already says how to change
+    a limit, so `setting` stays empty; the variable is in `metadata["setting"]`)."""
+    try:
+        name = errors_pb2.ErrorReason.Name(item.reason).removeprefix("ERROR_REASON_")
+    except ValueError:  # a reason newer than this code
+        name = ""
+    reason = Reason[name] if name in Reason.__members__ else Reason.INTERNAL_ERROR
+    return SensoriumError(reason, item.message, dict(item.metadata))
 
 
 def _cut(text: str, limit: int) -> str:

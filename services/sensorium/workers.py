@@ -1,26 +1,31 @@
-"""Worker processes for work that can crash, hang or bloat on hostile input (FFmpeg decoding a
-video, OCR models on a huge image): one task per input, in killable, recycled, memory-capped
-processes.
+"""Worker processes for parsers and decoders fed hostile input: killable, recycled, memory-capped.
 
-What `WorkerPool` guarantees, as the PDF pool does (`sensorium.pdf.workers`, which shares the
-process limits below and adds its own page chunking):
-- each task has a wall-clock budget (`timeout_seconds`), counted from when it starts running;
-  past it the worker is killed and the task fails with PROCESSING_LIMIT; the kernel's CPU-time
-  limit is the backstop should the server's timer not fire (SIGXCPU);
-- a worker that crashes (segfault, abort, killed) fails only the task it was running
-  (PARSER_CRASH); pebble starts a replacement, and a pool broken beyond that is rebuilt;
-- workers exit after `recycle_after_tasks` tasks, returning leaked or fragmented memory;
-- each worker's address space is capped at `memory_mb` (RLIMIT_AS); a task that runs out
-  fails with PROCESSING_LIMIT and the worker lives on;
-- at most `max_pending` tasks are admitted at once; more get OVERLOADED with a retry delay;
-- a caller that goes away (cancellation) frees its worker at once.
+The PDF pool (`sensorium.pdf.workers`), the document engine's pool and the media runtime (video
+frames, text in images) share this machinery:
 
-Workers start through a "forkserver" that has already imported the modules named in
-`preload`: forking the server process itself is unsafe (gRPC's threads), and "spawn" would pay
-Python's start-up and the imports on every restart.
+- each worker is a "lane": a `pebble.ProcessPool` of one process, so a caller can choose the
+  worker a task goes to (the PDF pool keeps a document's page chunks on the worker that has it
+  open); `WorkerPool.run` sends a task to the least loaded lane;
+- a task has a wall-clock timeout; past it pebble kills the worker and the task fails with
+  PROCESSING_LIMIT; a CPU-time limit armed per task (RLIMIT_CPU) is the kernel's backstop;
+- a worker that crashes (segfault, abort) fails only the task it was running (PARSER_CRASH);
+  pebble starts a replacement, and a pool broken beyond that is rebuilt;
+- workers exit after `recycle_after` tasks, returning memory the parsers leaked or fragmented;
+- each worker's address space is capped (RLIMIT_AS);
+- at most `max_pending` tasks (documents) are admitted at once; more get OVERLOADED with a
+  retry delay estimated from recent task times;
+- a caller that goes away (cancellation) has its running task's worker killed and replaced at
+  once, so an abandoned video decode does not keep a core busy to the time limit.
 
-Task functions must be importable top-level functions; arguments and results cross the process
-boundary by pickling, so large inputs go by path, not by value.
+Workers start through a "forkserver" that has already imported the worker modules of every
+service in the process: forking the server process itself is unsafe (gRPC's threads), and
+"spawn" would pay Python's start-up and the imports on every restart. A process has one
+forkserver, started with the first worker, and its preload list cannot change after that; so
+the list is one per process (`add_preload`): `Runtimes` adds every hosted service's modules before
+any pool starts (the registry's `worker_modules`), and each pool adds its own.
+
+Messages name the service ("PDF", "document", "media"), its settings group and what it works
+on ("document", "file"), so the same failure reads right in each.
 """
 
 from __future__ import annotations
@@ -29,48 +34,129 @@ import asyncio
 import contextlib
 import math
 import multiprocessing
-import os
 import resource
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext
-from typing import Any, TypeVar
+from typing import Any, Protocol
 
 import pebble
 
 from sensorium import logs
 from sensorium.errors import Reason, SensoriumError
 
-T = TypeVar("T")
-_CLOSE_TIMEOUT_SECONDS = 10.0
+# Pebble's manager threads poll every `sleep_unit` (0.1 s by default): that is how late a
+# recycled or crashed worker is replaced and a timed-out task killed, while documents wait.
+# 20 ms costs a few wake-ups a second and removes ~0.2 s stalls at every worker recycle.
+pebble.CONSTS.sleep_unit = 0.02
+
+CLOSE_TIMEOUT_SECONDS = 10.0
+
+_preload: dict[str, None] = dict.fromkeys(["__main__", __name__])
+"""The modules this process's forkserver imports before it forks a worker (ordered, unique).
+"__main__" avoids every new worker re-importing the program's main module (`sensorium`'s CLI:
+grpc, pydantic, ...), ~0.2 s a restart."""
 
 
-def limit_memory(memory_mb: int) -> None:
-    """Cap this process's address space at `memory_mb` MiB (0: no cap), never above the hard
-    limit it inherited."""
-    if memory_mb <= 0:
-        return
-    limit = memory_mb * 1024 * 1024
-    with contextlib.suppress(ValueError, OSError):
-        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        if hard != resource.RLIM_INFINITY:
-            limit = min(limit, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+def add_preload(modules: Sequence[str]) -> None:
+    """Have the forkserver import `modules` too. Call it before the first worker starts (a
+    pool calls it for its own modules; `Runtimes` for every hosted service's): once the
+    forkserver runs, workers fork from it as it is, and a module added later is imported by
+    each worker itself."""
+    _preload.update(dict.fromkeys(modules))
 
 
-def arm_cpu_limit(cpu_seconds: float) -> None:
-    """Let this process use at most `cpu_seconds` of CPU from now (0: no limit). RLIMIT_CPU
-    counts the whole process life, so it is re-armed per task. The server's wall-clock timeout
-    normally stops a task first; this is the kernel's backstop should the server's timer not,
-    e.g. when its own event loop is stalled. Past it the kernel sends SIGXCPU, which ends the
-    worker."""
-    if cpu_seconds <= 0:
+def forkserver_context() -> ForkServerContext:
+    """The "forkserver" context, with this process's preload list."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(_preload))  # read when the forkserver starts
+    return context
+
+
+@dataclass(frozen=True)
+class PoolLimits:
+    """What a pool guarantees, from the service's settings."""
+
+    timeout_seconds: float
+    """Wall-clock limit of one task (the PDF pool: of one document, across its tasks)."""
+    memory_mb: int
+    """RLIMIT_AS of each worker in MiB; 0 = unlimited."""
+    recycle_after: int
+    """Tasks after which a worker is replaced."""
+    max_pending: int
+    """Tasks (documents, files) admitted at once."""
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How failures are worded for one service."""
+
+    service: str
+    """"PDF", "document"."""
+    settings: str
+    """The settings group its limits live in: "pdf", "document"."""
+    crash_advice: str
+    """What to do about a file that crashed the parser."""
+    timeout_advice: str
+    """What to do about a file that took too long."""
+    verb: str = "reading"
+    """What a worker does to its input: "extracting", "reading", "decoding"."""
+    item: str = "document"
+    """What one task works on, in messages: "document", "file"."""
+    pending_setting: str = "max_pending_documents"
+    """The setting of the group `settings` that caps the tasks admitted at once."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side: these run in the worker processes.
+
+
+@dataclass
+class WorkerState:
+    memory_mb: int = 0
+    cpu_seconds: float = 0.0
+    tasks: int = 0
+
+
+state = WorkerState()
+"""This worker process's settings and task count."""
+
+
+def init_worker(
+    memory_mb: int, cpu_seconds: float, log_config: tuple[str, str] | None,
+    setup: Callable[..., None] | None = None, setup_args: tuple[Any, ...] = (),
+) -> None:
+    """Pebble initializer; it must never raise (a worker failing here breaks the pool).
+    `setup(*setup_args)` does the service's own preparation (it must not raise either)."""
+    state.memory_mb, state.cpu_seconds = memory_mb, cpu_seconds
+    if log_config is not None:  # the server's log format, so a worker's lines read like the rest
+        with contextlib.suppress(Exception):
+            level, fmt = log_config
+            logs.configure(level, "json" if fmt == "json" else "text")
+    if setup is not None:
+        with contextlib.suppress(Exception):
+            setup(*setup_args)
+    if memory_mb > 0:
+        limit = memory_mb * 1024 * 1024
+        with contextlib.suppress(ValueError, OSError):
+            _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            if hard != resource.RLIM_INFINITY:
+                limit = min(limit, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def arm_cpu_limit() -> None:
+    """Let this task use at most `cpu_seconds` of CPU from now (RLIMIT_CPU counts the whole
+    process life, so it is re-armed per task). The server's wall-clock timeout normally stops a
+    task first; this is the kernel's backstop should the server's timer not, e.g. when its own
+    event loop is stalled. Past it the kernel sends SIGXCPU, which ends the worker."""
+    if state.cpu_seconds <= 0:
         return
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    soft = math.ceil(usage.ru_utime + usage.ru_stime + cpu_seconds) + 1
+    soft = math.ceil(usage.ru_utime + usage.ru_stime + state.cpu_seconds) + 1
     with contextlib.suppress(ValueError, OSError):
         _old, hard = resource.getrlimit(resource.RLIMIT_CPU)
         if hard != resource.RLIM_INFINITY:
@@ -78,202 +164,193 @@ def arm_cpu_limit(cpu_seconds: float) -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
-def forkserver_context(preload: Sequence[str]) -> ForkServerContext:
-    """A "forkserver" context whose server imports `preload` (and the program's main module:
-    without it every new worker would re-import `sensorium`'s CLI, ~0.2 s a restart). The
-    preload list is ignored if this process's forkserver already runs."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", *preload])
-    return context
-
-
-# ---------------------------------------------------------------------------------------------
-# Worker side.
-
-
-@dataclass
-class _WorkerState:
-    memory_mb: int = 0
-    cpu_seconds: float = 0.0
-    tasks: int = 0
-
-
-_worker = _WorkerState()
+def ping(seconds: float) -> None:
+    """A task that only proves the worker runs (warm-up)."""
+    time.sleep(seconds)
+    state.tasks += 1
 
 
 @dataclass(frozen=True)
-class _Done:
+class CallResult:
+    """What `call` returns from a worker: the function's value and the worker's bookkeeping."""
+
     value: Any
-    pid: int
-    worker_tasks: int  # tasks this worker has run, this one included
+    started_at: float
+    worker_tasks: int
 
 
-def _init_worker(memory_mb: int, cpu_seconds: float, log_config: tuple[str, str] | None) -> None:
-    """Pebble initializer; it must never raise (a worker failing here breaks the pool)."""
-    _worker.memory_mb, _worker.cpu_seconds = memory_mb, cpu_seconds
-    if log_config is not None:  # the server's log format, so a worker's lines read like the rest
-        with contextlib.suppress(Exception):
-            level, fmt = log_config
-            logs.configure(level, "json" if fmt == "json" else "text")
-    limit_memory(memory_mb)
-
-
-def _run(function: Callable[..., Any], args: tuple[Any, ...], setting_prefix: str) -> _Done:
-    _worker.tasks += 1
-    arm_cpu_limit(_worker.cpu_seconds)
+def call(
+    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], settings: str
+) -> CallResult:
+    """Run `function(*args, **kwargs)` as one task of this worker (what `WorkerPool.run`
+    schedules)."""
+    started_at = time.monotonic()
+    state.tasks += 1
+    arm_cpu_limit()
     try:
-        value = function(*args)
+        value = function(*args, **kwargs)
     except MemoryError:
         raise SensoriumError(
             Reason.PROCESSING_LIMIT,
-            f"this input needs more memory than the limit of {_worker.memory_mb} MiB per worker; "
-            "send a smaller file",
-            {"limit_mb": str(_worker.memory_mb)}, setting=f"{setting_prefix}.worker_memory_mb",
+            f"reading the file needs more memory than the limit of {state.memory_mb} MiB per "
+            "worker; send a smaller or simpler file",
+            {"limit_mb": str(state.memory_mb)}, setting=f"{settings}.worker_memory_mb",
         ) from None
-    return _Done(value, os.getpid(), _worker.tasks)
-
-
-def _ping(seconds: float) -> int:
-    time.sleep(seconds)
-    return os.getpid()
+    return CallResult(value, started_at, state.tasks)
 
 
 # ---------------------------------------------------------------------------------------------
 # Server side.
 
 
-@dataclass(frozen=True)
-class PoolLimits:
-    """A pool's size and limits (from the settings group named by `setting_prefix`)."""
+class TaskResult(Protocol):
+    """What the pool reads from every task's result."""
 
-    workers: int = 1
-    timeout_seconds: float = 300.0
-    """Wall-clock limit per task."""
-    memory_mb: int = 2048
-    """Address-space limit per worker in MiB; 0 = unlimited."""
-    recycle_after_tasks: int = 500
-    max_pending: int = 64
-    """Tasks queued or running at once; more are refused with OVERLOADED."""
-    setting_prefix: str = "media"
-    """The settings group errors name ("media" -> "media.timeout_seconds")."""
+    @property
+    def worker_tasks(self) -> int: ...
+
+
+class Lane:
+    """One worker process, in a pebble pool of its own so that tasks can be sent to it."""
+
+    def __init__(self, pool: pebble.ProcessPool) -> None:
+        self.pool = pool
+        self.futures: set[pebble.ProcessFuture[Any]] = set()  # touched on the event loop only
+
+    def load(self) -> int:
+        """Tasks scheduled on this lane and not finished."""
+        self.futures = {future for future in self.futures if not future.done()}
+        return len(self.futures)
 
 
 class WorkerPool:
-    """Runs tasks in worker processes (see the module docstring); consumed on an event loop.
+    """Lanes of worker processes, consumed from asyncio.
 
-    `what` names the work in error messages ("decoding the video"); `on_worker_restart(reason)`
-    is called whenever a worker is replaced: "crash", "timeout", "cancelled" or "recycled".
+    `on_worker_restart(reason)` is called whenever a worker is replaced: "crash", "timeout",
+    "cancelled" (its task's caller went away) or "recycled"; runtimes turn it into a metric.
+    `initargs` are `init_worker`'s arguments after the memory and CPU limits and log config:
+    (setup, setup_args). This module imports nothing of gRPC or Prometheus.
     """
 
     def __init__(
         self,
         limits: PoolLimits,
+        wording: Wording,
         *,
-        what: str,
+        workers: int,
         preload: Sequence[str] = (),
+        setup: Callable[..., None] | None = None,
+        setup_args: tuple[Any, ...] = (),
         on_worker_restart: Callable[[str], None] | None = None,
         log_config: tuple[str, str] | None = None,
     ) -> None:
+        self.workers = max(1, workers)
         self.limits = limits
-        self.workers = max(1, limits.workers)
-        self._what = what
-        self._preload = [__name__, *preload]
-        self._initargs = (limits.memory_mb, limits.timeout_seconds, log_config)
+        self.wording = wording
+        add_preload(preload)
+        self._initargs = (limits.memory_mb, limits.timeout_seconds, log_config, setup, setup_args)
         self._on_worker_restart = on_worker_restart or (lambda reason: None)
         self._pending = 0
         self._closed = False
         self._seconds_per_task = 1.0  # moving average, for the OVERLOADED retry delay
-        self.worker_pids_seen: set[int] = set()
-        """Worker processes that ran a task (for tests and diagnostics)."""
-        self._futures: set[pebble.ProcessFuture[Any]] = set()  # touched on the event loop only
-        self._pool = self._new_pool()
+        self._lanes = [Lane(self._new_pool()) for _ in range(self.workers)]
 
     @property
     def pending(self) -> int:
-        """Tasks admitted and not finished."""
+        """Tasks (documents) admitted and not finished."""
         return self._pending
 
     def _new_pool(self) -> pebble.ProcessPool:
+        # Workers fork from a server that has already imported the parsers and the main module:
+        # restarts cost milliseconds (see `add_preload`).
         return pebble.ProcessPool(
-            max_workers=self.workers,
-            max_tasks=self.limits.recycle_after_tasks,
-            initializer=_init_worker,
+            max_workers=1,
+            max_tasks=self.limits.recycle_after,
+            initializer=init_worker,
             initargs=self._initargs,
-            context=forkserver_context(self._preload),
+            context=forkserver_context(),
         )
 
     async def warm_up(self) -> None:
-        """Start the workers (and the forkserver) now, so the first task is not slow."""
-        futures = [self._schedule(_ping, (0.05,), None) for _ in range(self.workers)]
-        self.worker_pids_seen.update(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
+        """Start the workers (and the forkserver) now, so the first request is not slow."""
+        futures = [self._schedule(lane, ping, (0.05,), None) for lane in self._lanes]
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
 
-    async def run(self, function: Callable[..., T], *args: Any) -> T:
-        """`function(*args)` in a worker process; its result, or the `SensoriumError` it raised.
-
-        Raises `SensoriumError`: OVERLOADED, SHUTTING_DOWN, PROCESSING_LIMIT (time or memory),
-        PARSER_CRASH (the worker died). A cancelled caller's task is stopped and its worker
-        replaced.
-        """
-        if self._closed:
-            raise SensoriumError(Reason.SHUTTING_DOWN, "the server is shutting down; retry on another one")
-        if self._pending >= self.limits.max_pending:
-            raise self._overloaded()
-        self._pending += 1
+    async def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`function(*args, **kwargs)` in a worker, as one admitted task with the pool's time limit.
+        `function` and its arguments and result must pickle; it must be importable by name."""
+        self._admit()
         begun = time.monotonic()
-        future = self._schedule(
-            _run, (function, args, self.limits.setting_prefix), self.limits.timeout_seconds
-        )
+        lane = min(self._lanes, key=Lane.load)
+        task = (function, args, kwargs, self.wording.settings)
+        future = self._schedule(lane, call, task, self.limits.timeout_seconds)
         try:
-            # Shielded, so that a cancelled caller leaves the task to the `finally` below, which
-            # can still tell whether it was running (and its worker is killed and replaced).
-            done = await self._result(future, asyncio.shield(asyncio.wrap_future(future)))
+            result: CallResult = await self._result(future, lane)
+            elapsed = time.monotonic() - begun
+            self._seconds_per_task += 0.1 * (elapsed - self._seconds_per_task)
+            return result.value
         finally:
             if not future.done():
                 if future.running():
                     self._on_worker_restart("cancelled")
                 future.cancel()
             self._pending -= 1
-        self._seconds_per_task += 0.1 * (time.monotonic() - begun - self._seconds_per_task)
-        value: T = done.value
-        return value
+
+    def _admit(self) -> None:
+        """Count a task (document) in, or refuse it; pair with `self._pending -= 1`."""
+        if self._closed:
+            raise SensoriumError(
+                Reason.SHUTTING_DOWN,
+                f"the {self.wording.service} service is shutting down; retry on another server",
+            )
+        if self._pending >= self.limits.max_pending:
+            raise self._overloaded()
+        self._pending += 1
 
     async def close(self) -> None:
         """Stop every worker; tasks in work fail with SHUTTING_DOWN. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        for future in list(self._futures):
-            future.cancel()
-        self._pool.stop()
-        await asyncio.to_thread(self._pool.join, _CLOSE_TIMEOUT_SECONDS)
+        for lane in self._lanes:
+            for future in list(lane.futures):
+                future.cancel()
+            lane.pool.stop()
+        await asyncio.gather(
+            *(asyncio.to_thread(lane.pool.join, CLOSE_TIMEOUT_SECONDS) for lane in self._lanes)
+        )
 
     def _schedule(
-        self, function: Callable[..., Any], args: tuple[Any, ...], timeout: float | None
+        self, lane: Lane, function: Callable[..., Any], args: tuple[Any, ...], timeout: float | None
     ) -> pebble.ProcessFuture[Any]:
         try:
-            future = self._pool.schedule(function, args, timeout=timeout)
+            future = lane.pool.schedule(function, args, timeout=timeout)
         except RuntimeError:
             # Pebble marks a whole pool broken in rare races (a worker dying before its task
-            # was acknowledged); replace it rather than fail every later task.
+            # was acknowledged); replace it rather than fail every later request.
             if self._closed:
                 raise SensoriumError(
-                    Reason.SHUTTING_DOWN, "the server is shutting down; retry elsewhere"
+                    Reason.SHUTTING_DOWN,
+                    f"the {self.wording.service} service is shutting down; retry elsewhere",
                 ) from None
-            self._replace_pool()
-            future = self._pool.schedule(function, args, timeout=timeout)
-        self._futures = {each for each in self._futures if not each.done()}
-        self._futures.add(future)
+            self._replace_pool(lane)
+            future = lane.pool.schedule(function, args, timeout=timeout)
+        lane.futures.add(future)
         return future
 
-    def _replace_pool(self) -> None:
-        broken, self._pool = self._pool, self._new_pool()
+    def _replace_pool(self, lane: Lane) -> None:
+        broken, lane.pool = lane.pool, self._new_pool()
         broken.stop()
         # Joining waits for the old manager threads; nothing here needs to wait for it.
-        asyncio.get_running_loop().run_in_executor(None, broken.join, _CLOSE_TIMEOUT_SECONDS)
+        asyncio.get_running_loop().run_in_executor(None, broken.join, CLOSE_TIMEOUT_SECONDS)
 
-    async def _result(self, future: pebble.ProcessFuture[Any], waiting: Awaitable[_Done]) -> _Done:
+    async def _result(self, future: pebble.ProcessFuture[Any], lane: Lane) -> Any:
+        service, item = self.wording.service, self.wording.item
         try:
-            done: _Done = await waiting
+            # Shielded: a cancelled caller must leave the future to its own `finally`, which
+            # can still tell that the task was running, count the restart and cancel it (pebble
+            # then kills the worker). Unshielded, asyncio would cancel it first, unseen.
+            result: TaskResult = await asyncio.shield(asyncio.wrap_future(future))
         except TimeoutError:
             self._on_worker_restart("timeout")
             raise self._timed_out() from None
@@ -284,43 +361,50 @@ class WorkerPool:
             self._on_worker_restart("crash")
             raise SensoriumError(
                 Reason.PARSER_CRASH,
-                f"the worker process died while {self._what} (exit code {error.exitcode}); the "
-                "file is probably malformed: do not retry it as is",
+                f"the {service} parser crashed on this {item} (worker exit code {error.exitcode}); "
+                f"the file is probably malformed: {self.wording.crash_advice}",
                 {"exit_code": str(error.exitcode)},
             ) from None
         except BrokenProcessPool:
             self._on_worker_restart("crash")
             if not self._closed:
-                self._replace_pool()
+                self._replace_pool(lane)
             raise SensoriumError(
-                Reason.PARSER_CRASH, f"a worker process died while {self._what}; do not retry it as is"
+                Reason.PARSER_CRASH,
+                f"a {service} worker process died while {self.wording.verb} this {item}; if it happens "
+                f"again with this file, {self.wording.crash_advice}",
             ) from None
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if self._closed and not (task and task.cancelling()):
                 raise SensoriumError(
-                    Reason.SHUTTING_DOWN, f"the server shut down while {self._what}; retry elsewhere"
+                    Reason.SHUTTING_DOWN,
+                    f"the {service} service shut down while {self.wording.verb} this {item}; "
+                    "retry elsewhere",
                 ) from None
             raise
-        self.worker_pids_seen.add(done.pid)
-        if done.worker_tasks >= self.limits.recycle_after_tasks:
+        if result.worker_tasks >= self.limits.recycle_after:
             self._on_worker_restart("recycled")
-        return done
+        return result
 
     def _timed_out(self) -> SensoriumError:
         limit = self.limits.timeout_seconds
         return SensoriumError(
             Reason.PROCESSING_LIMIT,
-            f"{self._what} took longer than the limit of {limit:g} s; send a shorter or smaller file",
-            {"limit_seconds": f"{limit:g}"}, setting=f"{self.limits.setting_prefix}.timeout_seconds",
+            f"{self.wording.verb} the {self.wording.item} took longer than the limit of {limit:g} s; "
+            f"{self.wording.timeout_advice}",
+            {"limit_seconds": f"{limit:g}"}, setting=f"{self.wording.settings}.timeout_seconds",
         )
 
     def _overloaded(self) -> SensoriumError:
-        retry = min(60.0, max(0.5, self._pending / self.workers * self._seconds_per_task))
+        backlog = self._pending / self.workers
+        retry = min(60.0, max(0.5, backlog * self._seconds_per_task))
         return SensoriumError(
             Reason.OVERLOADED,
-            f"the server is busy ({self._pending} files in work, limit {self.limits.max_pending}); "
-            f"retry after {retry:.1f} s",
+            f"the {self.wording.service} service is busy ({self._pending} {self.wording.item}s in "
+            f"work, limit {self.limits.max_pending}); retry after {retry:.1f} s",
             {"pending_documents": str(self._pending)},
-            retry_after_seconds=retry, setting=f"{self.limits.setting_prefix}.max_pending",
+            retry_after_seconds=retry,
+            setting=f"{self.wording.settings}.{self.wording.pending_setting}",
         )
+

@@ -15,6 +15,7 @@ import testkit
 from sensorium.auth import label_of
 from sensorium.budget import ByteBudget
 from sensorium.client import Client, ClientError, details_from_rpc_error
+from sensorium.embedding.remote import EmbeddingClient
 
 SLOW = "/sensorium.test.Slow/"
 # Tokens as an operator makes them (`openssl rand -hex 32`).
@@ -65,7 +66,7 @@ async def test_tokens_are_required_and_scoped_to_services(start_server, tmp_path
     for token, reason in [(ALL, "NOT_HOSTED"), (None, "UNAUTHENTICATED")]:
         async with Client(target, token=token) as client:
             with pytest.raises(ClientError) as error:
-                await client.embedding_space()
+                await EmbeddingClient(client).embedding_space()
             assert error.value.details.reason == reason
 
 

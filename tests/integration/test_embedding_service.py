@@ -18,7 +18,9 @@ import corpus
 import tiny_clip
 from sensorium.client import Client, ClientError
 from sensorium.embedding.embedder import fingerprint
+from sensorium.embedding.remote import EmbeddingClient
 from sensorium.embedding.v1 import embedding_service_pb2 as pb
+from sensorium.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
 from sensorium.type.v1 import errors_pb2
 
 
@@ -80,7 +82,7 @@ async def test_space_health_and_limits_are_reported(embed_client, shapes_model):
 
     client = await embed_client(max_image_pixels=1234, max_image_bytes=5678)
     assert await client.health("sensorium.embedding.v1.EmbeddingService") == "SERVING"
-    info = await client.embedding_space()
+    info = await EmbeddingClient(client).embedding_space()
     assert info.space.dimension == tiny_clip.TINY_CONFIG["embed_dim"]
     assert info.space.model == f"local-dir:{shapes_model.name}"
     assert info.space.pretrained == "open_clip_model.safetensors"
@@ -95,13 +97,13 @@ async def test_a_red_circle_ranks_the_red_circle_first_and_zero_shot_works(embed
     client = await embed_client()
     captions = [tiny_clip.caption(shape, colour) for shape, colour in tiny_clip.CLASSES]
     gallery = _class_images(1, seed=7)
-    images = await client.embed_images([data for _, data in gallery])
-    query = (await client.embed_texts(["a red circle"])).results[0].vector.values
+    images = await EmbeddingClient(client).embed_images([data for _, data in gallery])
+    query = (await EmbeddingClient(client).embed_texts(["a red circle"])).results[0].vector.values
     ranked = sorted(range(len(gallery)), key=lambda i: -np.dot(images.results[i].vector.values, query))
     assert tiny_clip.CLASSES[gallery[ranked[0]][0]] == ("circle", "red")
 
     test_set = _class_images(5, seed=11)  # fresh images, never seen in training
-    response = await client.score([data for _, data in test_set], captions)
+    response = await EmbeddingClient(client).score([data for _, data in test_set], captions)
     assert response.scoring_function == pb.SCORING_FUNCTION_SOFTMAX
     predictions = [int(np.argmax(row.probabilities)) for row in response.rows]
     accuracy = np.mean([p == label for p, (label, _) in zip(predictions, test_set, strict=True)])
@@ -129,7 +131,8 @@ async def test_vectors_equal_open_clip_in_process_on_every_path(embed_client, sh
 
     before = _batches()
     singles = await asyncio.gather(
-        *(client.embed_images([data]) for data in images), *(client.embed_texts([text]) for text in texts)
+        *(EmbeddingClient(client).embed_images(
+            [data]) for data in images), *(EmbeddingClient(client).embed_texts([text]) for text in texts)
     )
     after = _batches()
     got = [r.results[0].vector.values for r in singles]
@@ -140,7 +143,7 @@ async def test_vectors_equal_open_clip_in_process_on_every_path(embed_client, sh
     assert items == len(images) + len(texts)
     assert calls < items / 2, "single-item calls from concurrent clients were not batched together"
 
-    many = await client.embed_images(images)
+    many = await EmbeddingClient(client).embed_images(images)
     for result, want in zip(many.results, expected_images, strict=True):
         assert _cos(result.vector.values, want) >= 0.9999
         assert result.width and result.height
@@ -150,7 +153,7 @@ async def test_vectors_equal_open_clip_in_process_on_every_path(embed_client, sh
             yield pb.StreamEmbedRequest(id=f"image-{i}", image=data)
             yield pb.StreamEmbedRequest(id=f"text-{i}", text=texts[i])
 
-    answers = {m.id: m async for m in client.embedding.StreamEmbed(requests())}
+    answers = {m.id: m async for m in pb_grpc.EmbeddingServiceStub(client.channel).StreamEmbed(requests())}
     assert len(answers) == 2 * len(images)
     for i in range(len(images)):
         assert _cos(answers[f"image-{i}"].vector.values, expected_images[i]) >= 0.9999
@@ -161,7 +164,8 @@ async def test_bad_images_fail_alone(embed_client):
     client = await embed_client(max_image_bytes=50_000, max_image_pixels=1_000_000)
     good = _noise_png(1)
     huge = tiny_clip.png(Image.new("1", (1200, 1000)))  # small file, 1.2 MP
-    response = await client.embed_images([good, b"", b"not an image at all", huge, b"\0" * 60_000, good])
+    response = await EmbeddingClient(client).embed_images(
+        [good, b"", b"not an image at all", huge, b"\0" * 60_000, good])
     names = [_name(r.error.reason) if r.HasField("error") else "" for r in response.results]
     assert names == ["", "ERROR_REASON_INPUT_EMPTY", "ERROR_REASON_IMAGE_UNDECODABLE",
                      "ERROR_REASON_IMAGE_TOO_LARGE", "ERROR_REASON_INPUT_TOO_LARGE", ""]
@@ -172,7 +176,7 @@ async def test_bad_images_fail_alone(embed_client):
         "limit_pixels": "1000000", "setting": "SENSORIUM_EMBEDDING__MAX_IMAGE_PIXELS"}
     assert dict(response.results[4].error.metadata) == {
         "limit_bytes": "50000", "size_bytes": "60000", "setting": "SENSORIUM_EMBEDDING__MAX_IMAGE_BYTES"}
-    only_bad = await client.embed_images([b"junk"])
+    only_bad = await EmbeddingClient(client).embed_images([b"junk"])
     assert only_bad.results[0].error.message  # still OK: per-item errors, not a failed call
 
 
@@ -180,7 +184,8 @@ async def test_corpus_images(embed_client, corpus_dir):
     client = await embed_client()
     files = {f["file"]: f for f in corpus.manifest("image")}
     names = sorted(files)
-    response = await client.embed_images([(corpus_dir / name).read_bytes() for name in names])
+    response = await EmbeddingClient(client).embed_images(
+        [(corpus_dir / name).read_bytes() for name in names])
     for name, result in zip(names, response.results, strict=True):
         expected = files[name]["expected"]
         if "extents" in name:
@@ -204,7 +209,8 @@ async def test_exif_orientation_is_applied(embed_client):
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     buffer = io.BytesIO()
     stored.save(buffer, format="PNG", exif=exif)
-    rotated, plain = (await client.embed_images([buffer.getvalue(), tiny_clip.png(upright)])).results
+    rotated, plain = (await EmbeddingClient(client).embed_images(
+        [buffer.getvalue(), tiny_clip.png(upright)])).results
     assert (rotated.width, rotated.height) == (24, 40)
     assert _cos(rotated.vector.values, plain.vector.values) >= 0.9999
 
@@ -212,25 +218,27 @@ async def test_exif_orientation_is_applied(embed_client):
 async def test_long_texts_truncate_or_fail_and_empty_texts_fail(embed_client):
     client = await embed_client()
     long = "a red circle " * 10
-    truncated, short, empty = (await client.embed_texts([long, "a red circle", "  "])).results
+    truncated, short, empty = (await EmbeddingClient(client).embed_texts(
+        [long, "a red circle", "  "])).results
     assert truncated.truncated and truncated.token_count == 32
     assert not short.truncated and short.token_count == 5
     assert _name(empty.error.reason) == "ERROR_REASON_INPUT_EMPTY"
     strict = pb.EmbedOptions(truncation=pb.TRUNCATION_MODE_REJECT)
-    rejected, fine = (await client.embed_texts([long, "a red circle"], strict)).results
+    rejected, fine = (await EmbeddingClient(client).embed_texts([long, "a red circle"], strict)).results
     assert "32 tokens" in rejected.error.message and not fine.HasField("error")
 
     strict_server = await embed_client(strict_truncation=True)
-    by_default = (await strict_server.embed_texts([long])).results[0]
+    by_default = (await EmbeddingClient(strict_server).embed_texts([long])).results[0]
     assert by_default.HasField("error")
     allowed = pb.EmbedOptions(truncation=pb.TRUNCATION_MODE_TRUNCATE)
-    assert (await strict_server.embed_texts([long], allowed)).results[0].truncated
+    assert (await EmbeddingClient(strict_server).embed_texts([long], allowed)).results[0].truncated
 
 
 async def test_unnormalized_vectors_say_so(embed_client):
     client = await embed_client()
-    raw = (await client.embed_texts(["a blue square"], pb.EmbedOptions(unnormalized=True))).results[0]
-    unit = (await client.embed_texts(["a blue square"])).results[0]
+    raw = (await EmbeddingClient(client).embed_texts(
+        ["a blue square"], pb.EmbedOptions(unnormalized=True))).results[0]
+    unit = (await EmbeddingClient(client).embed_texts(["a blue square"])).results[0]
     assert not raw.vector.space.normalized and unit.vector.space.normalized
     assert np.linalg.norm(raw.vector.values) != pytest.approx(1.0, abs=1e-3)
     assert _cos(raw.vector.values, unit.vector.values) >= 0.9999
@@ -239,20 +247,21 @@ async def test_unnormalized_vectors_say_so(embed_client):
 async def test_request_limits(embed_client):
     client = await embed_client(max_items_per_request=3)
     with pytest.raises(ClientError) as error:
-        await client.embed_texts([])
+        await EmbeddingClient(client).embed_texts([])
     assert _reason(error) == ("INVALID_ARGUMENT", "INVALID_REQUEST")
     with pytest.raises(ClientError) as error:
-        await client.embed_images([_noise_png(i) for i in range(4)])
+        await EmbeddingClient(client).embed_images([_noise_png(i) for i in range(4)])
     assert _reason(error) == ("INVALID_ARGUMENT", "INVALID_REQUEST")
     assert "MAX_ITEMS_PER_REQUEST" in error.value.details.message
     with pytest.raises(ClientError) as error:
-        await client.score([_noise_png(1)], ["a red circle", ""])
+        await EmbeddingClient(client).score([_noise_png(1)], ["a red circle", ""])
     assert _reason(error) == ("INVALID_ARGUMENT", "INPUT_EMPTY")
 
 
 async def test_score_marks_bad_images_per_row(embed_client):
     client = await embed_client()
-    response = await client.score([b"broken", _noise_png(2)], ["a red circle", "a blue square"])
+    response = await EmbeddingClient(client).score(
+        [b"broken", _noise_png(2)], ["a red circle", "a blue square"])
     assert response.rows[0].HasField("error") and not response.rows[0].probabilities
     assert len(response.rows[1].probabilities) == 2
     assert response.space.dimension == tiny_clip.TINY_CONFIG["embed_dim"]
@@ -269,7 +278,7 @@ async def test_stream_answers_each_item_with_its_id_and_error(embed_client):
         yield pb.StreamEmbedRequest(id="ok", text="a green triangle",
                                     options=pb.EmbedOptions(unnormalized=True))
 
-    answers = {m.id: m async for m in client.embedding.StreamEmbed(requests())}
+    answers = {m.id: m async for m in pb_grpc.EmbeddingServiceStub(client.channel).StreamEmbed(requests())}
     assert set(answers) == {"bad", "empty", "long", "ok"}
     assert answers["bad"].error.message and answers["empty"].error.message and answers["long"].error.message
     assert answers["ok"].vector.values and not answers["ok"].vector.space.normalized
@@ -289,7 +298,7 @@ async def test_missing_weights_fail_start_up_with_the_fix(start_server, tmp_path
     async with Client(f"127.0.0.1:{server.port}") as client:
         assert await client.health("sensorium.embedding.v1.EmbeddingService") == "NOT_SERVING"
         with pytest.raises(ClientError) as call:
-            await client.embed_texts(["a red circle"])
+            await EmbeddingClient(client).embed_texts(["a red circle"])
     assert call.value.details.code.name == "UNAVAILABLE"
 
 
@@ -297,9 +306,9 @@ async def test_vit_b_32_architecture_runs_with_random_weights(start_server):
     server = await start_server(services=["embedding"], device="cpu",
                                 embedding={"model": "ViT-B-32", "pretrained": ""})
     async with Client(f"127.0.0.1:{server.port}") as client:
-        info = await client.embedding_space()
+        info = await EmbeddingClient(client).embedding_space()
         assert (info.space.model, info.space.dimension, info.context_length) == ("ViT-B-32", 512, 77)
-        response = await client.embed_images([_noise_png(5, (300, 200))])
+        response = await EmbeddingClient(client).embed_images([_noise_png(5, (300, 200))])
         assert len(response.results[0].vector.values) == 512
-        text = (await client.embed_texts(["word " * 100])).results[0]
+        text = (await EmbeddingClient(client).embed_texts(["word " * 100])).results[0]
         assert text.truncated and text.token_count == 102

@@ -20,7 +20,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import speechkit
 import tiny_clip
 from sensorium.client import Client, ClientError
+from sensorium.embedding.remote import EmbeddingClient
+from sensorium.embedding.runtime import EmbeddingRuntime
 from sensorium.transcription import runtime as transcription_runtime
+from sensorium.transcription.remote import TranscriptionClient
 from sensorium.transcription.v1 import transcription_service_pb2 as transcription_pb
 from sensorium.transcription.v1 import transcription_service_pb2_grpc as transcription_grpc
 
@@ -58,7 +61,7 @@ async def test_cuda_out_of_memory_splits_the_batch_and_every_caller_gets_its_vec
     start_server, shapes_model
 ):
     server = await _embedding_server(start_server, shapes_model, max_wait_ms=300.0, max_batch_size=8)
-    engine = server.runtimes.embedding.model
+    engine = server.runtimes.of(EmbeddingRuntime).model
     real, sizes = engine.encode, []
 
     def encode(items):
@@ -69,7 +72,8 @@ async def test_cuda_out_of_memory_splits_the_batch_and_every_caller_gets_its_vec
 
     engine.encode = encode
     async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
-        results = await asyncio.gather(*(client.embed_images([image]) for image in _images(8)))
+        results = await asyncio.gather(*(EmbeddingClient(client).embed_images(
+            [image]) for image in _images(8)))
     assert all(not r.results[0].HasField("error") for r in results)
     assert sizes[0] == 8 and max(sizes[1:]) <= 4 and sum(s for s in sizes if s <= 2) == 8
 
@@ -78,7 +82,7 @@ async def test_one_item_too_large_for_the_gpu_is_resource_exhausted_with_a_retry
     start_server, shapes_model
 ):
     server = await _embedding_server(start_server, shapes_model)
-    engine = server.runtimes.embedding.model
+    engine = server.runtimes.of(EmbeddingRuntime).model
 
     def encode(items):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
@@ -86,7 +90,7 @@ async def test_one_item_too_large_for_the_gpu_is_resource_exhausted_with_a_retry
     engine.encode = encode
     async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
         with pytest.raises(ClientError) as refused:
-            await client.embed_images(_images(1))
+            await EmbeddingClient(client).embed_images(_images(1))
     details = refused.value.details
     assert (details.code, details.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "GPU_OUT_OF_MEMORY")
     assert details.retry_after_seconds == 2.0
@@ -141,7 +145,7 @@ async def test_cancelling_while_the_audio_decodes_stops_the_decoding(
     monkeypatch.setattr(transcription_runtime.audio, "decode", slow_decode)
     path = speechkit.write_wav(speechkit.silence(2.0), tmp_path / "quiet.wav")
     async with Client(f"127.0.0.1:{server.port}") as client:
-        call = asyncio.ensure_future(client.transcribe(path.read_bytes()))
+        call = asyncio.ensure_future(TranscriptionClient(client).transcribe(path.read_bytes()))
         await asyncio.to_thread(decoding.wait, 10)
         cancelled_at = time.monotonic()
         call.cancel()
@@ -163,7 +167,7 @@ BATCH_SECONDS = 0.5
 async def test_overload_is_refused_fast_health_answers_and_throughput_recovers(start_server, shapes_model):
     server = await _embedding_server(start_server, shapes_model, max_batch_size=2, queue_size=4,
                                      max_wait_ms=0.0)
-    engine = server.runtimes.embedding.model
+    engine = server.runtimes.of(EmbeddingRuntime).model
     real = engine.encode
 
     def slow(items):  # a model that needs 0.5 s a batch: the queue fills at once
@@ -180,7 +184,7 @@ async def test_overload_is_refused_fast_health_answers_and_throughput_recovers(s
         async def timed_call():
             started = time.perf_counter()
             try:
-                await client.embed_images(images)
+                await EmbeddingClient(client).embed_images(images)
                 return "ok", time.perf_counter() - started, None
             except ClientError as error:
                 return "refused", time.perf_counter() - started, error.details
@@ -195,7 +199,7 @@ async def test_overload_is_refused_fast_health_answers_and_throughput_recovers(s
         await asyncio.sleep(0.05)
         health_seconds = await timed_health()
         results = await asyncio.gather(*flood)
-        depth = server.runtimes.embedding._batcher.queue_depth  # type: ignore[union-attr]
+        depth = server.runtimes.of(EmbeddingRuntime)._batcher.queue_depth  # type: ignore[union-attr]
         refused = [r for r in results if r[0] == "refused"]
         served = [r for r in results if r[0] == "ok"]
         assert refused and served

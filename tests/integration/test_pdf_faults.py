@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 
 import testkit
 from sensorium.client import Client, ClientError
+from sensorium.pdf.remote import PdfClient
 
 
 @pytest.fixture
@@ -59,10 +60,11 @@ async def test_a_worker_killed_or_stopped_from_outside_fails_only_its_request(pd
     client = await pdf_server(timeout_seconds=3)
     pidfile = tmp_path / "worker.pid"
     victim = asyncio.ensure_future(
-        client.extract_document(testkit.make_pdf(["x"], title=f"sensorium-test:pidfile={pidfile}")))
+        PdfClient(client).extract_document(
+            testkit.make_pdf(["x"], title=f"sensorium-test:pidfile={pidfile}")))
     pid = await _pid_from(pidfile)
     # Others are in flight and queued (more documents than the one worker left) when it dies.
-    others = [asyncio.ensure_future(client.extract_document(d)) for d in _normal(6)]
+    others = [asyncio.ensure_future(PdfClient(client).extract_document(d)) for d in _normal(6)]
     await asyncio.sleep(0.2)
     crashes, timeouts = _restarts("crash"), _restarts("timeout")
     os.kill(pid, getattr(signal, how))
@@ -86,7 +88,7 @@ async def test_a_worker_killed_or_stopped_from_outside_fails_only_its_request(pd
     await asyncio.sleep(0.5)
     assert not pidfile.exists(), "the server retried the document that killed its worker"
     # The pool healed: two workers serve again, concurrently.
-    again = await asyncio.gather(*(client.extract_document(d) for d in _normal(4)))
+    again = await asyncio.gather(*(PdfClient(client).extract_document(d) for d in _normal(4)))
     assert _texts(again) == [f"doc {i} page 0" for i in range(4)]
 
 
@@ -96,11 +98,11 @@ async def test_a_document_that_crashed_workers_twice_is_refused_at_once(pdf_serv
     crashes = _restarts("crash")
     for _ in range(2):
         with pytest.raises(ClientError) as crashed:
-            await client.extract_document(crashing)
+            await PdfClient(client).extract_document(crashing)
         assert crashed.value.details.reason == "PARSER_CRASH"
     started = time.monotonic()
     with pytest.raises(ClientError) as refused:
-        await client.extract_document(crashing)
+        await PdfClient(client).extract_document(crashing)
     assert time.monotonic() - started < 1.0
     details = refused.value.details
     assert (details.code, details.reason) == (grpc.StatusCode.INTERNAL, "PARSER_CRASH")
@@ -109,7 +111,7 @@ async def test_a_document_that_crashed_workers_twice_is_refused_at_once(pdf_serv
     # Other documents, even of the same size, are unaffected.
     same_size_other = testkit.make_pdf(["y"], title="sensorium-test:segfaulT")
     assert len(same_size_other) == len(crashing)
-    assert (await client.extract_document(same_size_other)).pages[0].text.strip() == "y"
+    assert (await PdfClient(client).extract_document(same_size_other)).pages[0].text.strip() == "y"
 
 
 async def test_the_quarantine_can_be_switched_off(pdf_server):
@@ -118,7 +120,7 @@ async def test_the_quarantine_can_be_switched_off(pdf_server):
     crashes = _restarts("crash")
     for _ in range(3):
         with pytest.raises(ClientError):
-            await client.extract_document(crashing)
+            await PdfClient(client).extract_document(crashing)
     assert _restarts("crash") == crashes + 3
 
 
@@ -127,10 +129,11 @@ async def test_each_task_runs_under_a_cpu_time_limit_armed_for_it(pdf_server, tm
     # used so far plus the document's time limit, as the kernel's backstop to the wall clock.
     client = await pdf_server(workers=1, timeout_seconds=7)
     for _ in range(3):
-        await client.extract_document(testkit.make_pdf(["warm"]))
+        await PdfClient(client).extract_document(testkit.make_pdf(["warm"]))
     pidfile = tmp_path / "worker.pid"
     victim = asyncio.ensure_future(
-        client.extract_document(testkit.make_pdf(["x"], title=f"sensorium-test:pidfile={pidfile}")))
+        PdfClient(client).extract_document(
+            testkit.make_pdf(["x"], title=f"sensorium-test:pidfile={pidfile}")))
     pid = await _pid_from(pidfile)
     limits = Path(f"/proc/{pid}/limits").read_text()
     (line,) = [row for row in limits.splitlines() if row.startswith("Max cpu time")]
@@ -147,7 +150,8 @@ async def test_a_worker_ended_by_its_cpu_time_limit_is_a_processing_limit(pdf_se
     client = await pdf_server(timeout_seconds=30)
     timeouts = _restarts("timeout")
     with pytest.raises(ClientError) as stopped:
-        await client.extract_document(testkit.make_pdf(["x"], title="sensorium-test:cpulimit"))
+        await PdfClient(client).extract_document(testkit.make_pdf(["x"], title="sensorium-test:cpulimit"))
     assert stopped.value.details.reason == "PROCESSING_LIMIT"
     assert _restarts("timeout") == timeouts + 1
-    assert (await client.extract_document(testkit.make_pdf(["after"]))).pages[0].text.strip() == "after"
+    assert (await PdfClient(client).extract_document(
+        testkit.make_pdf(["after"]))).pages[0].text.strip() == "after"

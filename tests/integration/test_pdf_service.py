@@ -14,7 +14,9 @@ from prometheus_client import REGISTRY
 
 import testkit
 from sensorium.client import Client, ClientError
+from sensorium.pdf.remote import PdfClient
 from sensorium.pdf.v1 import pdf_service_pb2 as pb
+from sensorium.pdf.v1 import pdf_service_pb2_grpc as pdf_grpc
 from sensorium.type.v1 import errors_pb2
 
 
@@ -34,7 +36,7 @@ async def pdf_client(start_server):
 async def _stream(client: Client, content: bytes, tmp_path: Path, **options: object):
     path = tmp_path / "upload.pdf"
     path.write_bytes(content)
-    return [m async for m in client.stream_extract_document(path, pb.ExtractOptions(**options))]
+    return [m async for m in PdfClient(client).stream_extract_document(path, pb.ExtractOptions(**options))]
 
 
 def _reason(error: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
@@ -44,7 +46,7 @@ def _reason(error: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
 async def test_unary_returns_pages_in_order_with_metadata(pdf_client):
     client = await pdf_client()
     content = testkit.make_pdf(["alpha page", "beta page", "gamma page"], title="Greek")
-    response = await client.extract_document(content, pb.ExtractOptions(include_blocks=True))
+    response = await PdfClient(client).extract_document(content, pb.ExtractOptions(include_blocks=True))
     assert [p.page_number for p in response.pages] == [1, 2, 3]
     assert [p.text.strip() for p in response.pages] == ["alpha page", "beta page", "gamma page"]
     assert response.metadata.title == "Greek"
@@ -59,10 +61,10 @@ async def test_unary_returns_pages_in_order_with_metadata(pdf_client):
 async def test_page_range_and_out_of_range(pdf_client):
     client = await pdf_client()
     content = testkit.make_pdf([f"page {i}" for i in range(1, 6)])
-    response = await client.extract_document(content, pb.ExtractOptions(first_page=2, last_page=3))
+    response = await PdfClient(client).extract_document(content, pb.ExtractOptions(first_page=2, last_page=3))
     assert [p.text.strip() for p in response.pages] == ["page 2", "page 3"]
     with pytest.raises(ClientError) as error:
-        await client.extract_document(content, pb.ExtractOptions(first_page=9))
+        await PdfClient(client).extract_document(content, pb.ExtractOptions(first_page=9))
     assert _reason(error) == ("OUT_OF_RANGE", "PAGE_OUT_OF_RANGE")
     assert "5 pages" in error.value.details.message
 
@@ -129,7 +131,7 @@ async def test_a_unary_request_over_the_message_limit_gets_grpcs_own_refusal(sta
     assert len(content) > limit
     async with Client(f"127.0.0.1:{server.port}") as client:
         with pytest.raises(ClientError) as error:
-            await client.extract_document(content)
+            await PdfClient(client).extract_document(content)
         details = error.value.details
         assert details.code.name == "RESOURCE_EXHAUSTED"
         assert (details.reason, details.metadata, details.retry_after_seconds) == ("", {}, None)
@@ -141,7 +143,8 @@ async def test_a_unary_request_over_the_message_limit_gets_grpcs_own_refusal(sta
 async def test_images_are_refused_on_the_unary_call(pdf_client):
     client = await pdf_client()
     with pytest.raises(ClientError) as error:
-        await client.extract_document(testkit.make_pdf(["x"]), pb.ExtractOptions(include_images=True))
+        await PdfClient(client).extract_document(
+            testkit.make_pdf(["x"]), pb.ExtractOptions(include_images=True))
     assert _reason(error) == ("INVALID_ARGUMENT", "INVALID_REQUEST")
     assert "StreamExtractDocument" in error.value.details.message
 
@@ -169,31 +172,32 @@ async def test_image_over_the_pixel_cap_is_marked_not_extracted(pdf_client, tmp_
 async def test_bad_input_is_invalid_argument_and_the_server_keeps_serving(pdf_client, content, reason):
     client = await pdf_client()
     with pytest.raises(ClientError) as error:
-        await client.extract_document(content)
+        await PdfClient(client).extract_document(content)
     assert _reason(error) == ("INVALID_ARGUMENT", reason)
-    assert (await client.extract_document(testkit.make_pdf(["fine"]))).pages[0].text.strip() == "fine"
+    assert (await PdfClient(client).extract_document(
+        testkit.make_pdf(["fine"]))).pages[0].text.strip() == "fine"
 
 
 async def test_truncated_pdfs_are_repaired_and_flagged_or_refused(pdf_client):
     client = await pdf_client()
     content = testkit.make_pdf([f"page {i}" for i in range(1, 4)])
     # Cut in the trailer: MuPDF rebuilds the xref, and the response says it did.
-    repaired = await client.extract_document(content[: len(content) * 9 // 10])
+    repaired = await PdfClient(client).extract_document(content[: len(content) * 9 // 10])
     assert repaired.metadata.repaired
     assert [p.text.strip() for p in repaired.pages] == ["page 1", "page 2", "page 3"]
     # Cut before the page tree: nothing sensible is left.
     with pytest.raises(ClientError) as error:
-        await client.extract_document(content[:400])
+        await PdfClient(client).extract_document(content[:400])
     assert _reason(error) == ("INVALID_ARGUMENT", "PDF_UNREADABLE")
 
 
 async def test_garbage_fails_and_a_page_tree_loop_does_not_hang(pdf_client):
     client = await pdf_client()
     with pytest.raises(ClientError) as error:
-        await client.extract_document(b"oops\n")
+        await PdfClient(client).extract_document(b"oops\n")
     assert _reason(error) == ("INVALID_ARGUMENT", "PDF_UNREADABLE")
     # MuPDF 1.28 breaks the /Pages loop and finds the one real page.
-    looped = await client.extract_document(testkit.make_page_tree_loop_pdf("Potato"))
+    looped = await PdfClient(client).extract_document(testkit.make_page_tree_loop_pdf("Potato"))
     assert [p.text.strip() for p in looped.pages] == ["Potato"]
 
 
@@ -201,9 +205,10 @@ async def test_corpus_garbage_and_page_tree_loop(pdf_client, corpus_dir):
     """The same on qpdf's own test files."""
     client = await pdf_client()
     with pytest.raises(ClientError) as error:
-        await client.extract_document((corpus_dir / "pdf" / "qpdf_bad1.pdf").read_bytes())
+        await PdfClient(client).extract_document((corpus_dir / "pdf" / "qpdf_bad1.pdf").read_bytes())
     assert _reason(error) == ("INVALID_ARGUMENT", "PDF_UNREADABLE")
-    looped = await client.extract_document((corpus_dir / "pdf" / "qpdf_pages-loop.pdf").read_bytes())
+    looped = await PdfClient(client).extract_document(
+        (corpus_dir / "pdf" / "qpdf_pages-loop.pdf").read_bytes())
     assert [p.text.strip() for p in looped.pages] == ["Potato"]
 
 
@@ -212,19 +217,19 @@ async def test_a_pdf_without_pages_is_a_failure_not_an_empty_success(pdf_client)
     catalog = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
     pages = b"2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\n"
     with pytest.raises(ClientError) as error:
-        await client.extract_document(catalog + pages + b"%%EOF\n")
+        await PdfClient(client).extract_document(catalog + pages + b"%%EOF\n")
     assert _reason(error) == ("INVALID_ARGUMENT", "PDF_NO_PAGES")
 
 
 async def _check_passwords(client: Client, content: bytes, user: str, owner: str) -> None:
     with pytest.raises(ClientError) as missing:
-        await client.extract_document(content)
+        await PdfClient(client).extract_document(content)
     assert _reason(missing) == ("INVALID_ARGUMENT", "PDF_PASSWORD_REQUIRED")
     with pytest.raises(ClientError) as wrong:
-        await client.extract_document(content, pb.ExtractOptions(password="nope"))
+        await PdfClient(client).extract_document(content, pb.ExtractOptions(password="nope"))
     assert _reason(wrong) == ("INVALID_ARGUMENT", "PDF_PASSWORD_INCORRECT")
     for password in (user, owner):
-        response = await client.extract_document(content, pb.ExtractOptions(password=password))
+        response = await PdfClient(client).extract_document(content, pb.ExtractOptions(password=password))
         assert response.metadata.encrypted
         assert len(response.pages) == response.metadata.page_count > 0
 
@@ -233,7 +238,7 @@ async def test_passwords_required_wrong_and_right(pdf_client):
     client = await pdf_client()
     content = testkit.make_r6_pdf(30, user_password="view", owner_password="master")
     await _check_passwords(client, content, "view", "master")
-    response = await client.extract_document(content, pb.ExtractOptions(password="view"))
+    response = await PdfClient(client).extract_document(content, pb.ExtractOptions(password="view"))
     assert [p.text.strip() for p in response.pages] == [f"Page {n}" for n in range(1, 31)]
 
 
@@ -248,16 +253,16 @@ async def test_limits_bytes_pages_and_time(pdf_client):
     small = testkit.make_pdf(["a"])
     assert len(small) < 2000
     with pytest.raises(ClientError) as too_big:
-        await client.extract_document(small + b"%" + bytes(3000))
+        await PdfClient(client).extract_document(small + b"%" + bytes(3000))
     assert _reason(too_big) == ("INVALID_ARGUMENT", "INPUT_TOO_LARGE")
     assert "SENSORIUM_PDF__MAX_DOCUMENT_BYTES" in too_big.value.details.message
     with pytest.raises(ClientError) as too_many:
-        await client.extract_document(testkit.make_pdf(["1", "2", "3", "4"]))
+        await PdfClient(client).extract_document(testkit.make_pdf(["1", "2", "3", "4"]))
     assert _reason(too_many) == ("INVALID_ARGUMENT", "PDF_TOO_MANY_PAGES")
     with pytest.raises(ClientError) as too_slow:
-        await client.extract_document(testkit.make_pdf(["z"], title="sensorium-test:sleep=30"))
+        await PdfClient(client).extract_document(testkit.make_pdf(["z"], title="sensorium-test:sleep=30"))
     assert _reason(too_slow) == ("INVALID_ARGUMENT", "PROCESSING_LIMIT")
-    assert (await client.extract_document(small)).pages[0].text.strip() == "a"
+    assert (await PdfClient(client).extract_document(small)).pages[0].text.strip() == "a"
 
 
 async def test_stream_must_start_with_a_header(pdf_client):
@@ -267,7 +272,7 @@ async def test_stream_must_start_with_a_header(pdf_client):
         yield pb.StreamExtractDocumentRequest(chunk=b"%PDF-1.7")
 
     with pytest.raises(grpc.RpcError) as error:
-        async for _ in client.pdf.StreamExtractDocument(chunk_first()):
+        async for _ in pdf_grpc.PdfServiceStub(client.channel).StreamExtractDocument(chunk_first()):
             pass
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "header" in (error.value.details() or "")
@@ -277,8 +282,8 @@ async def test_a_crashing_worker_fails_only_its_own_request(pdf_client):
     client = await pdf_client()
     restarts = REGISTRY.get_sample_value("sensorium_worker_restarts_total",
                                          {"service": "pdf", "reason": "crash"}) or 0
-    crash = client.extract_document(testkit.make_pdf(["x"], title="sensorium-test:segfault"))
-    normal = [client.extract_document(testkit.make_pdf([f"doc {i}"])) for i in range(4)]
+    crash = PdfClient(client).extract_document(testkit.make_pdf(["x"], title="sensorium-test:segfault"))
+    normal = [PdfClient(client).extract_document(testkit.make_pdf([f"doc {i}"])) for i in range(4)]
     results = await asyncio.gather(crash, *normal, return_exceptions=True)
     assert isinstance(results[0], ClientError)
     assert results[0].details.code == grpc.StatusCode.INTERNAL
@@ -287,15 +292,16 @@ async def test_a_crashing_worker_fails_only_its_own_request(pdf_client):
     assert REGISTRY.get_sample_value("sensorium_worker_restarts_total",
                                      {"service": "pdf", "reason": "crash"}) == restarts + 1
     # The pool healed: both workers serve again.
-    again = await asyncio.gather(*(client.extract_document(testkit.make_pdf(["ok"])) for _ in range(4)))
+    again = await asyncio.gather(*(PdfClient(client).extract_document(
+        testkit.make_pdf(["ok"])) for _ in range(4)))
     assert all(r.pages[0].text.strip() == "ok" for r in again)
 
 
 async def test_a_hanging_worker_is_killed_and_others_proceed(pdf_client):
     client = await pdf_client(timeout_seconds=2)
-    hang = client.extract_document(testkit.make_pdf(["x"], title="sensorium-test:sleep=60"))
+    hang = PdfClient(client).extract_document(testkit.make_pdf(["x"], title="sensorium-test:sleep=60"))
     started = time.monotonic()
-    normal = [client.extract_document(testkit.make_pdf([f"doc {i}"])) for i in range(3)]
+    normal = [PdfClient(client).extract_document(testkit.make_pdf([f"doc {i}"])) for i in range(3)]
     results = await asyncio.gather(hang, *normal, return_exceptions=True)
     assert isinstance(results[0], ClientError)
     assert results[0].details.reason == "PROCESSING_LIMIT"
@@ -314,7 +320,7 @@ async def test_first_page_streams_long_before_the_last(pdf_client, tmp_path, per
     first_page = None
     pages = 0
     options = pb.ExtractOptions(max_pages_per_message=per_message)
-    async for message in client.stream_extract_document(path, options):
+    async for message in PdfClient(client).stream_extract_document(path, options):
         received = _pages([message])
         if received and first_page is None:
             first_page = time.perf_counter() - started
@@ -327,24 +333,25 @@ async def test_first_page_streams_long_before_the_last(pdf_client, tmp_path, per
         return
     # The same text does not fit one unary response under clients' 4 MiB limit: say so.
     with pytest.raises(ClientError) as error:
-        await client.extract_document(content)
+        await PdfClient(client).extract_document(content)
     assert "StreamExtractDocument" in error.value.details.message
 
 
 async def test_scanned_pages_are_flagged_and_ocrd_through_the_service(pdf_client):
     client = await pdf_client()
     content = testkit.make_scanned_pdf("Hello OCR World")
-    page = (await client.extract_document(content)).pages[0]
+    page = (await PdfClient(client).extract_document(content)).pages[0]
     assert not page.has_text_layer
     assert page.ocr_status == pb.OCR_STATUS_APPLIED
     assert "Hello OCR World" in page.text
-    skipped = (await client.extract_document(content, pb.ExtractOptions(ocr_mode=pb.OCR_MODE_NEVER))).pages[0]
+    skipped = (await PdfClient(client).extract_document(
+        content, pb.ExtractOptions(ocr_mode=pb.OCR_MODE_NEVER))).pages[0]
     assert (skipped.ocr_status, skipped.text) == (pb.OCR_STATUS_SKIPPED, "")
 
 
 async def test_ocr_switched_off_on_the_server_says_how_to_turn_it_on(pdf_client):
     client = await pdf_client(ocr=False)
-    response = await client.extract_document(testkit.make_scanned_pdf("Hello OCR World"))
+    response = await PdfClient(client).extract_document(testkit.make_scanned_pdf("Hello OCR World"))
     page = response.pages[0]
     assert page.ocr_status == pb.OCR_STATUS_UNAVAILABLE
     assert "SENSORIUM_PDF__OCR" in page.ocr_message
@@ -363,7 +370,7 @@ async def test_uploads_refused_mid_stream_report_the_servers_status(start_server
                              (budget, ("RESOURCE_EXHAUSTED", "OVERLOADED"))):
         async with Client(f"127.0.0.1:{server.port}") as client:
             with pytest.raises(ClientError) as error:
-                async for _ in client.stream_extract_document(big):
+                async for _ in PdfClient(client).stream_extract_document(big):
                     pass
             assert _reason(error) == expected
             if expected[1] == "OVERLOADED":

@@ -19,6 +19,7 @@ from sensorium.device import DeviceGate, DevicePlan
 from sensorium.embedding.runtime import EmbeddingRuntime
 from sensorium.errors import Reason, SensoriumError, ServiceStartError
 from sensorium.pdf.extractor import DocumentInfo, ExtractOptions, PageResult
+from sensorium.pdf.runtime import PdfRuntime
 from sensorium.runtimes import Runtimes
 from sensorium.transcription.runtime import TranscriptionRuntime
 from sensorium.transcription.transcriber import Info, RequestedOptions, Segment
@@ -46,9 +47,9 @@ async def test_pdf_runtime_extracts_a_file_in_place(tmp_path: Path):
     path = tmp_path / "two.pdf"
     path.write_bytes(testkit.make_pdf(["first page", "second page"], title="Runtime"))
     async with Runtimes(testkit.test_settings(cpus=1), ["pdf"]) as runtimes:
-        results = [r async for r in runtimes.pdf.extract(path, ExtractOptions())]
+        results = [r async for r in runtimes.of(PdfRuntime).extract(path, ExtractOptions())]
         with pytest.raises(SensoriumError) as error:
-            _ = [r async for r in runtimes.pdf.extract(tmp_path / "missing.pdf", ExtractOptions())]
+            _ = [r async for r in runtimes.of(PdfRuntime).extract(tmp_path / "missing.pdf", ExtractOptions())]
     info, *batches = results
     assert isinstance(info, DocumentInfo) and info.title == "Runtime" and info.page_count == 2
     pages = [item for batch in batches for item in batch if isinstance(item, PageResult)]
@@ -62,7 +63,7 @@ async def test_pdf_runtime_limit_errors_name_their_setting(tmp_path: Path):
     async with Runtimes(testkit.test_settings(cpus=1, pdf={"max_pages": 2}), ["pdf"]) as runtimes:
         before = await _documents("PDF_TOO_MANY_PAGES")
         with pytest.raises(SensoriumError) as error:
-            _ = [r async for r in runtimes.pdf.extract(path, ExtractOptions())]
+            _ = [r async for r in runtimes.of(PdfRuntime).extract(path, ExtractOptions())]
     assert error.value.reason is Reason.PDF_TOO_MANY_PAGES and error.value.setting == "pdf.max_pages"
     assert await _documents("PDF_TOO_MANY_PAGES") == before + 1
 
@@ -71,7 +72,7 @@ async def test_a_failure_that_is_not_a_cancellation_is_not_booked_as_cancelled(t
     path = tmp_path / "one.pdf"
     path.write_bytes(testkit.make_pdf(["x"]))
     async with Runtimes(testkit.test_settings(cpus=1), ["pdf"]) as runtimes:
-        pool = runtimes.pdf.pool
+        pool = runtimes.of(PdfRuntime).pool
 
         async def broken(*args, **kwargs):
             raise RuntimeError("a bug")
@@ -80,7 +81,7 @@ async def test_a_failure_that_is_not_a_cancellation_is_not_booked_as_cancelled(t
         monkeypatch.setattr(pool, "extract", broken)
         cancelled, internal = await _documents("cancelled"), await _documents("INTERNAL_ERROR")
         with pytest.raises(RuntimeError):
-            _ = [r async for r in runtimes.pdf.extract(path, ExtractOptions())]
+            _ = [r async for r in runtimes.of(PdfRuntime).extract(path, ExtractOptions())]
         assert await _documents("INTERNAL_ERROR") == internal + 1
         assert await _documents("cancelled") == cancelled
 
@@ -98,7 +99,7 @@ async def test_transcription_runtime_streams_info_then_segments(model_dir: Path,
     settings = testkit.test_settings(cpus=1, device="cpu", model_dir=model_dir,
                                      transcription={"model": "packaged:tiny.en"})
     async with Runtimes(settings, ["transcription"]) as runtimes:
-        runtime = runtimes.transcription
+        runtime = runtimes.of(TranscriptionRuntime)
         options = runtime.resolve_options(RequestedOptions(temperatures=(0.0,),
                                                            condition_on_previous_text=False))
         decoded = await runtime.decode(await asyncio.to_thread(sentence.read_bytes))
@@ -138,10 +139,10 @@ async def test_transcription_falls_back_to_the_cpu_when_a_cuda_library_fails_at_
                         device=_cuda_gate("auto"))
     async with runtimes:
         assert tried == ["cuda", "cpu"]
-        assert runtimes.transcription.plan is not None
-        assert runtimes.transcription.plan.device == "cpu"
-        assert "CUDA failed at warm-up" in runtimes.transcription.plan.reason
-        runtime = runtimes.transcription
+        assert runtimes.of(TranscriptionRuntime).plan is not None
+        assert runtimes.of(TranscriptionRuntime).plan.device == "cpu"
+        assert "CUDA failed at warm-up" in runtimes.of(TranscriptionRuntime).plan.reason
+        runtime = runtimes.of(TranscriptionRuntime)
         decoded = await runtime.decode(sentence)
         options = runtime.resolve_options(RequestedOptions())
         pieces = [p async for p in runtime.transcribe(decoded, options)]
@@ -179,11 +180,12 @@ async def test_embedding_runtime_gives_normalized_vectors_and_per_item_errors(sh
     rng = np.random.default_rng(3)
     red_circle = tiny_clip.png(tiny_clip.draw("circle", "red", rng))
     async with Runtimes(_embedding_settings(shapes_model), ["embedding"]) as runtimes:
-        runtime = runtimes.embedding
+        runtime = runtimes.of(EmbeddingRuntime)
         images = await runtime.embed_images([red_circle, b"not an image"])
         texts = await runtime.embed_texts(["a red circle", " ", "a blue square " * 20])
         raw = await runtime.embed_texts(["a red circle"], normalize=False)
-        rows = await runtime.score([red_circle], [tiny_clip.caption(s, c) for s, c in tiny_clip.CLASSES])
+        captions = [tiny_clip.caption(s, c) for s, c in tiny_clip.CLASSES]
+        rows = (await runtime.score([red_circle], captions)).rows
         count = runtime.count_tokens("a red circle")
         with pytest.raises(SensoriumError) as too_many:
             await runtime.embed_texts(["x"] * 300)
@@ -221,7 +223,7 @@ async def test_embedding_falls_back_to_the_cpu_when_a_cuda_library_fails_at_warm
     runtimes = Runtimes(settings, ["embedding"], factories={"embedding": factory},
                         device=_cuda_gate("auto"))
     async with runtimes:
-        runtime = runtimes.embedding
+        runtime = runtimes.of(EmbeddingRuntime)
         assert tried == ["cuda", "cpu"]
         assert runtime.plan is not None and runtime.plan.device == "cpu"
         (outcome,) = await runtime.embed_texts(["a green triangle"])
@@ -243,7 +245,7 @@ async def test_cuda_out_of_memory_is_not_a_reason_to_fall_back(shapes_model: Pat
 @pytest.mark.weights
 async def test_a_caller_that_goes_away_leaves_no_work_behind(shapes_model: Path):
     async with Runtimes(_embedding_settings(shapes_model, max_wait_ms=200.0), ["embedding"]) as runtimes:
-        runtime = runtimes.embedding
+        runtime = runtimes.of(EmbeddingRuntime)
         task = asyncio.ensure_future(runtime.embed_texts(["a red circle"] * 8))
         await asyncio.sleep(0.05)
         task.cancel()

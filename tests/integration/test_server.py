@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 import testkit
 from sensorium.client import Client, ClientError, details_from_rpc_error
 from sensorium.errors import ServiceStartError
+from sensorium.pdf.remote import PdfClient
 from sensorium.server import Server
 
 SLOW = "/sensorium.test.Slow/"
@@ -116,7 +117,7 @@ async def test_unhosted_services_and_unknown_methods_answer_unimplemented(start_
     server = await start_server(hosted=[testkit.SlowService()])
     async with Client(f"127.0.0.1:{server.port}") as client:
         with pytest.raises(ClientError) as unhosted:
-            await client.extract_document(b"%PDF-1.7")
+            await PdfClient(client).extract_document(b"%PDF-1.7")
         with pytest.raises(grpc.RpcError) as unknown:
             await _call(client, "NoSuchMethod")(b"")
     assert unhosted.value.details.code == grpc.StatusCode.UNIMPLEMENTED

@@ -17,6 +17,7 @@ import speechkit
 import testkit
 from sensorium.client import Client, ClientError
 from sensorium.server import Server
+from sensorium.transcription.remote import TranscriptionClient
 from sensorium.transcription.transcriber import Transcriber
 from sensorium.transcription.v1 import transcription_service_pb2 as pb
 from sensorium.transcription.v1 import transcription_service_pb2_grpc as pb_grpc
@@ -63,7 +64,7 @@ async def tiny(model_dir):
 
 
 async def _stream(client: Client, path: Path, options: pb.TranscriptionOptions | None = None):
-    return [m async for m in client.stream_transcribe(path, options)]
+    return [m async for m in TranscriptionClient(client).stream_transcribe(path, options)]
 
 
 def _text(segments) -> str:
@@ -77,7 +78,7 @@ def _reason(error: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
 # ---- accuracy anchors --------------------------------------------------------------------
 
 async def test_jfk_with_tiny_en(tiny):
-    response = await tiny.transcribe(JFK.read_bytes(), deterministic())
+    response = await TranscriptionClient(tiny).transcribe(JFK.read_bytes(), deterministic())
     assert speechkit.wer(speechkit.JFK_TEXT, _text(response.segments)) <= 0.10
     info = response.info
     assert (info.language, info.language_probability, info.duration_seconds) == ("en", 1.0, 11.0)
@@ -89,7 +90,8 @@ async def test_jfk_with_tiny_en(tiny):
 
 
 async def test_espeak_sentences_with_tiny_en(tiny, speech_dir):
-    response = await tiny.transcribe((speech_dir / "all.wav").read_bytes(), deterministic())
+    response = await TranscriptionClient(tiny).transcribe(
+        (speech_dir / "all.wav").read_bytes(), deterministic())
     error_rate = speechkit.wer(speechkit.SENTENCES, [s.text for s in response.segments])
     assert error_rate <= 0.25, _text(response.segments)
 
@@ -98,13 +100,14 @@ async def test_espeak_sentences_with_base_and_silence(model_dir, speech_dir):
     server = await _server("packaged:base", model_dir)
     try:
         async with Client(f"127.0.0.1:{server.port}") as client:
-            response = await client.transcribe((speech_dir / "all.wav").read_bytes(), deterministic())
+            response = await TranscriptionClient(client).transcribe(
+                (speech_dir / "all.wav").read_bytes(), deterministic())
             error_rate = speechkit.wer(speechkit.SENTENCES, [s.text for s in response.segments])
             assert error_rate <= 0.20, _text(response.segments)
             assert response.info.model == "packaged:base"
             assert response.info.language == "en" and response.info.language_probability > 0.5
             quiet = speechkit.encode(speechkit.silence(6), speech_dir / "quiet.flac", "flac")
-            silent = await client.transcribe(quiet.read_bytes(), deterministic())
+            silent = await TranscriptionClient(client).transcribe(quiet.read_bytes(), deterministic())
             assert list(silent.segments) == [] and silent.info.duration_seconds == 6.0
     finally:
         await server._stop_everything(grace=0)
@@ -113,7 +116,8 @@ async def test_espeak_sentences_with_base_and_silence(model_dir, speech_dir):
 async def test_same_transcript_as_the_library_in_process(tiny, model_dir):
     from faster_whisper import WhisperModel
 
-    response = await tiny.transcribe(JFK.read_bytes(), deterministic(word_timestamps=True))
+    response = await TranscriptionClient(tiny).transcribe(
+        JFK.read_bytes(), deterministic(word_timestamps=True))
     library = WhisperModel(str(model_dir / "packaged" / "tiny.en"), device="cpu",
                            compute_type="int8", cpu_threads=2)
     segments, _ = library.transcribe(str(JFK), temperature=[0.0], condition_on_previous_text=False,
@@ -131,7 +135,7 @@ async def test_formats_agree(tiny, tmp_path):
     results = {}
     for fmt in ("wav", "flac", "mp3", "ogg", "opus", "m4a", "mp4"):
         path = speechkit.encode(samples, tmp_path / f"clip.{fmt}", fmt)
-        response = await tiny.transcribe(path.read_bytes(), deterministic())
+        response = await TranscriptionClient(tiny).transcribe(path.read_bytes(), deterministic())
         results[fmt] = _text(response.segments)
     assert results["wav"] == results["flac"]
     assert results["wav"].strip()
@@ -140,7 +144,8 @@ async def test_formats_agree(tiny, tmp_path):
 
 
 async def test_word_timestamps_are_monotonic_and_inside_the_audio(tiny):
-    response = await tiny.transcribe(JFK.read_bytes(), deterministic(word_timestamps=True))
+    response = await TranscriptionClient(tiny).transcribe(
+        JFK.read_bytes(), deterministic(word_timestamps=True))
     words = [w for s in response.segments for w in s.words]
     assert len(words) >= 20
     previous = 0.0
@@ -162,7 +167,7 @@ async def test_stream_sends_info_segments_summary_and_agrees_with_unary(tiny, sp
     assert set(kinds[1:-1]) == {"segment"}
     segments = [m.segment for m in messages[1:-1]]
     assert [s.index for s in segments] == list(range(len(segments)))
-    unary = await tiny.transcribe(path.read_bytes(), deterministic())
+    unary = await TranscriptionClient(tiny).transcribe(path.read_bytes(), deterministic())
     assert [s.text for s in segments] == [s.text for s in unary.segments]
     assert [s.time for s in segments] == [s.time for s in unary.segments]
     assert messages[-1].summary.segment_count == len(segments)
@@ -174,7 +179,7 @@ async def test_long_audio_streams_its_first_segment_early(tiny, speech_dir, tmp_
     started = time.monotonic()
     first = None
     count = 0
-    async for message in tiny.stream_transcribe(path, deterministic()):
+    async for message in TranscriptionClient(tiny).stream_transcribe(path, deterministic()):
         if message.WhichOneof("result") == "segment":
             count += 1
             first = first or time.monotonic() - started
@@ -188,12 +193,13 @@ async def test_translate_and_batched_are_reported(model_dir, speech_dir):
     try:
         async with Client(f"127.0.0.1:{server.port}") as client:
             content = (speech_dir / "all.wav").read_bytes()
-            batched = await client.transcribe(content, pb.TranscriptionOptions(batched=True, batch_size=4))
+            batched = await TranscriptionClient(client).transcribe(
+                content, pb.TranscriptionOptions(batched=True, batch_size=4))
             info = batched.info
             assert info.batched and info.vad_filter and not info.condition_on_previous_text
             assert info.duration_after_vad_seconds <= info.duration_seconds
             assert speechkit.wer(speechkit.SENTENCES, [s.text for s in batched.segments]) <= 0.30
-            translated = await client.transcribe(JFK.read_bytes(), deterministic(
+            translated = await TranscriptionClient(client).transcribe(JFK.read_bytes(), deterministic(
                 task=pb.TASK_TRANSLATE, language="en"))
             assert translated.info.task == pb.TASK_TRANSLATE
             assert translated.info.language == "en" and translated.info.language_probability == 1.0
@@ -202,7 +208,7 @@ async def test_translate_and_batched_are_reported(model_dir, speech_dir):
 
 
 async def test_vad_initial_prompt_and_hotwords_are_accepted(tiny):
-    response = await tiny.transcribe(JFK.read_bytes(), deterministic(
+    response = await TranscriptionClient(tiny).transcribe(JFK.read_bytes(), deterministic(
         vad_filter=True, initial_prompt="Kennedy's inaugural address.", hotwords="Americans"))
     assert response.info.vad_filter
     assert 0 < response.info.duration_after_vad_seconds <= response.info.duration_seconds
@@ -220,7 +226,7 @@ async def test_bad_input_each_with_its_reason_and_the_server_serves_on(tiny, tmp
     }
     for content, expected in cases.items():
         with pytest.raises(ClientError) as error:
-            await tiny.transcribe(content)
+            await TranscriptionClient(tiny).transcribe(content)
         assert _reason(error) == expected
         path = tmp_path / "upload.mp3"
         path.write_bytes(content)
@@ -228,18 +234,19 @@ async def test_bad_input_each_with_its_reason_and_the_server_serves_on(tiny, tmp
             await _stream(tiny, path)
         assert _reason(error) == expected
     assert await tiny.health(FULL_NAME) == "SERVING"
-    assert (await tiny.transcribe(flac, deterministic())).segments
+    assert (await TranscriptionClient(tiny).transcribe(flac, deterministic())).segments
 
 
 async def test_truncation_reports_both_durations_or_transcribes_what_decodes(tiny):
     flac = JFK.read_bytes()
     with pytest.raises(ClientError) as error:
-        await tiny.transcribe(flac[: len(flac) // 2])
+        await TranscriptionClient(tiny).transcribe(flac[: len(flac) // 2])
     metadata = error.value.details.metadata
     assert metadata["declared_seconds"] == "11.000"
     assert 4 < float(metadata["decoded_seconds"]) < 7
     assert "11.00 s" in error.value.details.message
-    response = await tiny.transcribe(flac[: len(flac) // 2], deterministic(allow_truncated=True))
+    response = await TranscriptionClient(tiny).transcribe(
+        flac[: len(flac) // 2], deterministic(allow_truncated=True))
     assert response.info.truncated and response.info.declared_duration_seconds == 11.0
     assert 4 < response.info.duration_seconds < 7
     assert "fellow Americans" in _text(response.segments)
@@ -251,13 +258,13 @@ async def test_header_only_and_silence_are_empty_results(tiny, tmp_path):
         writer.setnchannels(1)
         writer.setsampwidth(2)
         writer.setframerate(16000)
-    response = await tiny.transcribe(path.read_bytes())
+    response = await TranscriptionClient(tiny).transcribe(path.read_bytes())
     assert list(response.segments) == [] and response.info.duration_seconds == 0.0
     assert response.info.model == "packaged:tiny.en"
     messages = await _stream(tiny, path)
     assert [m.WhichOneof("result") for m in messages] == ["info", "summary"]
     quiet = speechkit.encode(speechkit.silence(8), tmp_path / "quiet.mp3", "mp3")
-    response = await tiny.transcribe(quiet.read_bytes())
+    response = await TranscriptionClient(tiny).transcribe(quiet.read_bytes())
     assert list(response.segments) == [] and response.info.duration_seconds > 7.5
 
 
@@ -273,7 +280,7 @@ async def test_invalid_options(tiny):
         (pb.TranscriptionOptions(language="é" * 5000), "English-only"),
     ):
         with pytest.raises(ClientError) as error:
-            await tiny.transcribe(JFK.read_bytes(), options)
+            await TranscriptionClient(tiny).transcribe(JFK.read_bytes(), options)
         assert _reason(error) == ("INVALID_ARGUMENT", "INVALID_REQUEST")
         assert words in error.value.details.message
 
@@ -281,7 +288,7 @@ async def test_invalid_options(tiny):
 async def test_batched_without_vad_on_long_audio_is_refused(tiny, speech_dir):
     options = pb.TranscriptionOptions(batched=True, vad_filter=False)
     with pytest.raises(ClientError) as error:
-        await tiny.transcribe((speech_dir / "all.wav").read_bytes(), options)
+        await TranscriptionClient(tiny).transcribe((speech_dir / "all.wav").read_bytes(), options)
     assert "turn vad_filter on" in error.value.details.message
 
 
@@ -306,7 +313,7 @@ async def test_limits_are_enforced(model_dir, speech_dir, tmp_path):
         async with Client(f"127.0.0.1:{server.port}") as client:
             long = speechkit.encode(np.load(speech_dir / "all.npy"), tmp_path / "long.mp3", "mp3")
             with pytest.raises(ClientError) as error:
-                await client.transcribe(long.read_bytes())
+                await TranscriptionClient(client).transcribe(long.read_bytes())
             assert _reason(error) == ("INVALID_ARGUMENT", "AUDIO_TOO_LONG")
             assert "10 s" in error.value.details.message
             with pytest.raises(ClientError) as error:
@@ -334,7 +341,7 @@ async def test_leaving_a_stream_stops_the_model_within_a_segment(tiny, speech_di
     call.cancel()
     # With one worker, the next request runs only once the abandoned one has stopped.
     started = time.monotonic()
-    await tiny.transcribe(JFK.read_bytes(), deterministic())
+    await TranscriptionClient(tiny).transcribe(JFK.read_bytes(), deterministic())
     assert time.monotonic() - started < 6
 
 
@@ -343,10 +350,10 @@ async def test_a_passed_deadline_is_deadline_exceeded_and_stops_the_model(tiny, 
     path = speechkit.encode(samples, tmp_path / "long.flac", "flac")
     async with Client(tiny.target, timeout=3.0) as hurried:
         with pytest.raises(ClientError) as error:
-            await hurried.transcribe(path.read_bytes(), deterministic())
+            await TranscriptionClient(hurried).transcribe(path.read_bytes(), deterministic())
     assert error.value.details.code.name == "DEADLINE_EXCEEDED"
     started = time.monotonic()
-    await tiny.transcribe(JFK.read_bytes(), deterministic())
+    await TranscriptionClient(tiny).transcribe(JFK.read_bytes(), deterministic())
     assert time.monotonic() - started < 6
 
 
@@ -356,7 +363,7 @@ async def test_a_full_queue_answers_resource_exhausted_with_retry(model_dir, spe
         async with Client(f"127.0.0.1:{server.port}") as client:
             content = (speech_dir / "all.wav").read_bytes()
             results = await asyncio.gather(
-                *(client.transcribe(content, deterministic()) for _ in range(5)),
+                *(TranscriptionClient(client).transcribe(content, deterministic()) for _ in range(5)),
                 return_exceptions=True,
             )
             refused = [r for r in results if isinstance(r, ClientError)]
@@ -388,7 +395,8 @@ async def test_two_workers_transcribe_concurrently(model_dir, monkeypatch):
     try:
         async with Client(f"127.0.0.1:{server.port}") as client:
             results = await asyncio.gather(
-                *(client.transcribe(JFK.read_bytes(), deterministic()) for _ in range(3)))
+                *(TranscriptionClient(client).transcribe(
+                    JFK.read_bytes(), deterministic()) for _ in range(3)))
             assert len({_text(r.segments) for r in results}) == 1
     finally:
         await server._stop_everything(grace=0)
@@ -417,7 +425,7 @@ async def test_dev_profile_reports_a_missing_model_not_serving(tmp_path):
         async with Client(f"127.0.0.1:{server.port}") as client:
             assert await client.health(FULL_NAME) == "NOT_SERVING"
             with pytest.raises(ClientError) as error:
-                await client.transcribe(JFK.read_bytes())
+                await TranscriptionClient(client).transcribe(JFK.read_bytes())
             assert error.value.details.code.name == "UNAVAILABLE"
     finally:
         await server._stop_everything(grace=0)

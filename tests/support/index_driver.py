@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from sensorium.errors import Reason
-from sensorium.index.layout import EmbeddingSpace, Manifest, RowKind, Shard
+from sensorium.index.layout import EmbeddingSpace, Manifest, Shard
 from sensorium.index.writer import FileStat, IndexWriter, Row
 
 DIMENSION = 8
@@ -37,7 +37,7 @@ def rows_for(data: bytes) -> list[Row]:
         vector = rng.standard_normal(DIMENSION)
         rows.append(
             Row(
-                RowKind.PDF_TEXT,
+                "pdf_text",
                 vector / np.linalg.norm(vector),
                 text=f"{data[:20]!r} chunk {i}",
                 page=i + 1,

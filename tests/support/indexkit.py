@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from sensorium.errors import Reason
-from sensorium.index.layout import EmbeddingSpace, Manifest, RowKind, Shard
+from sensorium.index.layout import EmbeddingSpace, Manifest, Shard
 from sensorium.index.reader import IndexReader
 from sensorium.index.writer import FileStat, IndexWriter, Plan, Row, Summary
 
@@ -29,7 +29,7 @@ def rows_for(data: bytes) -> list[Row]:
         vector = rng.standard_normal(DIMENSION)
         rows.append(
             Row(
-                RowKind.PDF_TEXT,
+                "pdf_text",
                 vector / np.linalg.norm(vector),
                 text=f"{data.decode()} part {i}",
                 page=i + 1,

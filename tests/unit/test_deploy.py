@@ -375,7 +375,7 @@ def _index_env(docs: list[dict[str, Any]]) -> dict[str, str]:
 def test_index_job_runs_one_shard_per_index(target, monkeypatch):
     """completions = parallelism = SENSORIUM_INDEX__SHARD_COUNT, and the job, given each
     JOB_COMPLETION_INDEX Kubernetes sets, takes a different shard of that count."""
-    from sensorium.index.job import resolve_shard
+    from sensorium.index.inputs import resolve_shard
 
     docs = _render(target)
     job, _, container = _index_job(docs)
@@ -411,8 +411,10 @@ def test_the_shard_count_is_one_number(tmp_path):
 
 @pytest.mark.parametrize("target", INDEX_VARIANTS)
 def test_index_job_fails_on_configuration_errors_and_retries_the_rest(target):
-    from sensorium.cli import EXIT_USAGE
-    from sensorium.index.job import EXIT_CONFIG, EXIT_OUTPUT, EXIT_TRANSIENT
+    from sensorium.exits import Exit
+
+    EXIT_USAGE, EXIT_CONFIG = Exit.USAGE, Exit.CONFIG
+    EXIT_OUTPUT, EXIT_TRANSIENT = Exit.OUTPUT, Exit.TRANSIENT
 
     job, pod, container = _index_job(_render(target))
     assert pod["restartPolicy"] == "Never", "podFailurePolicy requires it"

@@ -13,6 +13,8 @@ import testkit
 from sensorium import cli
 from sensorium.device import DeviceError, DeviceGate, DevicePlan, split_cpus
 from sensorium.errors import Reason, SensoriumError, ServiceStartError
+from sensorium.exits import Exit
+from sensorium.pdf.runtime import PdfRuntime
 from sensorium.registry import SERVICES
 from sensorium.runtimes import Runtimes, fixed_cpu_shares
 from sensorium.settings import ALL_SERVICES
@@ -51,7 +53,7 @@ def test_runtimes_split_the_process_cpus_once_and_log_it(caplog: pytest.LogCaptu
     with caplog.at_level(logging.INFO, logger="sensorium.runtimes"):
         runtimes = Runtimes(settings)
     assert runtimes.cpu.shares == {"pdf": 2, "transcription": 1, "embedding": 1}
-    assert runtimes.pdf.workers == 2
+    assert runtimes.of(PdfRuntime).workers == 2
     (record,) = [r for r in caplog.records if r.getMessage() == "cpu budget"]
     assert record.split == "4 CPUs: pdf 2, transcription 1, embedding 1"  # type: ignore[attr-defined]
 
@@ -75,7 +77,7 @@ def test_the_cli_lists_services_from_the_registry(capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit):
         cli.main(["models", "--help"])
     assert "pdf, transcription, embedding" in capsys.readouterr().out
-    assert cli.main(["models", "ocr"]) == cli.EXIT_USAGE
+    assert cli.main(["models", "ocr"]) == Exit.USAGE
     assert "known: pdf, transcription, embedding" in capsys.readouterr().err
 
 
@@ -127,10 +129,11 @@ import asyncio
 from sensorium.pdf.extractor import ExtractOptions, PageResult
 from sensorium.runtimes import Runtimes
 from sensorium.settings import Settings
+from sensorium.pdf.runtime import PdfRuntime
 
 async def main():
     async with Runtimes(Settings(services=["pdf"], cpus=1)) as runtimes:
-        texts = [item.text async for batch in runtimes.pdf.extract({str(pdf)!r}, ExtractOptions())
+        texts = [item.text async for batch in runtimes.of(PdfRuntime).extract({str(pdf)!r}, ExtractOptions())
                  if isinstance(batch, list) for item in batch if isinstance(item, PageResult)]
     assert texts == ["hello runtime"], texts
 

@@ -1,5 +1,6 @@
-"""The worker pool for one-task-per-file work (video frames, text in images): real worker
-processes, crashes, hangs, memory, recycling, admission, cancellation, shutdown."""
+"""The generic worker pool (`sensorium.workers.WorkerPool`, under the PDF, document and media
+pools) with the media wording and tasks: real worker processes, crashes, hangs, the CPU-time
+backstop, memory, recycling, admission, cancellation, shutdown."""
 
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ import pool_faults
 from sensorium.errors import Reason, SensoriumError
 from sensorium.media.text import TextOptions, read_image
 from sensorium.media.video import FrameOptions, extract_frames
-from sensorium.workers import PoolLimits, WorkerPool
+from sensorium.workers import PoolLimits, Wording, WorkerPool
 
 PoolFactory = Callable[..., WorkerPool]
+WORDING = Wording(service="media", settings="media", verb="decoding", item="file",
+                  pending_setting="max_pending", crash_advice="do not retry it as is",
+                  timeout_advice="send a shorter or smaller file")
 
 
 @pytest.fixture
@@ -33,9 +37,10 @@ def restarts() -> list[str]:
 async def make_pool(restarts: list[str]) -> AsyncIterator[PoolFactory]:
     pools: list[WorkerPool] = []
 
-    def make(**limits: Any) -> WorkerPool:
-        values: dict[str, Any] = {"workers": 2, "timeout_seconds": 30.0, **limits}
-        pool = WorkerPool(PoolLimits(**values), what="decoding the video", on_worker_restart=restarts.append)
+    def make(workers: int = 2, **limits: Any) -> WorkerPool:
+        values: dict[str, Any] = {"timeout_seconds": 30.0, "memory_mb": 2048, "recycle_after": 500,
+                                  "max_pending": 64, **limits}
+        pool = WorkerPool(PoolLimits(**values), WORDING, workers=workers, on_worker_restart=restarts.append)
         pools.append(pool)
         return pool
 
@@ -57,7 +62,7 @@ async def test_video_frames_in_a_worker_equal_those_in_process(make_pool: PoolFa
     pool = make_pool()
     remote = await pool.run(extract_frames, path, FrameOptions())
     assert remote == extract_frames(path, FrameOptions())
-    assert pool.worker_pids_seen and os.getpid() not in pool.worker_pids_seen
+    assert await pool.run(pool_faults.pid) != os.getpid()
 
 
 async def test_errors_of_the_task_reach_the_caller(make_pool: PoolFactory, tmp_path: Path) -> None:
@@ -83,7 +88,7 @@ async def test_a_crash_fails_only_its_task(make_pool: PoolFactory, restarts: lis
         pool.run(pool_faults.segfault), pool.run(pool_faults.sleep, 0.2), return_exceptions=True
     )
     assert isinstance(crashed, SensoriumError) and crashed.reason is Reason.PARSER_CRASH
-    assert crashed.metadata["exit_code"] == "-11" and "decoding the video" in crashed.message
+    assert crashed.metadata["exit_code"] == "-11" and "crashed on this file" in crashed.message
     assert isinstance(served, int)
     assert restarts == ["crash"]
     assert len(set(await asyncio.gather(*(pool.run(pool_faults.pid) for _ in range(4))))) >= 1
@@ -120,7 +125,7 @@ async def test_memory_limit(make_pool: PoolFactory) -> None:
 
 
 async def test_workers_are_recycled(make_pool: PoolFactory, restarts: list[str]) -> None:
-    pool = make_pool(workers=1, recycle_after_tasks=2)
+    pool = make_pool(workers=1, recycle_after=2)
     pids = [await pool.run(pool_faults.pid) for _ in range(5)]
     assert len(set(pids)) == 3 and restarts == ["recycled", "recycled"]
 
@@ -158,8 +163,8 @@ async def test_a_caller_that_goes_away_frees_its_worker(make_pool: PoolFactory, 
 
 async def test_close_fails_tasks_in_flight_and_leaves_no_processes(make_pool: PoolFactory) -> None:
     pool = make_pool()
-    await pool.warm_up()
-    pids = set(pool.worker_pids_seen)
+    pids = set(await asyncio.gather(pool.run(pool_faults.sleep, 0.3), pool.run(pool_faults.sleep, 0.3)))
+    assert len(pids) == 2
     hanging = asyncio.ensure_future(pool.run(pool_faults.sleep, 60))
     await asyncio.sleep(0.3)
     await pool.close()
@@ -178,8 +183,8 @@ async def test_close_fails_tasks_in_flight_and_leaves_no_processes(make_pool: Po
 
 async def test_the_pool_heals_after_its_idle_workers_are_killed(make_pool: PoolFactory) -> None:
     pool = make_pool()
-    await pool.warm_up()
-    for pid in pool.worker_pids_seen:
+    pids = set(await asyncio.gather(pool.run(pool_faults.sleep, 0.3), pool.run(pool_faults.sleep, 0.3)))
+    for pid in pids:
         os.kill(pid, signal.SIGKILL)
     await asyncio.sleep(0.5)
     assert isinstance(await pool.run(pool_faults.pid), int)

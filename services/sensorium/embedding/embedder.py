@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,12 +37,11 @@ import torch
 
 from sensorium.device import DevicePlan, is_cuda_oom
 from sensorium.embedding import images
+from sensorium.embedding.api import Scoring, Space, Vector
 from sensorium.errors import Reason, SensoriumError
 
 log = logging.getLogger("sensorium.embedding")
 
-Vector = npt.NDArray[np.float32]
-Scoring = Literal["softmax", "sigmoid"]
 
 HF_HUB_PREFIX = "hf-hub:"
 LOCAL_DIR_PREFIX = "local-dir:"
@@ -60,16 +59,6 @@ _CHECKPOINT_NAMES = (
 
 class EngineError(Exception):
     """The model cannot be loaded; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Space:
-    """The vector space of a loaded model (see `sensorium.type.v1.EmbeddingSpace`)."""
-
-    model: str
-    pretrained: str
-    weights_sha256: str
-    dimension: int
 
 
 @dataclass(frozen=True)

@@ -16,19 +16,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sensorium import metrics
 from sensorium.batching import Batcher, split_on_error
+from sensorium.contract import RuntimeContext
 from sensorium.device import DevicePlan, is_cuda_oom, load_with_fallback, thread_counts
+from sensorium.embedding.api import (
+    EmbeddingEngine,
+    ImageOutcome,
+    ScoreRow,
+    Scores,
+    Scoring,
+    Space,
+    SpaceInfo,
+    TextOutcome,
+    Vector,
+)
 from sensorium.errors import Reason, SensoriumError, ServiceStartError
-from sensorium.registry import RuntimeContext
 
 if TYPE_CHECKING:  # torch is imported when the runtime starts, never before
-    from sensorium.embedding.embedder import Embedder, Prepared, Scoring, Space, Vector
+    from sensorium.embedding.embedder import Embedder, Prepared
 
 log = logging.getLogger("sensorium.embedding")
 T = TypeVar("T")
@@ -39,37 +49,6 @@ ITEM_REASONS = frozenset({
     Reason.TEXT_TOO_LONG,
 })
 """Failures that belong to one item: the others in the same request still succeed."""
-
-
-@dataclass(frozen=True)
-class ImageOutcome:
-    """One image's result: a vector, or the error that kept it from one."""
-
-    vector: Vector | None = None
-    error: SensoriumError | None = None
-    width: int = 0
-    """Width of the full image (EXIF orientation applied)."""
-    height: int = 0
-
-
-@dataclass(frozen=True)
-class TextOutcome:
-    """One text's result: a vector, or the error that kept it from one."""
-
-    vector: Vector | None = None
-    error: SensoriumError | None = None
-    truncated: bool = False
-    """The text had more tokens than the model's context; only the first ones count."""
-    token_count: int = 0
-
-
-@dataclass(frozen=True)
-class ScoreRow:
-    """One image scored against every text, or its error."""
-
-    similarities: list[float]
-    probabilities: list[float]
-    error: SensoriumError | None = None
 
 
 class EmbeddingRuntime:
@@ -171,6 +150,12 @@ class EmbeddingRuntime:
     def scoring(self) -> Scoring:
         return self.model.scoring
 
+    async def describe(self) -> SpaceInfo:
+        model, plan = self.model, self.plan
+        assert plan is not None  # set with the model
+        return SpaceInfo(model.space, model.context_length, model.scoring, self.settings.max_image_pixels,
+                         self.settings.max_image_bytes, plan.device)
+
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` as the model counts them, start and end tokens included (blocking:
         a front end chunking long texts calls it in its own thread)."""
@@ -185,15 +170,31 @@ class EmbeddingRuntime:
         """One outcome per text, in order. `strict` (default: the setting) refuses texts over
         the context instead of truncating them; `deadline` is on the `time.monotonic()` scale."""
         self.check_count(len(texts), "texts")
-        return await gather_all([self.embed_text(t, strict=strict, normalize=normalize, deadline=deadline)
-                                 for t in texts])
+        with self.budget.hold(_size(texts)):
+            return await gather_all([self._one_text(t, strict, normalize, deadline) for t in texts])
 
     async def embed_images(
         self, images: Sequence[bytes], *, normalize: bool = True, deadline: float | None = None
     ) -> list[ImageOutcome]:
         """One outcome per encoded image (JPEG, PNG, WebP, GIF, TIFF, BMP), in order."""
         self.check_count(len(images), "images")
-        return await gather_all([self.embed_image(d, normalize=normalize, deadline=deadline) for d in images])
+        with self.budget.hold(_size(images)):
+            return await gather_all([self._one_image(d, normalize, deadline) for d in images])
+
+    async def embed_text(
+        self, text: str, *, strict: bool | None = None, normalize: bool = True,
+        deadline: float | None = None,
+    ) -> TextOutcome:
+        """One text on its own (a stream's item)."""
+        with self.budget.hold(len(text)):
+            return await self._one_text(text, strict, normalize, deadline)
+
+    async def embed_image(
+        self, data: bytes, *, normalize: bool = True, deadline: float | None = None
+    ) -> ImageOutcome:
+        """One image on its own (a stream's item)."""
+        with self.budget.hold(len(data)):
+            return await self._one_image(data, normalize, deadline)
 
     @contextlib.contextmanager
     def _admitted(self) -> Iterator[None]:
@@ -206,12 +207,15 @@ class EmbeddingRuntime:
         finally:
             self._in_work -= 1
 
-    async def embed_text(
-        self, text: str, *, strict: bool | None = None, normalize: bool = True,
-        deadline: float | None = None,
+    async def _one_text(
+        self, text: str, strict: bool | None, normalize: bool, deadline: float | None
     ) -> TextOutcome:
         with self._admitted():
             return await self._embed_text(text, strict, normalize, deadline)
+
+    async def _one_image(self, data: bytes, normalize: bool, deadline: float | None) -> ImageOutcome:
+        with self._admitted():
+            return await self._embed_image(data, normalize, deadline)
 
     async def _embed_text(
         self, text: str, strict: bool | None, normalize: bool, deadline: float | None
@@ -229,12 +233,6 @@ class EmbeddingRuntime:
         return TextOutcome(self._finish(vector, normalize), truncated=item.truncated,
                            token_count=item.token_count)
 
-    async def embed_image(
-        self, data: bytes, *, normalize: bool = True, deadline: float | None = None
-    ) -> ImageOutcome:
-        with self._admitted():
-            return await self._embed_image(data, normalize, deadline)
-
     async def _embed_image(self, data: bytes, normalize: bool, deadline: float | None) -> ImageOutcome:
         engine = self.model
         try:
@@ -249,7 +247,7 @@ class EmbeddingRuntime:
 
     async def score(
         self, images: Sequence[bytes], texts: Sequence[str], *, deadline: float | None = None
-    ) -> list[ScoreRow]:
+    ) -> Scores:
         """Each image against every text: cosine similarities and zero-shot probabilities
         (softmax over the logit scale for CLIP, sigmoid with bias for SigLIP). A bad text fails
         the call (it spoils every row); a bad image fails its row."""
@@ -258,10 +256,11 @@ class EmbeddingRuntime:
         self.check_count(len(images), "images")
         self.check_count(len(texts), "texts")
         work: list[Awaitable[ImageOutcome | TextOutcome]] = [
-            *(self.embed_image(data, normalize=False, deadline=deadline) for data in images),
-            *(self.embed_text(text, strict=False, normalize=False, deadline=deadline) for text in texts),
+            *(self._one_image(data, False, deadline) for data in images),
+            *(self._one_text(text, False, False, deadline) for text in texts),
         ]
-        outcomes = await gather_all(work)
+        with self.budget.hold(_size([*images, *texts])):
+            outcomes = await gather_all(work)
         image_outcomes, text_outcomes = outcomes[:len(images)], outcomes[len(images):]
         for index, text in enumerate(text_outcomes):
             if text.error is not None:
@@ -283,7 +282,7 @@ class EmbeddingRuntime:
             else:
                 sims, probs = next(computed)
                 rows.append(ScoreRow(sims, probs))
-        return rows
+        return Scores(rows, self.scoring, self.space)
 
     def check_count(self, count: int, what: str) -> None:
         if count == 0:
@@ -321,6 +320,14 @@ class EmbeddingRuntime:
         from sensorium.embedding.embedder import l2_normalize
 
         return l2_normalize(vector) if normalize else vector
+
+
+def _size(payloads: Iterable[bytes | str]) -> int:
+    return sum(len(p) for p in payloads)
+
+
+if TYPE_CHECKING:
+    _ENGINE: type[EmbeddingEngine] = EmbeddingRuntime  # mypy: the runtime is the in-process engine
 
 
 async def gather_all(awaitables: Sequence[Awaitable[T]]) -> list[T]:

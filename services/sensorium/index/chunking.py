@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from sensorium.index.layout import BBoxTuple
+
 CountTokens = Callable[[str], int]
 """Tokens of a text as the model sees it, start and end tokens included."""
 
@@ -65,8 +67,6 @@ class SegmentLike(Protocol):
     def text(self) -> str: ...
 
 
-BBoxTuple = tuple[float, float, float, float]
-"""(x0, y0, x1, y1) in PDF points, origin top-left of the displayed page."""
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,21 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
+import numpy.typing as npt
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
-"""Version of the row and files-table schemas; readers refuse an index of another version."""
+SCHEMA_VERSION = 2
+"""Version of the row and files-table schemas; readers refuse an index of another version
+(1: up to the one-seam redesign; 2: rows carry the file's modification time and the locator and
+metadata columns every file kind fills in: section, cells, title, author, taken_at)."""
 
 OptionValue = str | int | float | bool | None
+BBoxTuple = tuple[float, float, float, float]
+"""(x0, y0, x1, y1) in PDF points, origin top-left of the displayed page."""
 
 
 class IndexStoreError(Exception):
@@ -56,15 +62,6 @@ class IndexLayoutError(IndexStoreError):
     """The directory is not a Sensorium index, or is of an unknown schema version."""
 
 
-class RowKind(enum.StrEnum):
-    """What a row was made from."""
-
-    PDF_TEXT = "pdf_text"
-    PDF_IMAGE = "pdf_image"
-    AUDIO = "audio"
-    IMAGE = "image"
-
-
 class FileStatus(enum.StrEnum):
     """The outcome for one input path (the files table's `status`)."""
 
@@ -78,6 +75,33 @@ class FileStatus(enum.StrEnum):
     """Failed; `retryable` says whether the next run tries again."""
     REMOVED = "removed"
     """Ledger only: the path was gone at a later run; never in the files table."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One embedded piece of a file; the writer adds unit, ordinal, hash, path and space."""
+
+    kind: str
+    """A row kind of the kind table (`sensorium.index.kinds`), e.g. "pdf_text"."""
+    vector: npt.ArrayLike
+    text: str | None = None
+    page: int | None = None
+    """1-based page number (PDF rows)."""
+    bbox: BBoxTuple | None = None
+    """(x0, y0, x1, y1) in PDF points (PDF rows)."""
+    start_seconds: float | None = None
+    end_seconds: float | None = None
+    section: str | None = None
+    """Where in the file beyond page and time, as a person follows it: a document's heading
+    path ("Results > Costs"), a slide's title, a spreadsheet's sheet name, a mail's subject."""
+    cells: str | None = None
+    """A spreadsheet row's cell range ("A12:F12")."""
+    title: str | None = None
+    """The file's own title (document metadata), where the format has one."""
+    author: str | None = None
+    """The file's author (document metadata), where the format has one."""
+    taken_at: datetime | None = None
+    """When a photo or video was taken (EXIF, container metadata), timezone-aware."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +160,37 @@ class EmbeddingSpace:
     def id(self) -> str:
         """A short fingerprint of all five fields: the rows' `space` column."""
         return _digest(dataclasses.asdict(self))[:16]
+
+    @classmethod
+    def of(cls, space: ModelSpace) -> EmbeddingSpace:
+        """The space of a loaded model (`sensorium.embedding.api.Space`), normalized vectors."""
+        return cls(space.model, space.pretrained, space.weights_sha256, space.dimension)
+
+
+class ModelSpace(Protocol):
+    """What a model says of its space (e.g. `sensorium.embedding.api.Space`)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def pretrained(self) -> str: ...
+    @property
+    def weights_sha256(self) -> str: ...
+    @property
+    def dimension(self) -> int: ...
+
+
+def check_space(manifest: Manifest, space: ModelSpace) -> None:
+    """Refuse a model other than the one the index was built with (its vectors would be
+    compared with vectors of another space): `IndexMismatchError` saying what to set."""
+    built = manifest.space
+    if (space.model, space.pretrained, space.weights_sha256) != (built.model, built.pretrained,
+                                                                  built.weights_sha256):
+        raise IndexMismatchError(
+            f"the index was built with {built.model} ({built.pretrained or 'random'}, weights "
+            f"{built.weights_sha256[:12]}) but the model here is {space.model} "
+            f"({space.pretrained or 'random'}, weights {space.weights_sha256[:12]}): set "
+            "SENSORIUM_EMBEDDING__MODEL and __PRETRAINED as when the index was built")
 
 
 @dataclass(frozen=True)
@@ -211,6 +266,12 @@ def row_schema(dimension: int) -> pa.Schema:
             pa.field("start_seconds", pa.float64()),
             pa.field("end_seconds", pa.float64()),
             pa.field("text", pa.string()),
+            pa.field("section", pa.string()),
+            pa.field("cells", pa.string()),
+            pa.field("title", pa.string()),
+            pa.field("author", pa.string()),
+            pa.field("taken_at", pa.timestamp("us", tz="UTC")),
+            pa.field("mtime", pa.timestamp("us", tz="UTC"), nullable=False),
             pa.field(
                 "vector", pa.list_(pa.field("item", pa.float32(), nullable=False), dimension), nullable=False
             ),

@@ -37,7 +37,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sensorium.index.layout import RowKind, write_atomic
+from sensorium.index.kinds import row_kinds
+from sensorium.index.layout import write_atomic
 from sensorium.index.reader import IndexReader, LiveUnit
 from sensorium.settings import IndexSettings
 
@@ -408,7 +409,7 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
 def _kind_filter(kinds: Sequence[str] | None) -> str | None:
     if not kinds:
         return None
-    valid = {kind.value for kind in RowKind}
+    valid = set(row_kinds())
     unknown = [kind for kind in kinds if kind not in valid]
     if unknown:
         raise ValueError(f"unknown kind {unknown[0]!r}: choose from {', '.join(sorted(valid))}")

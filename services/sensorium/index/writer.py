@@ -56,14 +56,14 @@ import pyarrow.parquet as pq
 
 from sensorium.errors import Reason
 from sensorium.index import ledger
-from sensorium.index.chunking import BBoxTuple
+from sensorium.index.kinds import row_kinds
 from sensorium.index.layout import (
     BBOX_TYPE,
     FileStatus,
     IndexBusyError,
     IndexLayoutError,
     Manifest,
-    RowKind,
+    Row,
     Shard,
     agreed_manifest,
     ledger_seq,
@@ -95,21 +95,6 @@ class FileStat:
         """Stat `path` (OSError when it cannot be)."""
         info = os.stat(path)
         return cls(os.fspath(path), info.st_size, info.st_mtime_ns)
-
-
-@dataclass(frozen=True)
-class Row:
-    """One embedded piece of a file; the writer adds unit, ordinal, hash, path and space."""
-
-    kind: RowKind
-    vector: npt.ArrayLike
-    text: str | None = None
-    page: int | None = None
-    """1-based page number (PDF rows)."""
-    bbox: BBoxTuple | None = None
-    """(x0, y0, x1, y1) in PDF points (PDF rows)."""
-    start_seconds: float | None = None
-    end_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +132,6 @@ class Summary:
 
 
 _CONTENT_STATUSES = (FileStatus.INDEXED, FileStatus.SKIPPED, FileStatus.ERROR)
-_ROW_KINDS = frozenset(kind.value for kind in RowKind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,9 +326,10 @@ class IndexWriter:
         when the file is finished and that finish is committed."""
         self._check_work(work)
         dimension = self.manifest.space.dimension
+        known = row_kinds()
         for row in rows:
-            if row.kind not in _ROW_KINDS:
-                raise ValueError(f"row kind {row.kind!r}: choose from {', '.join(sorted(_ROW_KINDS))}")
+            if row.kind not in known:
+                raise ValueError(f"row kind {row.kind!r}: choose from {', '.join(sorted(known))}")
             vector = np.asarray(row.vector, dtype=np.float32).reshape(-1)
             if vector.shape[0] != dimension:
                 raise ValueError(
@@ -520,6 +505,14 @@ class IndexWriter:
             "start_seconds": pa.array([item.row.start_seconds for item in batch], pa.float64()),
             "end_seconds": pa.array([item.row.end_seconds for item in batch], pa.float64()),
             "text": pa.array([item.row.text for item in batch], pa.string()),
+            "section": pa.array([item.row.section for item in batch], pa.string()),
+            "cells": pa.array([item.row.cells for item in batch], pa.string()),
+            "title": pa.array([item.row.title for item in batch], pa.string()),
+            "author": pa.array([item.row.author for item in batch], pa.string()),
+            "taken_at": pa.array([item.row.taken_at for item in batch], pa.timestamp("us", tz="UTC")),
+            # The file's, on every row: search filters by date without a join.
+            "mtime": pa.array([item.work.file.mtime_ns // 1000 for item in batch],
+                              pa.timestamp("us", tz="UTC")),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
             "space": pa.array([self._space_id] * len(batch), pa.string()),
         }

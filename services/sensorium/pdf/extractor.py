@@ -17,7 +17,6 @@ rotation matrix.
 
 from __future__ import annotations
 
-import enum
 import functools
 import glob
 import logging
@@ -25,8 +24,7 @@ import os
 import re
 import stringprep
 import unicodedata
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +32,15 @@ from typing import TYPE_CHECKING, Any
 import pymupdf
 
 from sensorium.errors import Reason, SensoriumError
+from sensorium.pdf.api import (
+    BBox,
+    Block,
+    DocumentInfo,
+    ExtractOptions,
+    ImageResult,
+    OcrStatus,
+    PageResult,
+)
 
 if TYPE_CHECKING:  # the settings module (pydantic) stays out of the workers
     from sensorium.settings import PdfSettings
@@ -61,34 +68,6 @@ _TESSDATA_GLOBS = (
 )
 
 
-class OcrStatus(enum.StrEnum):
-    """What happened about OCR on one page (mirrors the proto's `OcrStatus`)."""
-
-    NOT_NEEDED = "NOT_NEEDED"
-    SKIPPED = "SKIPPED"
-    APPLIED = "APPLIED"
-    UNAVAILABLE = "UNAVAILABLE"
-    FAILED = "FAILED"
-
-
-@dataclass(frozen=True)
-class ExtractOptions:
-    """What to extract from one document (the request's options, as plain values)."""
-
-    first_page: int = 0
-    """First page, 1-based; 0 = the first page."""
-    last_page: int = 0
-    """Last page, 1-based and inclusive; 0 = the last page."""
-    password: str = ""
-    """User or owner password of an encrypted document."""
-    include_blocks: bool = False
-    """Also return text blocks with bounding boxes."""
-    include_images: bool = False
-    """Also return embedded images."""
-    ocr: bool = True
-    """OCR pages without a text layer (when the server has OCR enabled and installed)."""
-
-
 @dataclass(frozen=True)
 class Limits:
     """The server's limits and OCR set-up (from `PdfSettings`)."""
@@ -112,73 +91,6 @@ class Limits:
         )
 
 
-@dataclass(frozen=True)
-class BBox:
-    """A rectangle in points, origin top-left of the displayed page, y growing down."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-
-
-@dataclass(frozen=True)
-class Block:
-    """One text block (usually a paragraph); lines separated by newlines."""
-
-    bbox: BBox
-    text: str
-
-
-@dataclass(frozen=True)
-class DocumentInfo:
-    """Document-level metadata, read after authentication."""
-
-    title: str
-    author: str
-    subject: str
-    keywords: str
-    creator: str
-    producer: str
-    creation_time: datetime | None
-    modification_time: datetime | None
-    page_count: int
-    pdf_version: str
-    encrypted: bool
-    repaired: bool
-
-
-@dataclass(frozen=True)
-class PageResult:
-    """The text of one page; `error` is set (and the text empty) when the page failed."""
-
-    page_number: int
-    text: str
-    blocks: list[Block] = field(default_factory=list)
-    has_text_layer: bool = False
-    ocr_status: OcrStatus = OcrStatus.NOT_NEEDED
-    ocr_message: str = ""
-    width: float = 0.0
-    height: float = 0.0
-    error: SensoriumError | None = None
-    image_count: int = 0
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    """One embedded image; `error` is set (and `data` empty) when it was not extracted."""
-
-    page_number: int
-    index: int
-    bbox: BBox | None
-    format: str
-    data: bytes
-    width: int
-    height: int
-    error: SensoriumError | None = None
-
-
-Item = DocumentInfo | PageResult | ImageResult
 
 
 def open_document(
@@ -412,9 +324,9 @@ def extract_page(
         textpage = page.get_textpage(flags=_TEXT_FLAGS)
         raw = _raw_blocks(page, textpage)
         has_text_layer = any(block[4].strip() for block in raw)
-        ocr_status, ocr_message = OcrStatus.NOT_NEEDED, ""
+        ocr_status, ocr_message, ocr_setting = OcrStatus.NOT_NEEDED, "", ""
         if not has_text_layer:
-            ocr_status, ocr_message, raw = _ocr(page, options, limits)
+            ocr_status, ocr_message, ocr_setting, raw = _ocr(page, options, limits)
         # Listing images parses the page's resources: ~8 % of the cost of extracting its text,
         # paid only by callers who asked for images.
         images = doc.get_page_images(index, full=True) if options.include_images else []
@@ -441,6 +353,7 @@ def extract_page(
         has_text_layer=has_text_layer,
         ocr_status=ocr_status,
         ocr_message=ocr_message,
+        ocr_setting=ocr_setting,
         width=rect.width,
         height=rect.height,
         image_count=len(images),
@@ -494,20 +407,17 @@ def _bbox(x0: float, y0: float, x1: float, y1: float, matrix: pymupdf.Matrix | N
 
 def _ocr(
     page: pymupdf.Page, options: ExtractOptions, limits: Limits
-) -> tuple[OcrStatus, str, list[_RawBlock]]:
-    """OCR a page without a text layer, when asked, enabled and installed."""
+) -> tuple[OcrStatus, str, str, list[_RawBlock]]:
+    """OCR a page without a text layer, when asked, enabled and installed: the status, why it
+    did not happen and the setting that decides it, the blocks."""
     if not options.ocr:
-        return OcrStatus.SKIPPED, "", []
+        return OcrStatus.SKIPPED, "", "", []
     if not limits.ocr_enabled:
-        return (
-            OcrStatus.UNAVAILABLE,
-            "OCR is disabled on this server; set SENSORIUM_PDF__OCR=true to enable it",
-            [],
-        )
+        return OcrStatus.UNAVAILABLE, "OCR is disabled", "pdf.ocr", []
     tessdata, _ = find_tessdata(limits.tessdata_dir, limits.ocr_language)
     if tessdata is None:
         # The detail names server paths: the runtime logs it at start; callers get the gist.
-        return OcrStatus.UNAVAILABLE, ocr_missing_message(limits.ocr_language), []
+        return OcrStatus.UNAVAILABLE, ocr_missing_message(limits.ocr_language), "pdf.tessdata_dir", []
     rect = page.rect
     # Choose the resolution from the pixel budget before rendering anything: a page can be
     # 200 x 200 inches, and its rendering would exhaust memory.
@@ -517,8 +427,9 @@ def _ocr(
         pixels = int(rect.width * MIN_OCR_DPI / 72) * int(rect.height * MIN_OCR_DPI / 72)
         return (
             OcrStatus.FAILED,
-            f"the page is too large to OCR: {pixels} pixels at {MIN_OCR_DPI} dpi, over this "
-            f"server's limit of {limits.max_pixels} (SENSORIUM_PDF__MAX_PIXELS)",
+            f"the page is too large to OCR: {pixels} pixels at {MIN_OCR_DPI} dpi, over the limit "
+            f"of {limits.max_pixels}",
+            "pdf.max_pixels",
             [],
         )
     try:
@@ -528,18 +439,18 @@ def _ocr(
         raw = _raw_blocks(page, textpage)
     except MUPDF_ERRORS as error:  # Tesseract's failures come back through MuPDF
         log.warning("OCR failed: %s: %s", type(error).__name__, error)
-        return OcrStatus.FAILED, f"OCR failed on this page ({type(error).__name__})", []
-    return OcrStatus.APPLIED, "", raw
+        return OcrStatus.FAILED, f"OCR failed on this page ({type(error).__name__})", "", []
+    return OcrStatus.APPLIED, "", "", raw
 
 
 def ocr_missing_message(language: str) -> str:
-    """What a caller is told when OCR is not installed (no server paths in it)."""
+    """Why OCR cannot run when its language data is missing (no paths: it may reach a client;
+    the front end adds how to point the tessdata setting at the data)."""
     languages = [lang for lang in language.split("+") if lang]
     needed = ", ".join(f"{lang}.traineddata" for lang in languages)
     packages = " ".join(f"tesseract-ocr-{lang}" for lang in languages)
-    return (f"OCR is not installed on this server (Tesseract language data {needed} is missing); "
-            f"its operator can install it (Debian/Ubuntu: {packages}) or set "
-            "SENSORIUM_PDF__TESSDATA_DIR")
+    return (f"OCR is not installed (Tesseract language data {needed} is missing); install it "
+            f"(Debian/Ubuntu: {packages}) or name the directory that holds it")
 
 
 @functools.lru_cache(maxsize=8)
@@ -612,23 +523,3 @@ def _extract_image(
             f"image {index} on page {page_number} could not be decoded ({type(error).__name__})",
         )
     return ImageResult(page_number, index, bbox, fmt, data, width, height)
-
-
-def extract_document(path: str | os.PathLike[str], options: ExtractOptions, limits: Limits) -> Iterator[Item]:
-    """Extract a whole document in this process: the `DocumentInfo` first, then each page of
-    the requested range, each followed by its images. Raises `SensoriumError` for a document
-    that cannot be extracted at all (unreadable, encrypted, no pages, too many, bad range).
-    """
-    doc = open_document(
-        path, options.password, max_pages=limits.max_pages, max_bytes=limits.max_document_bytes
-    )
-    try:
-        info = read_info(doc)
-        indices = resolve_range(info.page_count, options.first_page, options.last_page)
-        yield info
-        for index in indices:
-            page, images = extract_page(doc, index, options, limits)
-            yield page
-            yield from images
-    finally:
-        doc.close()

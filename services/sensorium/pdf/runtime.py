@@ -2,8 +2,9 @@
 
 `extract(path, options)` opens the document in a worker process (crash isolation, per-document
 time limit, memory cap: `sensorium.pdf.workers`) and yields its `DocumentInfo`, then lists of
-the pages (each followed by its images) extracted together. Front ends convert those to their
-own shapes: stream messages in the gRPC servicer, rows in the index job.
+the pages (each followed by its images) extracted together. It is the in-process `PdfEngine` of
+the one seam (`sensorium.engines`); front ends convert its results to their own shapes: stream
+messages in the gRPC servicer, rows in the index job, text in the CLI.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
 
 from sensorium import metrics
+from sensorium.contract import RuntimeContext
 from sensorium.errors import Reason, SensoriumError, ServiceStartError
 from sensorium.pdf import extractor
-from sensorium.pdf.extractor import DocumentInfo, ExtractOptions, ImageResult, Limits, PageResult
+from sensorium.pdf.api import ExtractOptions, ImageResult, PageResult, PdfEngine, Results
+from sensorium.pdf.extractor import Limits
 from sensorium.pdf.workers import PageExtractor, PdfWorkerPool
-from sensorium.registry import RuntimeContext
 
 log = logging.getLogger("sensorium.pdf")
-
-Results = DocumentInfo | list[PageResult | ImageResult]
 
 _PAGES_OK = metrics.PDF_PAGES.labels("ok")
 _PAGES_FAILED = metrics.PDF_PAGES.labels("failed")
@@ -204,3 +205,7 @@ def _count_pages(items: list[PageResult | ImageResult]) -> None:
 
 def _count_restart(reason: str) -> None:
     metrics.WORKER_RESTARTS.labels("pdf", reason).inc()
+
+
+if TYPE_CHECKING:
+    _ENGINE: type[PdfEngine] = PdfRuntime  # mypy: the runtime is the in-process PdfEngine

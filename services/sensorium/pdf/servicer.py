@@ -1,32 +1,25 @@
-"""The PDF service's gRPC face: protobuf in and out, uploads spooled, the `PdfRuntime` behind.
+"""The PDF service's gRPC face: uploads spooled, the `PdfRuntime` behind, `pdf.wire` between.
 
 The unary call collects the whole result (text only: images would push responses past most
 clients' 4 MiB receive limit); the stream sends the metadata, then the pages as soon as their
 worker returns them (one message per page, or the pages of one worker task together when the
-client asks for `max_pages_per_message`), then a summary. `extract_document` and
-`stream_document` make those responses from a file path without any gRPC context, so the
-in-process CLI gives exactly what a server would.
+client asks for `max_pages_per_message`), then a summary.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from sensorium.errors import Reason, SensoriumError
-from sensorium.hosting import ensure_unary_fits
-from sensorium.pdf import extractor
+from sensorium.pdf import wire
+from sensorium.pdf.api import DocumentInfo, ExtractOptions, ImageResult, PageResult, Totals
 from sensorium.pdf.runtime import PdfRuntime
 from sensorium.pdf.v1 import pdf_service_pb2 as pb
 from sensorium.pdf.v1 import pdf_service_pb2_grpc as pb_grpc
-from sensorium.status import item_error
-from sensorium.type.v1 import geometry_pb2
+from sensorium.rpc import ensure_unary_fits
 from sensorium.uploads import split_stream, spool_bytes, spool_chunks
 
 _SIZE_SETTING = "pdf.max_document_bytes"
@@ -36,21 +29,15 @@ BATCH_BYTES = 1024 * 1024
 """A `pages` message closes before it would pass this size (a single larger page goes alone,
 as it would in a `page` message): responses stay well inside clients' 4 MiB receive limit."""
 
+Context = grpc.aio.ServicerContext[object, object]
+
 
 def add_to_server(server: grpc.aio.Server, runtime: PdfRuntime) -> None:
     pb_grpc.add_PdfServiceServicer_to_server(_Servicer(runtime), server)
 
 
-def extraction_options(options: pb.ExtractOptions) -> extractor.ExtractOptions:
-    return extractor.ExtractOptions(
-        first_page=options.first_page, last_page=options.last_page, password=options.password,
-        include_blocks=options.include_blocks, include_images=options.include_images,
-        ocr=options.ocr_mode != pb.OCR_MODE_NEVER,
-    )
-
-
 async def extract_document(
-    runtime: PdfRuntime, path: str, options: pb.ExtractOptions
+    runtime: PdfRuntime, path: str, options: ExtractOptions
 ) -> pb.ExtractDocumentResponse:
     """The unary call's response for the document at `path` (pages only: no images)."""
     if options.include_images:
@@ -59,19 +46,20 @@ async def extract_document(
             "images are returned only by StreamExtractDocument (they would exceed clients' "
             "4 MiB message limit here); call it, or unset options.include_images",
         )
-    response = pb.ExtractDocumentResponse()
-    totals = _Totals()
-    results = runtime.extract(path, extraction_options(options))
+    info: DocumentInfo | None = None
+    pages: list[PageResult] = []
+    totals = Totals()
+    results = runtime.extract(path, options)
     async with contextlib.aclosing(results):
         async for result in results:
-            if isinstance(result, extractor.DocumentInfo):
-                response.metadata.CopyFrom(_metadata(result))
+            if isinstance(result, DocumentInfo):
+                info = result
                 continue
             for item in result:
-                if isinstance(item, extractor.PageResult):
-                    totals.count(item)
-                    response.pages.append(_page(item))
-    response.summary.CopyFrom(totals.summary())
+                totals.count(item)
+                if isinstance(item, PageResult):
+                    pages.append(item)
+    response = wire.document_response(info, pages, totals.summary())
     ensure_unary_fits(response, "extracted text", "StreamExtractDocument, or ask for fewer pages")
     return response
 
@@ -82,16 +70,16 @@ async def stream_document(
     """The streaming call's responses for the document at `path`: metadata, pages (batched
     when `options.max_pages_per_message` asks), images after their pages, the summary."""
     per_message = min(options.max_pages_per_message, MAX_PAGES_PER_MESSAGE)
-    totals = _Totals()
-    results = runtime.extract(path, extraction_options(options))
+    totals = Totals()
+    results = runtime.extract(path, wire.options_from_message(options))
     async with contextlib.aclosing(results):
         async for result in results:
-            if isinstance(result, extractor.DocumentInfo):
-                yield pb.StreamExtractDocumentResponse(metadata=_metadata(result))
+            if isinstance(result, DocumentInfo):
+                yield pb.StreamExtractDocumentResponse(metadata=wire.info_to_message(result))
                 continue
             for message in _stream_messages(result, per_message, totals):
                 yield message
-    yield pb.StreamExtractDocumentResponse(summary=totals.summary())
+    yield pb.StreamExtractDocumentResponse(summary=wire.summary_to_message(totals.summary()))
 
 
 class _Servicer(pb_grpc.PdfServiceServicer):
@@ -99,18 +87,17 @@ class _Servicer(pb_grpc.PdfServiceServicer):
         self.runtime = runtime
 
     async def ExtractDocument(
-        self, request: pb.ExtractDocumentRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: pb.ExtractDocumentRequest, context: Context
     ) -> pb.ExtractDocumentResponse:
         async with spool_bytes(
             request.content, budget=self.runtime.budget, limit=self.runtime.settings.max_document_bytes,
             what="PDF", setting=_SIZE_SETTING, suffix=".pdf",
         ) as upload:
-            return await extract_document(self.runtime, str(upload.path), request.options)
+            return await extract_document(self.runtime, str(upload.path),
+                                          wire.options_from_message(request.options))
 
     async def StreamExtractDocument(
-        self,
-        requests: AsyncIterator[pb.StreamExtractDocumentRequest],
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, requests: AsyncIterator[pb.StreamExtractDocumentRequest], context: Context
     ) -> AsyncIterator[pb.StreamExtractDocumentResponse]:
         header, chunks = await split_stream(requests)
         async with spool_chunks(
@@ -124,31 +111,8 @@ class _Servicer(pb_grpc.PdfServiceServicer):
                     yield message
 
 
-@dataclass
-class _Totals:
-    """What the summary reports, counted as the pages go out."""
-
-    pages: int = 0
-    failed: int = 0
-    without_text: int = 0
-    images: int = 0
-    started: float = field(default_factory=time.perf_counter)
-
-    def count(self, page: extractor.PageResult) -> None:
-        self.pages += 1
-        self.failed += page.error is not None
-        self.without_text += not page.has_text_layer
-
-    def summary(self) -> pb.ExtractionSummary:
-        return pb.ExtractionSummary(
-            pages_extracted=self.pages, pages_failed=self.failed,
-            pages_without_text=self.without_text, images_extracted=self.images,
-            processing_seconds=time.perf_counter() - self.started,
-        )
-
-
 def _stream_messages(
-    items: list[extractor.PageResult | extractor.ImageResult], per_message: int, totals: _Totals
+    items: list[PageResult | ImageResult], per_message: int, totals: Totals
 ) -> list[pb.StreamExtractDocumentResponse]:
     """The stream messages for one worker task's items, in order: each page in a `page`
     message (per_message <= 1), or the pages in `pages` batches of up to `per_message` pages
@@ -166,12 +130,11 @@ def _stream_messages(
         batch, batch_bytes, images = [], 0, []
 
     for item in items:
-        if isinstance(item, extractor.ImageResult):
-            totals.images += item.error is None
-            images.append(pb.StreamExtractDocumentResponse(image=_image(item)))
-            continue
         totals.count(item)
-        page = _page(item)
+        if isinstance(item, ImageResult):
+            images.append(pb.StreamExtractDocumentResponse(image=wire.image_to_message(item)))
+            continue
+        page = wire.page_to_message(item)
         if per_message <= 1:
             close_batch()  # the previous page's images
             messages.append(pb.StreamExtractDocumentResponse(page=page))
@@ -183,43 +146,3 @@ def _stream_messages(
         batch_bytes += size
     close_batch()
     return messages
-
-
-def _metadata(info: extractor.DocumentInfo) -> pb.DocumentMetadata:
-    message = pb.DocumentMetadata(
-        title=info.title, author=info.author, subject=info.subject, keywords=info.keywords,
-        creator=info.creator, producer=info.producer, page_count=info.page_count,
-        pdf_version=info.pdf_version, encrypted=info.encrypted, repaired=info.repaired,
-    )
-    for name, value in (("creation_time", info.creation_time),
-                        ("modification_time", info.modification_time)):
-        if value is not None:
-            stamp = timestamp_pb2.Timestamp()
-            stamp.FromDatetime(value)
-            getattr(message, name).CopyFrom(stamp)
-    return message
-
-
-def _bbox(box: extractor.BBox | None) -> geometry_pb2.BoundingBox | None:
-    if box is None:
-        return None
-    return geometry_pb2.BoundingBox(x0=box.x0, y0=box.y0, x1=box.x1, y1=box.y1)
-
-
-def _page(page: extractor.PageResult) -> pb.Page:
-    return pb.Page(
-        page_number=page.page_number, text=page.text,
-        blocks=[pb.TextBlock(bbox=_bbox(b.bbox), text=b.text) for b in page.blocks],
-        has_text_layer=page.has_text_layer,
-        ocr_status=f"OCR_STATUS_{page.ocr_status.value}",
-        ocr_message=page.ocr_message, width=page.width, height=page.height,
-        error=item_error(page.error) if page.error else None, image_count=page.image_count,
-    )
-
-
-def _image(image: extractor.ImageResult) -> pb.EmbeddedImage:
-    return pb.EmbeddedImage(
-        page_number=image.page_number, index=image.index, bbox=_bbox(image.bbox),
-        format=image.format, data=image.data, width=image.width, height=image.height,
-        error=item_error(image.error) if image.error else None,
-    )

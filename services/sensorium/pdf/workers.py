@@ -25,13 +25,12 @@ What the pool guarantees (docs/architecture.md):
   fragmented; a task is a whole document of up to 4 pages, or a chunk of a longer one, so long
   documents recycle workers sooner;
 - each worker's address space is capped at `worker_memory_mb` (RLIMIT_AS);
-  (these process limits are `sensorium.workers`'s, which runs one-task-per-file work the same way)
 - at most `max_pending_documents` documents are admitted at once; more get OVERLOADED with a
   retry delay.
 
-Workers start through a "forkserver" that has already imported PyMuPDF: forking the server
-process itself is unsafe (gRPC's threads), and "spawn" would pay Python's start-up and the
-imports on every restart.
+The lanes, limits, crash handling and admission are `sensorium.workers.WorkerPool`'s, shared
+with the document engine's pool; this module adds the PDF's chunked tasks and lane choice.
+Workers start through a "forkserver" that has already imported PyMuPDF.
 
 Tests inject faults from outside the shipped code: the pool takes a `page_extractor` (default
 `extractor.extract_page`) that its workers call for every page, so a test can hand it a function
@@ -40,25 +39,22 @@ of its own (tests/support) that crashes, hangs or reports its process id for a k
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import signal
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pebble
 import pymupdf
 
-from sensorium import logs
+from sensorium import workers
 from sensorium.errors import Reason, SensoriumError
 from sensorium.pdf import extractor
-from sensorium.pdf.extractor import DocumentInfo, ExtractOptions, ImageResult, Limits, PageResult
-from sensorium.workers import arm_cpu_limit, forkserver_context, limit_memory
+from sensorium.pdf.api import DocumentInfo, ExtractOptions, ImageResult, PageResult
+from sensorium.pdf.extractor import Limits
+from sensorium.workers import Lane, PoolLimits, Wording, WorkerPool
 
 if TYPE_CHECKING:
     from sensorium.settings import PdfSettings
@@ -67,16 +63,18 @@ PageExtractor = Callable[
     [pymupdf.Document, int, ExtractOptions, Limits], tuple[PageResult, list[ImageResult]]
 ]
 """`extractor.extract_page`'s signature: what a worker calls for each page."""
-# Pebble's manager threads poll every `sleep_unit` (0.1 s by default): that is how late a
-# recycled or crashed worker is replaced and a timed-out task killed, while documents wait.
-# 20 ms costs a few wake-ups a second and removes ~0.2 s stalls at every worker recycle.
-pebble.CONSTS.sleep_unit = 0.02
+
+_Lane = Lane  # the name the PDF pool's tests know
 
 FIRST_CHUNK_PAGES = 4
 FIRST_TASK_SECONDS = 0.05
 MAX_CHUNK_PAGES = 32
-_CLOSE_TIMEOUT_SECONDS = 10.0
 _OPEN_DOCUMENTS = 4
+WORDING = Wording(
+    service="PDF", settings="pdf", verb="extracting",
+    crash_advice="repair it (e.g. `qpdf in.pdf out.pdf`) and send it again",
+    timeout_advice="extract fewer pages at a time (a page range) or send a smaller document",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,9 +84,6 @@ _OPEN_DOCUMENTS = 4
 @dataclass
 class _WorkerState:
     extract_page: PageExtractor = extractor.extract_page
-    memory_mb: int = 0
-    cpu_seconds: float = 0.0
-    tasks: int = 0
     # Open documents by (path, inode, size, mtime, password), least recently used first.
     documents: OrderedDict[tuple[Any, ...], pymupdf.Document] = field(default_factory=OrderedDict)
 
@@ -103,30 +98,15 @@ class _TaskResult:
     next_index: int  # first page index (0-based) not yet extracted
     stop_index: int  # end of the requested range (0-based, exclusive)
     started_at: float  # time.monotonic() when the task started; one clock for all processes
-    pid: int
     worker_tasks: int  # tasks this worker has run, this one included
 
 
-def _init_worker(
-    memory_mb: int, cpu_seconds: float, page_extractor: PageExtractor, log_config: tuple[str, str] | None
-) -> None:
-    """Pebble initializer; it must never raise (a worker failing here breaks the pool)."""
-    _worker.extract_page, _worker.memory_mb = page_extractor, memory_mb
-    _worker.cpu_seconds = cpu_seconds
-    if log_config is not None:  # the server's log format, so a page's failure reads like the rest
-        with contextlib.suppress(Exception):
-            level, fmt = log_config
-            logs.configure(level, "json" if fmt == "json" else "text")
+def _setup_worker(page_extractor: PageExtractor) -> None:
+    """`workers.init_worker`'s PDF part; it must never raise."""
+    _worker.extract_page = page_extractor
     # MuPDF prints every recoverable problem to stderr; the results report what matters.
     pymupdf.TOOLS.mupdf_display_errors(False)
     pymupdf.TOOLS.mupdf_display_warnings(False)
-    limit_memory(memory_mb)
-
-
-def _ping(seconds: float) -> int:
-    time.sleep(seconds)
-    _worker.tasks += 1
-    return os.getpid()
 
 
 def _run_task(
@@ -140,8 +120,8 @@ def _run_task(
     held back by slow pages after it.
     """
     started_at = time.monotonic()
-    _worker.tasks += 1
-    _arm_cpu_limit()
+    workers.state.tasks += 1
+    workers.arm_cpu_limit()
     _drop_deleted()
     key: tuple[Any, ...] | None = None
     try:
@@ -175,19 +155,14 @@ def _run_task(
         raise SensoriumError(
             Reason.PROCESSING_LIMIT,
             f"extracting the document needs more memory than the limit of "
-            f"{_worker.memory_mb} MiB per worker; send a smaller or simpler document",
-            {"limit_mb": str(_worker.memory_mb)}, setting="pdf.worker_memory_mb",
+            f"{workers.state.memory_mb} MiB per worker; send a smaller or simpler document",
+            {"limit_mb": str(workers.state.memory_mb)}, setting="pdf.worker_memory_mb",
         ) from None
     except BaseException:
         if key is not None:
             _close_cached(key)
         raise
-    return _TaskResult(items, info, index, end, started_at, os.getpid(), _worker.tasks)
-
-
-def _arm_cpu_limit() -> None:
-    """The CPU-time backstop for this task (`sensorium.workers.arm_cpu_limit`)."""
-    arm_cpu_limit(_worker.cpu_seconds)
+    return _TaskResult(items, info, index, end, started_at, workers.state.tasks)
 
 
 def _open(path: str, password: str, limits: Limits | None) -> tuple[pymupdf.Document, tuple[Any, ...]]:
@@ -244,20 +219,7 @@ def _close_cached(key: tuple[Any, ...] | None = None) -> None:
 # Server side.
 
 
-class _Lane:
-    """One worker process, in a pebble pool of its own so that tasks can be sent to it."""
-
-    def __init__(self, pool: pebble.ProcessPool) -> None:
-        self.pool = pool
-        self.futures: set[pebble.ProcessFuture[Any]] = set()  # touched on the event loop only
-
-    def load(self) -> int:
-        """Tasks scheduled on this lane and not finished."""
-        self.futures = {future for future in self.futures if not future.done()}
-        return len(self.futures)
-
-
-class PdfWorkerPool:
+class PdfWorkerPool(WorkerPool):
     """Extracts documents in worker processes; consumed by the asyncio servicer.
 
     `on_worker_restart(reason)` is called whenever a worker is replaced: "crash", "timeout",
@@ -274,40 +236,16 @@ class PdfWorkerPool:
         page_extractor: PageExtractor = extractor.extract_page,
         log_config: tuple[str, str] | None = None,
     ) -> None:
-        self.workers = max(1, workers)
         self._settings = settings
         self._limits = Limits.from_settings(settings)
-        self._initargs = (settings.worker_memory_mb, settings.timeout_seconds, page_extractor, log_config)
-        self._on_worker_restart = on_worker_restart or (lambda reason: None)
-        self._pending = 0
-        self._closed = False
-        self._seconds_per_document = 1.0  # moving average, for the OVERLOADED retry delay
-        self.worker_pids_seen: set[int] = set()
-        """Worker processes that ran a task (for tests and diagnostics)."""
-        self._lanes = [_Lane(self._new_pool()) for _ in range(self.workers)]
-
-    @property
-    def pending(self) -> int:
-        """Documents admitted and not finished."""
-        return self._pending
-
-    def _new_pool(self) -> pebble.ProcessPool:
-        # Workers fork from a server that has already imported PyMuPDF and the main module:
-        # restarts cost milliseconds.
-        context = forkserver_context([__name__])
-        return pebble.ProcessPool(
-            max_workers=1,
-            max_tasks=self._settings.recycle_after_documents,
-            initializer=_init_worker,
-            initargs=self._initargs,
-            context=context,
+        limits = PoolLimits(
+            timeout_seconds=settings.timeout_seconds, memory_mb=settings.worker_memory_mb,
+            recycle_after=settings.recycle_after_documents, max_pending=settings.max_pending_documents,
         )
-
-    async def warm_up(self) -> None:
-        """Start the workers (and the forkserver) now, so the first request is not slow."""
-        futures = [self._schedule(lane, _ping, (0.05,), None) for lane in self._lanes]
-        pids = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
-        self.worker_pids_seen.update(pids)
+        super().__init__(
+            limits, WORDING, workers=workers, preload=[__name__], setup=_setup_worker,
+            setup_args=(page_extractor,), on_worker_restart=on_worker_restart, log_config=log_config,
+        )
 
     async def extract(
         self, path: str | os.PathLike[str], options: ExtractOptions
@@ -320,13 +258,7 @@ class PdfWorkerPool:
         or after some pages for PROCESSING_LIMIT and PARSER_CRASH. Consume it with
         `contextlib.aclosing` so a caller that stops early frees its workers at once.
         """
-        if self._closed:
-            raise SensoriumError(
-                Reason.SHUTTING_DOWN, "the PDF service is shutting down; retry on another server"
-            )
-        if self._pending >= self._settings.max_pending_documents:
-            raise self._overloaded()
-        self._pending += 1
+        self._admit()
         begun = time.monotonic()
         path = os.fspath(path)
         window: deque[tuple[pebble.ProcessFuture[Any], _Lane]] = deque()
@@ -368,7 +300,7 @@ class PdfWorkerPool:
                 if result.items:
                     yield result.items
             elapsed = time.monotonic() - begun
-            self._seconds_per_document += 0.1 * (elapsed - self._seconds_per_document)
+            self._seconds_per_task += 0.1 * (elapsed - self._seconds_per_task)
         finally:
             for future, _lane in window:
                 if future.running():
@@ -384,102 +316,6 @@ class PdfWorkerPool:
             return next((lane for lane in idle if lane in home), idle[0])
         own = [lane for lane in home if mine[lane] < 2]
         return min(own, key=_Lane.load) if own else None
-
-    async def close(self) -> None:
-        """Stop every worker; documents in work fail with SHUTTING_DOWN. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        for lane in self._lanes:
-            for future in list(lane.futures):
-                future.cancel()
-            lane.pool.stop()
-        await asyncio.gather(
-            *(asyncio.to_thread(lane.pool.join, _CLOSE_TIMEOUT_SECONDS) for lane in self._lanes)
-        )
-
-    def _schedule(
-        self, lane: _Lane, function: Callable[..., Any], args: tuple[Any, ...], timeout: float | None
-    ) -> pebble.ProcessFuture[Any]:
-        try:
-            future = lane.pool.schedule(function, args, timeout=timeout)
-        except RuntimeError:
-            # Pebble marks a whole pool broken in rare races (a worker dying before its task
-            # was acknowledged); replace it rather than fail every later request.
-            if self._closed:
-                raise SensoriumError(
-                    Reason.SHUTTING_DOWN, "the PDF service is shutting down; retry elsewhere"
-                ) from None
-            self._replace_pool(lane)
-            future = lane.pool.schedule(function, args, timeout=timeout)
-        lane.futures.add(future)
-        return future
-
-    def _replace_pool(self, lane: _Lane) -> None:
-        broken, lane.pool = lane.pool, self._new_pool()
-        broken.stop()
-        # Joining waits for the old manager threads; nothing here needs to wait for it.
-        asyncio.get_running_loop().run_in_executor(None, broken.join, _CLOSE_TIMEOUT_SECONDS)
-
-    async def _result(self, future: pebble.ProcessFuture[Any], lane: _Lane) -> _TaskResult:
-        try:
-            result: _TaskResult = await asyncio.wrap_future(future)
-        except TimeoutError:
-            self._on_worker_restart("timeout")
-            raise self._timed_out() from None
-        except pebble.ProcessExpired as error:
-            if error.exitcode == -signal.SIGXCPU:  # the kernel's CPU-time backstop
-                self._on_worker_restart("timeout")
-                raise self._timed_out() from None
-            self._on_worker_restart("crash")
-            raise SensoriumError(
-                Reason.PARSER_CRASH,
-                f"the PDF parser crashed on this document (worker exit code {error.exitcode}); "
-                "the file is probably malformed: repair it (e.g. `qpdf in.pdf out.pdf`) and "
-                "send it again",
-                {"exit_code": str(error.exitcode)},
-            ) from None
-        except BrokenProcessPool:
-            self._on_worker_restart("crash")
-            if not self._closed:
-                self._replace_pool(lane)
-            raise SensoriumError(
-                Reason.PARSER_CRASH,
-                "a PDF worker process died while extracting this document; if it happens "
-                "again with this file, repair it (e.g. `qpdf in.pdf out.pdf`)",
-            ) from None
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if self._closed and not (task and task.cancelling()):
-                raise SensoriumError(
-                    Reason.SHUTTING_DOWN,
-                    "the PDF service shut down while extracting this document; retry elsewhere",
-                ) from None
-            raise
-        self.worker_pids_seen.add(result.pid)
-        if result.worker_tasks >= self._settings.recycle_after_documents:
-            self._on_worker_restart("recycled")
-        return result
-
-    def _timed_out(self) -> SensoriumError:
-        limit = self._settings.timeout_seconds
-        return SensoriumError(
-            Reason.PROCESSING_LIMIT,
-            f"extracting the document took longer than the limit of {limit:g} s; extract fewer "
-            "pages at a time (a page range) or send a smaller document",
-            {"limit_seconds": f"{limit:g}"}, setting="pdf.timeout_seconds",
-        )
-
-    def _overloaded(self) -> SensoriumError:
-        backlog = self._pending / self.workers
-        retry = min(60.0, max(0.5, backlog * self._seconds_per_document))
-        return SensoriumError(
-            Reason.OVERLOADED,
-            f"the PDF service is busy ({self._pending} documents in work, limit "
-            f"{self._settings.max_pending_documents}); retry after {retry:.1f} s",
-            {"pending_documents": str(self._pending)},
-            retry_after_seconds=retry, setting="pdf.max_pending_documents",
-        )
 
 
 def _chunk(start: int, stop: int, size: int, *, spread: bool) -> range:

@@ -6,27 +6,38 @@ so the model threads only ever run the model. `transcribe` yields the `Info`, th
 `Segment` as the worker emits it; leaving early, cancelling or a passed deadline stops the
 worker within one segment. Each worker runs one file at a time (Whisper has no cross-request
 batching). The decoded samples count against the process's byte budget while they wait.
+`transcribe_file` does both for a file: the runtime is the in-process `TranscriptionEngine` of
+the one seam (`sensorium.engines`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import logging
 import os
 import threading
 from collections.abc import AsyncGenerator, Callable
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from sensorium import metrics
 from sensorium.batching import Batcher
+from sensorium.contract import RuntimeContext
 from sensorium.device import DeviceError, DevicePlan, is_cuda_library_error, load_with_fallback, thread_counts
 from sensorium.errors import ModelError, Reason, SensoriumError, ServiceStartError
-from sensorium.registry import RuntimeContext
 from sensorium.transcription import audio, models, transcriber
+from sensorium.transcription.api import (
+    Info,
+    Options,
+    Piece,
+    RequestedOptions,
+    Segment,
+    TranscriptionEngine,
+)
 from sensorium.transcription.audio import DecodedAudio
-from sensorium.transcription.transcriber import Info, Options, Piece, Request, RequestedOptions, Segment
+from sensorium.transcription.transcriber import Request
 
 log = logging.getLogger("sensorium.transcription")
 
@@ -179,6 +190,23 @@ class TranscriptionRuntime:
                     if isinstance(piece, Info):
                         piece = dataclasses.replace(piece, declared_duration=declared, truncated=truncated)
                     yield piece
+
+
+    async def transcribe_file(
+        self, path: str | os.PathLike[str], options: RequestedOptions, *,
+        allow_truncated: bool = False, deadline: float | None = None,
+    ) -> AsyncGenerator[Piece, None]:
+        """Validate `options` (cheap), decode the file, then `transcribe` it."""
+        resolved = self.resolve_options(options)
+        decoded = await self.decode(os.fspath(path), allow_truncated=allow_truncated)
+        pieces = self.transcribe(decoded, resolved, deadline=deadline)
+        async with contextlib.aclosing(pieces):
+            async for piece in pieces:
+                yield piece
+
+
+if TYPE_CHECKING:
+    _ENGINE: type[TranscriptionEngine] = TranscriptionRuntime  # mypy: the in-process engine
 
 
 def _not_ready() -> SensoriumError:

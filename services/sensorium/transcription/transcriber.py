@@ -16,24 +16,29 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from sensorium.device import is_cuda_oom
 from sensorium.errors import Reason, SensoriumError
+from sensorium.transcription.api import (
+    DEFAULT_BEAM_SIZE,
+    DEFAULT_TEMPERATURES,
+    Info,
+    Options,
+    Piece,
+    RequestedOptions,
+    Segment,
+    Word,
+)
 from sensorium.transcription.audio import SAMPLE_RATE
 from sensorium.transcription.models import ResolvedModel
 
 log = logging.getLogger("sensorium.transcription")
 
-Task = Literal["transcribe", "translate"]
-
-DEFAULT_BEAM_SIZE = 5
 MAX_BEAM_SIZE = 32
-DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-"""faster-whisper's (and OpenAI Whisper's) fallback list."""
 MAX_TEMPERATURES = 16
 BATCHED_WINDOW_SECONDS = 30.0
 """Without VAD, the batched pipeline can only take audio shorter than one window."""
@@ -45,78 +50,6 @@ _SPEECH_CHECK_PADDING = 0.25
 
 
 @dataclass(frozen=True)
-class Options:
-    """Decoding options, validated; see `resolve_options`."""
-
-    language: str | None = None
-    """ISO 639-1 code, or None to detect."""
-    task: Task = "transcribe"
-    beam_size: int = DEFAULT_BEAM_SIZE
-    word_timestamps: bool = False
-    vad_filter: bool = False
-    initial_prompt: str | None = None
-    hotwords: str | None = None
-    temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES
-    condition_on_previous_text: bool = True
-    batched: bool = False
-    batch_size: int = 8
-
-
-@dataclass(frozen=True)
-class RequestedOptions:
-    """Options as a client gave them: None = not given (the proto's unset fields)."""
-
-    language: str = ""
-    task: Task = "transcribe"
-    beam_size: int = 0
-    word_timestamps: bool = False
-    vad_filter: bool | None = None
-    initial_prompt: str = ""
-    hotwords: str = ""
-    temperatures: tuple[float, ...] = ()
-    condition_on_previous_text: bool | None = None
-    batched: bool = False
-    batch_size: int = 0
-
-
-@dataclass(frozen=True)
-class Word:
-    start: float
-    end: float
-    text: str
-    probability: float
-
-
-@dataclass(frozen=True)
-class Segment:
-    index: int
-    start: float
-    end: float
-    text: str
-    words: tuple[Word, ...] = ()
-    avg_logprob: float = 0.0
-    no_speech_probability: float = 0.0
-    compression_ratio: float = 0.0
-    temperature: float = 0.0
-
-
-@dataclass(frozen=True)
-class Info:
-    """What is known before the first segment."""
-
-    language: str
-    language_probability: float
-    duration: float
-    duration_after_vad: float
-    model: str
-    options: Options
-    declared_duration: float | None = None
-    """The duration the file's container declares, when it declares one exactly."""
-    truncated: bool = False
-    """The file decoded well short of its declared duration and the caller allowed it."""
-
-
-@dataclass(frozen=True)
 class Request:
     """One item for the model worker: decoded 16 kHz mono audio and validated options."""
 
@@ -124,7 +57,6 @@ class Request:
     options: Options
 
 
-Piece = Info | Segment
 Emit = Callable[[Piece], None]
 
 
@@ -390,12 +322,3 @@ def _segment(index: int, segment: Any, duration: float) -> Segment:
         compression_ratio=float(segment.compression_ratio),
         temperature=float(segment.temperature or 0.0),
     )
-
-
-def transcribe_all(transcriber: Transcriber, request: Request) -> tuple[Info, list[Segment]]:
-    """The whole result at once, in the calling thread (tests, batch jobs, benchmarks)."""
-    pieces: list[Piece] = []
-    transcriber.run(request, pieces.append, lambda: False)
-    info = pieces[0]
-    assert isinstance(info, Info)
-    return info, [p for p in pieces[1:] if isinstance(p, Segment)]

@@ -12,6 +12,7 @@ import pytest
 
 from sensorium.device import DeviceError, DeviceGate, DevicePlan
 from sensorium.index.job import local_runtimes
+from sensorium.pdf.runtime import PdfRuntime
 from sensorium.runtimes import Runtimes
 from sensorium.settings import Settings
 
@@ -50,7 +51,7 @@ def test_on_the_cpu_the_embedding_model_gets_every_cpu_and_the_others_keep_their
     with caplog.at_level(logging.INFO, logger=RULE):
         runtimes = _runtimes(Settings(cpus=cpus), "cpu")
     assert runtimes.cpu.shares == split
-    assert runtimes.pdf.workers == split["pdf"]
+    assert runtimes.of(PdfRuntime).workers == split["pdf"]
     (line,) = _rule_lines(caplog)
     assert f"gets all {cpus} CPUs" in line and "SENSORIUM_EMBEDDING__CPU_THREADS" in line
 

@@ -11,28 +11,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sensorium.embedding.api import EMBEDDING, ImageOutcome, SpaceInfo
+from sensorium.embedding.api import Space as ModelSpace
+from sensorium.engines import Engines, EnginesUnavailable
 from sensorium.errors import Reason, SensoriumError
-from sensorium.index.backends import Embedded, EnginesUnavailable, ModelFacts, Transcript
-from sensorium.index.job import (
-    EXIT_CONFIG,
-    JobError,
-    JobRequest,
-    Pipeline,
-    Tally,
-    list_inputs,
-    manifest_for,
-    resolve_shard,
-    run_job,
-)
+from sensorium.exits import Exit
+from sensorium.index.inputs import JobError, list_inputs, resolve_shard
+from sensorium.index.job import JobRequest, files_in_flight, manifest_for, run_job
 from sensorium.index.layout import EmbeddingSpace, Shard
+from sensorium.index.pipeline import ModelFacts, Pipeline
+from sensorium.index.progress import Tally
 from sensorium.index.reader import IndexReader
 from sensorium.index.writer import FileStat, IndexWriter
+from sensorium.pdf.api import PDF
 from sensorium.settings import Settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64  # sniffs as an image; the fake "decodes" anything
+EXIT_CONFIG = Exit.CONFIG
 
 
-class FakeEngines:
+class FakeEmbedding:
     """Embeds an image to a vector from its bytes; `broken` bytes fail as the item's error,
     `crash` bytes raise a bug, `unreachable` stops the server."""
 
@@ -41,49 +39,75 @@ class FakeEngines:
         self.in_flight = 0
         self.most_in_flight = 0
 
-    async def describe(self) -> ModelFacts:
-        return ModelFacts(EmbeddingSpace("fake", "", "0" * 64, 4), 77)
+    async def describe(self) -> SpaceInfo:
+        return SpaceInfo(ModelSpace("fake", "", "0" * 64, 4), 77, "softmax", 1, 1, "cpu")
 
     def count_tokens(self, text: str) -> int:
         return len(text.split()) + 2
 
-    async def extract_pdf(self, path: Path) -> AsyncIterator[list]:  # type: ignore[type-arg]
-        raise SensoriumError(Reason.PDF_UNREADABLE, "not a PDF")
-        yield []  # pragma: no cover
-
-    async def transcribe(self, path: Path) -> Transcript:
-        raise AssertionError("no audio in these tests")
-
-    async def embed_texts(self, texts: Sequence[str]) -> list[Embedded]:
+    async def embed_texts(self, texts: Sequence[str], **_: object) -> list[object]:
         raise AssertionError("no texts in these tests")
 
-    async def embed_images(self, images: Sequence[bytes]) -> list[Embedded]:
+    async def embed_images(self, images: Sequence[bytes], **_: object) -> list[ImageOutcome]:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             await asyncio.sleep(self.delay)
-            outcomes: list[Embedded] = []
+            outcomes: list[ImageOutcome] = []
             for data in images:
                 if data.endswith(b"broken"):
-                    outcomes.append(SensoriumError(Reason.IMAGE_UNDECODABLE, "cannot decode"))
+                    error = SensoriumError(Reason.IMAGE_UNDECODABLE, "cannot decode")
+                    outcomes.append(ImageOutcome(error=error))
                 elif data.endswith(b"crash"):
                     raise KeyError("a bug")
                 elif data.endswith(b"unreachable"):
                     raise EnginesUnavailable("the server at h:1 cannot be used")
                 else:
-                    outcomes.append(np.ones(4, dtype=np.float32) / 2)
+                    outcomes.append(ImageOutcome(np.ones(4, dtype=np.float32) / 2))
             return outcomes
         finally:
             self.in_flight -= 1
 
 
+class FakePdf:
+    async def extract(self, path: Path, options: object) -> AsyncIterator[list]:  # type: ignore[type-arg]
+        raise SensoriumError(Reason.PDF_UNREADABLE, "not a PDF")
+        yield []  # pragma: no cover
+
+
+class FakeEngines(Engines):
+    """The one seam with fake engines: embedding as above, every PDF unreadable."""
+
+    local = True
+
+    def __init__(self, *, delay: float = 0.0) -> None:
+        self.embedding = FakeEmbedding(delay=delay)
+        self.opens = self.closes = 0
+
+    @property
+    def most_in_flight(self) -> int:
+        return self.embedding.most_in_flight
+
+    async def open(self, key):  # type: ignore[no-untyped-def]
+        if key == EMBEDDING:
+            self.opens += 1
+            return self.embedding
+        if key == PDF:
+            return FakePdf()
+        raise AssertionError(f"no {key.name} in these tests")
+
+    async def close(self) -> None:
+        self.closes += 1
+
+
 def _run(folder: Path, out: Path, engines: FakeEngines, files_in_flight: int = 4) -> Tally:
-    settings = Settings(index={"files_in_flight": files_in_flight, "commit_seconds": 0.01})
-    facts = asyncio.run(engines.describe())
+    settings = Settings(index={"commit_seconds": 0.01})
+    info = asyncio.run(engines.embedding.describe())
+    facts = ModelFacts(EmbeddingSpace.of(info.space), info.context_length)
     tally = Tally()
     with IndexWriter(out, Shard(), manifest_for(facts, settings)) as writer:
         plan = writer.plan(FileStat.of(p) for p in list_inputs([folder], None))
-        pipeline = Pipeline(engines, writer, settings, facts, tally)  # type: ignore[arg-type]
+        pipeline = Pipeline(engines, writer, settings, facts, tally, files_in_flight=files_in_flight)
         asyncio.run(pipeline.run(plan.todo))
     return tally
 
@@ -157,25 +181,11 @@ def test_files_in_flight_are_bounded(tmp_path):
     assert 2 <= engines.most_in_flight <= 3  # overlapping, never more than asked
 
 
-class OpenEngines(FakeEngines):
-    """Fake engines that count being started and closed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.starts = self.closes = 0
-
-    async def start(self) -> None:
-        self.starts += 1
-
-    async def close(self) -> None:
-        self.closes += 1
-
-
 def test_engines_handed_to_the_job_are_used_and_left_open_for_the_next_run(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "a.png").write_bytes(PNG + b"a")
-    engines = OpenEngines()
+    engines = FakeEngines()
     settings = Settings(index={"commit_seconds": 0.01})
 
     async def twice() -> list[dict[str, object]]:
@@ -184,4 +194,16 @@ def test_engines_handed_to_the_job_are_used_and_left_open_for_the_next_run(tmp_p
 
     first, second = asyncio.run(twice())
     assert first["rows"] == second["rows"] == {"total": 1, "by_kind": {"image": 1}}
-    assert (engines.starts, engines.closes) == (2, 0)  # a model loaded once serves both runs
+    assert engines.opens >= 2 and engines.closes == 0  # a model loaded once serves both runs
+
+
+def test_files_in_flight_follow_the_process_cpu_budget_not_the_machine(monkeypatch):
+    """A 2-CPU pod on a 64-core node admits files for 2 CPUs, not 64."""
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    monkeypatch.setattr("sensorium.runtimes.available_cpus", lambda: 2)
+    assert files_in_flight(Settings()) == 4  # twice the budget, at least 4
+    monkeypatch.setattr("sensorium.runtimes.available_cpus", lambda: 6)
+    assert files_in_flight(Settings()) == 12
+    assert files_in_flight(Settings(cpus=3)) == 6  # SENSORIUM_CPUS is the budget when set
+    assert files_in_flight(Settings(pdf={"workers": 5})) == 10  # the PDF workers, when set
+    assert files_in_flight(Settings(index={"files_in_flight": 7})) == 7

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from indexkit import MANIFEST, Job, write
 
-from sensorium.index.layout import EmbeddingSpace, Manifest, RowKind, Shard
+from sensorium.index.layout import EmbeddingSpace, Manifest, Shard
 from sensorium.index.search import RRF_K, Hit, SearchStore, VectorIndexParams, _fuse, _Ranked
 from sensorium.index.writer import FileStat, IndexWriter, Row
 
@@ -21,7 +21,7 @@ TEXTS = {
     "kitchen.pdf": ["slow roasted tomatoes with garlic", "a recipe for sourdough bread starter"],
     "talk.mp3": ["welcome to the quarterly budget meeting", "the heron is our new mascot"],
 }
-KINDS = {"birds.pdf": RowKind.PDF_TEXT, "kitchen.pdf": RowKind.PDF_TEXT, "talk.mp3": RowKind.AUDIO}
+KINDS = {"birds.pdf": "pdf_text", "kitchen.pdf": "pdf_text", "talk.mp3": "audio"}
 
 
 def unit_vector(seed: int) -> np.ndarray:
@@ -42,8 +42,8 @@ def build(out: Path, src: Path, texts: dict[str, list[str]] = TEXTS, manifest: M
             work = writer.begin(stat, hashlib.sha256("\n".join(rows).encode()).hexdigest(), "pdf")
             if work is None:
                 continue  # rewritten with the same content
-            kind = KINDS.get(Path(stat.path).name, RowKind.PDF_TEXT)
-            timed = kind == RowKind.AUDIO
+            kind = KINDS.get(Path(stat.path).name, "pdf_text")
+            timed = kind == "audio"
             writer.add_rows(
                 work,
                 [

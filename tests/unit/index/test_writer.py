@@ -13,12 +13,12 @@ from indexkit import DIMENSION, MANIFEST, SPACE, Job, files_table, live_rows, ro
 
 from sensorium.errors import Reason
 from sensorium.index.layout import (
+    SCHEMA_VERSION,
     EmbeddingSpace,
     IndexBusyError,
     IndexLayoutError,
     IndexMismatchError,
     Manifest,
-    RowKind,
     Shard,
     row_schema,
 )
@@ -44,6 +44,8 @@ def test_rows_and_files_table_have_the_documented_schema(src, tmp_path):
     assert (row["path"], row["kind"], row["page"], row["space"]) == (str(a), "pdf_text", 1, SPACE.id)
     assert row["bbox"] == {"x0": 1.0, "y0": 0.0, "x1": 3.0, "y1": 1.0}
     assert row["text"] == "alpha part 0" and row["start_seconds"] is None
+    assert row["mtime"].timestamp() == pytest.approx(a.stat().st_mtime)  # the file's, on every row
+    assert row["section"] is row["cells"] is row["title"] is row["taken_at"] is None
     assert np.allclose(row["vector"], rows_for(data)[0].vector, atol=1e-6)
 
     files = pq.read_table(shard_dir / "files.parquet").to_pylist()
@@ -64,7 +66,7 @@ def test_rows_and_files_table_have_the_documented_schema(src, tmp_path):
         "normalized": True,
     }
     assert manifest["options"] == {"chunk_overlap_tokens": 10, "min_image_side": 64}
-    assert manifest["schema_version"] == 1 and manifest["shard"] == {"index": 0, "count": 1}
+    assert manifest["schema_version"] == SCHEMA_VERSION == 2 and manifest["shard"] == {"index": 0, "count": 1}
 
 
 def test_a_rerun_on_an_unchanged_tree_reads_nothing_and_writes_nothing(src, tmp_path):
@@ -239,7 +241,7 @@ def test_parts_roll_every_n_rows_and_a_file_may_span_parts(src, tmp_path):
         work = writer.begin(FileStat.of(a), "ff" * 32, "pdf")
         assert work is not None
         vector = np.ones(DIMENSION)
-        writer.add_rows(work, [Row(RowKind.PDF_TEXT, vector, text=str(i), page=i + 1) for i in range(8)])
+        writer.add_rows(work, [Row("pdf_text", vector, text=str(i), page=i + 1) for i in range(8)])
         writer.finish(work)
     parts = sorted((out / "shard-0-of-1" / "rows").glob("*.parquet"))
     assert [pq.read_metadata(p).num_rows for p in parts] == [3, 3, 2]
@@ -320,7 +322,7 @@ def test_vectors_of_the_wrong_dimension_or_kind_are_refused_when_added(src, tmp_
         work = writer.begin(FileStat.of(a), "aa" * 32, "pdf")
         assert work is not None
         with pytest.raises(ValueError, match="3-d vector; the index's space is 8-d"):
-            writer.add_rows(work, [Row(RowKind.IMAGE, np.ones(3))])
+            writer.add_rows(work, [Row("image", np.ones(3))])
         with pytest.raises(ValueError, match="row kind 'video': choose from audio, image, pdf_image"):
             writer.add_rows(work, [Row("video", np.ones(DIMENSION))])  # type: ignore[arg-type]
 
@@ -336,3 +338,13 @@ def test_shard_parsing_and_ownership():
     assert all(len(o) == 1 for o in owners)  # every path in exactly one shard
     counts = [sum(o == [s] for o in owners) for s in range(3)]
     assert min(counts) > 60  # spread across shards
+
+
+def test_an_index_of_an_older_schema_is_refused_with_the_way_out(src, tmp_path):
+    out = tmp_path / "index"
+    Job(out).run([write(src, "a.pdf", "alpha")])
+    manifest = out / "shard-0-of-1" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "schema_version": SCHEMA_VERSION - 1}))
+    with pytest.raises(IndexLayoutError, match="Rebuild the index in a new directory"):
+        Job(out).run([src / "a.pdf"])

@@ -9,18 +9,14 @@ from typing import Any
 
 import pymupdf
 import pytest
+from enginekit import extract_document
 
 import testkit
-from sensorium.errors import Reason, SensoriumError
+from sensorium.errors import Reason, SensoriumError, explain_setting
 from sensorium.pdf import extractor
+from sensorium.pdf.api import DocumentInfo, ExtractOptions, ImageResult, OcrStatus, PageResult
 from sensorium.pdf.extractor import (
-    DocumentInfo,
-    ExtractOptions,
-    ImageResult,
     Limits,
-    OcrStatus,
-    PageResult,
-    extract_document,
     open_document,
     parse_pdf_date,
     read_info,
@@ -329,15 +325,15 @@ def test_page_without_text_layer_is_flagged_and_skipped(scanned_pdf: Path) -> No
 def test_ocr_disabled_on_the_server(scanned_pdf: Path) -> None:
     _, (scanned, _), _ = extract(scanned_pdf, limits=Limits(ocr_enabled=False))
     assert scanned.ocr_status == OcrStatus.UNAVAILABLE
-    assert "SENSORIUM_PDF__OCR" in scanned.ocr_message
+    assert "SENSORIUM_PDF__OCR" in _worded(scanned)
 
 
 def test_ocr_not_installed_names_the_fix(scanned_pdf: Path) -> None:
     _, (scanned, _), _ = extract(scanned_pdf, limits=NO_OCR_DATA)
     assert scanned.ocr_status == OcrStatus.UNAVAILABLE
     assert "tesseract-ocr-eng" in scanned.ocr_message
-    assert "SENSORIUM_PDF__TESSDATA_DIR" in scanned.ocr_message
-    assert "/nonexistent" not in scanned.ocr_message  # no server path reaches a client
+    assert "SENSORIUM_PDF__TESSDATA_DIR" in _worded(scanned)
+    assert "/nonexistent" not in _worded(scanned)  # no server path reaches a client
 
 
 def test_ocr_pixel_limit_is_checked_before_rendering(scanned_pdf: Path, tmp_path: Path) -> None:
@@ -347,7 +343,12 @@ def test_ocr_pixel_limit_is_checked_before_rendering(scanned_pdf: Path, tmp_path
     limits = Limits(tessdata_dir=str(tmp_path), max_pixels=10_000)
     _, (scanned, _), _ = extract(scanned_pdf, limits=limits)
     assert scanned.ocr_status == OcrStatus.FAILED
-    assert "SENSORIUM_PDF__MAX_PIXELS" in scanned.ocr_message
+    assert "SENSORIUM_PDF__MAX_PIXELS" in _worded(scanned)
+
+
+def _worded(page: PageResult) -> str:
+    """The OCR message as a front end words it: the engine names the setting, not its variable."""
+    return explain_setting(page.ocr_message, page.ocr_setting, "client")
 
 
 @pytest.mark.ocr

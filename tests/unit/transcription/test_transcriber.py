@@ -10,20 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from enginekit import transcribe_all
 
 import speechkit
 import testkit
 from sensorium.batching import StreamCancelled
 from sensorium.transcription import models
+from sensorium.transcription.api import Info, Options, Segment
 from sensorium.transcription.audio import decode
-from sensorium.transcription.transcriber import (
-    Info,
-    Options,
-    Request,
-    Segment,
-    Transcriber,
-    transcribe_all,
-)
+from sensorium.transcription.transcriber import Request, Transcriber
 
 pytestmark = pytest.mark.weights
 JFK = testkit.JFK

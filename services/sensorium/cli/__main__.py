@@ -1,0 +1,7 @@
+"""`python -m sensorium.cli ...`: the `sensorium` command (tests and benchmarks run it so)."""
+
+import sys
+
+from sensorium.cli.main import main
+
+sys.exit(main())

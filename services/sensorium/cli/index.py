@@ -1,0 +1,92 @@
+"""`sensorium index PATH... --out DIR`: files in, a searchable index folder out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sensorium import logs
+from sensorium.cli.common import CliError, add_tls_flags, add_token_flag, remote_only
+from sensorium.exits import Exit
+from sensorium.index.kinds import described
+from sensorium.settings import Settings
+
+
+def add_parser(commands: Any) -> None:
+    index = commands.add_parser(
+        "index", help=f"index files ({described()}) into a searchable index folder",
+        description="Walk PATHs (files and folders) and the --manifest list, recognise each "
+        "file's type by its content, and write its rows (PDF text chunks and images, transcript "
+        "windows, image files; all embedded with the same CLIP model) into the index folder --out. "
+        "Rerunnable: unchanged files are skipped without reading them, changed ones reindexed, "
+        "deleted ones retired; a killed job loses at most the files in flight. Models and limits "
+        "come from the same SENSORIUM_* variables as the server (README). See docs/index.md.",
+        epilog="exit status: 0 the job ran (files that could not be indexed are rows of the files "
+        "table, with their reason); 2 bad usage; 3 bad configuration (settings, a model that does "
+        "not load, an index of another model or options); 4 the output cannot be used (not "
+        "writable, another job writes this shard, not an index); 5 worth retrying (the --server "
+        "is unreachable); 130 interrupted.",
+    )
+    index.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files and folders to index")
+    index.add_argument("--out", type=Path, required=True, metavar="DIR", help="the index folder")
+    index.add_argument("--manifest", type=Path, metavar="FILE",
+                       help="a file listing more paths, one per line (# starts a comment)")
+    index.add_argument("--shard", metavar="I/N",
+                       help="index only shard I of N (I from 0, by a hash of each path); default: "
+                       "JOB_COMPLETION_INDEX of SENSORIUM_INDEX__SHARD_COUNT in a Kubernetes "
+                       "Indexed Job, else the one shard")
+    index.add_argument("--server", metavar="HOST:PORT",
+                       help="call a running deployment instead of running the models here")
+    index.add_argument("--json", action="store_true",
+                       help="print the summary as one JSON object (files by status and kind, rows "
+                       "by kind, errors by reason, seconds, rates)")
+    index.add_argument("--timeout", type=float, default=None,
+                       help="deadline in seconds of each call to --server")
+    add_tls_flags(index)
+    add_token_flag(index)
+    index.set_defaults(run=run)
+
+
+async def run(args: argparse.Namespace) -> int:
+    from sensorium.index.inputs import JobError, resolve_shard
+    from sensorium.index.job import JobRequest, run_job
+
+    if not args.paths and args.manifest is None:
+        raise CliError("name the files or folders to index (PATH...), or --manifest FILE", Exit.USAGE)
+    security = remote_only(args)
+    settings = Settings()
+    bar = sys.stderr.isatty()
+    # With a bar, the log shows only problems; without (a pod's log), progress lines too.
+    logs.configure("WARNING" if bar else settings.log_level, settings.log_format)
+    try:
+        request = JobRequest(
+            inputs=list(args.paths), out=args.out, shard=resolve_shard(args.shard, settings),
+            manifest=args.manifest, server=args.server,
+            client_options={"timeout": args.timeout, **security}, progress_bar=bar,
+        )
+        summary = await run_job(request, settings)
+    except JobError as exc:
+        raise CliError(str(exc), exc.code) from None
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    return Exit.OK
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    files, rows = summary["files"], summary["rows"]
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(files["by_status"].items())) or "none"
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(files["by_kind"].items())) or "none"
+    row_kinds = ", ".join(f"{n} {k}" for k, n in sorted(rows["by_kind"].items())) or "none"
+    print(f"index {summary['index']} (shard {summary['shard']}): {files['listed']} files listed, "
+          f"{files['unchanged']} unchanged, {files['removed']} removed, {files['processed']} processed "
+          f"in {summary['seconds']:.1f} s")
+    print(f"  files: {statuses}; by kind: {kinds}")
+    print(f"  rows: {rows['total']} ({row_kinds})")
+    if summary["errors"]:
+        errors = ", ".join(f"{n} {r}" for r, n in sorted(summary["errors"].items()))
+        print(f"  errors: {errors} (the files table says which files and why: docs/index.md)")

@@ -1,0 +1,252 @@
+"""The kind table: every kind of file the index job reads, and the rows it makes of it.
+
+Each `FileKind` row says how a file of the kind is recognised (its MIME types as `filetype`
+names them, or a content check of its own), which engines it needs, which options shape its
+rows (they go into the index's manifest), which row kinds it yields, and the function that
+makes them. Sniffing (`sniff.py`), the job's dispatch and services (`job.py`, `pipeline.py`),
+the manifest and `sensorium search --kind` all derive from this table; `register` adds a row
+(see docs/architecture.md).
+
+A producer gets a `FileWork`: the file, the engines (in-process or remote), and the pipeline's
+helpers that chunk, embed and hand rows to the writer. It raises `SensoriumError` for a file
+that cannot be indexed (a row of the files table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sensorium.index.chunking import TextChunk, chunk_page, window_transcript
+from sensorium.index.layout import OptionValue, Row
+
+if TYPE_CHECKING:
+    from sensorium.engines import Engines
+    from sensorium.settings import Settings
+
+log = logging.getLogger("sensorium.index")
+
+
+class FileWork(Protocol):
+    """One file as a producer sees it (the pipeline implements it)."""
+
+    path: Path
+    engines: Engines
+    settings: Settings
+    context_length: int
+    """Tokens the embedding model reads: every text row must fit."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` as the embedding model counts them (blocking; use a thread)."""
+        ...
+
+    async def embed_texts(self, texts: Sequence[str]) -> list[Any]:
+        """Each text's vector, or None for one that failed alone (logged)."""
+        ...
+
+    async def embed_images(self, images: Sequence[bytes]) -> list[Any]:
+        """Each image's vector, or None for one that failed alone (logged)."""
+        ...
+
+    async def embed_image(self, image: bytes) -> Any:
+        """The vector of an image that is the whole file: its error is the file's (raised)."""
+        ...
+
+    def add(self, rows: Sequence[Row]) -> None:
+        """Hand rows to the writer (each of a row kind the file's kind declares)."""
+        ...
+
+
+Producer = Callable[[FileWork], Awaitable[None]]
+Options = Callable[["Settings"], dict[str, OptionValue]]
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """One kind of file: how it is recognised and what rows it gives (see the module docstring)."""
+
+    name: str
+    """The files table's `kind`, e.g. "pdf"."""
+    summary: str
+    """What it is, for messages ("PDF", "audio", "image files")."""
+    rows: Mapping[str, str]
+    """Row kinds it yields, each with what such a row holds (docs/index.md)."""
+    produce: Producer
+    services: tuple[str, ...] = ()
+    """Services it needs besides embedding (started only when a file of the kind comes)."""
+    mimes: frozenset[str] = frozenset()
+    """MIME types, as `filetype` names them, that are this kind."""
+    sniff: Callable[[bytes], str | None] | None = None
+    """A content check of its own, tried before `filetype`: the MIME type it finds in a file's
+    first bytes, or None."""
+    options: Options | None = None
+    """The settings that shape its rows, for the manifest: an index never mixes rows made
+    with different values."""
+
+
+# --- the built-in kinds ----------------------------------------------------------------------
+
+
+def _pdf_options(settings: Settings) -> dict[str, OptionValue]:
+    return {"min_image_side": settings.index.min_image_side, "ocr": settings.pdf.ocr,
+            "ocr_language": settings.pdf.ocr_language}
+
+
+def _is_pdf(head: bytes) -> str | None:
+    # As the PDF service accepts them: `%PDF-` within the first 1024 bytes, as Acrobat requires.
+    return "application/pdf" if b"%PDF-" in head[:1024] else None
+
+
+async def _index_pdf(work: FileWork) -> None:
+    from sensorium.pdf.api import PDF, ExtractOptions, ImageResult, PageResult
+
+    # Blocks give chunks their boxes; images become rows; OCR as the PDF service does it.
+    options = ExtractOptions(include_blocks=True, include_images=True, ocr=True)
+    min_side = work.settings.index.min_image_side
+    pdf = await work.engines.open(PDF)
+    results = pdf.extract(work.path, options)
+    async with contextlib.aclosing(results):
+        async for items in results:
+            if not isinstance(items, list):
+                continue  # the document's info
+            pages = [item for item in items if isinstance(item, PageResult) and item.error is None]
+            chunks = await asyncio.to_thread(_chunk_pages, work, pages)
+            images = [item for item in items if isinstance(item, ImageResult) and item.error is None
+                      and item.data and min(item.width, item.height) >= min_side]
+            for item in items:
+                if item.error is not None:
+                    log.info("part of a PDF not indexed", extra={
+                        "path": str(work.path), "page": item.page_number, "reason": item.error.reason.name,
+                        "detail": item.error.message})
+            text_vectors, image_vectors = await asyncio.gather(
+                work.embed_texts([c.text for c in chunks]), work.embed_images([i.data for i in images]))
+            rows = [Row("pdf_text", v, text=c.text, page=c.page, bbox=c.bbox)
+                    for c, v in zip(chunks, text_vectors, strict=True) if v is not None]
+            rows += [Row("pdf_image", v, page=i.page_number,
+                         bbox=None if i.bbox is None else (i.bbox.x0, i.bbox.y0, i.bbox.x1, i.bbox.y1))
+                     for i, v in zip(images, image_vectors, strict=True) if v is not None]
+            work.add(rows)
+
+
+def _chunk_pages(work: FileWork, pages: Sequence[Any]) -> list[TextChunk]:
+    overlap = work.settings.index.chunk_overlap_tokens
+    return [chunk for page in pages for chunk in chunk_page(
+        page.page_number, page.blocks, text=page.text, count_tokens=work.count_tokens,
+        context_length=work.context_length, overlap_tokens=overlap)]
+
+
+def _audio_options(settings: Settings) -> dict[str, OptionValue]:
+    return {"transcription_model": settings.transcription.model}
+
+
+async def _index_audio(work: FileWork) -> None:
+    from sensorium.transcription.api import TRANSCRIPTION, Info, RequestedOptions, Segment
+
+    transcription = await work.engines.open(TRANSCRIPTION)
+    model, segments = "", []
+    pieces = transcription.transcribe_file(work.path, RequestedOptions())
+    async with contextlib.aclosing(pieces):
+        async for piece in pieces:
+            if isinstance(piece, Info):
+                model = piece.model
+            elif isinstance(piece, Segment):
+                segments.append(piece)
+    expected = work.settings.transcription.model
+    if model and model != expected:
+        raise ModelMismatch(
+            f"the transcripts come from {model} but the index records {expected} "
+            "(SENSORIUM_TRANSCRIPTION__MODEL): set it as the server has it")
+    windows = await asyncio.to_thread(window_transcript, segments, count_tokens=work.count_tokens,
+                                      context_length=work.context_length)
+    vectors = await work.embed_texts([w.text for w in windows])
+    work.add([Row("audio", v, text=w.text, start_seconds=w.start_seconds, end_seconds=w.end_seconds)
+              for w, v in zip(windows, vectors, strict=True) if v is not None])
+
+
+# HEIF major brands (ISO/IEC 23008-12) of still images: filetype knows "heic" (and "mif1"/"msf1"
+# listing it) but not "heix" (10-bit: some iPhones, Canon cameras) or "heim"/"heis". Image
+# sequences ("hevc"/"hevx") are left to filetype: they may hold no still image.
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis"})
+
+
+def _is_heif(head: bytes) -> str | None:
+    return "image/heic" if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS else None
+
+
+async def _index_image(work: FileWork) -> None:
+    data = await asyncio.to_thread(work.path.read_bytes)
+    work.add([Row("image", await work.embed_image(data))])
+
+
+class ModelMismatch(Exception):
+    """The engines' model is not the one the index records: the job cannot go on."""
+
+
+KINDS: dict[str, FileKind] = {
+    "pdf": FileKind(
+        "pdf", "PDF", {
+            "pdf_text": "a chunk of a PDF page's text (page, bbox of its blocks)",
+            "pdf_image": "an image embedded in a PDF page (page, bbox)",
+        },
+        _index_pdf, services=("pdf",), sniff=_is_pdf, options=_pdf_options,
+    ),
+    "audio": FileKind(
+        "audio", "audio", {"audio": "a window of a recording's transcript (start and end seconds)"},
+        _index_audio, services=("transcription",), options=_audio_options,
+        # Containers PyAV decodes that carry sound; video counts as audio: its sound track is
+        # what the job transcribes.
+        mimes=frozenset({"audio/x-wav", "audio/mpeg", "audio/x-flac", "audio/ogg", "audio/mp4",
+                         "audio/aac", "audio/x-aiff", "video/mp4", "video/x-m4v", "video/quicktime",
+                         "video/webm", "video/x-matroska"}),
+    ),
+    "image": FileKind(
+        "image", "image files", {"image": "an image file"}, _index_image, sniff=_is_heif,
+        # What the embedding service decodes: Pillow's own formats, AVIF (Pillow >= 11.3) and
+        # HEIC/HEIF, what iPhones write (pillow-heif, the `media` extra).
+        mimes=frozenset({"image/jpeg", "image/png", "image/apng", "image/gif", "image/webp",
+                         "image/tiff", "image/bmp", "image/heic", "image/avif"}),
+    ),
+}
+
+
+def register(kind: FileKind) -> None:
+    """Add a kind to the table (see docs/architecture.md). Its name and row kinds must be new."""
+    if kind.name in KINDS:
+        raise ValueError(f"a file kind named {kind.name!r} is registered already")
+    taken = set(kind.rows) & set(row_kinds())
+    if taken:
+        raise ValueError(f"row kind(s) {', '.join(sorted(taken))} are registered already")
+    KINDS[kind.name] = kind
+
+
+def row_kinds() -> dict[str, str]:
+    """Every row kind of the table, with what such a row holds."""
+    return {name: summary for kind in KINDS.values() for name, summary in kind.rows.items()}
+
+
+def job_services() -> list[str]:
+    """The services the index job runs: every kind's, and embedding, in the registry's order."""
+    from sensorium.registry import SERVICES
+
+    wanted = {"embedding", *(service for kind in KINDS.values() for service in kind.services)}
+    return [name for name in SERVICES if name in wanted]
+
+
+def manifest_options(settings: Settings) -> dict[str, OptionValue]:
+    """Every kind's row-shaping options (the job adds the chunking's own)."""
+    options: dict[str, OptionValue] = {}
+    for kind in KINDS.values():
+        if kind.options is not None:
+            options.update(kind.options(settings))
+    return options
+
+
+def described() -> str:
+    """The kinds, for a message: "PDF, audio and image files"."""
+    names = [kind.summary for kind in KINDS.values()]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

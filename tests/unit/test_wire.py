@@ -1,0 +1,222 @@
+"""Each `<service>/wire.py` both ways: every domain type the servicer sends comes back equal
+from the message a remote engine decodes, so the CLI, the index job and a gRPC client see the
+same results in-process and remote."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sensorium.embedding import wire as embedding_wire
+from sensorium.embedding.api import ImageOutcome, ScoreRow, Scores, Space, SpaceInfo, TextOutcome
+from sensorium.errors import Reason, SensoriumError
+from sensorium.pdf import wire as pdf_wire
+from sensorium.pdf.api import (
+    BBox,
+    Block,
+    DocumentInfo,
+    ExtractionSummary,
+    ExtractOptions,
+    ImageResult,
+    OcrStatus,
+    PageResult,
+)
+from sensorium.transcription import wire as transcription_wire
+from sensorium.transcription.api import (
+    Info,
+    Options,
+    RequestedOptions,
+    Segment,
+    TranscriptionSummary,
+    Word,
+)
+
+EXAMPLES = settings(max_examples=60, deadline=None, derandomize=True)
+f32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
+text = st.text(max_size=40)
+count = st.integers(0, 2**31 - 1)
+# Item errors travel without a setting (the message is worded for the client): the ones here
+# have none, so they must come back exactly.
+errors = st.builds(SensoriumError, st.sampled_from(list(Reason)), text,
+                   st.dictionaries(st.text("abc_", min_size=1, max_size=8), text, max_size=2))
+
+
+def _same_error(a: SensoriumError | None, b: SensoriumError | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return (a.reason, a.message, a.metadata) == (b.reason, b.message, b.metadata)
+
+
+# --- PDF ---------------------------------------------------------------------------------------
+
+boxes = st.builds(BBox, f32, f32, f32, f32)
+pages = st.builds(
+    PageResult, count, text, st.lists(st.builds(Block, boxes, text), max_size=3), st.booleans(),
+    st.sampled_from(list(OcrStatus)), text, st.just(""), f32, f32, st.none() | errors, count,
+)
+images = st.builds(ImageResult, count, count, st.none() | boxes, st.sampled_from(["png", "jpeg", ""]),
+                   st.binary(max_size=64), count, count, st.none() | errors)
+times = st.none() | st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1),
+                                 timezones=st.just(UTC))
+
+
+@EXAMPLES
+@given(st.builds(ExtractOptions, count, count, text, st.booleans(), st.booleans(), st.booleans()))
+def test_pdf_options_round_trip(options: ExtractOptions) -> None:
+    assert pdf_wire.options_from_message(pdf_wire.options_to_message(options, 32)) == options
+
+
+@EXAMPLES
+@given(st.builds(DocumentInfo, text, text, text, text, text, text, times, times, count, text,
+                 st.booleans(), st.booleans()))
+def test_pdf_info_round_trips(info: DocumentInfo) -> None:
+    assert pdf_wire.info_from_message(pdf_wire.info_to_message(info)) == info
+
+
+@EXAMPLES
+@given(pages)
+def test_pdf_page_round_trips(page: PageResult) -> None:
+    back = pdf_wire.page_from_message(pdf_wire.page_to_message(page))
+    assert _same_error(back.error, page.error)
+    assert back.__class__(**{**vars(back), "error": page.error}) == page
+
+
+@EXAMPLES
+@given(images)
+def test_pdf_image_round_trips(image: ImageResult) -> None:
+    back = pdf_wire.image_from_message(pdf_wire.image_to_message(image))
+    assert _same_error(back.error, image.error)
+    assert back.__class__(**{**vars(back), "error": image.error}) == image
+
+
+@EXAMPLES
+@given(st.builds(ExtractionSummary, count, count, count, count, st.floats(0, 1e6)))
+def test_pdf_summary_round_trips(summary: ExtractionSummary) -> None:
+    assert pdf_wire.summary_from_message(pdf_wire.summary_to_message(summary)) == summary
+
+
+def test_an_ocr_message_names_the_setting_for_whoever_reads_it() -> None:
+    page = PageResult(1, "", ocr_status=OcrStatus.UNAVAILABLE, ocr_message="OCR is disabled",
+                      ocr_setting="pdf.ocr")
+    client = pdf_wire.page_to_message(page).ocr_message
+    local = pdf_wire.page_to_message(page, "operator").ocr_message
+    assert "SENSORIUM_PDF__OCR" in client and "operator" in client
+    assert "SENSORIUM_PDF__OCR" in local and "operator" not in local
+
+
+# --- transcription -----------------------------------------------------------------------------
+
+requested = st.builds(
+    RequestedOptions, text, st.sampled_from(["transcribe", "translate"]), count, st.booleans(),
+    st.none() | st.booleans(), text, text, st.lists(f32, max_size=4).map(tuple),
+    st.none() | st.booleans(), st.booleans(), count,
+)
+words = st.builds(Word, st.floats(0, 1e5), st.floats(0, 1e5), text, f32)
+segments = st.builds(Segment, count, st.floats(0, 1e5), st.floats(0, 1e5), text,
+                     st.lists(words, max_size=3).map(tuple), f32, f32, f32, f32)
+
+
+@EXAMPLES
+@given(requested, st.booleans())
+def test_transcription_options_round_trip(options: RequestedOptions, allow_truncated: bool) -> None:
+    message = transcription_wire.options_to_message(options, allow_truncated=allow_truncated)
+    assert transcription_wire.options_from_message(message) == options
+    assert message.allow_truncated == allow_truncated
+
+
+@EXAMPLES
+@given(st.builds(
+    Info, text, f32, st.floats(0, 1e5), st.floats(0, 1e5), text,
+    st.builds(Options, task=st.sampled_from(["transcribe", "translate"]), vad_filter=st.booleans(),
+              condition_on_previous_text=st.booleans(), batched=st.booleans()),
+    st.none() | st.floats(0.5, 1e5), st.booleans(),
+))
+def test_transcription_info_round_trips(info: Info) -> None:
+    # Of the options used, the message carries task, batched mode, VAD and conditioning.
+    assert transcription_wire.info_from_message(transcription_wire.info_to_message(info)) == info
+
+
+@EXAMPLES
+@given(segments)
+def test_transcription_segment_round_trips(segment: Segment) -> None:
+    assert transcription_wire.segment_from_message(transcription_wire.segment_to_message(segment)) == segment
+
+
+@EXAMPLES
+@given(st.builds(TranscriptionSummary, count, st.floats(0, 1e5), st.floats(0, 1e3)))
+def test_transcription_summary_round_trips(summary: TranscriptionSummary) -> None:
+    back = transcription_wire.summary_from_message(transcription_wire.summary_to_message(summary))
+    assert back == summary
+
+
+# --- embedding ---------------------------------------------------------------------------------
+
+spaces = st.builds(Space, text, text, st.text("0123456789abcdef", min_size=64, max_size=64),
+                   st.integers(1, 8))
+vectors = st.lists(f32, min_size=1, max_size=8).map(lambda values: np.asarray(values, np.float32))
+
+
+def _same_outcome(a: TextOutcome | ImageOutcome, b: TextOutcome | ImageOutcome) -> bool:
+    if not _same_error(a.error, b.error):
+        return False
+    if a.vector is None or b.vector is None:
+        return a.vector is b.vector
+    rest = [(k, v) for k, v in vars(a).items() if k not in ("vector", "error")]
+    return np.array_equal(a.vector, b.vector) and rest == [
+        (k, v) for k, v in vars(b).items() if k not in ("vector", "error")]
+
+
+@EXAMPLES
+@given(st.none() | st.booleans(), st.booleans())
+def test_embedding_options_round_trip(strict: bool | None, normalize: bool) -> None:
+    message = embedding_wire.options_to_message(strict, normalize)
+    assert embedding_wire.options_from_message(message) == (strict, normalize)
+
+
+@EXAMPLES
+@given(spaces, st.booleans())
+def test_embedding_space_round_trips(space: Space, normalized: bool) -> None:
+    message = embedding_wire.space_to_message(space, normalized)
+    assert embedding_wire.space_from_message(message) == space and message.normalized == normalized
+
+
+@EXAMPLES
+@given(st.one_of(st.builds(TextOutcome, vectors, st.none(), st.booleans(), count),
+                 st.builds(TextOutcome, st.none(), errors)), spaces)
+def test_text_outcome_round_trips(outcome: TextOutcome, space: Space) -> None:
+    back = embedding_wire.text_from_message(embedding_wire.text_to_message(outcome, space, True))
+    assert _same_outcome(back, outcome)
+
+
+@EXAMPLES
+@given(st.one_of(st.builds(ImageOutcome, vectors, st.none(), count, count),
+                 st.builds(ImageOutcome, st.none(), errors)), spaces)
+def test_image_outcome_round_trips(outcome: ImageOutcome, space: Space) -> None:
+    back = embedding_wire.image_from_message(embedding_wire.image_to_message(outcome, space, True))
+    assert _same_outcome(back, outcome)
+    # StreamEmbed's answers carry no image size.
+    answer = embedding_wire.stream_answer("7", outcome, space, True)
+    streamed = embedding_wire.image_from_stream_answer(answer)
+    assert _same_outcome(streamed, ImageOutcome(outcome.vector, outcome.error))
+
+
+@EXAMPLES
+@given(st.lists(st.one_of(st.builds(ScoreRow, st.lists(f32, max_size=3), st.lists(f32, max_size=3)),
+                          st.builds(ScoreRow, st.just([]), st.just([]), errors)), max_size=3),
+       st.sampled_from(["softmax", "sigmoid"]), spaces)
+def test_scores_round_trip(rows: list[ScoreRow], scoring: str, space: Space) -> None:
+    scores = Scores(rows, scoring, space)  # type: ignore[arg-type]
+    back = embedding_wire.scores_from_message(embedding_wire.scores_to_message(scores))
+    assert (back.scoring, back.space) == (scoring, space)
+    for got, want in zip(back.rows, rows, strict=True):
+        assert _same_error(got.error, want.error)
+        assert (got.similarities, got.probabilities) == (want.similarities, want.probabilities)
+
+
+@EXAMPLES
+@given(st.builds(SpaceInfo, spaces, count, st.sampled_from(["softmax", "sigmoid"]), count, count, text))
+def test_space_info_round_trips(info: SpaceInfo) -> None:
+    assert embedding_wire.space_info_from_message(embedding_wire.space_info_to_message(info)) == info
