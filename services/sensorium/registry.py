@@ -50,6 +50,9 @@ class ServiceSpec:
     prepare_models: Callable[[Settings, Path], str] | None = None
     """Fetch or assemble the weights the settings name into a model directory, returning what
     is there (`sensorium models`); None for a service without weights."""
+    worker_modules: tuple[str, ...] = ()
+    """Modules its worker processes run (`sensorium.workers`): the process's one forkserver
+    imports them before it forks any worker, whichever service starts first."""
 
 
 def _pdf_runtime(context: RuntimeContext) -> Runtime:
@@ -124,11 +127,32 @@ def _embedding_models(settings: Settings, model_dir: Path) -> str:
     return prepare(settings, model_dir)
 
 
+def _media_runtime(context: RuntimeContext) -> Runtime:
+    from sensorium.media.runtime import MediaRuntime
+
+    return MediaRuntime(context)
+
+
+def _media_servicer(server: grpc.aio.Server, runtime: Runtime) -> None:
+    from sensorium.media.runtime import MediaRuntime
+    from sensorium.media.servicer import add_to_server
+
+    assert isinstance(runtime, MediaRuntime)
+    add_to_server(server, runtime)
+
+
+def _media_remote(client: Client, settings: Settings) -> Any:
+    from sensorium.media.remote import RemoteMedia
+
+    return RemoteMedia(client)
+
+
 SERVICES: dict[str, ServiceSpec] = {
     "pdf": ServiceSpec(
         name="pdf", summary="PDF text, layout blocks, metadata, images and OCR (PyMuPDF)",
         create_runtime=_pdf_runtime, grpc_name="sensorium.pdf.v1.PdfService",
         add_servicer=_pdf_servicer, remote=_pdf_remote, commands=("sensorium.cli.pdf",),
+        worker_modules=("sensorium.pdf.workers",),
     ),
     "transcription": ServiceSpec(
         name="transcription", summary="speech to timed text (faster-whisper)",
@@ -143,6 +167,14 @@ SERVICES: dict[str, ServiceSpec] = {
         create_runtime=_embedding_runtime, grpc_name="sensorium.embedding.v1.EmbeddingService",
         add_servicer=_embedding_servicer, remote=_embedding_remote, libraries=("torch",),
         commands=("sensorium.cli.embed",), prepare_models=_embedding_models,
+    ),
+    "media": ServiceSpec(
+        name="media",
+        summary="text in images (RapidOCR), video frames by scene (PyAV), photo formats and dates",
+        create_runtime=_media_runtime, grpc_name="sensorium.media.v1.MediaService",
+        add_servicer=_media_servicer, remote=_media_remote,
+        commands=("sensorium.cli.ocr", "sensorium.cli.frames"),
+        worker_modules=("sensorium.media.text", "sensorium.media.video", "sensorium.embedding.images"),
     ),
 }
 

@@ -281,16 +281,23 @@ def scene_video(
     path: Path, scene_starts: Sequence[float], duration: float, *, fps: int = 10,
     size: tuple[int, int] = (96, 54), container: str = "mp4", codec: str = "libx264",
     faststart: bool = False, rotate_clockwise: bool = False,
+    soundtrack: np.ndarray | None = None, metadata: dict[str, str] | None = None,
 ) -> Path:
     """A video whose scene `i` starts at `scene_starts[i]` s (the first at 0), encoded with PyAV.
     `faststart` puts the MP4 index first, as streaming-friendly encoders do (a cut-short file
     then still opens); `rotate_clockwise` marks the track to be shown turned a quarter to the
-    right, as phones mark portrait videos."""
+    right, as phones mark portrait videos. `soundtrack`: 16 kHz mono float samples (-1..1) for
+    an AAC sound track; `metadata`: container tags (e.g. "creation_time")."""
     options = {"movflags": "faststart"} if faststart else {}
     with av.open(str(path), "w", format=container, options=options) as output:
+        output.metadata.update(metadata or {})
         stream = output.add_stream(codec, rate=fps)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
+        sound = None
+        if soundtrack is not None:
+            sound = output.add_stream("aac", rate=16000)
+            sound.layout = "mono"
         for index in range(round(duration * fps)):
             t = index / fps
             scene = max(i for i, start in enumerate(scene_starts) if start <= t + 1e-9)
@@ -300,6 +307,14 @@ def scene_video(
                 output.mux(packet)
         for packet in stream.encode(None):
             output.mux(packet)
+        if sound is not None and soundtrack is not None:
+            samples = np.zeros(round(duration * 16000), np.float32)
+            clip = np.asarray(soundtrack, np.float32)[: len(samples)]
+            samples[: len(clip)] = clip
+            audio = av.AudioFrame.from_ndarray(samples[None], format="flt", layout="mono")
+            audio.sample_rate = 16000
+            for packet in [*sound.encode(audio), *sound.encode(None)]:
+                output.mux(packet)
     if rotate_clockwise:
         _rotate_track(path)
     return path

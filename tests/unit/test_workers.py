@@ -78,7 +78,7 @@ async def test_text_of_an_image_file_in_a_worker(make_pool: PoolFactory, tmp_pat
     path = tmp_path / "shot.png"
     shot.image.save(path)
     pool = make_pool(workers=1, memory_mb=2048)
-    found = await pool.run(read_image, str(path), TextOptions(), 1 << 24, 1 << 26)
+    found = await pool.run(read_image, str(path), TextOptions(), max_bytes=1 << 24, max_pixels=1 << 26)
     assert found.has_text and mediakit.word_recall(shot.text, [found.text]) == 1.0
 
 

@@ -75,14 +75,17 @@ class DecodedImage:
 
 
 def decode_image(
-    data: bytes, *, max_bytes: int, max_pixels: int, min_side: int | None = None
+    data: bytes, *, max_bytes: int, max_pixels: int, min_side: int | None = None,
+    settings: tuple[str, str] = ("embedding.max_image_bytes", "embedding.max_image_pixels"),
 ) -> DecodedImage:
     """Decode `data` safely (see the module docstring).
 
     `min_side`: the shortest side the model's preprocessing needs (e.g. 224); JPEGs at least
     twice as large are decoded at a reduced DCT scale whose shortest side is still >= it.
+    `settings`: the settings that hold `max_bytes` and `max_pixels`, named by the errors.
     Raises `SensoriumError` INPUT_EMPTY, INPUT_TOO_LARGE, IMAGE_TOO_LARGE or IMAGE_UNDECODABLE.
     """
+    bytes_setting, pixels_setting = settings
     if not data:
         raise SensoriumError(Reason.INPUT_EMPTY, "the image is empty (0 bytes); send its content")
     if len(data) > max_bytes:
@@ -90,7 +93,7 @@ def decode_image(
             Reason.INPUT_TOO_LARGE,
             f"the image is {len(data)} bytes; the limit is {max_bytes}",
             {"limit_bytes": str(max_bytes), "size_bytes": str(len(data))},
-            setting="embedding.max_image_bytes",
+            setting=bytes_setting,
         )
     try:
         with warnings.catch_warnings():
@@ -98,11 +101,11 @@ def decode_image(
             # counts. catch_warnings is itself not thread-safe, but it only ever restores the
             # filters it saw, which here are the interpreter's unchanged defaults.
             warnings.simplefilter("ignore")
-            return _decode(data, max_pixels, min_side)
+            return _decode(data, max_pixels, min_side, pixels_setting)
     except SensoriumError:
         raise
     except Image.DecompressionBombError as exc:
-        raise _too_large(str(exc), max_pixels) from None
+        raise _too_large(str(exc), max_pixels, pixels_setting) from None
     except UnidentifiedImageError:
         raise SensoriumError(
             Reason.IMAGE_UNDECODABLE,
@@ -111,7 +114,7 @@ def decode_image(
                                    "; HEIC/HEIF photos need the `media` extra (pillow-heif)"),
         ) from None
     except MemoryError:
-        raise _too_large("decoding it ran out of memory", max_pixels) from None
+        raise _too_large("decoding it ran out of memory", max_pixels, pixels_setting) from None
     except CORRUPT_IMAGE_ERRORS as exc:
         # What Pillow's decoders raise on corrupt data: "this image is broken". Anything else
         # is a bug of ours and propagates (INTERNAL_ERROR, logged with its stack).
@@ -123,13 +126,14 @@ def decode_image(
         ) from None
 
 
-def _decode(data: bytes, max_pixels: int, min_side: int | None) -> DecodedImage:
+def _decode(data: bytes, max_pixels: int, min_side: int | None, pixels_setting: str) -> DecodedImage:
     image: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
     width, height = image.size
     if width <= 0 or height <= 0:
         raise SensoriumError(Reason.IMAGE_UNDECODABLE, f"the image has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        raise _too_large(f"the image is {width}x{height} = {width * height} pixels", max_pixels)
+        raise _too_large(f"the image is {width}x{height} = {width * height} pixels", max_pixels,
+                         pixels_setting)
     image_format = image.format or ""
     exif = image.getexif()
     orientation = exif.get(0x0112, 1)  # EXIF Orientation tag
@@ -164,11 +168,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _too_large(what: str, max_pixels: int) -> SensoriumError:
+def _too_large(what: str, max_pixels: int, setting: str) -> SensoriumError:
     return SensoriumError(
         Reason.IMAGE_TOO_LARGE,
         f"{what}; the limit is {max_pixels} pixels; send a smaller image",
-        {"limit_pixels": str(max_pixels)}, setting="embedding.max_image_pixels",
+        {"limit_pixels": str(max_pixels)}, setting=setting,
     )
 
 

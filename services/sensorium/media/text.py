@@ -33,13 +33,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from sensorium.media.api import Box, ImageText, TextLine, TextStatus
 
 log = logging.getLogger("sensorium.media")
 
@@ -58,43 +61,6 @@ class TextOptions:
     """Recognised lines below this confidence (0..1) are dropped."""
     threads: int = 1
     """onnxruntime threads for one image (parallelism comes from worker processes)."""
-
-
-@dataclass(frozen=True)
-class Box:
-    """An axis-aligned rectangle in pixels of the upright image, origin top-left."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-
-@dataclass(frozen=True)
-class TextLine:
-    """One line of recognised text."""
-
-    text: str
-    box: Box
-    confidence: float
-    """The recogniser's confidence, 0..1."""
-
-
-@dataclass(frozen=True)
-class ImageText:
-    """What was found in one image."""
-
-    lines: list[TextLine] = field(default_factory=list)
-    has_text: bool = False
-    """A photo: whether the check found text (False: recognition never ran). Another image:
-    whether any line was recognised."""
-    check_seconds: float = 0.0
-    read_seconds: float = 0.0
-
-    @property
-    def text(self) -> str:
-        """The lines in reading order, one per line."""
-        return "\n".join(line.text for line in self.lines)
 
 
 class TextReader:
@@ -152,7 +118,7 @@ class TextReader:
         `find_text` finds a line."""
         started = time.perf_counter()
         if photo and self.options.photo_check_side and not self.find_text(image):
-            return ImageText([], False, time.perf_counter() - started)
+            return ImageText([], TextStatus.NO_TEXT, photo=True, check_seconds=time.perf_counter() - started)
         checked = time.perf_counter()
         result = self._load()(_rgb(image), use_det=True, use_cls=False, use_rec=True)
         lines = []
@@ -160,11 +126,17 @@ class TextReader:
             box = _box(points, 1.0)
             # A line without a letter or digit ("***" on a uniform's ribbons) is no text to find.
             if any(char.isalnum() for char in text) and _plausible(box, image.size):
-                lines.append(TextLine(text.strip(), box, round(float(score), 4)))
+                lines.append(TextLine(normalised(text), box, round(float(score), 4)))
         lines.sort(key=lambda line: (line.box.y0 + line.box.y1, line.box.x0))
-        # A photo got here because the check found text; otherwise what recognition found decides.
-        has_text = bool(lines) or (photo and self.options.photo_check_side > 0)
-        return ImageText(_reading_order(lines), has_text, checked - started, time.perf_counter() - checked)
+        return ImageText(_reading_order(lines), TextStatus.READ, photo=photo,
+                         check_seconds=checked - started, read_seconds=time.perf_counter() - checked)
+
+
+def normalised(text: str) -> str:
+    """THE place where recognised text leaves the OCR engine: every line passes here once.
+    The project's one text normalisation function (services/sensorium/text.py, when it lands)
+    is to be called here, so that text in images is normalised like all text."""
+    return text.strip()
 
 
 def _rgb(image: Image.Image) -> Image.Image:
@@ -221,33 +193,70 @@ def reader(options: TextOptions) -> TextReader:
     return _readers[options]
 
 
-def read_image(path: str, options: TextOptions, max_bytes: int, max_pixels: int) -> ImageText:
-    """The text of the image file at `path`: decoded safely (limits, EXIF orientation, HEIC),
-    checked when it is a photo, and read. The worker-process entry point
-    (`sensorium.workers.WorkerPool.run`); raises `SensoriumError` for an image that cannot be
-    decoded (IMAGE_UNDECODABLE, IMAGE_TOO_LARGE, ...).
+def warm_up(options: TextOptions) -> None:
+    """Load this process's reader for `options` and run it once (a worker task)."""
+    reader(options).warm_up()
 
-    A JPEG photo is first decoded at a reduced DCT scale that still covers the check (a 12 MP
-    photo at 1/4: a sixteenth of the pixels), and decoded in full only when the check finds
-    text: a photo without text costs a small decode and the check.
+
+def read_image(
+    path: str, options: TextOptions | None, *, max_bytes: int, max_pixels: int,
+    without_text: TextStatus = TextStatus.SKIPPED, preview_side: int = 0,
+) -> ImageText:
+    """The text of the image file at `path` and what is known of it: decoded safely (limits,
+    EXIF orientation, HEIC), checked when it is a photo, and read. `options` None: no text is
+    looked for, and the status says `without_text` (SKIPPED: the caller's choice, DISABLED: the
+    server's). `preview_side`: also return the image upright, reduced so its shorter side is at
+    most that, as a JPEG (`ImageText.preview`). The worker-process entry point
+    (`sensorium.media.runtime`); raises `SensoriumError` for an image that cannot be decoded
+    (IMAGE_UNDECODABLE, IMAGE_TOO_LARGE, INPUT_TOO_LARGE, ...).
+
+    A JPEG is decoded once, at the reduced DCT scale that still covers the check and the
+    preview (a 12 MP photo at 1/4: a sixteenth of the pixels); it is decoded in full only when
+    the check finds text. A photo without text costs that small decode and the check.
     """
     from sensorium.embedding.images import decode_image
     from sensorium.media.photos import is_photo
 
     with open(path, "rb") as handle:
         data = handle.read(max_bytes + 1)
-    limits = {"max_bytes": max_bytes, "max_pixels": max_pixels}
-    decoded = decode_image(data, **limits, min_side=options.photo_check_side or None)
+    limits: dict[str, Any] = {"max_bytes": max_bytes, "max_pixels": max_pixels,
+                              "settings": ("media.max_image_bytes", "media.max_pixels")}
+    check_side = options.photo_check_side if options is not None else 0
+    decoded = decode_image(data, **limits, min_side=max(check_side, preview_side, _METADATA_SIDE))
+    photo = is_photo(decoded.format, decoded.camera)
+    found = ImageText(
+        [], without_text, width=decoded.width, height=decoded.height, format=decoded.format,
+        photo=photo, camera=decoded.camera, taken_at=decoded.taken_at,
+        preview=_preview(decoded.image, preview_side) if preview_side else b"",
+    )
+    if options is None:
+        return found
     engine = reader(options)
-    if not is_photo(decoded.format, decoded.camera) or not options.photo_check_side:
-        if decoded.image.size != (decoded.width, decoded.height):
-            decoded = decode_image(data, **limits)
-        return engine.read_text(decoded.image)
-    started = time.perf_counter()
-    if not engine.find_text(decoded.image):
-        return ImageText([], False, time.perf_counter() - started)
-    checked = time.perf_counter() - started
+    if photo and check_side:
+        started = time.perf_counter()
+        boxes = engine.find_text(decoded.image)
+        found = dataclasses.replace(found, check_seconds=time.perf_counter() - started)
+        if not boxes:
+            return dataclasses.replace(found, status=TextStatus.NO_TEXT)
     if decoded.image.size != (decoded.width, decoded.height):  # reduced for the check
         decoded = decode_image(data, **limits)
-    found = engine.read_text(decoded.image)
-    return dataclasses.replace(found, has_text=True, check_seconds=checked)
+    read = engine.read_text(decoded.image)
+    return dataclasses.replace(found, lines=read.lines, status=TextStatus.READ,
+                               read_seconds=read.read_seconds)
+
+
+_METADATA_SIDE = 64
+"""Without text or preview, the image is decoded only for its size, orientation and EXIF: at
+the smallest DCT scale that keeps this side."""
+PREVIEW_QUALITY = 90
+
+
+def _preview(image: Image.Image, side: int) -> bytes:
+    """`image` reduced so that its shorter side is at most `side`, as a JPEG."""
+    scale = side / min(image.size)
+    if scale < 1.0:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    buffer = io.BytesIO()
+    _rgb(image).save(buffer, "JPEG", quality=PREVIEW_QUALITY)
+    return buffer.getvalue()

@@ -33,9 +33,11 @@ from __future__ import annotations
 import io
 import logging
 import math
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -45,6 +47,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from sensorium.errors import Reason, SensoriumError
+from sensorium.media.api import VideoFrame, VideoFrames
 
 log = logging.getLogger("sensorium.media")
 
@@ -85,56 +88,6 @@ class FrameOptions:
     module docstring); 0 = never. Set it below the worker's time limit."""
 
 
-@dataclass(frozen=True)
-class VideoFrame:
-    """One frame chosen for embedding."""
-
-    seconds: float
-    """Its time from the start of the video."""
-    jpeg: bytes
-    width: int
-    height: int
-    scene_change: bool
-    """True when chosen for a scene change (or the first frame); False when chosen so that no
-    interval goes without a frame."""
-    score: float
-    """The scene measure against the previous sample (0..1; 1.0 for the first frame)."""
-
-
-@dataclass(frozen=True)
-class VideoFrames:
-    """The frames of one video and what was learned about it while decoding."""
-
-    frames: list[VideoFrame]
-    decoded_seconds: float
-    """Time of the last decoded frame (of the last frame read, after a fall-back to key
-    frames)."""
-    declared_seconds: float | None
-    """The duration the container declares, None when it declares none."""
-    width: int
-    """Frame size as displayed (rotation applied)."""
-    height: int
-    container: str
-    codec: str
-    skipped_packets: int
-    """Packets FFmpeg could not decode and that were skipped."""
-    candidates: int
-    """Frames chosen before the `max_frames` cap was applied."""
-    keyframes_only_after: float | None = None
-    """The time in the video from which only key frames were decoded to stay within the time
-    budget; None when every frame was."""
-
-    @property
-    def shortfall_seconds(self) -> float:
-        """How far decoding fell short of the declared duration, when that counts as
-        truncation (see the module docstring); 0.0 otherwise."""
-        if self.declared_seconds is None:
-            return 0.0
-        missing = self.declared_seconds - self.decoded_seconds
-        limit = max(TRUNCATION_TOLERANCE_SECONDS, TRUNCATION_TOLERANCE_FRACTION * self.declared_seconds)
-        return missing if missing > limit else 0.0
-
-
 @dataclass
 class _Candidate:
     frame: VideoFrame
@@ -162,7 +115,9 @@ def extract_frames(
             stream = container.streams.video[0] if container.streams.video else None
             if stream is None:
                 kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
-                raise _undecodable(f"the {container.format.name} file has no video track ({kinds})")
+                error = _undecodable(f"the {container.format.name} file has no video track ({kinds})")
+                error.metadata["missing_track"] = "video"  # a sound-only file: the index transcribes it
+                raise error
             width, height = stream.width, stream.height
             if width * height > options.max_pixels:
                 raise SensoriumError(
@@ -258,9 +213,9 @@ def _decode(
         frames=[candidate.frame for candidate in chosen], decoded_seconds=last_time,
         declared_seconds=declared, width=size[0], height=size[1],
         container=container.format.name, codec=codec, skipped_packets=skipped, candidates=candidates,
-        keyframes_only_after=keyframes_after,
+        keyframes_only_after=keyframes_after, taken_at=recorded_at(container.metadata),
     )
-    if result.shortfall_seconds and not options.allow_truncated:
+    if shortfall_seconds(result) and not options.allow_truncated:
         raise SensoriumError(
             Reason.VIDEO_TRUNCATED,
             f"the video ends after {result.decoded_seconds:.1f} s of the {result.declared_seconds:.1f} s "
@@ -269,6 +224,48 @@ def _decode(
              "decoded_seconds": f"{result.decoded_seconds:.1f}"},
         )
     return result
+
+
+def shortfall_seconds(result: VideoFrames) -> float:
+    """How far decoding fell short of the declared duration, when that counts as truncation
+    (see the module docstring); 0.0 otherwise."""
+    if result.declared_seconds is None:
+        return 0.0
+    missing = result.declared_seconds - result.decoded_seconds
+    limit = max(TRUNCATION_TOLERANCE_SECONDS, TRUNCATION_TOLERANCE_FRACTION * result.declared_seconds)
+    return missing if missing > limit else 0.0
+
+
+# ISO 8601 as containers write it: "2023-07-14T16:30:05.000000Z", "2023-07-14T18:30:05+0200".
+_ISO = re.compile(
+    r"^\s*(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?\s*(Z|[+-]\d{2}:?\d{2})?\s*$")
+
+
+def recorded_at(metadata: Mapping[str, str]) -> datetime | None:
+    """When the video was recorded, from the container's tags, timezone-aware: Apple's
+    `com.apple.quicktime.creationdate` (local time with its offset, what iPhones write) first,
+    then `creation_time` (MP4/MOV: UTC by the specification; a value without a zone is taken
+    as UTC). None without a valid date; MP4's zero date (1904-01-01) counts as none."""
+    for key in ("com.apple.quicktime.creationdate", "creation_time"):
+        match = _ISO.match(metadata.get(key, "") or "")
+        if match is None:
+            continue
+        zone = match.group(7)
+        try:
+            year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+            when = datetime(year, month, day, hour, minute, second)
+        except ValueError:
+            continue
+        if when.year <= 1904:
+            continue
+        if zone in (None, "Z"):
+            return when.replace(tzinfo=UTC)
+        sign, digits = zone[0], zone[1:].replace(":", "")
+        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        if offset > timedelta(hours=14):
+            continue
+        return when.replace(tzinfo=timezone(-offset if sign == "-" else offset))
+    return None
 
 
 def _over_budget(elapsed: float, position: float, declared: float | None, budget: float) -> bool:
@@ -299,7 +296,8 @@ def _encode(frame: Any, rotation: int, at: float, scene_change: bool, score: flo
     image = _upright(frame.to_image(width=width, height=height, interpolation="AREA"), rotation)
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=options.jpeg_quality)
-    return VideoFrame(round(at, 3), buffer.getvalue(), image.width, image.height, scene_change, score)
+    return VideoFrame(round(at, 3), buffer.getvalue(), image.width, image.height, scene_change,
+                      round(score, 4))
 
 
 def _upright(image: Image.Image, rotation: int) -> Image.Image:

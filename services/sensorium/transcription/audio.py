@@ -99,7 +99,9 @@ def decode(
             stream = next((s for s in container.streams if s.type == "audio"), None)
             if stream is None:
                 kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
-                raise _undecodable(f"the {container.format.name} file has no audio track ({kinds})")
+                error = _undecodable(f"the {container.format.name} file has no audio track ({kinds})")
+                error.metadata["missing_track"] = "audio"  # a silent video is no bad file to the index
+                raise error
             declared = _exact_declared_duration(container, stream, source)
             chunks, skipped = _decode_stream(container, stream, limit, max_seconds, stop)
             codec = stream.codec_context.name

@@ -3,11 +3,14 @@ photos give no text and never reach recognition."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from PIL import Image
 
 import mediakit
-from sensorium.media.text import Box, TextOptions, TextReader, read_image
+from sensorium.media.api import Box, TextStatus
+from sensorium.media.text import TextOptions, TextReader, read_image
 from testkit import DATA
 
 SCREENSHOTS = mediakit.screenshot_set()
@@ -31,7 +34,7 @@ def _overlap(box: Box, drawn: tuple[int, int, int, int]) -> float:
 @pytest.mark.parametrize("shot", SCREENSHOTS, ids=[shot.label for shot in SCREENSHOTS])
 def test_screenshots_are_read_with_their_lines_where_they_were_drawn(reader, shot):
     found = reader.read_text(shot.image)
-    assert found.has_text
+    assert found.has_text and found.status is TextStatus.READ
     assert mediakit.word_recall(shot.text, [found.text]) >= 0.9
     # Each drawn line lies inside the boxes recognised on its row (a menu bar's items may come
     # as several), and they hold its words.
@@ -53,7 +56,7 @@ def test_photographed_text_is_read(reader, shot):
 def test_ordinary_photos_have_no_text_and_skip_recognition(reader):
     for photo in mediakit.photo_set((1024, 768), 4):
         found = reader.read_text(photo, photo=True)
-        assert (found.has_text, found.lines, found.read_seconds) == (False, [], 0.0)
+        assert (found.status, found.lines, found.read_seconds) == (TextStatus.NO_TEXT, [], 0.0)
     # A real photo (a portrait in uniform): whatever the detector makes of its ribbons, no
     # line of text comes out.
     hopper = Image.open(DATA / "hopper.jpg").convert("RGB")
@@ -72,7 +75,8 @@ def test_an_image_file_is_read_upright_in_the_coordinates_a_person_sees(tmp_path
     path = tmp_path / "photo.jpg"
     shot.image.transpose(Image.Transpose.ROTATE_90).save(
         path, "JPEG", quality=95, exif=mediakit.exif(orientation=6))
-    found = read_image(str(path), TextOptions(), 1 << 24, 1 << 26)
+    found = read_image(str(path), TextOptions(), max_bytes=1 << 24, max_pixels=1 << 26)
+    assert (found.width, found.height) == shot.image.size
     assert mediakit.word_recall(shot.text, [found.text]) >= 0.9
     assert sum(_overlap(each.box, shot.boxes[0]) for each in found.lines) > 0.8
 
@@ -80,16 +84,55 @@ def test_an_image_file_is_read_upright_in_the_coordinates_a_person_sees(tmp_path
 def test_a_large_jpeg_photo_is_checked_small_and_read_in_full(tmp_path):
     empty = tmp_path / "garden.jpg"
     mediakit.photo_like(1600, 1200, seed=7).save(empty, "JPEG", quality=90)
-    nothing = read_image(str(empty), TextOptions(), 1 << 26, 1 << 26)
-    assert (nothing.has_text, nothing.lines, nothing.read_seconds) == (False, [], 0.0)
+    nothing = read_image(str(empty), TextOptions(), max_bytes=1 << 26, max_pixels=1 << 26)
+    assert (nothing.status, nothing.lines, nothing.read_seconds) == (TextStatus.NO_TEXT, [], 0.0)
+    assert nothing.photo and nothing.check_seconds > 0
 
     shot = mediakit.photographed(list(mediakit.LINES[:3]), seed=3, size=30)
     scale = 1200 / shot.image.height  # a photo of 2 MP or so; JPEG draft halves it for the check
     photo = shot.image.resize((round(shot.image.width * scale), 1200), Image.Resampling.BICUBIC)
     path = tmp_path / "sheet.jpg"
     photo.save(path, "JPEG", quality=90)
-    found = read_image(str(path), TextOptions(), 1 << 26, 1 << 26)
-    assert found.has_text and mediakit.word_recall(shot.text, [found.text]) >= 0.9
+    found = read_image(str(path), TextOptions(), max_bytes=1 << 26, max_pixels=1 << 26)
+    assert found.status is TextStatus.READ
+    assert mediakit.word_recall(shot.text, [found.text]) >= 0.9
     # Boxes are in the full photo's pixels, not the reduced image the check looked at.
     assert max(line.box.x1 for line in found.lines) > 0.6 * photo.width
     assert all(line.box.y1 <= photo.height for line in found.lines)
+
+
+def test_without_text_an_image_gives_its_metadata_and_an_upright_preview(tmp_path):
+    # A 12 MP camera JPEG held sideways: EXIF says "turn right to view" and when it was taken.
+    photo = mediakit.photo_like(4032, 3024, seed=3)
+    photo.paste((0, 0, 255), (0, 0, 1008, 3024))  # blue on the stored left edge
+    path = tmp_path / "IMG_2041.JPG"
+    tags = mediakit.exif(orientation=6, original="2024:08:03 09:15:00", offset="-04:00")
+    photo.save(path, "JPEG", quality=85, exif=tags)
+    found = read_image(str(path), None, max_bytes=1 << 26, max_pixels=1 << 26, preview_side=448)
+    assert (found.status, found.lines, found.check_seconds) == (TextStatus.SKIPPED, [], 0.0)
+    assert (found.width, found.height, found.format, found.photo) == (3024, 4032, "JPEG", True)
+    assert found.taken_at is not None and found.taken_at.isoformat() == "2024-08-03T09:15:00-04:00"
+    preview = Image.open(io.BytesIO(found.preview))
+    assert preview.format == "JPEG" and min(preview.size) == 448 and preview.width < preview.height
+    top = preview.convert("RGB").getpixel((preview.width // 2, 5))
+    assert top[2] > 200 and top[0] < 80  # the stored left edge is on top once turned upright
+
+
+def test_the_check_and_the_preview_share_one_reduced_decode(tmp_path, monkeypatch):
+    """A photo without text is decoded once, at a reduced scale that serves both."""
+    from sensorium.embedding import images
+
+    path = tmp_path / "garden.jpg"
+    mediakit.photo_like(4032, 3024, seed=5).save(path, "JPEG", quality=85)
+    sizes = []
+    decode = images.decode_image
+
+    def counting(data, **kwargs):
+        decoded = decode(data, **kwargs)
+        sizes.append(decoded.image.size)
+        return decoded
+
+    monkeypatch.setattr(images, "decode_image", counting)
+    found = read_image(str(path), TextOptions(), max_bytes=1 << 26, max_pixels=1 << 26, preview_side=448)
+    assert found.status is TextStatus.NO_TEXT and found.preview
+    assert sizes == [(1008, 756)]  # a sixteenth of the pixels; both the check and CLIP need less

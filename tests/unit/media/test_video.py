@@ -11,7 +11,7 @@ import pytest
 import mediakit
 from sensorium.embedding.images import decode_image
 from sensorium.errors import Reason, SensoriumError
-from sensorium.media.video import FrameOptions, extract_frames
+from sensorium.media.video import FrameOptions, extract_frames, recorded_at, shortfall_seconds
 
 SCENES = [0.0, 3.2, 7.5, 12.0, 17.3]
 
@@ -25,7 +25,7 @@ def test_each_scene_gives_a_frame_within_a_second_of_its_start(tmp_path):
         assert start <= seconds < start + 1.0
     assert result.decoded_seconds == pytest.approx(19.9, abs=0.15)
     assert result.declared_seconds == pytest.approx(19.9, abs=0.15)
-    assert result.shortfall_seconds == 0.0
+    assert shortfall_seconds(result) == 0.0
     assert (result.width, result.height, result.codec) == (96, 54, "h264")
 
 
@@ -100,7 +100,7 @@ def test_a_cut_short_video_with_its_index_is_truncated(tmp_path, container, fast
     assert float(error.metadata["decoded_seconds"]) < 15
     # What did decode is usable when the caller says so.
     partial = extract_frames(io.BytesIO(data[: len(data) // 2]), FrameOptions(allow_truncated=True))
-    assert partial.frames[0].seconds == 0.0 and partial.shortfall_seconds > 5
+    assert partial.frames[0].seconds == 0.0 and shortfall_seconds(partial) > 5
 
 
 def test_not_a_video_and_no_video_track_are_undecodable(tmp_path):
@@ -130,3 +130,27 @@ def test_a_caller_that_is_gone_stops_decoding(tmp_path):
     path = mediakit.scene_video(tmp_path / "clip.mp4", SCENES, 20.0)
     with pytest.raises(InterruptedError):
         extract_frames(path, FrameOptions(), stop=lambda: True)
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ({"creation_time": "2023-07-14T16:30:05.000000Z"}, "2023-07-14T16:30:05+00:00"),
+        ({"creation_time": "2023-07-14 16:30:05"}, "2023-07-14T16:30:05+00:00"),
+        # An iPhone's own tag keeps the local time and offset; it wins over the UTC one.
+        ({"com.apple.quicktime.creationdate": "2023-07-14T18:30:05+0200",
+          "creation_time": "2023-07-14T16:30:05.000000Z"}, "2023-07-14T18:30:05+02:00"),
+        ({"creation_time": "1904-01-01T00:00:00.000000Z"}, None),  # MP4's zero date
+        ({"creation_time": "garbage"}, None),
+        ({}, None),
+    ],
+)
+def test_when_a_video_was_recorded(tags, expected):
+    when = recorded_at(tags)
+    assert (when.isoformat() if when else None) == expected
+
+
+def test_the_recording_time_comes_with_the_frames(tmp_path):
+    path = mediakit.scene_video(tmp_path / "clip.mp4", [0.0, 2.0], 4.0,
+                                metadata={"creation_time": "2022-12-24T18:00:00.000000Z"})
+    assert extract_frames(path, FrameOptions()).taken_at.isoformat() == "2022-12-24T18:00:00+00:00"
