@@ -115,9 +115,9 @@ def extract_frames(
             stream = container.streams.video[0] if container.streams.video else None
             if stream is None:
                 kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
-                error = _undecodable(f"the {container.format.name} file has no video track ({kinds})")
-                error.metadata["missing_track"] = "video"  # a sound-only file: the index transcribes it
-                raise error
+                # A sound-only file: the index job transcribes it alone.
+                no_track = _undecodable(f"the {container.format.name} file has no video track ({kinds})")
+                raise SensoriumError(no_track.reason, no_track.message, {"missing_track": "video"})
             width, height = stream.width, stream.height
             if width * height > options.max_pixels:
                 raise SensoriumError(

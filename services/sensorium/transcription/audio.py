@@ -99,9 +99,9 @@ def decode(
             stream = next((s for s in container.streams if s.type == "audio"), None)
             if stream is None:
                 kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
-                error = _undecodable(f"the {container.format.name} file has no audio track ({kinds})")
-                error.metadata["missing_track"] = "audio"  # a silent video is no bad file to the index
-                raise error
+                # A silent video is no bad file to the index job: it indexes the frames alone.
+                no_track = _undecodable(f"the {container.format.name} file has no audio track ({kinds})")
+                raise SensoriumError(no_track.reason, no_track.message, {"missing_track": "audio"})
             declared = _exact_declared_duration(container, stream, source)
             chunks, skipped = _decode_stream(container, stream, limit, max_seconds, stop)
             codec = stream.codec_context.name

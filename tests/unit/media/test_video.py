@@ -108,6 +108,7 @@ def test_not_a_video_and_no_video_track_are_undecodable(tmp_path):
     assert garbage.reason is Reason.VIDEO_UNDECODABLE
     sound = _error(mediakit.audio_only(tmp_path / "voice.m4a"))
     assert sound.reason is Reason.VIDEO_UNDECODABLE and "no video track (audio)" in sound.message
+    assert sound.metadata == {"missing_track": "video"} and "missing_track" not in garbage.metadata
 
 
 def test_a_damaged_stretch_does_not_end_decoding(tmp_path):
