@@ -46,3 +46,11 @@ def spin_past_cpu_limit() -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
     while True:
         pass
+
+
+def imported(modules: list[str]) -> list[bool]:
+    """Whether each of `modules` was imported in this worker before the task ran (the
+    forkserver's preload), without importing them."""
+    import sys
+
+    return [name in sys.modules for name in modules]

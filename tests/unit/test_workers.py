@@ -188,3 +188,36 @@ async def test_the_pool_heals_after_its_idle_workers_are_killed(make_pool: PoolF
         os.kill(pid, signal.SIGKILL)
     await asyncio.sleep(0.5)
     assert isinstance(await pool.run(pool_faults.pid), int)
+
+
+PRELOAD_PROBE = """
+import asyncio, sys
+sys.path.insert(0, {support!r})
+import pool_faults
+from sensorium.runtimes import Runtimes
+from sensorium.settings import Settings
+from sensorium.workers import PoolLimits, Wording, WorkerPool
+
+async def main():
+    # The PDF and media runtimes in one process, as `sensorium serve` hosts them: whichever pool
+    # starts the forkserver, it has imported both services' worker modules.
+    Runtimes(Settings(services=["pdf", "media"], cpus=2))
+    pool = WorkerPool(PoolLimits(30, 0, 10, 4), Wording("x", "x", "", ""), workers=1)
+    try:
+        print(await pool.run(pool_faults.imported, ["sensorium.pdf.workers", "sensorium.media.video"]))
+    finally:
+        await pool.close()
+
+asyncio.run(main())
+"""
+
+
+def test_one_forkserver_preloads_every_hosted_services_worker_modules() -> None:
+    import subprocess
+    import sys
+
+    support = str(Path(pool_faults.__file__).parent)
+    done = subprocess.run([sys.executable, "-c", PRELOAD_PROBE.format(support=support)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[True,", "True]"]
