@@ -103,11 +103,13 @@ class Wording:
     timeout_advice: str
     """What to do about a file that took too long."""
     verb: str = "reading"
-    """What a worker does to its input: "extracting", "reading", "decoding"."""
+    """What a worker does to a document: "extracting", "reading"."""
     item: str = "document"
-    """What one task works on, in messages: "document", "file"."""
+    """What a task works on, in messages: "document", "file"."""
+    timeout_setting: str = "timeout_seconds"
+    memory_setting: str = "worker_memory_mb"
     pending_setting: str = "max_pending_documents"
-    """The setting of the group `settings` that caps the tasks admitted at once."""
+    """The names, in the settings group, of the limits the pool enforces."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +182,7 @@ class CallResult:
 
 
 def call(
-    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], settings: str
+    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], memory_setting: str
 ) -> CallResult:
     """Run `function(*args, **kwargs)` as one task of this worker (what `WorkerPool.run`
     schedules)."""
@@ -194,7 +196,7 @@ def call(
             Reason.PROCESSING_LIMIT,
             f"reading the file needs more memory than the limit of {state.memory_mb} MiB per "
             "worker; send a smaller or simpler file",
-            {"limit_mb": str(state.memory_mb)}, setting=f"{settings}.worker_memory_mb",
+            {"limit_mb": str(state.memory_mb)}, setting=memory_setting,
         ) from None
     return CallResult(value, started_at, state.tasks)
 
@@ -282,7 +284,7 @@ class WorkerPool:
         self._admit()
         begun = time.monotonic()
         lane = min(self._lanes, key=Lane.load)
-        task = (function, args, kwargs, self.wording.settings)
+        task = (function, args, kwargs, f"{self.wording.settings}.{self.wording.memory_setting}")
         future = self._schedule(lane, call, task, self.limits.timeout_seconds)
         try:
             result: CallResult = await self._result(future, lane)
@@ -345,7 +347,7 @@ class WorkerPool:
         asyncio.get_running_loop().run_in_executor(None, broken.join, CLOSE_TIMEOUT_SECONDS)
 
     async def _result(self, future: pebble.ProcessFuture[Any], lane: Lane) -> Any:
-        service, item = self.wording.service, self.wording.item
+        service = self.wording.service
         try:
             # Shielded: a cancelled caller must leave the future to its own `finally`, which
             # can still tell that the task was running, count the restart and cancel it (pebble
@@ -361,7 +363,8 @@ class WorkerPool:
             self._on_worker_restart("crash")
             raise SensoriumError(
                 Reason.PARSER_CRASH,
-                f"the {service} parser crashed on this {item} (worker exit code {error.exitcode}); "
+                f"the {service} parser crashed on this {self.wording.item} "
+                f"(worker exit code {error.exitcode}); "
                 f"the file is probably malformed: {self.wording.crash_advice}",
                 {"exit_code": str(error.exitcode)},
             ) from None
@@ -371,7 +374,8 @@ class WorkerPool:
                 self._replace_pool(lane)
             raise SensoriumError(
                 Reason.PARSER_CRASH,
-                f"a {service} worker process died while {self.wording.verb} this {item}; if it happens "
+                f"a {service} worker process died while {self.wording.verb} this {self.wording.item}; "
+                "if it happens "
                 f"again with this file, {self.wording.crash_advice}",
             ) from None
         except asyncio.CancelledError:
@@ -379,7 +383,7 @@ class WorkerPool:
             if self._closed and not (task and task.cancelling()):
                 raise SensoriumError(
                     Reason.SHUTTING_DOWN,
-                    f"the {service} service shut down while {self.wording.verb} this {item}; "
+                    f"the {service} service shut down while {self.wording.verb} this {self.wording.item}; "
                     "retry elsewhere",
                 ) from None
             raise
@@ -393,7 +397,8 @@ class WorkerPool:
             Reason.PROCESSING_LIMIT,
             f"{self.wording.verb} the {self.wording.item} took longer than the limit of {limit:g} s; "
             f"{self.wording.timeout_advice}",
-            {"limit_seconds": f"{limit:g}"}, setting=f"{self.wording.settings}.timeout_seconds",
+            {"limit_seconds": f"{limit:g}"},
+            setting=f"{self.wording.settings}.{self.wording.timeout_setting}",
         )
 
     def _overloaded(self) -> SensoriumError:
@@ -401,10 +406,10 @@ class WorkerPool:
         retry = min(60.0, max(0.5, backlog * self._seconds_per_task))
         return SensoriumError(
             Reason.OVERLOADED,
-            f"the {self.wording.service} service is busy ({self._pending} {self.wording.item}s in "
-            f"work, limit {self.limits.max_pending}); retry after {retry:.1f} s",
+            f"the {self.wording.service} service is busy "
+            f"({self._pending} {self.wording.item}s in work, limit "
+            f"{self.limits.max_pending}); retry after {retry:.1f} s",
             {"pending_documents": str(self._pending)},
-            retry_after_seconds=retry,
-            setting=f"{self.wording.settings}.{self.wording.pending_setting}",
+            retry_after_seconds=retry, setting=f"{self.wording.settings}.{self.wording.pending_setting}",
         )
 

@@ -20,13 +20,17 @@ import io
 import logging
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from sensorium.errors import Reason, SensoriumError
 from sensorium.media.photos import camera, capture_time, photo_formats
+
+T = TypeVar("T")
 
 # The service checks width x height itself (see the module docstring); concurrent decodes must
 # not race on a global limit. Truncated files must fail, never be half-decoded silently.
@@ -41,6 +45,7 @@ FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", *photo_formats())
 opens through its JPEG plugin; HEIF, what iPhones write, and AVIF where this install decodes
 them). Others are refused without being parsed, which also keeps rarely used, less hardened
 decoders out of reach."""
+EMBEDDING_SETTINGS = ("embedding.max_image_bytes", "embedding.max_image_pixels")
 
 _WHITE = (255, 255, 255)
 CORRUPT_IMAGE_ERRORS: tuple[type[Exception], ...] = (
@@ -76,7 +81,7 @@ class DecodedImage:
 
 def decode_image(
     data: bytes, *, max_bytes: int, max_pixels: int, min_side: int | None = None,
-    settings: tuple[str, str] = ("embedding.max_image_bytes", "embedding.max_image_pixels"),
+    settings: tuple[str, str] = EMBEDDING_SETTINGS,
 ) -> DecodedImage:
     """Decode `data` safely (see the module docstring).
 
@@ -85,6 +90,32 @@ def decode_image(
     `settings`: the settings that hold `max_bytes` and `max_pixels`, named by the errors.
     Raises `SensoriumError` INPUT_EMPTY, INPUT_TOO_LARGE, IMAGE_TOO_LARGE or IMAGE_UNDECODABLE.
     """
+    return _guarded(lambda: _decode(data, max_pixels, min_side, settings[1]), data, max_bytes,
+                    max_pixels, settings)
+
+
+def decoded_bytes(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int | None = None) -> int:
+    """The memory decoding `data` will take, from its header alone (no pixel is decoded): the
+    pixels it decodes to (after a JPEG draft) x 4 bytes, twice (the decoded image and one
+    converted copy). Callers charge it to the byte budget before decoding: a 100 MP PNG is
+    800 MB. Raises as `decode_image` for what the header shows."""
+
+    def estimate() -> int:
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
+        width, height = _checked_size(image, max_pixels, EMBEDDING_SETTINGS[1])
+        scale = 1
+        if min_side and image.format in ("JPEG", "MPO"):
+            while scale < 8 and min(width, height) // (scale * 2) >= min_side:
+                scale *= 2
+        return -(-width // scale) * -(-height // scale) * 4 * 2
+
+    return _guarded(estimate, data, max_bytes, max_pixels)
+
+
+def _guarded(work: Callable[[], T], data: bytes, max_bytes: int, max_pixels: int,
+             settings: tuple[str, str] = EMBEDDING_SETTINGS) -> T:
+    """`work()` on `data`, Pillow's failures turned into the reasons of `decode_image`;
+    `settings` name the byte and pixel limits."""
     bytes_setting, pixels_setting = settings
     if not data:
         raise SensoriumError(Reason.INPUT_EMPTY, "the image is empty (0 bytes); send its content")
@@ -101,7 +132,7 @@ def decode_image(
             # counts. catch_warnings is itself not thread-safe, but it only ever restores the
             # filters it saw, which here are the interpreter's unchanged defaults.
             warnings.simplefilter("ignore")
-            return _decode(data, max_pixels, min_side, pixels_setting)
+            return work()
     except SensoriumError:
         raise
     except Image.DecompressionBombError as exc:
@@ -126,14 +157,19 @@ def decode_image(
         ) from None
 
 
-def _decode(data: bytes, max_pixels: int, min_side: int | None, pixels_setting: str) -> DecodedImage:
-    image: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
+def _checked_size(image: Image.Image, max_pixels: int, pixels_setting: str) -> tuple[int, int]:
     width, height = image.size
     if width <= 0 or height <= 0:
         raise SensoriumError(Reason.IMAGE_UNDECODABLE, f"the image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         raise _too_large(f"the image is {width}x{height} = {width * height} pixels", max_pixels,
                          pixels_setting)
+    return width, height
+
+
+def _decode(data: bytes, max_pixels: int, min_side: int | None, pixels_setting: str) -> DecodedImage:
+    image: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
+    width, height = _checked_size(image, max_pixels, pixels_setting)
     image_format = image.format or ""
     exif = image.getexif()
     orientation = exif.get(0x0112, 1)  # EXIF Orientation tag

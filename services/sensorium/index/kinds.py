@@ -60,7 +60,13 @@ class FileWork(Protocol):
         ...
 
     def add(self, rows: Sequence[Row]) -> None:
-        """Hand rows to the writer (each of a row kind the file's kind declares)."""
+        """Hand rows to the writer (each of a row kind the file's kind declares). Past the
+        per-file cap (SENSORIUM_INDEX__MAX_ROWS_PER_FILE) the rest are dropped and the producer
+        is stopped; the file is indexed with the rows it has, and its entry says so."""
+        ...
+
+    def rows_left(self) -> int:
+        """Rows this file may still add: producers cut their pieces to it before embedding."""
         ...
 
 
@@ -117,9 +123,10 @@ async def _index_pdf(work: FileWork) -> None:
             if not isinstance(items, list):
                 continue  # the document's info
             pages = [item for item in items if isinstance(item, PageResult) and item.error is None]
-            chunks = await asyncio.to_thread(_chunk_pages, work, pages)
+            chunks = (await asyncio.to_thread(_chunk_pages, work, pages))[:work.rows_left() + 1]
             images = [item for item in items if isinstance(item, ImageResult) and item.error is None
                       and item.data and min(item.width, item.height) >= min_side]
+            images = images[:max(0, work.rows_left() + 1 - len(chunks))]
             for item in items:
                 if item.error is not None:
                     log.info("part of a PDF not indexed", extra={
@@ -175,6 +182,7 @@ async def _transcript_rows(work: FileWork, segments: Sequence[Any],
                            taken_at: datetime | None = None) -> list[Row]:
     windows = await asyncio.to_thread(window_transcript, segments, count_tokens=work.count_tokens,
                                       context_length=work.context_length)
+    windows = windows[:work.rows_left() + 1]
     vectors = await work.embed_texts([w.text for w in windows])
     return [Row("audio", v, text=w.text, start_seconds=w.start_seconds, end_seconds=w.end_seconds,
                 taken_at=taken_at) for w, v in zip(windows, vectors, strict=True) if v is not None]
@@ -210,6 +218,7 @@ async def _index_image(work: FileWork) -> None:
         work.path, ImageTextOptions(read_text=work.settings.media.ocr, preview_side=PREVIEW_SIDE))
     taken_at = stored_time(found.taken_at)
     chunks = await asyncio.to_thread(_chunk_lines, work, found.lines) if found.lines else []
+    chunks = chunks[:work.rows_left()]  # the image row takes one
     vector, text_vectors = await asyncio.gather(
         work.embed_image(found.preview), work.embed_texts([c.text for c in chunks]))
     rows = [Row("image", vector, taken_at=taken_at)]
@@ -281,15 +290,14 @@ async def _index_video(work: FileWork) -> None:
             task.cancel()
         await asyncio.gather(frames, speech, return_exceptions=True)
     taken_at = stored_time(video.taken_at) if video is not None else None
-    rows: list[Row] = []
     if video is not None:
         times = [frame.seconds for frame in video.frames]
         ends = [*times[1:], max(video.decoded_seconds, times[-1])]
-        vectors = await work.embed_images([frame.jpeg for frame in video.frames])
-        rows += [Row("video_frame", v, start_seconds=frame.seconds, end_seconds=end, taken_at=taken_at)
-                 for frame, end, v in zip(video.frames, ends, vectors, strict=True) if v is not None]
-    rows += await _transcript_rows(work, segments, taken_at)
-    work.add(rows)
+        chosen = video.frames[:work.rows_left() + 1]
+        vectors = await work.embed_images([frame.jpeg for frame in chosen])
+        work.add([Row("video_frame", v, start_seconds=frame.seconds, end_seconds=end, taken_at=taken_at)
+                  for frame, end, v in zip(chosen, ends, vectors, strict=False) if v is not None])
+    work.add(await _transcript_rows(work, segments, taken_at))
 
 
 class ModelMismatch(Exception):

@@ -2,7 +2,9 @@
 per file, each with its time, as small JPEGs. PyAV (FFmpeg's libraries, bundled) decodes.
 
 Runs in a worker process (`sensorium.workers`): FFmpeg's decoders can crash or hang on hostile
-input, and a long video keeps a core busy for minutes.
+input, and a long video keeps a core busy for minutes. FFmpeg is fenced in as for audio
+(`sensorium.transcription.audio.open_fenced`): only audio and video containers, the file
+protocol only, and text (playlists, concat scripts) refused before FFmpeg sees it.
 
 Scene changes: every `sample_seconds` of video, the frame is shrunk to 64x36 and compared with
 the previous sample: the mean absolute difference of their HSV pixels (0..1), the measure
@@ -48,6 +50,7 @@ from PIL import Image
 
 from sensorium.errors import Reason, SensoriumError
 from sensorium.media.api import VideoFrame, VideoFrames
+from sensorium.transcription.audio import open_fenced
 
 log = logging.getLogger("sensorium.media")
 
@@ -105,11 +108,9 @@ def extract_frames(
     `max_pixels`), PARSER_CRASH (the decoder failed in a way FFmpeg does not report as bad
     data). `stop()` is polled between packets; True ends decoding with `InterruptedError`.
     """
-    try:
-        container = av.open(str(source) if isinstance(source, Path) else source, mode="r",
-                            metadata_errors="ignore")
-    except av.FFmpegError as exc:
-        raise _undecodable(f"it is not a video file FFmpeg recognises ({_why(exc)})") from None
+    # FFmpeg fenced in as for audio: no playlist or concat script makes it open other files.
+    container = open_fenced(source, what="video", send="mp4, mov, mkv or webm with a video track",
+                            undecodable=_undecodable)
     try:
         with container:
             stream = container.streams.video[0] if container.streams.video else None

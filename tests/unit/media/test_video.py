@@ -155,3 +155,14 @@ def test_the_recording_time_comes_with_the_frames(tmp_path):
     path = mediakit.scene_video(tmp_path / "clip.mp4", [0.0, 2.0], 4.0,
                                 metadata={"creation_time": "2022-12-24T18:00:00.000000Z"})
     assert extract_frames(path, FrameOptions()).taken_at.isoformat() == "2022-12-24T18:00:00+00:00"
+
+
+@pytest.mark.parametrize("content", [
+    b"ffconcat version 1.0\nfile '/etc/passwd'\n",
+    b"#EXTM3U\n#EXT-X-VERSION:3\n#EXTINF:10,\nfile:///etc/hostname\n",
+])
+def test_playlists_and_concat_scripts_are_refused_before_ffmpeg_opens_what_they_name(tmp_path, content):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(content)
+    error = _error(path)
+    assert error.reason is Reason.UNSUPPORTED_TYPE and "never files another file names" in error.message
