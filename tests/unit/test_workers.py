@@ -67,7 +67,7 @@ async def test_video_frames_in_a_worker_equal_those_in_process(make_pool: PoolFa
 
 async def test_errors_of_the_task_reach_the_caller(make_pool: PoolFactory, tmp_path: Path) -> None:
     path = tmp_path / "clip.mp4"
-    path.write_bytes(b"not a video at all" * 100)
+    path.write_bytes(b"\x00\x01 not a video at all" * 100)
     with pytest.raises(SensoriumError) as error:
         await make_pool().run(extract_frames, path, FrameOptions())
     assert error.value.reason is Reason.VIDEO_UNDECODABLE
