@@ -30,6 +30,7 @@ PDF_ONLY = "0a2b4c6d8e1f3a5b7c9d0e2f4a6b8c1d3e5f7a9b0c2d4e6f8a1b3c5d7e9f0a2b"
 async def media_server(start_server, tmp_path: Path):
     tokens = tmp_path / "tokens"
     tokens.write_text(f"{MEDIA_ONLY} media\n{PDF_ONLY} pdf\n")
+    tokens.chmod(0o600)  # a secret (the server refuses one others may read)
     return await start_server(services=["media"], media={"workers": 1, "max_image_bytes": 4_000_000},
                               auth={"tokens_file": tokens})
 
@@ -52,7 +53,7 @@ def _files(tmp_path: Path) -> dict[str, Path]:
 
 async def test_text_frames_and_metadata_over_grpc(media_server, tmp_path):
     files = _files(tmp_path)
-    async with Client(f"127.0.0.1:{media_server.port}", token=MEDIA_ONLY) as client:
+    async with Client(f"127.0.0.1:{media_server.port}", insecure=True, token=MEDIA_ONLY) as client:
         assert await client.health("sensorium.media.v1.MediaService") == "SERVING"
         calls = MediaClient(client)
         unary = await calls.read_image_text(files["shot"].read_bytes())
@@ -95,7 +96,7 @@ async def test_the_remote_engine_answers_as_the_runtime_does(media_server, tmp_p
         local_text = await here.read_image_text(files["shot"], ImageTextOptions(preview_side=128))
         local_photo = await here.read_image_text(files["photo"], ImageTextOptions())
         local_video = await here.extract_frames(files["video"], VideoOptions(max_frames=2))
-    client = Client(f"127.0.0.1:{media_server.port}", token=MEDIA_ONLY)
+    client = Client(f"127.0.0.1:{media_server.port}", insecure=True, token=MEDIA_ONLY)
     async with RemoteEngines(client, settings) as remote:
         there = await remote.open(MEDIA)
         remote_text = await there.read_image_text(files["shot"], ImageTextOptions(preview_side=128))
@@ -114,7 +115,7 @@ async def test_the_remote_engine_answers_as_the_runtime_does(media_server, tmp_p
 
 async def test_tokens_are_scoped_to_the_media_service(media_server, tmp_path):
     files = _files(tmp_path)
-    async with Client(f"127.0.0.1:{media_server.port}", token=PDF_ONLY) as client:
+    async with Client(f"127.0.0.1:{media_server.port}", insecure=True, token=PDF_ONLY) as client:
         with pytest.raises(ClientError) as denied:
             await MediaClient(client).read_image_text(files["shot"].read_bytes())
         assert denied.value.details.code == grpc.StatusCode.PERMISSION_DENIED

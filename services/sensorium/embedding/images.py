@@ -46,6 +46,7 @@ opens through its JPEG plugin; HEIF, what iPhones write, and AVIF where this ins
 them). Others are refused without being parsed, which also keeps rarely used, less hardened
 decoders out of reach."""
 EMBEDDING_SETTINGS = ("embedding.max_image_bytes", "embedding.max_image_pixels")
+_NAMES = ", ".join({"WEBP": "WebP", "HEIF": "HEIC/HEIF"}.get(name, name) for name in FORMATS)
 
 _WHITE = (255, 255, 255)
 CORRUPT_IMAGE_ERRORS: tuple[type[Exception], ...] = (
@@ -140,7 +141,7 @@ def _guarded(work: Callable[[], T], data: bytes, max_bytes: int, max_pixels: int
     except UnidentifiedImageError:
         raise SensoriumError(
             Reason.IMAGE_UNDECODABLE,
-            f"the content is not an image in a supported format ({', '.join(FORMATS)}), or its "
+            f"the content is not an image in a supported format ({_NAMES}), or its "
             "header is damaged" + ("" if "HEIF" in FORMATS else
                                    "; HEIC/HEIF photos need the `media` extra (pillow-heif)"),
         ) from None

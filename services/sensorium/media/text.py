@@ -37,12 +37,15 @@ import io
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from sensorium.media.api import Box, ImageText, TextLine, TextStatus
+
+if TYPE_CHECKING:
+    from sensorium.embedding.images import DecodedImage
 
 log = logging.getLogger("sensorium.media")
 
@@ -227,7 +230,7 @@ def read_image(
     found = ImageText(
         [], without_text, width=decoded.width, height=decoded.height, format=decoded.format,
         photo=photo, camera=decoded.camera, taken_at=decoded.taken_at,
-        preview=_preview(decoded.image, preview_side) if preview_side else b"",
+        preview=_preview(decoded, data, preview_side) if preview_side else b"",
     )
     if options is None:
         return found
@@ -251,8 +254,18 @@ the smallest DCT scale that keeps this side."""
 PREVIEW_QUALITY = 90
 
 
-def _preview(image: Image.Image, side: int) -> bytes:
-    """`image` reduced so that its shorter side is at most `side`, as a JPEG."""
+_AS_IS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP"})
+"""Formats every embedding service decodes (HEIC and AVIF need plugins it may lack)."""
+
+
+def _preview(decoded: DecodedImage, data: bytes, side: int) -> bytes:
+    """The image for CLIP: the file itself when it is already no larger than `side` on its
+    shorter side and in a format every embedding service reads (nothing to gain from a second
+    encoding, and nothing lost to it), else the decoded image reduced so that its shorter side
+    is at most `side`, as a JPEG."""
+    image = decoded.image
+    if decoded.format in _AS_IS and min(decoded.width, decoded.height) <= side:
+        return data
     scale = side / min(image.size)
     if scale < 1.0:
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))

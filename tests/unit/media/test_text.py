@@ -136,3 +136,17 @@ def test_the_check_and_the_preview_share_one_reduced_decode(tmp_path, monkeypatc
     found = read_image(str(path), TextOptions(), max_bytes=1 << 26, max_pixels=1 << 26, preview_side=448)
     assert found.status is TextStatus.NO_TEXT and found.preview
     assert sizes == [(1008, 756)]  # a sixteenth of the pixels; both the check and CLIP need less
+
+
+def test_a_small_image_is_its_own_preview(tmp_path):
+    """Nothing to reduce: CLIP gets the file's own bytes (no second, lossy encoding), as the
+    embedding service would from the file; a HEIC one is re-encoded (not every embedding
+    service reads HEIC)."""
+    path = tmp_path / "icon.png"
+    data = mediakit.encode(mediakit.two_tone(200, 100), "PNG")
+    path.write_bytes(data)
+    assert read_image(str(path), None, max_bytes=1 << 20, max_pixels=1 << 24, preview_side=448).preview == data
+    heic = tmp_path / "small.heic"
+    heic.write_bytes(mediakit.heic(mediakit.two_tone(200, 100)))
+    preview = read_image(str(heic), None, max_bytes=1 << 20, max_pixels=1 << 24, preview_side=448).preview
+    assert Image.open(io.BytesIO(preview)).format == "JPEG"
