@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 import mediakit
 import testkit
@@ -53,6 +54,9 @@ def _files(tmp_path: Path) -> dict[str, Path]:
 
 async def test_text_frames_and_metadata_over_grpc(media_server, tmp_path):
     files = _files(tmp_path)
+    before = (_metric("sensorium_media_files_total", operation="image_text", outcome="ok"),
+              _metric("sensorium_media_files_total", operation="video_frames", outcome="VIDEO_UNDECODABLE"),
+              _metric("sensorium_media_text_checks_total", status="NO_TEXT"))
     async with Client(f"127.0.0.1:{media_server.port}", insecure=True, token=MEDIA_ONLY) as client:
         assert await client.health("sensorium.media.v1.MediaService") == "SERVING"
         calls = MediaClient(client)
@@ -86,6 +90,15 @@ async def test_text_frames_and_metadata_over_grpc(media_server, tmp_path):
             await calls.read_image_text(b"\xff\xd8" + b"\0" * 4_100_000)
         assert large.value.details.reason == "INPUT_TOO_LARGE"
         assert "SENSORIUM_MEDIA__MAX_IMAGE_BYTES" in large.value.details.message
+    # What operators watch (docs/operations.md): files by outcome, photos by what the check said.
+    assert _metric("sensorium_media_files_total", operation="image_text", outcome="ok") - before[0] == 2
+    assert _metric("sensorium_media_files_total", operation="video_frames",
+                   outcome="VIDEO_UNDECODABLE") - before[1] == 1
+    assert _metric("sensorium_media_text_checks_total", status="NO_TEXT") - before[2] == 1
+
+
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def test_the_remote_engine_answers_as_the_runtime_does(media_server, tmp_path):
