@@ -319,7 +319,7 @@ class SearchStore:
 
         `vector` mode needs `query_vector` (embedded by the caller with the index's model);
         `text` needs `query_text`; `hybrid` needs both. `kinds` keeps rows of those kinds only
-        (pdf_text, pdf_image, audio, image).
+        (`sensorium.index.kinds.row_kinds()`: pdf_text, image_text, video_frame, ...).
         """
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
