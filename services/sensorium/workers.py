@@ -31,6 +31,7 @@ on ("document", "file"), so the same failure reads right in each.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import math
 import multiprocessing
@@ -348,11 +349,33 @@ class WorkerPool:
 
     async def _result(self, future: pebble.ProcessFuture[Any], lane: Lane) -> Any:
         service = self.wording.service
+        waiter = asyncio.wrap_future(future)
         try:
-            # Shielded: a cancelled caller must leave the future to its own `finally`, which
-            # can still tell that the task was running, count the restart and cancel it (pebble
-            # then kills the worker). Unshielded, asyncio would cancel it first, unseen.
-            result: TaskResult = await asyncio.shield(asyncio.wrap_future(future))
+            # asyncio.wait leaves `waiter` alone when this task is cancelled (awaiting it would
+            # cancel the pebble future first), so a task still running is seen, counted, and
+            # its worker killed by the cancel below.
+            await asyncio.wait({waiter})
+        except asyncio.CancelledError:
+            if future.running():
+                self._on_worker_restart("cancelled")
+            future.cancel()
+            task = asyncio.current_task()
+            if self._closed and not (task and task.cancelling()):
+                raise SensoriumError(
+                    Reason.SHUTTING_DOWN,
+                    f"the {service} service shut down while {self.wording.verb} this "
+                    f"{self.wording.item}; retry elsewhere",
+                ) from None
+            raise
+        try:
+            result: TaskResult = waiter.result()
+        except (asyncio.CancelledError, concurrent.futures.CancelledError):
+            # The pool was closed under this task (close() cancels what is in work).
+            raise SensoriumError(
+                Reason.SHUTTING_DOWN,
+                f"the {service} service shut down while {self.wording.verb} this "
+                f"{self.wording.item}; retry elsewhere",
+            ) from None
         except TimeoutError:
             self._on_worker_restart("timeout")
             raise self._timed_out() from None
@@ -378,15 +401,6 @@ class WorkerPool:
                 "if it happens "
                 f"again with this file, {self.wording.crash_advice}",
             ) from None
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if self._closed and not (task and task.cancelling()):
-                raise SensoriumError(
-                    Reason.SHUTTING_DOWN,
-                    f"the {service} service shut down while {self.wording.verb} this {self.wording.item}; "
-                    "retry elsewhere",
-                ) from None
-            raise
         if result.worker_tasks >= self.limits.recycle_after:
             self._on_worker_restart("recycled")
         return result

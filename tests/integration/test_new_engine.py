@@ -50,7 +50,9 @@ def test_the_index_job_and_search_use_the_new_kind(toy: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "index"
     assert main(["index", str(toy), "--out", str(out), "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    summary = json.loads(printed.out)
+    assert summary["rows"]["total"] == 2, printed.err  # the job's log says why a row is missing
     assert summary["files"]["by_kind"] == {"postcard": 1}
     assert summary["rows"]["by_kind"] == {"postcard": 2}
     files = {Path(r["path"]).name: r for r in IndexReader(out).files().to_pylist()}

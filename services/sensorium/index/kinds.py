@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sensorium.errors import SensoriumError
-from sensorium.index.chunking import TextChunk, chunk_page, window_transcript
-from sensorium.index.layout import OptionValue, Row
+from sensorium.index.chunking import TextChunk, chunk_page, transcript_stretches, window_transcript
+from sensorium.index.layout import OptionValue, Passage, Row
 
 if TYPE_CHECKING:
     from sensorium.engines import Engines
@@ -67,6 +67,12 @@ class FileWork(Protocol):
 
     def rows_left(self) -> int:
         """Rows this file may still add: producers cut their pieces to it before embedding."""
+        ...
+
+    def add_passages(self, passages: Sequence[Passage]) -> list[int]:
+        """Hand the writer the file's passages (its pages, slides, sections, stretches of a
+        transcript: what full-text search ranks); their ordinals, for the rows made from them
+        (`Row.passage`). Add a passage before its rows."""
         ...
 
 
@@ -123,6 +129,10 @@ async def _index_pdf(work: FileWork) -> None:
             if not isinstance(items, list):
                 continue  # the document's info
             pages = [item for item in items if isinstance(item, PageResult) and item.error is None]
+            # A page is a passage: full-text search ranks whole pages, the vector side chunks.
+            texts = [page for page in pages if page.text.strip()]
+            ordinals = dict(zip((page.page_number for page in texts), work.add_passages(
+                [Passage("pdf_text", page.text, page=page.page_number) for page in texts]), strict=True))
             chunks = (await asyncio.to_thread(_chunk_pages, work, pages))[:work.rows_left() + 1]
             images = [item for item in items if isinstance(item, ImageResult) and item.error is None
                       and item.data and min(item.width, item.height) >= min_side]
@@ -134,10 +144,11 @@ async def _index_pdf(work: FileWork) -> None:
                         "detail": item.error.message})
             text_vectors, image_vectors = await asyncio.gather(
                 work.embed_texts([c.text for c in chunks]), work.embed_images([i.data for i in images]))
-            rows = [Row("pdf_text", v, text=c.text, page=c.page, bbox=c.bbox)
+            rows = [Row("pdf_text", v, text=c.text, page=c.page, bbox=c.bbox, passage=ordinals.get(c.page))
                     for c, v in zip(chunks, text_vectors, strict=True) if v is not None]
             rows += [Row("pdf_image", v, page=i.page_number,
-                         bbox=None if i.bbox is None else (i.bbox.x0, i.bbox.y0, i.bbox.x1, i.bbox.y1))
+                         bbox=None if i.bbox is None else (i.bbox.x0, i.bbox.y0, i.bbox.x1, i.bbox.y1),
+                         passage=ordinals.get(i.page_number))
                      for i, v in zip(images, image_vectors, strict=True) if v is not None]
             work.add(rows)
 
@@ -154,7 +165,7 @@ def _audio_options(settings: Settings) -> dict[str, OptionValue]:
 
 
 async def _index_audio(work: FileWork) -> None:
-    work.add(await _transcript_rows(work, await _transcribe(work)))
+    await _add_transcript(work, await _transcribe(work))
 
 
 async def _transcribe(work: FileWork) -> list[Any]:
@@ -178,14 +189,22 @@ async def _transcribe(work: FileWork) -> list[Any]:
     return segments
 
 
-async def _transcript_rows(work: FileWork, segments: Sequence[Any],
-                           taken_at: datetime | None = None) -> list[Row]:
-    windows = await asyncio.to_thread(window_transcript, segments, count_tokens=work.count_tokens,
-                                      context_length=work.context_length)
-    windows = windows[:work.rows_left() + 1]
-    vectors = await work.embed_texts([w.text for w in windows])
-    return [Row("audio", v, text=w.text, start_seconds=w.start_seconds, end_seconds=w.end_seconds,
-                taken_at=taken_at) for w, v in zip(windows, vectors, strict=True) if v is not None]
+async def _add_transcript(work: FileWork, segments: Sequence[Any],
+                          taken_at: datetime | None = None) -> None:
+    """A transcript's passages and rows. Stretches of the transcript are its passages (what
+    full-text search ranks); the windows the vector side embeds are cut inside them, so each
+    row lies in one passage."""
+    stretches = transcript_stretches(segments)
+    ordinals = work.add_passages([Passage("audio", s.text, start_seconds=s.start_seconds,
+                                          end_seconds=s.end_seconds) for s in stretches])
+    windows = [(ordinal, window) for ordinal, stretch in zip(ordinals, stretches, strict=True)
+               for window in await asyncio.to_thread(
+                   window_transcript, stretch.segments, count_tokens=work.count_tokens,
+                   context_length=work.context_length)][:work.rows_left() + 1]
+    vectors = await work.embed_texts([w.text for _, w in windows])
+    work.add([Row("audio", v, text=w.text, start_seconds=w.start_seconds, end_seconds=w.end_seconds,
+                  passage=ordinal, taken_at=taken_at)
+              for (ordinal, w), v in zip(windows, vectors, strict=True) if v is not None])
 
 
 # HEIF major brands (ISO/IEC 23008-12) of still images: filetype knows "heic" (and "mif1"/"msf1"
@@ -217,12 +236,17 @@ async def _index_image(work: FileWork) -> None:
     found = await media.read_image_text(
         work.path, ImageTextOptions(read_text=work.settings.media.ocr, preview_side=PREVIEW_SIDE))
     taken_at = stored_time(found.taken_at)
-    chunks = await asyncio.to_thread(_chunk_lines, work, found.lines) if found.lines else []
-    chunks = chunks[:work.rows_left()]  # the image row takes one
+    passage: int | None = None
+    chunks: list[TextChunk] = []
+    if found.lines:
+        # The image's whole text is its passage (what full-text search ranks: a screenshot is
+        # one unit to a person); the vector side embeds chunks of consecutive lines inside it.
+        (passage,) = work.add_passages([Passage("image_text", found.text)])
+        chunks = (await asyncio.to_thread(_chunk_lines, work, found.lines))[:work.rows_left()]
     vector, text_vectors = await asyncio.gather(
         work.embed_image(found.preview), work.embed_texts([c.text for c in chunks]))
     rows = [Row("image", vector, taken_at=taken_at)]
-    rows += [Row("image_text", v, text=c.text, bbox=c.bbox, taken_at=taken_at)
+    rows += [Row("image_text", v, text=c.text, bbox=c.bbox, taken_at=taken_at, passage=passage)
              for c, v in zip(chunks, text_vectors, strict=True) if v is not None]
     work.add(rows)
 
@@ -297,7 +321,7 @@ async def _index_video(work: FileWork) -> None:
         vectors = await work.embed_images([frame.jpeg for frame in chosen])
         work.add([Row("video_frame", v, start_seconds=frame.seconds, end_seconds=end, taken_at=taken_at)
                   for frame, end, v in zip(chosen, ends, vectors, strict=False) if v is not None])
-    work.add(await _transcript_rows(work, segments, taken_at))
+    await _add_transcript(work, segments, taken_at)
 
 
 class ModelMismatch(Exception):

@@ -136,10 +136,12 @@ class TextReader:
 
 
 def normalised(text: str) -> str:
-    """THE place where recognised text leaves the OCR engine: every line passes here once.
-    The project's one text normalisation function (services/sensorium/text.py, when it lands)
-    is to be called here, so that text in images is normalised like all text."""
-    return text.strip()
+    """THE place where recognised text leaves the OCR engine: every line passes here once,
+    through the project's one text normalisation (`sensorium.text.normalize`: compatibility
+    characters folded, invisible ones dropped), so text in images is searched like all text."""
+    from sensorium.text import normalize
+
+    return normalize(text).strip()
 
 
 def _rgb(image: Image.Image) -> Image.Image:

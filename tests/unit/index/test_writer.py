@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -348,3 +349,37 @@ def test_an_index_of_an_older_schema_is_refused_with_the_way_out(src, tmp_path):
     manifest.write_text(json.dumps({**data, "schema_version": SCHEMA_VERSION - 1}))
     with pytest.raises(IndexLayoutError, match="Rebuild the index in a new directory"):
         Job(out).run([src / "a.pdf"])
+
+
+def test_passages_are_written_beside_rows_and_live_through_the_ledger(src, tmp_path):
+    from sensorium.index.layout import PASSAGE_SCHEMA
+    from sensorium.index.writer import Passage
+
+    out = tmp_path / "index"
+    kept, failed = write(src, "kept.pdf", "kept"), write(src, "failed.pdf", "failed")
+    with IndexWriter(out, Shard(), MANIFEST, rows_per_part=3) as writer:
+        works = {}
+        for stat in writer.plan([FileStat.of(kept), FileStat.of(failed)]).todo:
+            work = writer.begin(stat, hashlib.sha256(Path(stat.path).read_bytes()).hexdigest(), "pdf")
+            assert work is not None
+            works[Path(stat.path).name] = work
+            pages = writer.add_passages(work, [Passage("pdf_text", f"page {n} of {stat.path}", page=n)
+                                               for n in (1, 2)])
+            assert pages == [0, 1]
+            writer.add_rows(work, [Row("pdf_text", np.ones(DIMENSION), text=f"chunk {n}", page=n + 1,
+                                       passage=n) for n in pages])
+            with pytest.raises(ValueError, match="names passage 2; the file has 2"):
+                writer.add_rows(work, [Row("pdf_text", np.ones(DIMENSION), passage=2)])
+        writer.finish(works["kept.pdf"])
+        writer.fail(works["failed.pdf"], Reason.PDF_UNREADABLE, "broken")
+    reader = IndexReader(out)
+    (unit,) = reader.live_units().values()
+    assert (unit.passages, unit.path) == (2, str(kept)) and unit.passage_parts
+    (passages,) = list(reader.live_passages())
+    assert passages.schema == PASSAGE_SCHEMA
+    assert [(p["ordinal"], p["page"], p["text"]) for p in passages.to_pylist()] == [
+        (0, 1, f"page 1 of {kept}"), (1, 2, f"page 2 of {kept}")]
+    rows = pa.concat_tables(reader.live_rows()).to_pylist()
+    assert [(r["passage"], r["text"]) for r in rows] == [(0, "chunk 0"), (1, "chunk 1")]
+    files = pq.read_table(out / "shard-0-of-1" / "files.parquet").to_pylist()
+    assert {f["path"]: f["passages"] for f in files} == {str(kept): 2, str(failed): 0}

@@ -150,3 +150,11 @@ def test_a_small_image_is_its_own_preview(tmp_path):
     heic.write_bytes(mediakit.heic(mediakit.two_tone(200, 100)))
     preview = read_image(str(heic), None, max_bytes=1 << 20, max_pixels=1 << 24, preview_side=448).preview
     assert Image.open(io.BytesIO(preview)).format == "JPEG"
+
+
+def test_recognised_text_goes_through_the_one_normalisation():
+    from sensorium.media.text import normalised
+    from sensorium.text import normalize
+
+    line = " e\ufb03cient\u00a0caf\u0065\u0301 total\u200b "
+    assert normalised(line) == normalize(line).strip() == "efficient café total"
