@@ -145,7 +145,8 @@ def test_a_small_image_is_its_own_preview(tmp_path):
     path = tmp_path / "icon.png"
     data = mediakit.encode(mediakit.two_tone(200, 100), "PNG")
     path.write_bytes(data)
-    assert read_image(str(path), None, max_bytes=1 << 20, max_pixels=1 << 24, preview_side=448).preview == data
+    small = read_image(str(path), None, max_bytes=1 << 20, max_pixels=1 << 24, preview_side=448)
+    assert small.preview == data
     heic = tmp_path / "small.heic"
     heic.write_bytes(mediakit.heic(mediakit.two_tone(200, 100)))
     preview = read_image(str(heic), None, max_bytes=1 << 20, max_pixels=1 << 24, preview_side=448).preview
