@@ -67,6 +67,7 @@ boxes = st.builds(BBox, f32, f32, f32, f32)
 pages = st.builds(
     PageResult, count, text, st.lists(st.builds(Block, boxes, text), max_size=3), st.booleans(),
     st.sampled_from(list(OcrStatus)), text, st.just(""), f32, f32, st.none() | errors, count,
+    st.none() | errors,
 )
 images = st.builds(ImageResult, count, count, st.none() | boxes, st.sampled_from(["png", "jpeg", ""]),
                    st.binary(max_size=64), count, count, st.none() | errors)
@@ -91,8 +92,8 @@ def test_pdf_info_round_trips(info: DocumentInfo) -> None:
 @given(pages)
 def test_pdf_page_round_trips(page: PageResult) -> None:
     back = pdf_wire.page_from_message(pdf_wire.page_to_message(page))
-    assert _same_error(back.error, page.error)
-    assert back.__class__(**{**vars(back), "error": page.error}) == page
+    assert _same_error(back.error, page.error) and _same_error(back.limit, page.limit)
+    assert back.__class__(**{**vars(back), "error": page.error, "limit": page.limit}) == page
 
 
 @EXAMPLES
@@ -104,7 +105,7 @@ def test_pdf_image_round_trips(image: ImageResult) -> None:
 
 
 @EXAMPLES
-@given(st.builds(ExtractionSummary, count, count, count, count, st.floats(0, 1e6)))
+@given(st.builds(ExtractionSummary, count, count, count, count, st.floats(0, 1e6), count))
 def test_pdf_summary_round_trips(summary: ExtractionSummary) -> None:
     assert pdf_wire.summary_from_message(pdf_wire.summary_to_message(summary)) == summary
 
