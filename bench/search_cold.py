@@ -325,7 +325,7 @@ def main() -> None:
             space,
             search_bench.Words(search_bench.TEXT_QUERIES, args.seed),
         )
-        SearchStore(directory)
+        SearchStore(directory, refresh=True)  # the index job's last step: the store from the parts
         results["build_s"] = time.perf_counter() - started
 
         queries = list(search_bench.TEXT_QUERIES)
