@@ -1,9 +1,10 @@
 """The embedding model in a process of its own: the same vectors, and its faults handled.
 
-Killed while a call is in it: that call gets UNAVAILABLE / NOT_READY saying the model process
-stopped, health reports NOT_SERVING while a new process loads, then SERVING, and calls succeed
-again. Shutdown lets calls in the model finish before it stops the process. SIGKILL of the whole
-server leaves neither the model process nor any shared-memory file behind.
+Killed while calls are in it or queued behind it: each gets UNAVAILABLE / NOT_READY saying the
+model process stopped, health reports NOT_SERVING while a new process loads, then SERVING, and
+calls succeed again. Shutdown lets calls in the model finish before it stops the process; a hung
+process is killed once the grace period is over. SIGKILL of the whole server leaves neither the
+model process nor any shared-memory file behind.
 """
 
 from __future__ import annotations
@@ -142,6 +143,57 @@ async def test_shutdown_lets_calls_in_the_model_finish_then_stops_the_process(st
         await stopping
     assert all(not r.results[0].HasField("error") for r in results)
     assert not Path(f"/proc/{pid}").exists()
+
+
+async def test_every_call_waiting_on_a_killed_model_process_gets_not_ready(start_server, shapes_model):
+    """The batch in the model and the calls queued behind it: each gets UNAVAILABLE / NOT_READY
+    (never UNKNOWN or INTERNAL, never a hang), and the service serves again afterwards."""
+    server = await _server(start_server, shapes_model, max_batch_size=2, max_wait_ms=0)
+    pid = _model_pid(server)
+    async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
+        os.kill(pid, signal.SIGSTOP)
+        calls = [asyncio.ensure_future(EmbeddingClient(client).embed_texts([f"a red circle {i}"]))
+                 for i in range(6)]
+        await _until_in_model(server, 1)
+        deadline = time.monotonic() + 30
+        while server.state.in_flight < len(calls):  # the others wait in the queue
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        os.kill(pid, signal.SIGKILL)
+        outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 30)
+        assert all(isinstance(outcome, ClientError) for outcome in outcomes), outcomes
+        assert {(o.details.code, o.details.reason) for o in outcomes} == {
+            (grpc.StatusCode.UNAVAILABLE, "NOT_READY")}
+        deadline = time.monotonic() + 120
+        while await _health(server.port) != "SERVING":
+            assert time.monotonic() < deadline, "the model process was not restarted"
+            await asyncio.sleep(0.1)
+        result = await EmbeddingClient(client).embed_texts(["a red circle"])
+    assert not result.results[0].HasField("error")
+
+
+async def test_shutdown_past_the_grace_stops_a_hung_model_process(start_server, shapes_model):
+    """A model process that never answers (stopped here) cannot hold shutdown: past the grace
+    period the call in it fails, the process is killed, and the server stops."""
+    settings = {"model": f"local-dir:{shapes_model}", "pretrained": "", "model_process": True}
+    server = await start_server(services=["embedding"], embedding=settings, device="cpu", cpus=2,
+                                shutdown_grace_seconds=1.0)
+    pid = _model_pid(server)
+    async with Client(f"127.0.0.1:{server.port}", timeout=60) as client:
+        os.kill(pid, signal.SIGSTOP)
+        call = asyncio.ensure_future(EmbeddingClient(client).embed_texts(["a red circle"]))
+        await _until_in_model(server, 1)
+        started = time.monotonic()
+        await asyncio.wait_for(server.shutdown(), 30)
+        assert time.monotonic() - started < 15
+        with pytest.raises(ClientError) as failed:
+            await asyncio.wait_for(call, 10)
+    # grpc's stop() ends the call when the grace period is over: UNAVAILABLE, retry elsewhere.
+    assert failed.value.details.code == grpc.StatusCode.UNAVAILABLE
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and _state(pid) != "Z":
+        assert time.monotonic() < deadline, "the hung model process outlived shutdown"
+        await asyncio.sleep(0.05)
 
 
 def _shared_memory() -> set[str]:

@@ -188,6 +188,9 @@ class ModelProcess:
                 self._conn.send(("encode", len(pixels), len(tokens)))
                 reply = self._conn.recv()
             except (EOFError, OSError):
+                if self._closing:  # killed by close() after the shutdown grace period
+                    raise SensoriumError(Reason.SHUTTING_DOWN, "the embedding service is shutting "
+                                         "down; retry on another replica", retry_after_seconds=1.0) from None
                 raise _gone(self._wait_exit()) from None
             if reply[0] == "oom":
                 raise ModelOutOfMemory(reply[1])

@@ -253,7 +253,17 @@ class EmbeddingRuntime:
         if self._restarting is not None:
             self._restarting.cancel()
         if self._batcher is not None:
-            await self._batcher.close(drain=True, grace=grace)
+            closing = asyncio.ensure_future(self._batcher.close(drain=True, grace=grace))
+            if self._process is not None and grace is not None:
+                # The Batcher waits for the batch in the model however long it takes; a model
+                # process that hangs would hold shutdown forever. Past the grace period and a
+                # second for that batch, stop the process: the batch fails with NOT_READY.
+                done, _ = await asyncio.wait({closing}, timeout=grace + HUNG_MODEL_MARGIN_SECONDS)
+                if not done:
+                    log.warning("the embedding model process did not finish its batch after the grace "
+                                "period; killing it")
+                    await asyncio.to_thread(self._process.close, 0)
+            await closing
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self._process is not None:
@@ -462,6 +472,11 @@ class EmbeddingRuntime:
                 raise result
         return results
 
+
+HUNG_MODEL_MARGIN_SECONDS = 1.0
+"""How long past the shutdown grace period a batch still in the model process may run before the
+process is killed and the batch fails: the grace period is what the operator allows, and a
+process that never answers (hung in a driver, stopped) must not hold the pod until SIGKILL."""
 
 INLINE_TEXT_CHARS = 4096
 """Texts of a request tokenized on the event loop when the Rust tokenizer serves the model and
