@@ -299,7 +299,7 @@ class LocalTowers:
         self.model = model
         self.plan = plan
         self.device = torch.device(plan.device)
-        self._encode_text = self._trimmed_text if _causal_argmax_clip(model) else model.encode_text
+        self._encode_text = self._trimmed_text if trims_text(model) else model.encode_text
 
     def run(
         self, pixels: Sequence[npt.NDArray[np.float32]], tokens: Sequence[npt.NDArray[np.int64]]
@@ -318,24 +318,14 @@ class LocalTowers:
         return images, texts
 
     def _trimmed_text(self, text: torch.Tensor) -> torch.Tensor:
-        """open_clip's `CLIP.encode_text` over the batch's tokens up to its last end token only.
-
-        Under the causal mask a position sees only those before it, and the vector is read at
-        the end token (argmax pooling), so the padding after it cannot change the vector: the
-        same vector up to float rounding (~1e-6; the test compares them), for a fraction of the
-        work when captions are short (16 of 77 positions: ~4x less time on the CPU, measured)."""
+        """open_clip's `CLIP.encode_text` over the batch's tokens up to its last end token only:
+        the same vector up to float rounding (~1e-6; the test compares them), for a fraction of
+        the work when captions are short (16 of 77 positions: ~4x less time on the CPU, measured)."""
         model = self.model
-        length = int(text.argmax(dim=-1).max()) + 1
-        text = text[:, :length]
-        cast_dtype = model.transformer.get_cast_dtype()
-        x = model.token_embedding(text).to(cast_dtype)
-        x = x + model.positional_embedding[:length].to(cast_dtype)
-        x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
-        x = model.ln_final(x)
-        x = text_global_pool(x, text, "argmax")
-        if isinstance(model.text_projection, torch.nn.Linear):
-            return model.text_projection(x)  # type: ignore[no-any-return]
-        return x @ model.text_projection  # type: ignore[no-any-return]
+        eos: int = model.text_eos_id if model.text_pool_type == "eos" else 0
+        # The end token: CLIP's has the largest id (argmax pooling); else the model names it.
+        ends = text if model.text_pool_type == "argmax" else torch.eq(text, eos).int()
+        return encode_trimmed_text(model, text[:, :int(ends.argmax(dim=-1).max()) + 1])
 
     def _run(
         self, tower: Callable[[torch.Tensor], torch.Tensor], inputs: npt.NDArray[Any]
@@ -349,16 +339,40 @@ class LocalTowers:
         return np.ascontiguousarray(features.float().cpu().numpy(), dtype=np.float32)
 
 
-def _causal_argmax_clip(model: Any) -> bool:
-    """An open_clip `CLIP` whose text tower reads the end token under a causal mask, as
-    `LocalTowers._trimmed_text` assumes (other kinds, e.g. SigLIP's, keep their encode_text)."""
+def trims_text(model: Any) -> bool:
+    """Whether `model` is an open_clip `CLIP` whose text tower reads the end token (argmax or
+    eos pooling) under a causal mask. Then a position sees only those before it and the vector
+    is read at the end token, so tokens after the last end token cannot change any vector and
+    `encode_trimmed_text` may drop them. Other kinds (SigLIP's, custom towers) keep their
+    encode_text. The service's towers and the exported ONNX tower both rely on it."""
     from open_clip.model import CLIP
 
     mask = getattr(model, "attn_mask", None)
-    if type(model) is not CLIP or getattr(model, "text_pool_type", None) != "argmax" or mask is None:
+    pool = getattr(model, "text_pool_type", None)
+    if type(model) is not CLIP or mask is None or pool not in ("argmax", "eos"):
         return False
     causal = torch.full(mask.shape, float("-inf"), device=mask.device).triu(1)
     return bool(torch.equal(torch.isinf(mask), torch.isinf(causal)))
+
+
+def encode_trimmed_text(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """`CLIP.encode_text` for tokens cut after the batch's last end token (`trims_text` models):
+    the positional embedding and the causal mask cut to the tokens' length, as open_clip's own
+    TextTransformer does."""
+    length = tokens.shape[1]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    pooled: torch.Tensor = x
+    projection = model.text_projection
+    if projection is None:
+        return pooled
+    if isinstance(projection, torch.nn.Linear):
+        return projection(pooled)  # type: ignore[no-any-return]
+    return pooled @ projection  # type: ignore[no-any-return]
 
 
 class Embedder:

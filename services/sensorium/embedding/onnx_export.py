@@ -103,7 +103,9 @@ def export_text_tower(model: str, pretrained: str, model_dir: Path) -> TowerInfo
                                "default (clean='lower'), which the Rust tokenizer does not")
 
     clip = engine.model.float().eval()
-    trimmed = _causal_clip(clip)
+    from sensorium.embedding.embedder import trims_text
+
+    trimmed = trims_text(clip)
     context = engine.context_length
     example = tokenizer(["a photo of a cat", "two dogs on a beach"])
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -173,29 +175,6 @@ def parity(tower: TextTower, engine: Any, texts: tuple[str, ...] | list[str]) ->
     return cosines
 
 
-def _causal_clip(clip: Any) -> bool:
-    """Whether the text tower is open_clip's CLIP text transformer with a causal mask and
-    end-token pooling: then tokens after the end token change nothing, and it runs trimmed."""
-    import open_clip
-
-    mask = getattr(clip, "attn_mask", None)
-    if type(clip) is not open_clip.model.CLIP or mask is None or clip.text_pool_type not in ("argmax", "eos"):
-        return False
-    causal = torch.full_like(mask, float("-inf")).triu(1)
-    return bool(torch.equal(mask, causal))
-
-
-def _project(clip: Any, pooled: torch.Tensor) -> torch.Tensor:
-    projection = clip.text_projection
-    if projection is None:
-        return pooled
-    if isinstance(projection, torch.nn.Linear):
-        linear: torch.Tensor = projection(pooled)
-        return linear
-    matrix: torch.Tensor = pooled @ projection
-    return matrix
-
-
 class _Full(torch.nn.Module):
     """open_clip's `encode_text` itself: tokens padded to the context length."""
 
@@ -209,22 +188,17 @@ class _Full(torch.nn.Module):
 
 
 class _Trimmed(torch.nn.Module):
-    """CLIP.encode_text for tokens trimmed after the end token: the positional embedding and
-    the causal mask cut to the tokens' length (open_clip's TextTransformer does the same)."""
+    """CLIP.encode_text for tokens trimmed after the end token (`embedder.encode_trimmed_text`,
+    the same code as the service's towers)."""
 
     def __init__(self, clip: Any) -> None:
         super().__init__()
         self.clip = clip
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        from open_clip.transformer import text_global_pool
+        from sensorium.embedding.embedder import encode_trimmed_text
 
-        clip, length = self.clip, tokens.shape[1]
-        x = clip.token_embedding(tokens) + clip.positional_embedding[:length]
-        x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
-        x = clip.ln_final(x)
-        eos = getattr(clip, "text_eos_id", None)
-        return _project(clip, text_global_pool(x, tokens, clip.text_pool_type, eos_token_id=eos))
+        return encode_trimmed_text(self.clip, tokens)
 
 
 @contextlib.contextmanager
