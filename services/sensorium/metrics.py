@@ -66,6 +66,15 @@ PDF_SECONDS = Histogram(
     "sensorium_pdf_extraction_seconds", "Wall time to extract one PDF document.", buckets=_LATENCY
 )
 
+DOCUMENT_DOCUMENTS = Counter(
+    "sensorium_document_documents",
+    "Documents (Office, OpenDocument, HTML, text, mail, ...) parsed, by format and outcome (ok or "
+    "an error reason).", ["format", "outcome"],
+)
+DOCUMENT_SECONDS = Histogram(
+    "sensorium_document_parse_seconds", "Wall time to parse one document.", buckets=_LATENCY
+)
+
 
 class BatchMetrics:
     """The Batcher's observer (`sensorium.batching.BatchObserver`), recording into Prometheus.

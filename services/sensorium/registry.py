@@ -124,6 +124,26 @@ def _embedding_models(settings: Settings, model_dir: Path) -> str:
     return prepare(settings, model_dir)
 
 
+def _document_runtime(context: RuntimeContext) -> Runtime:
+    from sensorium.document.runtime import DocumentRuntime
+
+    return DocumentRuntime(context)
+
+
+def _document_servicer(server: grpc.aio.Server, runtime: Runtime) -> None:
+    from sensorium.document.runtime import DocumentRuntime
+    from sensorium.document.servicer import add_to_server
+
+    assert isinstance(runtime, DocumentRuntime)
+    add_to_server(server, runtime)
+
+
+def _document_remote(client: Client, settings: Settings) -> Any:
+    from sensorium.document.remote import RemoteDocument
+
+    return RemoteDocument(client)
+
+
 SERVICES: dict[str, ServiceSpec] = {
     "pdf": ServiceSpec(
         name="pdf", summary="PDF text, layout blocks, metadata, images and OCR (PyMuPDF)",
@@ -143,6 +163,13 @@ SERVICES: dict[str, ServiceSpec] = {
         create_runtime=_embedding_runtime, grpc_name="sensorium.embedding.v1.EmbeddingService",
         add_servicer=_embedding_servicer, remote=_embedding_remote, libraries=("torch",),
         commands=("sensorium.cli.embed",), prepare_models=_embedding_models,
+    ),
+    "document": ServiceSpec(
+        name="document",
+        summary="Office, OpenDocument, RTF, EPUB, HTML, text, CSV, subtitles and mail: text with "
+        "locators, metadata, pictures, attachments",
+        create_runtime=_document_runtime, grpc_name="sensorium.document.v1.DocumentService",
+        add_servicer=_document_servicer, remote=_document_remote, commands=("sensorium.cli.doc",),
     ),
 }
 

@@ -99,6 +99,7 @@ class Builder:
                 Reason.IMAGE_TOO_LARGE,
                 f"picture {name} has {width}x{height} pixels, over the limit of {self.limits.max_pixels:,}",
                 {"name": name[:200], "limit_pixels": str(self.limits.max_pixels)},
+                setting="document.max_pixels",
             )
         self.pictures.append(Picture(b"" if error else data, fmt, width, height, locator, name, error))
 
@@ -109,7 +110,7 @@ class Builder:
                 Reason.PROCESSING_LIMIT,
                 f"the document has {self._pictures_dropped + len(self.pictures)} pictures; only the first "
                 f"{self.limits.max_pictures} are passed on",
-                {"limit_pictures": str(self.limits.max_pictures)},
+                {"limit_pictures": str(self.limits.max_pictures)}, setting="document.max_pictures",
             ))
         return errors
 

@@ -29,19 +29,23 @@ PACKAGES = {DocumentKind.DOC: "libreoffice-writer-nogui", DocumentKind.XLS: "lib
 _SOFFICE_MEMORY_BYTES = 4 * 1024 * 1024 * 1024
 
 
-def soffice() -> str | None:
-    """The LibreOffice binary, or None when it is not installed."""
+def soffice(configured: str = "") -> str | None:
+    """The LibreOffice binary (`configured`, else found on PATH), or None when there is none."""
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
     return shutil.which("soffice") or shutil.which("libreoffice")
 
 
-def missing(kind: DocumentKind) -> SensoriumError:
+def missing(kind: DocumentKind, configured: str = "") -> SensoriumError:
     """The skip reason for a legacy file where LibreOffice is not installed: names the fix."""
+    where = (f"the configured {configured} is not an executable file" if configured
+             else "it is not installed here")
     return SensoriumError(
         Reason.UNSUPPORTED_TYPE,
-        f"{NAMES[kind]} files are read by converting them with LibreOffice, which is not installed "
-        f"here; install it (Debian/Ubuntu: apt-get install {PACKAGES[kind]}; the Sensorium container "
-        "images include it) or save the file in the newer format",
-        {"missing": "soffice"},
+        f"{NAMES[kind]} files are read by converting them with LibreOffice, and {where}; install it "
+        f"(Debian/Ubuntu: apt-get install {PACKAGES[kind]}; the Sensorium container images include "
+        "it) or save the file in the newer format",
+        {"missing": "soffice"}, setting="document.soffice",
     )
 
 
@@ -58,11 +62,12 @@ def check_not_encrypted(path: str, kind: DocumentKind) -> None:
         raise encrypted(f"the {NAMES[kind]} file")
 
 
-def convert(path: str, kind: DocumentKind, workdir: str, timeout: float) -> str:
-    """Convert the file at `path`; returns the converted file's path inside `workdir`."""
-    binary = soffice()
+def convert(path: str, kind: DocumentKind, workdir: str, timeout: float, binary_path: str = "") -> str:
+    """Convert the file at `path` with LibreOffice (`binary_path`, else found on PATH);
+    returns the converted file's path inside `workdir`."""
+    binary = soffice(binary_path)
     if binary is None:
-        raise missing(kind)
+        raise missing(kind, binary_path)
     check_not_encrypted(path, kind)
     target = TARGETS[kind]
     source = Path(workdir) / f"source.{kind.value}"  # a plain name: soffice parses its arguments
@@ -81,7 +86,7 @@ def convert(path: str, kind: DocumentKind, workdir: str, timeout: float) -> str:
             Reason.PROCESSING_LIMIT,
             f"converting the {NAMES[kind]} file with LibreOffice took longer than {timeout:g} s; "
             "save it in the newer format",
-            {"limit_seconds": f"{timeout:g}"},
+            {"limit_seconds": f"{timeout:g}"}, setting="document.soffice_timeout_seconds",
         ) from None
     finally:
         if process.poll() is None:

@@ -94,15 +94,17 @@ class DocumentSniff:
     """The text encoding found, for text kinds ("utf-8", "cp1252", ...)."""
 
 
-def sniff(head: bytes, path: str | os.PathLike[str] | None = None) -> DocumentSniff:
+def sniff(head: bytes, path: str | os.PathLike[str] | None = None, *, name: str = "") -> DocumentSniff:
     """The document kind of a file from `head` (its first `HEAD_BYTES` bytes) and `path`.
 
     `path` is needed to read a zip's or compound file's directory (at its end, beyond the head)
-    and supplies the extension that tells Markdown, CSV and the like apart among text files.
-    Without it, zips are judged by their first members only.
+    and supplies the extension that tells Markdown, CSV and the like apart among text files,
+    unless `name` (the file's name as its owner knows it, e.g. an upload's) gives it instead.
+    Without a path, zips are judged by their first members only.
     """
-    name = os.fspath(path) if path is not None else ""
     extension = os.path.splitext(name)[1].lower()
+    name = os.fspath(path) if path is not None else ""  # below: the file to open
+    extension = extension or os.path.splitext(name)[1].lower()
     if not head:
         return DocumentSniff(None, Reason.INPUT_EMPTY, "the file is empty")
     if head.startswith(_ZIP_MAGIC):

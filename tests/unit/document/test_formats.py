@@ -102,7 +102,7 @@ def test_an_attached_mail_is_a_file_and_its_own_attachments_go_no_deeper(generat
     inner_path = tmp_path / "inner.eml"
     inner_path.write_bytes(attached.data)
     assert sniff.sniff(attached.data[:8192], inner_path).kind is DocumentKind.EML
-    inner = engine.parse(inner_path, DocumentKind.EML, name=attached.path)
+    inner = engine.parse(inner_path, DocumentKind.EML, name=attached.path, attached=True)
     assert "crane is booked on Monday" in inner.text
     (deeper,) = inner.attachments
     assert deeper.data == b"" and deeper.error is not None and "one level deep" in deeper.error.message
