@@ -126,7 +126,7 @@ async def test_pictures_and_attachments_are_refused_on_the_unary_call(document_c
     assert "StreamParseDocument" in error.value.details.message
 
 
-async def test_hostile_files_give_their_reason_and_the_service_keeps_serving(document_client, hostile, generated):
+async def test_hostile_files_give_their_reason_and_the_service_keeps_serving(document_client, hostile):
     client = await document_client()
     calls = DocumentClient(client)
     folder, expected = hostile
@@ -179,7 +179,7 @@ async def test_legacy_office_without_libreoffice_says_what_to_install(document_c
 
 def _comparable(document: Document) -> Document:
     """Errors as they travel: the server words the setting into the message."""
-    def item(x):  # noqa: ANN001, ANN202 - Section | Picture | Attachment
+    def item(x):  # a Section, Picture or Attachment
         return dataclasses.replace(x, error=None if x.error is None else (x.error.reason, x.error.message))
 
     return dataclasses.replace(
@@ -195,10 +195,12 @@ async def test_the_remote_engine_answers_as_the_runtime(start_server, generated)
     async with Runtimes(settings) as runtimes, Client(f"127.0.0.1:{server.port}") as client:
         local = runtimes.of(DocumentRuntime)
         remote = RemoteDocument(client)
-        for name, options in [("report.docx", ParseOptions(name="report.docx")),
-                              ("report.md", ParseOptions(name="report.md", pictures=False, attachments=False)),
-                              ("dues.eml", ParseOptions(name="dues.eml")),
-                              ("budget.ods", ParseOptions(name="budget.ods", pictures=False))]:
+        for name, options in [
+            ("report.docx", ParseOptions(name="report.docx")),
+            ("report.md", ParseOptions(name="report.md", pictures=False, attachments=False)),
+            ("dues.eml", ParseOptions(name="dues.eml")),
+            ("budget.ods", ParseOptions(name="budget.ods", pictures=False)),
+        ]:
             here = await local.parse(folder / name, options)
             there = await remote.parse(folder / name, options)
             assert here.sections, name

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sensorium import logs
-from sensorium.cli.common import CliError, add_client_flags, clock, open_engines
+from sensorium.cli.common import CliError, add_client_flags, open_engines
 from sensorium.errors import SensoriumError
 from sensorium.exits import Exit
 from sensorium.index.kinds import row_kinds
@@ -73,12 +73,7 @@ async def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(hit.to_json(), separators=(",", ":")))
             continue
-        if hit.page is not None:
-            where = f"page {hit.page}"
-        elif hit.start_seconds is not None and hit.end_seconds is not None:
-            where = f"{clock(hit.start_seconds)}-{clock(hit.end_seconds)}"
-        else:
-            where = ""
+        where = hit.where()
         print(f"{hit.score:.4f}  {hit.kind:<9} {hit.path}{'  ' + where if where else ''}")
         snippet = hit.snippet(query or None)
         if snippet:

@@ -62,6 +62,8 @@ _RESULT_COLUMNS = (
     "text",
     "space",
 )
+_LOCATOR_COLUMNS = ("section", "cells", "title", "author")
+"""Columns of the rows that have them (documents): in a hit's JSON only when set."""
 
 
 @dataclass(frozen=True)
@@ -106,10 +108,26 @@ class Hit:
     end_seconds: float | None
     text: str | None
     space: str
+    section: str | None = None
+    cells: str | None = None
+    title: str | None = None
+    author: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The hit as one JSON object: the Parquet column names plus `score`."""
-        return {name: getattr(self, name) for name in (*_RESULT_COLUMNS, "score")}
+        """The hit as one JSON object: the Parquet column names plus `score`; the locator and
+        metadata columns of documents (section, cells, title, author) only where set."""
+        found = {name: getattr(self, name) for name in (*_RESULT_COLUMNS, "score")}
+        found.update({name: value for name in _LOCATOR_COLUMNS if (value := getattr(self, name)) is not None})
+        return found
+
+    def where(self) -> str:
+        """Where in the file the hit is, for a person: 'page 2', 'page 3 Results', 'Budget
+        A1:C40', '00:01.50-00:04.00'."""
+        parts = [f"page {self.page}"] if self.page is not None else []
+        parts += [value for value in (self.section, self.cells) if value]
+        if not parts and self.start_seconds is not None and self.end_seconds is not None:
+            parts.append(f"{_clock(self.start_seconds)}-{_clock(self.end_seconds)}")
+        return " ".join(parts)
 
     def snippet(self, query_text: str | None = None, width: int = 160) -> str:
         """Up to `width` characters of the row's text around the first query word it contains."""
@@ -397,12 +415,21 @@ def _fuse(lists: Sequence[Sequence[_Ranked]]) -> list[_Ranked]:
     return sorted(fused.values(), key=lambda item: (-item.score, min(item.ranks)))
 
 
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{rest:05.2f}"
+
+
 def _hit(item: _Ranked) -> Hit:
-    return Hit(score=item.score, **{name: item.row[name] for name in _RESULT_COLUMNS})
+    row = item.row
+    columns: dict[str, Any] = {name: row.get(name) for name in _LOCATOR_COLUMNS}
+    columns.update((name, row[name]) for name in _RESULT_COLUMNS)
+    return Hit(score=item.score, **columns)
 
 
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = table.select(list(_RESULT_COLUMNS)).to_pylist()
+    wanted = [*_RESULT_COLUMNS, *(name for name in _LOCATOR_COLUMNS if name in table.column_names)]
+    rows: list[dict[str, Any]] = table.select(wanted).to_pylist()
     return rows
 
 
