@@ -380,7 +380,7 @@ class SearchStore:
                 query = query.refine_factor(self.params.refine_factor)
         if where:
             query = query.where(where, prefilter=True)
-        result = query.select([*_RESULT_COLUMNS, "_distance"]).limit(limit).to_arrow()
+        result = query.select([*_RESULT_COLUMNS, *_LOCATOR_COLUMNS, "_distance"]).limit(limit).to_arrow()
         scores = pc.subtract(1.0, result.column("_distance")).to_pylist()  # cosine similarity
         return [
             _Ranked(row, float(score), [i])
@@ -395,7 +395,7 @@ class SearchStore:
         query = table.search(match, query_type="fts")
         if where:
             query = query.where(where, prefilter=True)
-        result = query.select([*_RESULT_COLUMNS, "_score"]).limit(limit).to_arrow()
+        result = query.select([*_RESULT_COLUMNS, *_LOCATOR_COLUMNS, "_score"]).limit(limit).to_arrow()
         scores = result.column("_score").to_pylist()
         return [
             _Ranked(row, float(score), [i])
@@ -428,8 +428,7 @@ def _hit(item: _Ranked) -> Hit:
 
 
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
-    wanted = [*_RESULT_COLUMNS, *(name for name in _LOCATOR_COLUMNS if name in table.column_names)]
-    rows: list[dict[str, Any]] = table.select(wanted).to_pylist()
+    rows: list[dict[str, Any]] = table.select([*_RESULT_COLUMNS, *_LOCATOR_COLUMNS]).to_pylist()
     return rows
 
 
