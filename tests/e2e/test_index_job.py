@@ -312,7 +312,7 @@ def test_through_a_server_gives_the_same_index(mixed, built, env, tmp_path):
     assert_same_index(reference, out)
     statuses = {Path(p).name: r["status"] for p, r in files(out).items()}
     assert statuses["broken.pdf"] == "error" and statuses["data.txt"] == "skipped"
-    assert statuses["invite.eml!/plan.txt"] == "indexed"
+    assert files(out)[f"{mixed / 'invite.eml'}!/plan.txt"]["status"] == "indexed"
 
 
 def test_an_unreachable_server_fails_the_job_without_error_rows(mixed, env, tmp_path):

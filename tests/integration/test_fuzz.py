@@ -1,10 +1,13 @@
-"""Hostile input at scale: hypothesis fuzzes a running server that hosts all three services.
+"""Hostile input at scale: hypothesis fuzzes a running server that hosts all four services.
 
 Each test starts one in-process `Server` on 127.0.0.1:0 (`start_server`: PDF workers, packaged
 `tiny.en` Whisper, the project-trained tiny CLIP) and calls it over a real gRPC channel with the
 raw generated stubs, so that every request field can take any value. The inputs are mutated
 fixtures the tests generate (PDFs with text, images, dates and a password; espeak-ng speech as
-WAV, MP3, FLAC, Ogg, Opus and M4A; PNG, JPEG, GIF, WebP, TIFF and BMP images): bit flips, byte
+WAV, MP3, FLAC, Ogg, Opus and M4A; PNG, JPEG, GIF, WebP, TIFF and BMP images; Word, PowerPoint,
+OpenDocument, EPUB, HTML, Markdown, text, CSV, subtitles and mail made by pandoc and Python, with
+the hostile documents: a zip bomb, billion laughs, a span bomb, a binary .txt, a truncated .pptx,
+an encrypted .docx and a mail in a mail in a mail): bit flips, byte
 overwrites with values parsers trip on, truncation, insertion, deletion and splices of two
 fixtures; and random values of every request field (options, page ranges, passwords, languages,
 temperatures, beam sizes, batch flags, truncation modes, empty and huge strings, stream
@@ -55,10 +58,13 @@ from hypothesis import HealthCheck, event, given, seed, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import docmaker
 import speechkit
 import testkit
 import tiny_clip
 from sensorium.client import details_from_rpc_error
+from sensorium.document.v1 import document_service_pb2 as document_pb
+from sensorium.document.v1 import document_service_pb2_grpc as document_grpc
 from sensorium.embedding.v1 import embedding_service_pb2 as embedding_pb
 from sensorium.embedding.v1 import embedding_service_pb2_grpc as embedding_grpc
 from sensorium.errors import Reason
@@ -105,10 +111,12 @@ class Stubs:
     pdf: Any = field(init=False)
     transcription: Any = field(init=False)
     embedding: Any = field(init=False)
+    document: Any = field(init=False)
     health: Any = field(init=False)
 
     def __post_init__(self) -> None:
         self.pdf = pdf_grpc.PdfServiceStub(self.channel)
+        self.document = document_grpc.DocumentServiceStub(self.channel)
         self.transcription = transcription_grpc.TranscriptionServiceStub(self.channel)
         self.embedding = embedding_grpc.EmbeddingServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
@@ -125,8 +133,9 @@ async def stubs(start_server, tmp_path) -> AsyncIterator[Stubs]:
     (grpc/grpc#36066), which would hide the answer under test."""
     shapes = tiny_clip.build()
     server = await start_server(
-        services=["pdf", "transcription", "embedding"], device="cpu", model_dir=tmp_path / "models",
-        pdf={"workers": 1, "timeout_seconds": 20},
+        services=["pdf", "transcription", "embedding", "document"], device="cpu",
+        model_dir=tmp_path / "models", pdf={"workers": 1, "timeout_seconds": 20},
+        document={"workers": 1, "timeout_seconds": 20, "soffice_timeout_seconds": 15},
         transcription={"model": "packaged:tiny.en", "workers": 1},
         embedding={"model": f"local-dir:{shapes}", "pretrained": "", "max_wait_ms": 2.0},
     )
@@ -188,15 +197,23 @@ def _images() -> list[bytes]:
     ]
 
 
+def _documents(directory: Path) -> list[bytes]:
+    missing = docmaker.tools_missing()
+    if "pandoc" in missing:
+        raise RuntimeError("pandoc is not installed (scripts/setup installs it): the document seeds need it")
+    return [path.read_bytes() for path in docmaker.make_seeds(directory / "documents")]
+
+
 @dataclass(frozen=True)
 class Corpus:
     pdfs: list[bytes]
     audio: list[bytes]
     images: list[bytes]
+    documents: list[bytes]
 
     @property
     def everything(self) -> list[bytes]:
-        return [*self.pdfs, *self.audio, *self.images]
+        return [*self.pdfs, *self.audio, *self.images, *self.documents]
 
 
 _CORPUS: Corpus | None = None
@@ -208,7 +225,7 @@ def corpus() -> Corpus:
     global _CORPUS
     if _CORPUS is None:
         with tempfile.TemporaryDirectory() as directory:
-            _CORPUS = Corpus(_pdfs(), _audio(Path(directory)), _images())
+            _CORPUS = Corpus(_pdfs(), _audio(Path(directory)), _images(), _documents(Path(directory)))
     return _CORPUS
 
 
@@ -221,7 +238,9 @@ TOKENS = [
     b"/Length 0", b"/Count 2147483647", b"/Filter/FlateDecode", b"D:0001", b"D:9999", b"+23'59'",
     b"-23'59'", b"RIFF", b"data", b"fmt ", b"fLaC", b"OggS", b"ID3", b"Xing", b"moov", b"mdat",
     b"\x89PNG", b"IHDR", b"IDAT", b"\xff\xd8", b"\xff\xd9", b"\xff\xc0", b"GIF89a", b"VP8 ",
-    b"II*\x00", b"BM",
+    b"II*\x00", b"BM", b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"\xd0\xcf\x11\xe0", b"mimetype",
+    b"[Content_Types].xml", b"<!ENTITY", b"<!DOCTYPE", b"<![CDATA[", b"{\\rtf1", b"WEBVTT", b" --> ",
+    b"Content-Type: multipart/mixed; boundary=", b"Content-Transfer-Encoding: base64", b"colspan=65534",
 ]
 """Values parsers trip on (a fuzzer's dictionary): limits, markers and lengths of each format."""
 
@@ -265,6 +284,10 @@ def mutated_audio() -> st.SearchStrategy[bytes]:
 
 def mutated_images() -> st.SearchStrategy[bytes]:
     return st.deferred(lambda: mutated(corpus().images))
+
+
+def mutated_documents() -> st.SearchStrategy[bytes]:
+    return st.deferred(lambda: mutated(corpus().documents))
 
 
 def text(max_size: int = 40) -> st.SearchStrategy[str]:
@@ -515,7 +538,7 @@ def _failed(name: str, exc: grpc.RpcError) -> Answer:
 
 def _assert_serving(stubs: Stubs) -> None:
     for service in ["", "sensorium.pdf.v1.PdfService", "sensorium.transcription.v1.TranscriptionService",
-                    "sensorium.embedding.v1.EmbeddingService"]:
+                    "sensorium.embedding.v1.EmbeddingService", "sensorium.document.v1.DocumentService"]:
         status = stubs.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
         assert status == health_pb2.HealthCheckResponse.SERVING, f"{service or 'server'}: {status}"
 
@@ -667,4 +690,68 @@ async def test_stream_embed_answers_every_item_cleanly(stubs, items):
         assert sorted(r.id for r in answer.responses) == sorted(item.id for item in items)
         for response in answer.responses:
             assert response.HasField("vector") != response.HasField("error"), response
+    await assert_serving(stubs)
+
+
+# --- Documents ---------------------------------------------------------------------------
+
+def document_names() -> st.SearchStrategy[str]:
+    """The filename a client sends (its extension counts among text formats)."""
+    return st.one_of(
+        st.sampled_from(["", "report.docx", "slides.pptx", "notes.md", "ships.csv", "ships.tsv", "talk.vtt",
+                         "dues.eml", "a.txt", "report.doc", "budget.xlsx", "../../etc/passwd", "C:\\x.rst"]),
+        text(),
+    )
+
+
+@st.composite
+def document_options(draw: st.DrawFn, unary: bool = False) -> document_pb.ParseOptions:
+    """`unary`: plausible options ask for pictures and attachments only where they come back."""
+    if draw(wild()):
+        return document_pb.ParseOptions(
+            include_pictures=draw(st.booleans()), include_attachments=draw(st.booleans()),
+            attached=draw(st.booleans()), max_sections_per_message=draw(uint32()))
+    return document_pb.ParseOptions(
+        include_pictures=not unary and draw(st.booleans()),
+        include_attachments=not unary and draw(st.booleans()), attached=draw(st.booleans()),
+        max_sections_per_message=draw(st.integers(0, 4)))
+
+
+@fuzz(examples=100)
+@given(content=mutated_documents(), filename=document_names(), options=document_options(unary=True))
+async def test_parse_document_answers_every_mutated_document_cleanly(stubs, content, filename, options):
+    request = document_pb.ParseDocumentRequest(content=content, filename=filename, options=options)
+    answer = await unary(stubs.document.ParseDocument, "ParseDocument", request,
+                         echoed=[filename, *_strings(options)])
+    if answer.code == grpc.StatusCode.OK:
+        response = answer.responses[0]
+        assert response.summary.sections == len(response.sections)
+        assert response.summary.characters == sum(len(s.text) for s in response.sections)
+        assert response.metadata.format != document_pb.DOCUMENT_FORMAT_UNSPECIFIED
+    await assert_serving(stubs)
+
+
+@fuzz(examples=60)
+@given(data=st.data(), content=mutated_documents(), options=document_options(),
+       protocol=st.sampled_from(PROTOCOLS))
+async def test_stream_parse_document_answers_every_mutated_upload_cleanly(
+    stubs, data, content, options, protocol
+):
+    header = document_pb.StreamParseDocumentHeader(upload=data.draw(upload_header(content)), options=options)
+    requests = stream_messages(protocol, header, data.draw(chunked(content)),
+                               document_pb.StreamParseDocumentRequest)
+    answer = await streaming(stubs.document.StreamParseDocument, "StreamParseDocument", requests,
+                             echoed=_strings(header))
+    if answer.code == grpc.StatusCode.OK:
+        kinds = [r.WhichOneof("result") for r in answer.responses]
+        assert kinds[0] == "metadata" and kinds[-1] == "summary" and kinds.count("summary") == 1
+        summary = answer.responses[-1].summary
+        sections = sum(len(r.sections.sections) for r in answer.responses if r.HasField("sections"))
+        assert summary.sections == sections
+        if not options.include_pictures:
+            assert "picture" not in kinds
+        parts = [r.attachment for r in answer.responses if r.HasField("attachment")]
+        assert summary.attachments == sum(part.offset == 0 for part in parts)
+        if not options.include_attachments:
+            assert not parts
     await assert_serving(stubs)

@@ -547,3 +547,27 @@ def make_hostile(folder: Path, documents: Path) -> dict[str, str]:
         "locked.docx": "DOCUMENT_ENCRYPTED",
         "nested.eml": "",
     }
+
+
+def make_seeds(folder: Path) -> list[Path]:
+    """Small documents of every shape the engine reads that pandoc and Python make quickly (no
+    LibreOffice): Word, PowerPoint, OpenDocument text, EPUB, HTML, Markdown, text, CSV,
+    subtitles and mail, plus the hostile files of `make_hostile`. The fuzz test's seeds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    work = folder / "_sources"
+    work.mkdir(exist_ok=True)
+    (work / "square.png").write_bytes(png(64, 64))
+    (work / "report.md").write_text(_marked(REPORT_MD, "report.docx"), encoding="utf-8")
+    (work / "slides.md").write_text(_marked(SLIDES_MD, "slides.pptx"), encoding="utf-8")
+    for source, target in (("report.md", "report.docx"), ("report.md", "report.odt"),
+                           ("report.md", "report.epub"), ("slides.md", "slides.pptx")):
+        _run(["pandoc", source, "-s", "-o", str(folder / target)], work)
+    _run(["pandoc", "report.md", "-s", "-t", "html", "--self-contained", "-o", str(folder / "report.html")],
+         work)
+    shutil.copy(work / "report.md", folder / "report.md")
+    shutil.rmtree(work)
+    expected: dict[str, Expected] = {}
+    _plain_text(folder, expected)
+    _mail(folder, expected)
+    make_hostile(folder / "hostile", folder)
+    return sorted(path for path in folder.rglob("*") if path.is_file())

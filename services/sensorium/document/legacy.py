@@ -9,6 +9,7 @@ worker's RLIMIT_AS would be too small for LibreOffice, which maps ~1 GB at start
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import shutil
@@ -27,6 +28,7 @@ NAMES = {DocumentKind.DOC: "Word 97-2003 (.doc)", DocumentKind.XLS: "Excel 97-20
 PACKAGES = {DocumentKind.DOC: "libreoffice-writer-nogui", DocumentKind.XLS: "libreoffice-calc-nogui",
             DocumentKind.PPT: "libreoffice-impress-nogui"}
 _SOFFICE_MEMORY_BYTES = 4 * 1024 * 1024 * 1024
+log = logging.getLogger("sensorium.document")
 
 
 def soffice(configured: str = "") -> str | None:
@@ -93,10 +95,11 @@ def convert(path: str, kind: DocumentKind, workdir: str, timeout: float, binary_
             os.killpg(process.pid, signal.SIGKILL)
     converted = Path(workdir) / f"source.{target}"
     if process.returncode != 0 or not converted.is_file():
-        detail = err.decode("utf-8", "replace").strip().splitlines()[-1:] if err else []
+        # Its words go to the log, not to the caller: they name files on this machine.
+        log.warning("LibreOffice could not convert a %s file (exit %s): %s", kind.value, process.returncode,
+                    err.decode("utf-8", "replace").strip()[-500:] if err else "no output")
         raise unreadable(
-            f"LibreOffice could not convert the {NAMES[kind]} file ({'; '.join(detail) or 'no output'}); "
-            "it is damaged or not that format"
+            f"LibreOffice could not convert the {NAMES[kind]} file; it is damaged or not that format"
         )
     return str(converted)
 
