@@ -59,7 +59,8 @@ def sniff(head: bytes, path: str | os.PathLike[str] | None = None) -> Sniffed:
             return claim
     mime = match.mime if match is not None else ""
     if refusals:
-        return Sniffed(None, mime, refusals[0].reason, refusals[0].message)
+        refusal = refusals[0]
+        return Sniffed(None, mime, refusal.reason, f"{refusal.message}; Sensorium indexes {described()}")
     if match is None:
         return Sniffed(
             None, reason=Reason.UNSUPPORTED_TYPE,
