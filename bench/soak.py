@@ -10,6 +10,13 @@ streaming calls of every service on small inputs (a 2-page PDF, 2 s of espeak-ng
 that are not audio, a truncated WAV, a corrupt image beside a good one, an empty text list).
 An answer other than the one expected for its input is an *unexpected error*.
 
+The server requires a bearer token (a tokens file the soak writes); the callers send it. Beside
+them, a tokenless slow-upload client (`--slow-uploads`, the probe of issue 22) keeps opening
+ExtractDocument streams on one HTTP/2 connection, each declaring a 60 MiB message and sending
+all of it the server lets through but the last KiB, then idling: every stream must be refused
+UNAUTHENTICATED from its headers, with no more than HTTP/2's initial window taken, for the
+whole soak, and the RSS slope must not move.
+
 Every second the resident memory (RSS) of the server's whole process tree (the server and its
 PDF worker processes) is sampled with the number of requests done so far. Memory growth is
 judged by the slope of a least-squares line through the samples after `--warmup` requests,
@@ -50,10 +57,16 @@ import harness
 import numpy as np
 import psutil
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "support"))  # the HTTP/2 probe the tests use
+import h2probe  # noqa: E402
+
 WARMUP_DEFAULT = 1000
 TARGET_SLOPE_PERCENT = 5.0
 SPEECH = "Glue the sheet to the dark blue background."
 PASSWORD = "soak-password"
+TOKEN = "soak-" + "5e0c1a9b7d3f2e4a6c8b0d1f3e5a7c9b2d4f6e8a"
+SLOW_UPLOAD_DECLARED = 60 * 1024 * 1024
 
 
 # --- Inputs ------------------------------------------------------------------------------
@@ -212,6 +225,19 @@ class Caller:
     def __init__(self, target: str, inputs: Inputs) -> None:
         import grpc
 
+        class Bearer(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+            """Every call carries the soak's token."""
+
+            def _with_token(self, details: Any) -> Any:
+                metadata = [*(details.metadata or ()), ("authorization", f"Bearer {TOKEN}")]
+                return details._replace(metadata=metadata)
+
+            def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+                return continuation(self._with_token(details), request)
+
+            def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+                return continuation(self._with_token(details), requests)
+
         from sensorium.embedding.v1 import embedding_service_pb2 as embedding_pb
         from sensorium.embedding.v1 import embedding_service_pb2_grpc as embedding_grpc
         from sensorium.pdf.v1 import pdf_service_pb2 as pdf_pb
@@ -224,9 +250,10 @@ class Caller:
         self.upload_pb2 = upload_pb2
         options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
         self.channel = grpc.insecure_channel(target, options=options)
-        self.pdf = pdf_grpc.PdfServiceStub(self.channel)
-        self.transcription = tr_grpc.TranscriptionServiceStub(self.channel)
-        self.embedding = embedding_grpc.EmbeddingServiceStub(self.channel)
+        channel = grpc.intercept_channel(self.channel, Bearer())
+        self.pdf = pdf_grpc.PdfServiceStub(channel)
+        self.transcription = tr_grpc.TranscriptionServiceStub(channel)
+        self.embedding = embedding_grpc.EmbeddingServiceStub(channel)
         self.inputs = inputs
         self.decoding = tr_pb.TranscriptionOptions(beam_size=1, temperatures=[0.0],
                                                    condition_on_previous_text=False, language="en")
@@ -401,6 +428,60 @@ def client_process(target: str, inputs: Inputs, kinds: list[int], threads: int, 
 
 # --- The server and its memory -----------------------------------------------------------
 
+@dataclass
+class SlowUploads:
+    """The tokenless slow-upload client (see the module docstring), in a thread until `stop`."""
+
+    port: int
+    streams_per_round: int
+    idle_seconds: float = 5.0
+    rounds: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    most_accepted: int = 0
+    """The most message bytes the server let one stream send (HTTP/2 flow control)."""
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        method = "/sensorium.pdf.v1.PdfService/ExtractDocument"
+        while not self._stop.is_set():
+            try:
+                probe = h2probe.open_streams(
+                    self.port, [method] * self.streams_per_round, declared=SLOW_UPLOAD_DECLARED,
+                    withhold=1024, send_seconds=30, idle_seconds=self.idle_seconds)
+            except OSError as exc:  # the server went away at the end
+                self.statuses[f"connection {type(exc).__name__}"] += 1
+                self._stop.wait(1)
+                continue
+            self.rounds += 1
+            for stream in probe.streams:
+                name = "no answer" if stream.status is None else _status_name(stream.status)
+                self.statuses[name] += 1
+                self.most_accepted = max(self.most_accepted, stream.sent)
+
+    def __enter__(self) -> SlowUploads:
+        if self.streams_per_round:
+            self._thread = threading.Thread(target=self.run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(60)
+
+    @property
+    def refused_every_stream(self) -> bool:
+        streams = sum(v for k, v in self.statuses.items() if not k.startswith("connection"))
+        return streams > 0 and self.statuses["UNAUTHENTICATED"] == streams
+
+
+def _status_name(code: int) -> str:
+    import grpc
+
+    return next((c.name for c in grpc.StatusCode if c.value[0] == code), str(code))
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -409,12 +490,18 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(args: argparse.Namespace, model_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`sensorium serve` with all three services until the block ends; (address, process)."""
+def serving(
+    args: argparse.Namespace, model_dir: Path, work: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`sensorium serve` with all three services, requiring the soak's token (its tokens file in
+    `work`), until the block ends; (address, process)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     address = f"127.0.0.1:{_free_port()}"
+    tokens = work / "soak-tokens"
+    tokens.write_text(TOKEN + "\n")
+    tokens.chmod(0o600)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SENSORIUM_")}
     environment.update({
         "SENSORIUM_ADDRESS": address, "SENSORIUM_HEALTH_PORT": "0", "SENSORIUM_METRICS_PORT": "-1",
@@ -423,7 +510,7 @@ def serving(args: argparse.Namespace, model_dir: Path) -> Iterator[tuple[str, su
         "SENSORIUM_TRANSCRIPTION__MODEL": "packaged:tiny.en",
         "SENSORIUM_EMBEDDING__MODEL": args.embedding_model,
         "SENSORIUM_EMBEDDING__PRETRAINED": args.embedding_pretrained,
-        "SENSORIUM_LOG_LEVEL": "WARNING",
+        "SENSORIUM_LOG_LEVEL": "WARNING", "SENSORIUM_AUTH__TOKENS_FILE": str(tokens),
     })
     process = subprocess.Popen([sys.executable, "-m", "sensorium.cli", "serve"], env=environment)
     try:
@@ -608,7 +695,7 @@ def main(args: argparse.Namespace) -> int:
         model_dir = Path(args.model_dir or tmp)
         inputs = Inputs.make(Path(tmp), args.audio_seconds)
         harness.log("soak: starting the server")
-        with serving(args, model_dir) as (address, process):
+        with serving(args, model_dir, Path(tmp)) as (address, process):
             context = multiprocessing.get_context("spawn")  # fresh processes: no forked gRPC state
             next_index, done = context.Value("q", 0), context.Value("q", 0)
             results = context.Queue()
@@ -618,7 +705,9 @@ def main(args: argparse.Namespace) -> int:
             harness.log(f"soak: {args.requests} requests from {args.clients} clients "
                         f"x {args.threads} callers")
             records: list[Record] = []
-            with MemoryMonitor(process.pid, done) as monitor:
+            port = int(address.rsplit(":", 1)[1])
+            with MemoryMonitor(process.pid, done) as monitor, \
+                    SlowUploads(port, args.slow_uploads) as slow:
                 started = time.perf_counter()
                 for client in clients:
                     client.start()
@@ -645,10 +734,20 @@ def main(args: argparse.Namespace) -> int:
     summary = report(args, records, monitor.samples, wall, machine)
     if missing:
         print(f"- **{missing} requests got no answer** (a client or the server died)")
+    slow_failed = bool(args.slow_uploads) and not slow.refused_every_stream
+    if args.slow_uploads:
+        streams = sum(slow.statuses.values())
+        print(f"- tokenless slow-upload client: {slow.rounds} rounds, {streams} streams of "
+              f"{args.slow_uploads} at a time declaring {SLOW_UPLOAD_DECLARED // 2**20} MiB each: "
+              + ", ".join(f"{k} {v}" for k, v in sorted(slow.statuses.items()))
+              + f"; at most {slow.most_accepted:,} bytes of one stream let through"
+              + (" (**not every stream refused**)" if slow_failed else ""))
+        summary["slow_uploads"] = {"rounds": slow.rounds, "statuses": dict(slow.statuses),
+                                   "most_accepted_bytes": slow.most_accepted}
     if args.json:
         harness.write_json(args.json, [], machine=machine, command=" ".join(sys.argv),
                            extra={"soak": summary, "missing": missing})
-    return 1 if summary["unexpected_errors"] or missing else 0
+    return 1 if summary["unexpected_errors"] or missing or slow_failed else 0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -662,6 +761,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2,
                         help="closed-loop callers per client process (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=12, help="seed of the call mix (default: %(default)s)")
+    parser.add_argument("--slow-uploads", type=int, default=8, metavar="STREAMS",
+                        help="streams the tokenless slow-upload client holds open at a time; "
+                        "0 = none (default: %(default)s)")
     parser.add_argument("--audio-seconds", type=float, default=2.0,
                         help="length of the speech (default: %(default)s)")
     parser.add_argument("--embedding-model", default="ViT-B-32",

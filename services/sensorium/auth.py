@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sensorium import metrics, private
 from sensorium.errors import Reason, SensoriumError
 
 log = logging.getLogger(__name__)
@@ -90,21 +91,37 @@ def parse_tokens(
 class TokenFile:
     """The accepted tokens, re-read when the file changes (checked with one `stat` per call).
 
-    A file that changes into something unusable (a syntax error, or gone while it is
-    replaced) leaves the previous tokens in force; the problem is logged once per state of
-    the file.
+    Revocation fails closed: a file that changes into something unusable (a syntax error, an
+    unknown service, permissions that let others read it, unreadable, deleted) leaves no token
+    in force, so every call is refused until it is fixed; the problem is logged once per state
+    of the file, and `sensorium_auth_tokens_file_usable` is 0 meanwhile. (Deploy tools replace
+    the file atomically, by rename or a Secret volume's symlink swap: no call sees it half
+    written or missing.)
     """
 
     def __init__(self, path: Path, known_services: Iterable[str]) -> None:
         self.path = path
         self.known_services = frozenset(known_services)
         self._seen = _stat(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TokenFileError(f"cannot read {path} (SENSORIUM_AUTH__TOKENS_FILE): {exc}") from None
-        self._entries = parse_tokens(text, self.known_services, str(path))
+        self._entries = self._read()
+        self._set_state(usable=True)
         self._log_loaded("tokens loaded")
+
+    def _read(self) -> dict[bytes, Principal]:
+        """The file's tokens; raises `TokenFileError` saying what is wrong."""
+        try:
+            problem = private.exposure(self.path, "SENSORIUM_AUTH__TOKENS_FILE")
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TokenFileError(
+                f"cannot read {self.path} (SENSORIUM_AUTH__TOKENS_FILE): {exc}") from None
+        if problem:
+            raise TokenFileError(problem)
+        return parse_tokens(text, self.known_services, str(self.path))
+
+    def _set_state(self, *, usable: bool) -> None:
+        metrics.AUTH_TOKENS_FILE_USABLE.set(1 if usable else 0)
+        metrics.AUTH_TOKENS.set(len(self._entries))
 
     def authenticate(self, metadata: Mapping[str, str]) -> Principal:
         """The caller named by `authorization: Bearer TOKEN`; raises UNAUTHENTICATED."""
@@ -139,15 +156,17 @@ class TokenFile:
             return
         self._seen = signature
         try:
-            text = self.path.read_text(encoding="utf-8")
-            entries = parse_tokens(text, self.known_services, str(self.path))
-        except (OSError, UnicodeDecodeError, TokenFileError) as exc:
-            log.error("the tokens file changed but cannot be used; the previous tokens stay in force",
-                      extra={"why": str(exc)})
+            entries = self._read()
+        except TokenFileError as exc:
+            self._entries = {}
+            self._set_state(usable=False)
+            log.error("the tokens file changed and cannot be used: every call is refused until it "
+                      "is fixed", extra={"why": str(exc)})
             return
         if _stat(self.path) != signature:
             self._seen = None  # changed while it was read: read it again at the next call
         self._entries = entries
+        self._set_state(usable=True)
         self._log_loaded("tokens reloaded")
 
     def _log_loaded(self, message: str) -> None:

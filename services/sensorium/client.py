@@ -79,13 +79,19 @@ class ClientError(Exception):
         self.details = details
 
 
+class PlaintextTokenError(ClientError):
+    """A token would go over a plaintext connection: refused before anything is sent."""
+
+
 class Client:
     """Channel and stubs for one server; use as an async context manager.
 
     TLS: `tls=True` trusts the system's CAs; `tls_ca` (a PEM file, or PEM bytes) trusts that CA
     instead and implies TLS; `tls_cert` and `tls_key` present a client certificate (mutual
     TLS). `token` is sent as `authorization: Bearer TOKEN` with every call this client makes;
-    `metadata` holds it for calls made on `channel` directly.
+    `metadata` holds it for calls made on `channel` directly. A token over plaintext could be
+    read by anyone on the path: without TLS it raises `PlaintextTokenError` unless `insecure`
+    says the link is protected otherwise (loopback, a mesh's mutual TLS, a tunnel).
     """
 
     def __init__(
@@ -98,7 +104,16 @@ class Client:
         tls_cert: Path | bytes | None = None,
         tls_key: Path | bytes | None = None,
         token: str | None = None,
+        insecure: bool = False,
     ) -> None:
+        credentials = channel_credentials(tls, tls_ca, tls_cert, tls_key)
+        if token and credentials is None and not insecure:
+            raise PlaintextTokenError(ErrorDetails(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"refusing to send the bearer token to {target} over plaintext, where anyone on "
+                "the path could read it: connect with TLS (--tls or --tls-ca FILE; Client(tls=...)), "
+                "or say the link is protected another way with --insecure (Client(insecure=True))",
+            ))
         self.target = target
         self.timeout = timeout
         options = [
@@ -108,7 +123,6 @@ class Client:
         self.metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
-        credentials = channel_credentials(tls, tls_ca, tls_cert, tls_key)
         if credentials is None:
             self.channel = grpc.aio.insecure_channel(target, options=options)
             self._uploads = grpc.insecure_channel(target, options=options)  # see the module docstring

@@ -57,6 +57,16 @@ UPLOAD_BYTES_IN_FLIGHT = Gauge(
     "sensorium_upload_bytes_in_flight", "Bytes of uploads held by the server right now."
 )
 
+AUTH_TOKENS = Gauge(
+    "sensorium_auth_tokens",
+    "Bearer tokens in force (0 while the tokens file is unusable: every call is refused).",
+)
+AUTH_TOKENS_FILE_USABLE = Gauge(
+    "sensorium_auth_tokens_file_usable",
+    "1 while the tokens file as last changed was read and accepted; 0 while it is unusable "
+    "(missing, unparsable, readable by others): then every data-plane call is refused.",
+)
+
 PDF_DOCUMENTS = Counter(
     "sensorium_pdf_documents", "PDF documents processed, by outcome (ok or an error reason).",
     ["outcome"],

@@ -10,8 +10,8 @@ torch, and this module imports neither gRPC nor generated protobuf.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,11 @@ class ServiceSpec:
     """Register the service's gRPC servicer over `runtime` on a server (before it starts)."""
     remote: Callable[[Client, Settings], Any] | None = None
     """The service's engine interface over a `Client` of a server that hosts it."""
+    unary_limits: Mapping[str, int] = field(default_factory=dict)
+    """Largest request message of each unary method ("ExtractDocument": bytes): the transport
+    refuses more before any handler runs (`sensorium.transport`; docs/errors.md lists them)."""
+    streaming: Mapping[str, str] = field(default_factory=dict)
+    """For a unary method, the streaming method that takes what its cap refuses."""
     libraries: tuple[Library, ...] = ()
     """Model libraries whose CUDA support the process's device decision must cover."""
     commands: tuple[str, ...] = ()
@@ -144,11 +149,17 @@ def _document_remote(client: Client, settings: Settings) -> Any:
     return RemoteDocument(client)
 
 
+KiB = 1024
+MiB = 1024 * KiB
+
 SERVICES: dict[str, ServiceSpec] = {
     "pdf": ServiceSpec(
         name="pdf", summary="PDF text, layout blocks, metadata, images and OCR (PyMuPDF)",
         create_runtime=_pdf_runtime, grpc_name="sensorium.pdf.v1.PdfService",
         add_servicer=_pdf_servicer, remote=_pdf_remote, commands=("sensorium.cli.pdf",),
+        # A document of a few MiB; larger ones stream (the CLI streams anything over 4 MiB).
+        unary_limits={"ExtractDocument": 8 * MiB},
+        streaming={"ExtractDocument": "StreamExtractDocument"},
     ),
     "transcription": ServiceSpec(
         name="transcription", summary="speech to timed text (faster-whisper)",
@@ -157,12 +168,22 @@ SERVICES: dict[str, ServiceSpec] = {
         add_servicer=_transcription_servicer, remote=_transcription_remote,
         libraries=("ctranslate2",), commands=("sensorium.cli.transcribe",),
         prepare_models=_transcription_models,
+        # A few minutes of compressed audio; longer recordings stream.
+        unary_limits={"Transcribe": 8 * MiB}, streaming={"Transcribe": "StreamTranscribe"},
     ),
     "embedding": ServiceSpec(
         name="embedding", summary="texts and images in one CLIP vector space (open_clip)",
         create_runtime=_embedding_runtime, grpc_name="sensorium.embedding.v1.EmbeddingService",
         add_servicer=_embedding_servicer, remote=_embedding_remote, libraries=("torch",),
         commands=("sensorium.cli.embed",), prepare_models=_embedding_models,
+        unary_limits={
+            # 256 texts (SENSORIUM_EMBEDDING__MAX_ITEMS_PER_REQUEST) of 64 KiB of ASCII each.
+            "EmbedTexts": 16 * MiB,
+            # 64 photos of up to 512 KiB each (a 640x480 JPEG is ~50-150 KiB); bigger sets
+            # stream, one image per message, through StreamEmbed.
+            "EmbedImages": 32 * MiB, "Score": 32 * MiB, "GetEmbeddingSpace": 4 * KiB,
+        },
+        streaming={"EmbedTexts": "StreamEmbed", "EmbedImages": "StreamEmbed"},
     ),
     "document": ServiceSpec(
         name="document",
@@ -170,6 +191,8 @@ SERVICES: dict[str, ServiceSpec] = {
         "locators, metadata, pictures, attachments",
         create_runtime=_document_runtime, grpc_name="sensorium.document.v1.DocumentService",
         add_servicer=_document_servicer, remote=_document_remote, commands=("sensorium.cli.doc",),
+        # A document of a few MiB; larger ones, and any with pictures or attachments, stream.
+        unary_limits={"ParseDocument": 8 * MiB}, streaming={"ParseDocument": "StreamParseDocument"},
     ),
 }
 

@@ -18,11 +18,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sensorium import auth, metrics, tls, tracing
+from sensorium import auth, metrics, tls, tracing, transport
 from sensorium.errors import Reason, SensoriumError, ServiceStartError
 from sensorium.exits import Exit
 from sensorium.hosting import HostedService, RuntimeService
-from sensorium.interceptor import CallState, ServiceInterceptor, fallback_handler
+from sensorium.interceptor import CallState, HealthChecksOnly, ServiceInterceptor, fallback_handler
 from sensorium.limits import CallLimiter
 from sensorium.registry import SERVICES, spec
 from sensorium.runtimes import Runtimes
@@ -58,6 +58,11 @@ class Server:
             protect_reflection=settings.auth.protect_reflection,
             client_certificates=settings.tls.client_ca_file is not None,
             calls_per_client=CallLimiter(settings.limits.max_calls_per_client),
+            service_packages={
+                **{spec.name: spec.grpc_name.rsplit(".", 1)[0] for spec in SERVICES.values()},
+                **{s.name: s.full_name.rsplit(".", 1)[0] for s in hosted},
+            },
+            max_receive_message_bytes=settings.max_receive_message_bytes,
         )
         self.health = health.aio.HealthServicer()
         self.port = 0
@@ -66,7 +71,7 @@ class Server:
         self._stopped = asyncio.Event()
         self._shutdown: asyncio.Task[None] | None = None
         self._main = self._build_main()
-        self._probe = grpc.aio.server()
+        self._probe = grpc.aio.server(interceptors=[HealthChecksOnly()])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._probe)
         self._metrics: metrics.MetricsEndpoint | None = None
         self.certificates: tls.ReloadingCertificates | None = None
@@ -77,11 +82,11 @@ class Server:
         return list(self.state.services.values())
 
     def _build_main(self) -> grpc.aio.Server:
-        options = [
-            ("grpc.max_receive_message_length", self.settings.max_receive_message_bytes),
-            ("grpc.max_send_message_length", self.settings.max_send_message_bytes),
-        ]
-        server = grpc.aio.server(interceptors=[ServiceInterceptor(self.state)], options=options)
+        server = grpc.aio.server(
+            interceptors=[ServiceInterceptor(self.state)],
+            options=transport.server_options(self.settings),
+            maximum_concurrent_rpcs=self.settings.transport.max_concurrent_calls,
+        )
         for service in self.services:
             service.register(server)
             self.state.known_methods |= service.method_paths()

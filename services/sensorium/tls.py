@@ -26,6 +26,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from sensorium import private
 from sensorium.settings import TlsSettings
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,16 @@ class CertificatePair:
 
 def load_pair(cert_file: Path, key_file: Path, client_ca_file: Path | None) -> CertificatePair:
     """Read and check the files: PEM certificate chain, unencrypted PEM key that matches the
-    chain's first certificate, and PEM CA certificate(s). Raises `TlsError`."""
+    chain's first certificate and that no other user may read (`private`), and PEM CA
+    certificate(s). Raises `TlsError`."""
     chain_pem = _read(cert_file, "SENSORIUM_TLS__CERT_FILE")
     key_pem = _read(key_file, "SENSORIUM_TLS__KEY_FILE")
+    try:
+        problem = private.exposure(key_file, "SENSORIUM_TLS__KEY_FILE")
+    except OSError as exc:
+        raise TlsError(f"cannot read {key_file} (SENSORIUM_TLS__KEY_FILE): {exc.strerror}") from None
+    if problem:
+        raise TlsError(problem)
     ca_pem = _read(client_ca_file, "SENSORIUM_TLS__CLIENT_CA_FILE") if client_ca_file else None
     try:
         chain = x509.load_pem_x509_certificates(chain_pem)

@@ -77,6 +77,12 @@ class Wording:
     """What to do about a file that took too long."""
     verb: str = "reading"
     """What a worker does to a document: "extracting", "reading"."""
+    item: str = "document"
+    """What a task works on, in messages: "document", "file"."""
+    timeout_setting: str = "timeout_seconds"
+    memory_setting: str = "worker_memory_mb"
+    pending_setting: str = "max_pending_documents"
+    """The names, in the settings group, of the limits the pool enforces."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +155,7 @@ class CallResult:
 
 
 def call(
-    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], settings: str
+    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], memory_setting: str
 ) -> CallResult:
     """Run `function(*args, **kwargs)` as one task of this worker (what `WorkerPool.run`
     schedules)."""
@@ -163,7 +169,7 @@ def call(
             Reason.PROCESSING_LIMIT,
             f"reading the file needs more memory than the limit of {state.memory_mb} MiB per "
             "worker; send a smaller or simpler file",
-            {"limit_mb": str(state.memory_mb)}, setting=f"{settings}.worker_memory_mb",
+            {"limit_mb": str(state.memory_mb)}, setting=memory_setting,
         ) from None
     return CallResult(value, started_at, state.tasks)
 
@@ -255,7 +261,7 @@ class WorkerPool:
         self._admit()
         begun = time.monotonic()
         lane = min(self._lanes, key=Lane.load)
-        task = (function, args, kwargs, self.wording.settings)
+        task = (function, args, kwargs, f"{self.wording.settings}.{self.wording.memory_setting}")
         future = self._schedule(lane, call, task, self.limits.timeout_seconds)
         try:
             result: CallResult = await self._result(future, lane)
@@ -331,7 +337,8 @@ class WorkerPool:
             self._on_worker_restart("crash")
             raise SensoriumError(
                 Reason.PARSER_CRASH,
-                f"the {service} parser crashed on this document (worker exit code {error.exitcode}); "
+                f"the {service} parser crashed on this {self.wording.item} "
+                f"(worker exit code {error.exitcode}); "
                 f"the file is probably malformed: {self.wording.crash_advice}",
                 {"exit_code": str(error.exitcode)},
             ) from None
@@ -341,7 +348,8 @@ class WorkerPool:
                 self._replace_pool(lane)
             raise SensoriumError(
                 Reason.PARSER_CRASH,
-                f"a {service} worker process died while {self.wording.verb} this document; if it happens "
+                f"a {service} worker process died while {self.wording.verb} this {self.wording.item}; "
+                "if it happens "
                 f"again with this file, {self.wording.crash_advice}",
             ) from None
         except asyncio.CancelledError:
@@ -349,7 +357,7 @@ class WorkerPool:
             if self._closed and not (task and task.cancelling()):
                 raise SensoriumError(
                     Reason.SHUTTING_DOWN,
-                    f"the {service} service shut down while {self.wording.verb} this document; "
+                    f"the {service} service shut down while {self.wording.verb} this {self.wording.item}; "
                     "retry elsewhere",
                 ) from None
             raise
@@ -361,9 +369,10 @@ class WorkerPool:
         limit = self.limits.timeout_seconds
         return SensoriumError(
             Reason.PROCESSING_LIMIT,
-            f"{self.wording.verb} the document took longer than the limit of {limit:g} s; "
+            f"{self.wording.verb} the {self.wording.item} took longer than the limit of {limit:g} s; "
             f"{self.wording.timeout_advice}",
-            {"limit_seconds": f"{limit:g}"}, setting=f"{self.wording.settings}.timeout_seconds",
+            {"limit_seconds": f"{limit:g}"},
+            setting=f"{self.wording.settings}.{self.wording.timeout_setting}",
         )
 
     def _overloaded(self) -> SensoriumError:
@@ -371,9 +380,10 @@ class WorkerPool:
         retry = min(60.0, max(0.5, backlog * self._seconds_per_task))
         return SensoriumError(
             Reason.OVERLOADED,
-            f"the {self.wording.service} service is busy ({self._pending} documents in work, limit "
+            f"the {self.wording.service} service is busy "
+            f"({self._pending} {self.wording.item}s in work, limit "
             f"{self.limits.max_pending}); retry after {retry:.1f} s",
             {"pending_documents": str(self._pending)},
-            retry_after_seconds=retry, setting=f"{self.wording.settings}.max_pending_documents",
+            retry_after_seconds=retry, setting=f"{self.wording.settings}.{self.wording.pending_setting}",
         )
 

@@ -22,6 +22,7 @@ def test_tls_and_tokens_through_the_cli_and_nothing_secret_in_logs_or_metrics(tm
     ca_file.write_bytes(ca.cert_pem)
     tokens = tmp_path / "tokens"
     tokens.write_text(f"# the test client\n{TOKEN} pdf\n")
+    tokens.chmod(0o600)
     token_file, wrong_token_file = tmp_path / "token", tmp_path / "wrong-token"
     token_file.write_text(TOKEN + "\n")
     wrong_token_file.write_text(WRONG_TOKEN + "\n")
@@ -60,10 +61,16 @@ def test_tls_and_tokens_through_the_cli_and_nothing_secret_in_logs_or_metrics(tm
             assert refused.returncode == 1
             assert "UNAUTHENTICATED" in refused.stderr and "Traceback" not in refused.stderr
 
+        # The client will not send a token over plaintext unless told the link is protected.
         plaintext = testkit.run_cli("pdf", str(pdf), "--server", server.target, "--token-file",
                                     str(token_file), "--password", PASSWORD, "--timeout", "5",
                                     env=client_env)
-        assert plaintext.returncode == 1 and "UNAVAILABLE" in plaintext.stderr
+        assert plaintext.returncode == 1 and "FAILED_PRECONDITION" in plaintext.stderr
+        assert "--insecure" in plaintext.stderr and "Traceback" not in plaintext.stderr
+        insecure = testkit.run_cli("pdf", str(pdf), "--server", server.target, "--token-file",
+                                   str(token_file), "--insecure", "--password", PASSWORD,
+                                   "--timeout", "5", env=client_env)
+        assert insecure.returncode == 1 and "UNAVAILABLE" in insecure.stderr
 
         health = testkit.run_cli("health", *secure, env=client_env)
         assert (health.returncode, health.stdout.strip()) == (0, "overall: SERVING")

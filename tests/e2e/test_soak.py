@@ -45,3 +45,9 @@ def test_short_soak_gets_every_expected_answer(tmp_path):
     assert len(samples) >= 5 and max(s["processes"] for s in samples) >= 2
     assert samples[-1]["requests_done"] == 300
     assert "RSS slope after 100 warm-up requests (tree)" in result.stdout
+    # The tokenless slow-upload client ran through the soak: every stream refused from its
+    # headers, none let through more than HTTP/2's initial window (issue 22).
+    slow = soak["slow_uploads"]
+    assert slow["rounds"] >= 1 and set(slow["statuses"]) <= {"UNAUTHENTICATED", "connection OSError"}
+    assert slow["statuses"]["UNAUTHENTICATED"] >= 8
+    assert slow["most_accepted_bytes"] <= 64 * 1024

@@ -60,8 +60,9 @@ def test_bad_input_is_one_line_with_status_and_reason(server, model_dir, tmp_pat
     fake.write_bytes(testkit.make_pdf(["not a song"]))
     result = run("transcribe", str(fake), "--server", server, env=_env(model_dir))
     assert result.returncode == 1
+    # The test PDF is plain ASCII: text is refused before FFmpeg sees it (playlists are text).
     assert result.stderr.strip().splitlines() == [
-        result.stderr.strip()] and "INVALID_ARGUMENT AUDIO_UNDECODABLE" in result.stderr
+        result.stderr.strip()] and "INVALID_ARGUMENT UNSUPPORTED_TYPE" in result.stderr
     assert "Traceback" not in result.stderr
 
 

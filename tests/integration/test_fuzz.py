@@ -164,11 +164,22 @@ def _pdfs() -> list[bytes]:
     ]
 
 
+PLAYLISTS = [
+    b"ffconcat version 1.0\nfile 'clip.wav'\nfile 'clip.wav'\nfile 'clip.wav'\n",
+    b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\nclip.wav\n#EXT-X-ENDLIST\n",
+    b"#EXTM3U\n/etc/hostname\n",
+    b"file:///etc/hostname\n",
+    b"[playlist]\nFile1=/etc/hostname\nNumberOfEntries=1\n",
+]
+"""Files that tell FFmpeg to open other files (issue 22): a concat script, an HLS playlist, an
+.m3u and .pls naming local paths. Refused (UNSUPPORTED_TYPE) or undecodable, never decoded."""
+
+
 def _audio(directory: Path) -> list[bytes]:
     spoken = speechkit.load(speechkit.espeak("Glue the sheet.", directory / "speech.wav"))
     clip = np.concatenate([spoken, speechkit.silence(2.0)])[: 2 * speechkit.SAMPLE_RATE]
     return [speechkit.encode(clip, directory / f"clip.{fmt}", fmt).read_bytes()
-            for fmt in ("wav", "mp3", "flac", "ogg", "opus", "m4a")]
+            for fmt in ("wav", "mp3", "flac", "ogg", "opus", "m4a")] + PLAYLISTS
 
 
 def _images() -> list[bytes]:
@@ -238,7 +249,8 @@ TOKENS = [
     b"/Length 0", b"/Count 2147483647", b"/Filter/FlateDecode", b"D:0001", b"D:9999", b"+23'59'",
     b"-23'59'", b"RIFF", b"data", b"fmt ", b"fLaC", b"OggS", b"ID3", b"Xing", b"moov", b"mdat",
     b"\x89PNG", b"IHDR", b"IDAT", b"\xff\xd8", b"\xff\xd9", b"\xff\xc0", b"GIF89a", b"VP8 ",
-    b"II*\x00", b"BM", b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"\xd0\xcf\x11\xe0", b"mimetype",
+    b"II*\x00", b"BM", b"ffconcat version 1.0\n", b"file '", b"#EXTM3U\n", b"#EXT-X-", b"file:",
+    b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"\xd0\xcf\x11\xe0", b"mimetype",
     b"[Content_Types].xml", b"<!ENTITY", b"<!DOCTYPE", b"<![CDATA[", b"{\\rtf1", b"WEBVTT", b" --> ",
     b"Content-Type: multipart/mixed; boundary=", b"Content-Transfer-Encoding: base64", b"colspan=65534",
 ]
@@ -600,6 +612,8 @@ async def test_transcribe_answers_every_mutated_audio_file_cleanly(stubs, conten
     answer = await unary(stubs.transcription.Transcribe, "Transcribe",
                    transcription_pb.TranscribeRequest(content=content, options=options),
                    echoed=_strings(options))
+    if content in PLAYLISTS:  # refused, at the latest when FFmpeg would have opened it
+        assert answer.code != grpc.StatusCode.OK and not answer.reason.startswith("AUDIO_"), answer
     if answer.code == grpc.StatusCode.OK:
         response = answer.responses[0]
         assert response.summary.segment_count == len(response.segments)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import multiprocessing.util
+import os
 import tempfile
 import threading
 import time
@@ -22,8 +24,7 @@ import tiny_clip
 from sensorium.client import Client, ClientError
 from sensorium.embedding.remote import EmbeddingClient
 from sensorium.embedding.runtime import EmbeddingRuntime
-from sensorium.transcription import runtime as transcription_runtime
-from sensorium.transcription.remote import TranscriptionClient
+from sensorium.transcription.runtime import TranscriptionRuntime
 from sensorium.transcription.v1 import transcription_service_pb2 as transcription_pb
 from sensorium.transcription.v1 import transcription_service_pb2_grpc as transcription_grpc
 
@@ -40,6 +41,9 @@ def uploads(tmp_path, monkeypatch) -> Path:
     """The directory this test's server spools uploads into (the process's temp dir)."""
     directory = tmp_path / "spool"
     directory.mkdir()
+    # multiprocessing keeps the forkserver's socket in its own temp dir, chosen once per process:
+    # fix it before the patch, or the decoder pools' forkserver would live in this test's folder.
+    multiprocessing.util.get_temp_dir()
     monkeypatch.setattr(tempfile, "tempdir", str(directory))
     return directory
 
@@ -123,39 +127,48 @@ async def test_a_stream_cancelled_mid_upload_leaves_no_spool_file(start_server, 
         await asyncio.sleep(0.02)
 
 
-async def test_cancelling_while_the_audio_decodes_stops_the_decoding(
-    start_server, uploads, tmp_path, monkeypatch
-):
+async def test_cancelling_while_the_audio_decodes_stops_the_decoding(start_server, tmp_path):
+    """Decoding runs in a decoder process: a caller that leaves while its file decodes has that
+    process killed (and replaced), and its budget given back."""
     server = await start_server(services=["transcription"], device="cpu", cpus=1, model_dir=tmp_path,
                                 transcription={"model": "packaged:tiny.en"})
-    decoding, ended = threading.Event(), []
+    runtime = server.runtimes.of(TranscriptionRuntime)
+    # A file that never ends: a FIFO whose writer holds it open and writes nothing, so the
+    # decoder blocks reading it, as on hours of audio.
+    fifo = tmp_path / "endless.wav"
+    os.mkfifo(fifo)
+    opened, release = threading.Event(), threading.Event()
 
-    def slow_decode(source, *, max_seconds, stop):
-        # Stands in for a decode of hours of audio: it polls `stop` between "packets" as the
-        # real one does (tests/unit/transcription/test_audio.py checks that it does).
-        decoding.set()
-        for _ in range(3000):
-            if stop():
-                ended.append("stopped")
-                raise InterruptedError
-            time.sleep(0.01)
-        ended.append("finished")
-        raise AssertionError("decoding ran to its end")
+    def writer() -> None:
+        fd = os.open(fifo, os.O_WRONLY)
+        opened.set()
+        release.wait(30)
+        os.close(fd)
 
-    monkeypatch.setattr(transcription_runtime.audio, "decode", slow_decode)
-    path = speechkit.write_wav(speechkit.silence(2.0), tmp_path / "quiet.wav")
-    async with Client(f"127.0.0.1:{server.port}") as client:
-        call = asyncio.ensure_future(TranscriptionClient(client).transcribe(path.read_bytes()))
-        await asyncio.to_thread(decoding.wait, 10)
-        cancelled_at = time.monotonic()
-        call.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await call
-        while not ended:
-            assert time.monotonic() - cancelled_at < 5, "decoding went on after the caller left"
-            await asyncio.sleep(0.02)
-    assert ended == ["stopped"]
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    before = _restarts("cancelled")
+    call = asyncio.ensure_future(runtime.decode(fifo))
+    assert await asyncio.to_thread(opened.wait, 20), "the decoder never opened the file"
+    cancelled_at = time.monotonic()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert _restarts("cancelled") == before + 1, "the decoder process was not stopped"
+    assert time.monotonic() - cancelled_at < 5
+    release.set()
+    thread.join(5)
     assert server.runtimes.budget.used == 0
+    # The pool replaced the process: the next file decodes.
+    decoded = await runtime.decode(speechkit.write_wav(speechkit.silence(1.0), tmp_path / "q.wav"))
+    assert abs(decoded.duration - 1.0) < 0.05
+
+
+def _restarts(reason: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("sensorium_worker_restarts_total",
+                                     {"service": "transcription", "reason": reason}) or 0.0
 
 
 # --- overload ---------------------------------------------------------------------------------

@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
-import toy_engine
 
 import testkit
 import tiny_clip
+import toy_engine
 from sensorium.cli import main
 from sensorium.client import Client
 from sensorium.index.reader import IndexReader

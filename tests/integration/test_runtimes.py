@@ -114,6 +114,34 @@ async def test_transcription_runtime_streams_info_then_segments(model_dir: Path,
     assert refused.value.reason is Reason.INVALID_REQUEST
 
 
+def _wav_declaring(seconds: float, actual: float) -> bytes:
+    """A 16 kHz mono WAV whose header declares `seconds` of audio but holds `actual` seconds."""
+    import struct
+
+    rate, data = 16000, bytes(int(actual * 16000) * 2)
+    declared = int(seconds * rate) * 2
+    return (b"RIFF" + struct.pack("<I", 36 + declared) + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+            + b"data" + struct.pack("<I", declared) + data)
+
+
+@pytest.mark.weights
+async def test_decoded_audio_is_charged_to_the_budget_before_it_is_decoded(model_dir: Path):
+    """Decoded samples take 64 KB a second (4 h: 922 MB): 20 minutes of audio (77 MB decoded)
+    are refused before decoding when the budget holds 64 MiB; a minute is decoded."""
+    settings = testkit.test_settings(cpus=1, device="cpu", model_dir=model_dir,
+                                     max_upload_bytes_in_flight=64 * 1024 * 1024,
+                                     transcription={"model": "packaged:tiny.en"})
+    async with Runtimes(settings, ["transcription"]) as runtimes:
+        runtime = runtimes.of(TranscriptionRuntime)
+        with pytest.raises(SensoriumError) as refused:
+            await runtime.decode(_wav_declaring(20 * 60, actual=20 * 60))
+        assert refused.value.reason is Reason.OVERLOADED
+        decoded = await runtime.decode(_wav_declaring(60, actual=60), allow_truncated=True)
+        assert abs(decoded.duration - 60) < 0.1
+        assert runtime.budget.used == 0
+
+
 @pytest.mark.weights
 async def test_transcription_falls_back_to_the_cpu_when_a_cuda_library_fails_at_warm_up(
     model_dir: Path, sentence: Path
@@ -252,3 +280,46 @@ async def test_a_caller_that_goes_away_leaves_no_work_behind(shapes_model: Path)
         with contextlib.suppress(asyncio.CancelledError):
             await task
         assert runtime._batcher is not None and runtime._batcher.queue_depth == 0
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height and whose pixel data is missing: decoding it
+    fails, so an answer other than IMAGE_UNDECODABLE shows it was never decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 64)  # far too few rows
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+@pytest.mark.weights
+async def test_a_big_images_memory_is_charged_before_it_is_decoded(shapes_model: Path):
+    """A 100 MP image decodes to ~400 MB (800 MB with a converted copy): the byte budget is
+    charged from the header, before decoding, and refuses what does not fit."""
+    settings = _embedding_settings(shapes_model).model_copy(
+        update={"max_upload_bytes_in_flight": 256 * 1024 * 1024})
+    async with Runtimes(settings, ["embedding"]) as runtimes:
+        runtime = runtimes.of(EmbeddingRuntime)
+        with pytest.raises(SensoriumError) as error:
+            await runtime.embed_image(_png_header(10_000, 10_000))
+        assert error.value.reason == Reason.OVERLOADED
+        assert runtime.budget.used == 0
+        # A header that fits the budget is decoded (and found to have no pixel data).
+        (small,) = await runtime.embed_images([_png_header(1000, 1000)])
+        assert small.error is not None and small.error.reason == Reason.IMAGE_UNDECODABLE
+        assert runtime.budget.used == 0
+
+
+@pytest.mark.weights
+async def test_whisper_weights_other_than_named_stop_the_service(model_dir: Path):
+    settings = testkit.test_settings(cpus=1, device="cpu", model_dir=model_dir, transcription={
+        "model": "packaged:tiny.en", "weights_sha256": "ab" * 32})
+    runtimes = Runtimes(settings, ["transcription"])
+    with pytest.raises(ServiceStartError) as refused:
+        await runtimes.start("transcription")
+    await runtimes.close()
+    assert "SENSORIUM_TRANSCRIPTION__WEIGHTS_SHA256=1a5afae06a4db91c" in str(refused.value)

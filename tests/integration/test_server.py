@@ -258,3 +258,18 @@ async def test_json_log_lines(start_server, capfd):
     assert len(lines) == 1
     assert lines[0]["message"] == "rpc" and lines[0]["code"] == "OK"
     assert lines[0]["method"] == SLOW + "Sleep"
+
+
+@pytest.mark.parametrize("chosen", ["evil id code=OK", "a=b", "x" * 65, 'q"uote', "-leading"])
+async def test_an_unsafe_request_id_is_replaced(start_server, caplog, chosen):
+    """A caller's x-request-id lands in log lines and error metadata: only a short id of safe
+    characters is kept, anything else is replaced by a generated one."""
+    server = await start_server(hosted=[testkit.SlowService()])
+    caplog.set_level(logging.INFO, logger="sensorium.rpc")
+    async with Client(f"127.0.0.1:{server.port}") as client:
+        with pytest.raises(grpc.RpcError) as error:
+            await _call(client, "Fail")(b"OVERLOADED", metadata=(("x-request-id", chosen),))
+    request_id = details_from_rpc_error(error.value).metadata["request_id"]
+    assert request_id != chosen and len(request_id) == 16
+    (line,) = [r for r in caplog.records if r.getMessage() == "rpc"]
+    assert line.request_id == request_id

@@ -116,7 +116,7 @@ async def test_a_deleted_file_keeps_the_current_certificate(start_server, server
         assert await _sleep_call(client) == b"done"
 
 
-@pytest.mark.parametrize("problem", ["mismatch", "missing", "not_pem", "encrypted"])
+@pytest.mark.parametrize("problem", ["mismatch", "missing", "not_pem", "encrypted", "readable"])
 async def test_start_up_refuses_files_it_cannot_serve(start_server, server_files, ca, problem):
     cert, key, _ = server_files
     if problem == "mismatch":
@@ -125,6 +125,9 @@ async def test_start_up_refuses_files_it_cannot_serve(start_server, server_files
     elif problem == "missing":
         key.unlink()
         expected = "cannot read"
+    elif problem == "readable":
+        key.chmod(0o644)
+        expected = f"chmod 600 {key}"
     elif problem == "not_pem":
         cert.write_text("hello")
         expected = "holds no PEM certificate"

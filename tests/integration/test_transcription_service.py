@@ -4,6 +4,8 @@ call shapes, accuracy anchors, formats, streaming, cancellation, limits and ever
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 import time
 import wave
 from pathlib import Path
@@ -12,7 +14,9 @@ import grpc
 import numpy as np
 import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
 
+import fifo_trap
 import speechkit
 import testkit
 from sensorium.client import Client, ClientError
@@ -221,7 +225,9 @@ async def test_bad_input_each_with_its_reason_and_the_server_serves_on(tiny, tmp
     flac = JFK.read_bytes()
     cases = {
         b"": ("INVALID_ARGUMENT", "INPUT_EMPTY"),
-        testkit.make_pdf(["a PDF named .mp3"]): ("INVALID_ARGUMENT", "AUDIO_UNDECODABLE"),
+        # An uncompressed PDF is text: refused before FFmpeg sees it, as playlists are.
+        testkit.make_pdf(["a PDF named .mp3"]): ("INVALID_ARGUMENT", "UNSUPPORTED_TYPE"),
+        bytes(range(256)) * 40: ("INVALID_ARGUMENT", "AUDIO_UNDECODABLE"),
         flac[: len(flac) // 2]: ("INVALID_ARGUMENT", "AUDIO_TRUNCATED"),
     }
     for content, expected in cases.items():
@@ -427,5 +433,41 @@ async def test_dev_profile_reports_a_missing_model_not_serving(tmp_path):
             with pytest.raises(ClientError) as error:
                 await TranscriptionClient(client).transcribe(JFK.read_bytes())
             assert error.value.details.code.name == "UNAVAILABLE"
+    finally:
+        await server._stop_everything(grace=0)
+
+
+@pytest.mark.parametrize("upload", ["unary", "stream"])
+async def test_a_concat_script_naming_another_upload_is_refused_unread(tiny, tmp_path, upload):
+    """Issue 22: 40 bytes of `ffconcat` made the server decode a file beside the spooled upload
+    (where other callers' uploads sit). Now: UNSUPPORTED_TYPE, and the file is never opened."""
+    spool = Path(tempfile.gettempdir())
+    victim = spool / f"sensorium-upload-victim-{os.getpid()}-{upload}.wav"
+    script = f"ffconcat version 1.0\nfile '{victim.name}'\nfile '{victim.name}'\n".encode()
+    path = tmp_path / "innocent.ogg"
+    path.write_bytes(script)
+    with fifo_trap.trap(victim) as opened:
+        with pytest.raises(ClientError) as error:
+            await (TranscriptionClient(tiny).transcribe(script) if upload == "unary" else _stream(tiny, path))
+        assert _reason(error) == ("INVALID_ARGUMENT", "UNSUPPORTED_TYPE")
+        assert not opened.is_set()
+    assert await tiny.health(FULL_NAME) == "SERVING"
+
+
+async def test_decoding_runs_in_a_process_that_is_killed_past_its_time_limit(model_dir, speech_dir,
+                                                                             tmp_path):
+    samples = np.tile(np.load(speech_dir / "all.npy"), 8)  # ~4.5 minutes
+    long = speechkit.encode(samples, tmp_path / "long.flac", "flac").read_bytes()
+    server = await _server("packaged:tiny.en", model_dir, workers=1, decode_timeout_seconds=0.05)
+    try:
+        async with Client(f"127.0.0.1:{server.port}") as client:
+            with pytest.raises(ClientError) as error:
+                await TranscriptionClient(client).transcribe(long)
+            assert _reason(error) == ("INVALID_ARGUMENT", "PROCESSING_LIMIT")
+            assert error.value.details.metadata["limit_seconds"] == "0.05"
+            assert await client.health(FULL_NAME) == "SERVING"
+        restarts = REGISTRY.get_sample_value("sensorium_worker_restarts_total",
+                                             {"service": "transcription", "reason": "timeout"})
+        assert restarts and restarts >= 1
     finally:
         await server._stop_everything(grace=0)

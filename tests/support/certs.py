@@ -36,6 +36,7 @@ class Issued:
         cert, key = folder / f"{name}.crt", folder / f"{name}.key"
         cert.write_bytes(self.cert_pem)
         key.write_bytes(self.key_pem)
+        key.chmod(0o600)  # the server refuses a key others may read
         return cert, key
 
 

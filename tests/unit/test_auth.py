@@ -56,7 +56,7 @@ def test_short_tokens_are_accepted_with_a_warning(caplog):
 
 def test_authenticate_answers_missing_malformed_and_unknown_tokens(tmp_path):
     path = tmp_path / "tokens"
-    path.write_text(f"{A}\n{B} pdf\n")
+    _write(path, f"{A}\n{B} pdf\n")
     tokens = TokenFile(path, SERVICES)
     assert tokens.authenticate(_bearer(A)).services is None
     assert tokens.authenticate({"authorization": f"bearer  {B} "}).services == {"pdf"}
@@ -72,7 +72,7 @@ def test_authenticate_answers_missing_malformed_and_unknown_tokens(tmp_path):
 def test_every_token_is_compared_whichever_matches(tmp_path, monkeypatch):
     """No early exit: the time a check takes does not depend on which token matched."""
     path = tmp_path / "tokens"
-    path.write_text(f"{A}\n{B}\n{C}\n")
+    _write(path, f"{A}\n{B}\n{C}\n")
     tokens = TokenFile(path, SERVICES)
     compared: list[int] = []
     real = hmac.compare_digest
@@ -90,25 +90,67 @@ def test_every_token_is_compared_whichever_matches(tmp_path, monkeypatch):
         assert compared == [32, 32, 32]
 
 
-def test_the_file_is_reloaded_when_it_changes_and_a_broken_one_keeps_the_old_tokens(tmp_path, caplog):
+def _gauge(name: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(name)
+    assert value is not None
+    return value
+
+
+def test_the_file_is_reloaded_when_it_changes_and_revocation_fails_closed(tmp_path, caplog):
     path = tmp_path / "tokens"
-    path.write_text(f"{A}\n")
+    _write(path, f"{A}\n")
     tokens = TokenFile(path, SERVICES)
     _replace(path, f"{B} embedding\n")
     assert tokens.authenticate(_bearer(B)).services == {"embedding"}
     with pytest.raises(SensoriumError):
         tokens.authenticate(_bearer(A))  # revoked
+    assert _gauge("sensorium_auth_tokens_file_usable") == 1 and _gauge("sensorium_auth_tokens") == 1
 
     caplog.set_level(logging.ERROR)
-    _replace(path, f"{C} pdf,nope\n")
+    _replace(path, f"{C} pdf,nope\n")  # broken: nobody gets in, not even the last good token
     for _ in range(3):
-        assert tokens.authenticate(_bearer(B)).services == {"embedding"}
+        with pytest.raises(SensoriumError) as refused:
+            tokens.authenticate(_bearer(B))
+        assert refused.value.reason == Reason.UNAUTHENTICATED
     errors = [r for r in caplog.records if "cannot be used" in r.getMessage()]
     assert len(errors) == 1, "logged once per state of the file, not once per call"
-    path.unlink()  # mid-replacement: still the last good tokens
-    assert tokens.authenticate(_bearer(B))
+    assert _gauge("sensorium_auth_tokens_file_usable") == 0 and _gauge("sensorium_auth_tokens") == 0
     _replace(path, f"{C}\n")
     assert tokens.authenticate(_bearer(C))
+    assert _gauge("sensorium_auth_tokens_file_usable") == 1
+    path.unlink()  # deleted: revoked, every token
+    with pytest.raises(SensoriumError):
+        tokens.authenticate(_bearer(C))
+    assert _gauge("sensorium_auth_tokens_file_usable") == 0
+    _write(path, f"{C}\n")
+    path.chmod(0o644)  # back, but readable by everyone: still refused
+    with pytest.raises(SensoriumError):
+        tokens.authenticate(_bearer(C))
+    path.chmod(0o600)
+    assert tokens.authenticate(_bearer(C))
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o660])
+def test_a_tokens_file_others_may_read_is_refused_at_start(tmp_path, mode):
+    path = tmp_path / "tokens"
+    _write(path, f"{A}\n")
+    path.chmod(mode)
+    if mode & 0o070:
+        os.chown(path, -1, os.getegid() + 1)  # a group that is not the server's
+    with pytest.raises(TokenFileError) as error:
+        TokenFile(path, SERVICES)
+    assert f"chmod 600 {path}" in str(error.value)
+
+
+def test_a_tokens_file_readable_by_the_servers_own_group_is_accepted(tmp_path):
+    """The Kubernetes layout: a Secret volume file, mode 0440, group = the pod's fsGroup."""
+    path = tmp_path / "tokens"
+    _write(path, f"{A}\n")
+    path.chmod(0o440)
+    os.chown(path, -1, os.getegid())
+    assert TokenFile(path, SERVICES).authenticate(_bearer(A)).services is None
 
 
 def test_start_up_refuses_an_unreadable_file(tmp_path):
@@ -129,5 +171,10 @@ def test_client_identity_prefers_token_then_certificate_then_address():
 def _replace(path, text: str) -> None:
     """Replace the file as deploy tools do: write aside, rename over it."""
     aside = path.with_suffix(".new")
-    aside.write_text(text)
+    _write(aside, text)
     os.replace(aside, path)
+
+
+def _write(path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o600)

@@ -33,8 +33,8 @@ CONTAINER_FILES = ["Containerfile", "Containerfile.gpu", "Containerfile.models"]
 OVERLAYS = {"pdf": "cpu", "embedding": "gpu", "transcription": "gpu", "document": "cpu"}
 # The oldest Kubernetes the manifests support, and the newest the installed schemas know.
 KUBERNETES_VERSIONS = ["1.31.0", "1.37.0"]
-# The example of mutual TLS and tokens: overlays/pdf plus components/tls-auth.
-SECURE = "pdf-secure"
+# The example of the opt-out from the server's TLS behind a mesh: overlays/pdf + components/mesh-mtls.
+MESH = "pdf-mesh"
 PROBE_PORT = 50052
 API_PORT = 50051
 METRICS_PORT = 9464
@@ -112,20 +112,25 @@ def test_service_images_run_non_root_with_the_cli_and_its_health_check(name):
     assert "\nEXPOSE 50051 50052 9464\n" in runtime
     assert "SENSORIUM_MODEL_DIR=/models" in runtime
     assert re.search(r"^ARG BASE=\S*python:3\.11-slim-bookworm$", text, re.M)
-    assert re.search(r'pip install .*"\./\[\$\{EXTRAS\}\]"', text), "EXTRAS selects the extras"
+    assert 'pip install --require-hashes --no-deps -r "deploy/locks/${LOCK}.txt"' in text, \
+        "LOCK selects what is installed, hash-checked"
     for variable in re.findall(r"\b(SENSORIUM_\w+)=", text):
         assert variable in known_variables(), f"{name}: unknown setting {variable}"
 
 
 def test_cpu_image_defaults_to_pdf_with_ocr_data():
     text = (DEPLOY / "Containerfile").read_text()
-    assert re.search(r"^ARG EXTRAS=pdf$", text, re.M)
+    assert re.findall(r"^ARG LOCK=(\S+)$", text, re.M) == ["pdf", "pdf"]
     assert "tesseract-ocr-eng" in text.split(" AS runtime", 1)[1]
 
 
 def test_gpu_image_gives_ctranslate2_cuda12_and_fails_without_a_gpu():
     text = (DEPLOY / "Containerfile.gpu").read_text()
-    assert '"nvidia-cublas-cu12==12.*"' in text and '"nvidia-cudnn-cu12==9.*"' in text
+    assert re.findall(r"^ARG LOCK=(\S+)$", text, re.M) == ["gpu", "gpu"]
+    for lock in ("gpu", "gpu-all"):
+        pinned = (DEPLOY / "locks" / f"{lock}.txt").read_text()
+        assert re.search(r"^nvidia-cublas-cu12==12\.", pinned, re.M), lock
+        assert re.search(r"^nvidia-cudnn-cu12==9\.", pinned, re.M), lock
     assert "site-packages/nvidia/cublas/lib" in text and "site-packages/nvidia/cudnn/lib" in text
     assert "SENSORIUM_DEVICE=cuda" in text
     # Built with EXTRAS=all it runs the index job, which OCRs PDFs like the CPU image.
@@ -134,7 +139,7 @@ def test_gpu_image_gives_ctranslate2_cuda12_and_fails_without_a_gpu():
 
 # -- the manifests -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("target", [f"overlays/{name}" for name in [*OVERLAYS, SECURE]]
+@pytest.mark.parametrize("target", [f"overlays/{name}" for name in [*OVERLAYS, MESH]]
                          + ["models", *INDEX_VARIANTS])
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_manifests_render_and_validate_strictly(target, version):
@@ -247,7 +252,7 @@ def test_selectors_services_and_autoscaling_fit_together(overlay):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_network_policy_admits_only_clients_and_monitoring(overlay):
+def test_network_policy_admits_only_clients_of_named_namespaces_and_monitoring(overlay):
     docs = _render(f"overlays/{overlay}")
     policy = _one(docs, "NetworkPolicy")["spec"]
     assert policy["podSelector"]["matchLabels"] == _one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
@@ -256,12 +261,17 @@ def test_network_policy_admits_only_clients_and_monitoring(overlay):
     ports = {port["port"] for rule in policy["ingress"] for port in rule["ports"]}
     assert ports == {API_PORT, METRICS_PORT}, "kubelet probes need no rule; nobody else gets 50052"
     api_rule = next(rule for rule in policy["ingress"] if rule["ports"][0]["port"] == API_PORT)
-    (source,) = api_rule["from"]
-    # The client selector must not have picked up the Sensorium selector labels from kustomize.
-    assert "matchLabels" not in source["podSelector"]
-    assert source["podSelector"]["matchExpressions"] == [
-        {"key": "sensorium.dev/client", "operator": "In", "values": ["true"]}
-    ]
+    client = {"key": "sensorium.dev/client", "operator": "In", "values": ["true"]}
+    for source in api_rule["from"]:
+        # The client selector must not have picked up the Sensorium selector labels from kustomize.
+        assert "matchLabels" not in source["podSelector"]
+        assert source["podSelector"]["matchExpressions"] == [client]
+        if "namespaceSelector" in source:
+            # Named namespaces only: never "any namespace" ({}) nor a label a namespace's owner sets.
+            (names,) = source["namespaceSelector"]["matchExpressions"]
+            assert names["key"] == "kubernetes.io/metadata.name" and names["operator"] == "In"
+            assert names["values"] and "matchLabels" not in source["namespaceSelector"]
+    assert any("namespaceSelector" not in source for source in api_rule["from"]), "its own namespace"
 
 
 def test_overlays_do_not_share_names_or_pods():
@@ -338,22 +348,19 @@ def test_models_job_prepares_what_the_overlays_serve():
                 assert job_env.get(name) == value, f"{name}: the Job prepares another model"
 
 
-def test_secure_overlay_mounts_the_secrets_its_settings_name(monkeypatch):
-    docs = _render(f"overlays/{SECURE}")
-    env = _config(docs)
-    for name, value in env.items():
+def _settings_of(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name, value in _config(docs).items():
         if name.startswith("SENSORIUM_"):
             monkeypatch.setenv(name, value)
-    settings = Settings()
-    assert settings.tls.enabled and settings.tls.client_ca_file is not None
-    assert settings.auth.tokens_file is not None and settings.limits.max_calls_per_client > 0
-    assert settings.services == ["pdf"]
+    return Settings()
+
+
+def _secret_mounts(docs: list[dict[str, Any]], files: dict[Path | None, str]) -> None:
+    """Each file is in a mounted Secret of that name, mounted as the server can use it."""
     pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
     container = _container(docs)
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    files = {settings.tls.cert_file: "sensorium-tls", settings.tls.key_file: "sensorium-tls",
-             settings.tls.client_ca_file: "sensorium-tls", settings.auth.tokens_file: "sensorium-tokens"}
     for path, secret in files.items():
         assert path is not None
         mount = mounts[str(path.parent)]
@@ -361,14 +368,56 @@ def test_secure_overlay_mounts_the_secrets_its_settings_name(monkeypatch):
         assert mount["readOnly"] is True and "subPath" not in mount
         volume = volumes[mount["name"]]["secret"]
         assert volume["secretName"] == secret and "items" not in volume  # file name = Secret key
-        # Readable by the server's group only.
+        # Readable by the server's group only (the server refuses more, accepts this).
         assert volume["defaultMode"] == 0o440 and pod["securityContext"]["fsGroup"] == 10001
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_overlay_requires_mutual_tls_and_tokens_from_mounted_secrets(overlay, monkeypatch):
+    docs = _render(f"overlays/{overlay}")
+    settings = _settings_of(docs, monkeypatch)
+    assert settings.tls.enabled and settings.tls.client_ca_file is not None
+    assert settings.auth.tokens_file is not None and settings.limits.max_calls_per_client > 0
+    _secret_mounts(docs, {settings.tls.cert_file: "sensorium-tls", settings.tls.key_file: "sensorium-tls",
+                          settings.tls.client_ca_file: "sensorium-tls",
+                          settings.auth.tokens_file: "sensorium-tokens"})
     # The kubelet's probes still reach the plaintext probe port.
-    assert container["readinessProbe"]["grpc"] == {"port": PROBE_PORT, "service": ""}
-    # Nothing else changes: the PDF overlay's pod, plus the mounts, volumes and fsGroup.
-    plain = _one(_render("overlays/pdf"), "Deployment")["spec"]["template"]["spec"]
-    assert [v for v in pod["volumes"] if "secret" not in v] == plain["volumes"]
-    assert pod["securityContext"] == {**plain["securityContext"], "fsGroup": 10001}
+    assert _container(docs)["readinessProbe"]["grpc"] == {"port": PROBE_PORT, "service": ""}
+
+
+def test_an_overlay_added_later_is_secure_by_default(tmp_path, monkeypatch):
+    """TLS and tokens live in the base: a new overlay gets them without a line about them."""
+    shutil.copytree(K8S, tmp_path / "k8s")
+    new = tmp_path / "k8s" / "overlays" / "documents"
+    new.mkdir()
+    (new / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../base\n"
+        "nameSuffix: -documents\nconfigMapGenerator:\n  - name: sensorium\n    behavior: merge\n"
+        "    literals:\n      - SENSORIUM_SERVICES=pdf\n")
+    settings = _settings_of(_kustomize(new), monkeypatch)
+    assert settings.tls.enabled and settings.tls.client_ca_file and settings.auth.tokens_file
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_mesh_opt_out_leaves_tls_to_the_mesh_and_keeps_tokens(overlay, tmp_path, monkeypatch):
+    if overlay == "pdf":
+        docs = _render(f"overlays/{MESH}")
+    else:  # the component works on every overlay, GPU ones included
+        shutil.copytree(K8S, tmp_path / "k8s")
+        meshed = tmp_path / "k8s" / "overlays" / f"{overlay}-mesh"
+        meshed.mkdir()
+        (meshed / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            f"resources:\n  - ../{overlay}\ncomponents:\n  - ../../components/mesh-mtls\n")
+        docs = _kustomize(meshed)
+    settings = _settings_of(docs, monkeypatch)
+    assert not settings.tls.enabled and settings.auth.tokens_file is not None
+    _secret_mounts(docs, {settings.auth.tokens_file: "sensorium-tokens"})
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert not [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "sensorium-tls"]
+    plain = _one(_render(f"overlays/{overlay}"), "Deployment")["spec"]["template"]["spec"]
+    assert [v for v in pod["volumes"] if v["name"] != "tokens"] == \
+        [v for v in plain["volumes"] if v["name"] not in ("tokens", "tls")]
 
 
 # -- the index Job -------------------------------------------------------------------------------

@@ -53,6 +53,8 @@ def add_tls_flags(parser: argparse.ArgumentParser) -> None:
                      help="PEM CA certificate to trust instead of the system's")
     tls.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM client certificate")
     tls.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM key of --tls-cert")
+    tls.add_argument("--insecure", action="store_true",
+                     help="allow --token-file over plaintext (the link is protected otherwise)")
 
 
 def security(args: argparse.Namespace) -> dict[str, Any]:
@@ -66,7 +68,7 @@ def security(args: argparse.Namespace) -> dict[str, Any]:
         if not token:
             raise CliError(f"{args.token_file}: the first line must be the token", Exit.USAGE)
     return {"tls": args.tls, "tls_ca": args.tls_ca, "tls_cert": args.tls_cert,
-            "tls_key": args.tls_key, "token": token}
+            "tls_key": args.tls_key, "token": token, "insecure": args.insecure}
 
 
 def remote_only(args: argparse.Namespace) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from sensorium.document.runtime import SIZE_SETTING, DocumentRuntime
 from sensorium.document.v1 import document_service_pb2 as pb
 from sensorium.document.v1 import document_service_pb2_grpc as pb_grpc
 from sensorium.errors import Reason, SensoriumError
-from sensorium.rpc import ensure_unary_fits
+from sensorium.rpc import UnaryBudget, ensure_unary_fits
 from sensorium.status import item_error
 from sensorium.uploads import split_stream, spool_bytes, spool_chunks
 
@@ -63,6 +63,10 @@ async def parse_document(
         )
     started = time.perf_counter()
     document = await runtime.parse(path, options)
+    # Counted section by section: a small file that expands is refused before all of it is built.
+    budget = UnaryBudget("document's text", "StreamParseDocument")
+    for section in document.sections:
+        budget.add(wire.section_to_message(section))
     response = wire.document_response(document, time.perf_counter() - started)
     ensure_unary_fits(response, "document's text", "StreamParseDocument")
     return response

@@ -20,11 +20,15 @@ import io
 import logging
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from sensorium.errors import Reason, SensoriumError
+
+T = TypeVar("T")
 
 # The service checks width x height itself (see the module docstring); concurrent decodes must
 # not race on a global limit. Truncated files must fail, never be half-decoded silently.
@@ -73,6 +77,29 @@ def decode_image(
     twice as large are decoded at a reduced DCT scale whose shortest side is still >= it.
     Raises `SensoriumError` INPUT_EMPTY, INPUT_TOO_LARGE, IMAGE_TOO_LARGE or IMAGE_UNDECODABLE.
     """
+    return _guarded(lambda: _decode(data, max_pixels, min_side), data, max_bytes, max_pixels)
+
+
+def decoded_bytes(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int | None = None) -> int:
+    """The memory decoding `data` will take, from its header alone (no pixel is decoded): the
+    pixels it decodes to (after a JPEG draft) x 4 bytes, twice (the decoded image and one
+    converted copy). Callers charge it to the byte budget before decoding: a 100 MP PNG is
+    800 MB. Raises as `decode_image` for what the header shows."""
+
+    def estimate() -> int:
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
+        width, height = _checked_size(image, max_pixels)
+        scale = 1
+        if min_side and image.format in ("JPEG", "MPO"):
+            while scale < 8 and min(width, height) // (scale * 2) >= min_side:
+                scale *= 2
+        return -(-width // scale) * -(-height // scale) * 4 * 2
+
+    return _guarded(estimate, data, max_bytes, max_pixels)
+
+
+def _guarded(work: Callable[[], T], data: bytes, max_bytes: int, max_pixels: int) -> T:
+    """`work()` on `data`, Pillow's failures turned into the reasons of `decode_image`."""
     if not data:
         raise SensoriumError(Reason.INPUT_EMPTY, "the image is empty (0 bytes); send its content")
     if len(data) > max_bytes:
@@ -88,7 +115,7 @@ def decode_image(
             # counts. catch_warnings is itself not thread-safe, but it only ever restores the
             # filters it saw, which here are the interpreter's unchanged defaults.
             warnings.simplefilter("ignore")
-            return _decode(data, max_pixels, min_side)
+            return work()
     except SensoriumError:
         raise
     except Image.DecompressionBombError as exc:
@@ -112,13 +139,18 @@ def decode_image(
         ) from None
 
 
-def _decode(data: bytes, max_pixels: int, min_side: int | None) -> DecodedImage:
-    image: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
+def _checked_size(image: Image.Image, max_pixels: int) -> tuple[int, int]:
     width, height = image.size
     if width <= 0 or height <= 0:
         raise SensoriumError(Reason.IMAGE_UNDECODABLE, f"the image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         raise _too_large(f"the image is {width}x{height} = {width * height} pixels", max_pixels)
+    return width, height
+
+
+def _decode(data: bytes, max_pixels: int, min_side: int | None) -> DecodedImage:
+    image: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
+    width, height = _checked_size(image, max_pixels)
     image_format = image.format or ""
     orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation tag
     if min_side and image_format in ("JPEG", "MPO") and min(width, height) >= 2 * min_side:

@@ -20,10 +20,11 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sensorium import metrics
+from sensorium import metrics, pins
 from sensorium.batching import Batcher, split_on_error
 from sensorium.contract import RuntimeContext
 from sensorium.device import DevicePlan, is_cuda_oom, load_with_fallback, thread_counts
+from sensorium.embedding import images
 from sensorium.embedding.api import (
     EmbeddingEngine,
     ImageOutcome,
@@ -35,7 +36,7 @@ from sensorium.embedding.api import (
     TextOutcome,
     Vector,
 )
-from sensorium.errors import Reason, SensoriumError, ServiceStartError
+from sensorium.errors import ModelError, Reason, SensoriumError, ServiceStartError
 
 if TYPE_CHECKING:  # torch is imported when the runtime starts, never before
     from sensorium.embedding.embedder import Embedder, Prepared
@@ -117,9 +118,18 @@ class EmbeddingRuntime:
         # torch's intra-op pool is process-wide: sized once, from this service's CPU share.
         torch.set_num_threads(self._threads(plan).model_threads)
         try:
-            return Embedder.load(self.settings.model, self.settings.pretrained, self.root.model_dir, plan)
+            engine = Embedder.load(self.settings.model, self.settings.pretrained, self.root.model_dir, plan)
         except EngineError as exc:
             raise ServiceStartError(str(exc)) from exc
+        name = self.settings.model
+        if self.settings.pretrained and ":" not in name:  # an open_clip name and its pretrained tag
+            name = f"{name}/{self.settings.pretrained}"
+        try:
+            pins.check("embedding", name, engine.space.weights_sha256, self.settings.weights_sha256,
+                       "SENSORIUM_EMBEDDING__WEIGHTS_SHA256")
+        except ModelError as exc:
+            raise ServiceStartError(str(exc)) from None
+        return engine
 
     async def close(self, grace: float | None = None) -> None:
         if self._batcher is not None:
@@ -235,9 +245,13 @@ class EmbeddingRuntime:
 
     async def _embed_image(self, data: bytes, normalize: bool, deadline: float | None) -> ImageOutcome:
         engine = self.model
+        limits = {"max_bytes": self.settings.max_image_bytes, "max_pixels": self.settings.max_image_pixels}
         try:
-            item = await self._prepare(engine.prepare_image, data, max_bytes=self.settings.max_image_bytes,
-                                       max_pixels=self.settings.max_image_pixels)
+            # What decoding will take is charged before a pixel is decoded (a 100 MP PNG is
+            # 800 MB), from the header, read in a pool thread like the decoding itself.
+            needed = await self._prepare(images.decoded_bytes, data, min_side=engine.image_side, **limits)
+            with self.budget.hold(needed):
+                item = await self._prepare(engine.prepare_image, data, **limits)
         except SensoriumError as error:
             if error.reason not in ITEM_REASONS:
                 raise

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 from sensorium.exits import Exit
 from sensorium.index.layout import Shard
 from sensorium.settings import Settings
+
+log = logging.getLogger("sensorium.index")
 
 
 class JobError(Exception):
@@ -20,10 +24,16 @@ class JobError(Exception):
 
 
 def list_inputs(paths: Sequence[Path], manifest: Path | None, exclude: Path | None = None) -> list[str]:
-    """Every file under `paths` and those `manifest` lists (one path per line; blank lines and
-    lines starting with # are ignored), sorted, each once; `exclude` (the output) is not
-    walked. A path that does not exist is a configuration error: a typo must not look like an
-    empty folder (and would retire that folder's rows)."""
+    """Every regular file under `paths` and those `manifest` lists (one path per line; blank
+    lines and lines starting with # are ignored), sorted, each once.
+
+    The walk never leaves its roots: links (to files or folders) and special files (FIFOs,
+    sockets, devices) under a root are passed over, so a link to /dev/zero or to a file outside
+    the roots is never read, and a FIFO never blocks the job. A path named on the command line
+    or in the manifest is the user's own choice and is followed once, but must be a regular file
+    or a folder. `exclude` (the output) is not walked, nor indexed when it is one of the roots.
+    A path that does not exist is a configuration error: a typo must not look like an empty
+    folder (and would retire that folder's rows)."""
     wanted = list(paths)
     if manifest is not None:
         try:
@@ -33,17 +43,52 @@ def list_inputs(paths: Sequence[Path], manifest: Path | None, exclude: Path | No
         wanted += [Path(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
     skip = os.path.realpath(exclude) if exclude is not None else None
     found: set[str] = set()
+    passed_over = 0
     for path in wanted:
-        if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if os.path.realpath(os.path.join(root, d)) != skip)
-                found.update(os.path.join(root, name) for name in files)
-        elif path.is_file():
+        try:
+            info = os.stat(path)
+        except OSError:
+            raise JobError(f"{path}: no such file or folder (check the path; nothing was indexed)",
+                           Exit.CONFIG) from None
+        if stat.S_ISDIR(info.st_mode):
+            if os.path.realpath(path) == skip:
+                log.warning("the index folder is one of the inputs: not walked", extra={"path": str(path)})
+                continue
+            passed_over += _walk(str(path), skip, found)
+        elif stat.S_ISREG(info.st_mode):
             found.add(str(path))
         else:
-            raise JobError(f"{path}: no such file or folder (check the path; nothing was indexed)",
-                           Exit.CONFIG)
+            raise JobError(f"{path}: not a regular file or folder (a FIFO, socket or device); "
+                           "Sensorium indexes regular files only", Exit.CONFIG)
+    if passed_over:
+        log.info("links and special files passed over (the walk indexes regular files only and "
+                 "never follows a link)", extra={"count": passed_over})
     return sorted(found)
+
+
+def _walk(root: str, skip: str | None, found: set[str]) -> int:
+    """Add the regular files under `root` to `found`, without following links; the count of
+    links and special files passed over."""
+    passed_over = 0
+    folders = [root]
+    while folders:
+        folder = folders.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            log.warning("a folder cannot be listed; its files are not indexed",
+                        extra={"path": folder, "why": exc.strerror})
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if skip is None or os.path.realpath(entry.path) != skip:
+                    folders.append(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                found.add(entry.path)
+            else:
+                passed_over += 1
+    return passed_over
 
 
 def resolve_shard(flag: str | None, settings: Settings, environ: dict[str, str] | None = None) -> Shard:

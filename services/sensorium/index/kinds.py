@@ -71,7 +71,13 @@ class FileWork(Protocol):
         ...
 
     def add(self, rows: Sequence[Row]) -> None:
-        """Hand rows to the writer (each of a row kind the file's kind declares)."""
+        """Hand rows to the writer (each of a row kind the file's kind declares). Past the
+        per-file cap (SENSORIUM_INDEX__MAX_ROWS_PER_FILE) the rest are dropped and the producer
+        is stopped; the file is indexed with the rows it has, and its entry says so."""
+        ...
+
+    def rows_left(self) -> int:
+        """Rows this file may still add: producers cut their pieces to it before embedding."""
         ...
 
     async def add_inner_file(self, name: str, data: bytes, error: SensoriumError | None = None) -> None:
@@ -152,9 +158,10 @@ async def _index_pdf(work: FileWork) -> None:
             if not isinstance(items, list):
                 continue  # the document's info
             pages = [item for item in items if isinstance(item, PageResult) and item.error is None]
-            chunks = await asyncio.to_thread(_chunk_pages, work, pages)
+            chunks = (await asyncio.to_thread(_chunk_pages, work, pages))[:work.rows_left() + 1]
             images = [item for item in items if isinstance(item, ImageResult) and item.error is None
                       and item.data and min(item.width, item.height) >= min_side]
+            images = images[:max(0, work.rows_left() + 1 - len(chunks))]
             for item in items:
                 if item.error is not None:
                     log.info("part of a PDF not indexed", extra={
@@ -200,6 +207,7 @@ async def _index_audio(work: FileWork) -> None:
             "(SENSORIUM_TRANSCRIPTION__MODEL): set it as the server has it")
     windows = await asyncio.to_thread(window_transcript, segments, count_tokens=work.count_tokens,
                                       context_length=work.context_length)
+    windows = windows[:work.rows_left() + 1]
     vectors = await work.embed_texts([w.text for w in windows])
     work.add([Row("audio", v, text=w.text, start_seconds=w.start_seconds, end_seconds=w.end_seconds)
               for w, v in zip(windows, vectors, strict=True) if v is not None])
@@ -262,12 +270,13 @@ async def _index_document(work: FileWork) -> None:
                     "path": work.name, "where": section.locator.describe(),
                     "reason": section.error.reason.name, "detail": section.error.message})
         pieces = await asyncio.to_thread(_section_pieces, work, [s for s in step if s.text])
+        pieces = pieces[:work.rows_left() + 1]  # one past the cap: `add` then says it was reached
         vectors = await work.embed_texts([text for text, _where in pieces])
         work.add([Row("document_text", vector, text=text, title=title, author=author, **where)
                   for (text, where), vector in zip(pieces, vectors, strict=True) if vector is not None])
     min_side = work.settings.index.min_image_side
     pictures = [picture for picture in document.pictures if picture.error is None and picture.data
-                and min(picture.width, picture.height) >= min_side]
+                and min(picture.width, picture.height) >= min_side][:work.rows_left() + 1]
     vectors = await work.embed_images([picture.data for picture in pictures])
     work.add([Row("document_image", vector, page=picture.locator.page or None,
                   section=_section_of(picture.locator) or None, title=title, author=author)

@@ -26,6 +26,7 @@ from sensorium.index.layout import (
     FILES_SCHEMA,
     LEDGER_SEQ_KEY,
     FileStatus,
+    IndexLayoutError,
     ledger_seq,
     seq_name,
     write_atomic,
@@ -79,11 +80,21 @@ def to_table(entries: Iterable[Entry]) -> pa.Table:
 
 
 def from_table(table: pa.Table) -> Iterator[Entry]:
+    """The entries of a files table or ledger segment. Raises IndexLayoutError for a part name
+    the writer never makes: readers join part names to the shard's rows/ folder, and a name
+    such as "../../x.parquet" or "/x.parquet" would make search read any Parquet file."""
     mtimes = [us * 1000 for us in table.column("mtime").cast(pa.int64()).to_pylist()]
     columns = {name: table.column(name).to_pylist() for name in FILES_SCHEMA.names if name != "mtime"}
     for i, mtime in enumerate(mtimes):
         values = {name: column[i] for name, column in columns.items()}
         values["status"] = FileStatus(values["status"])
+        foreign = [part for part in values["parts"] if ledger_seq(part) is None]
+        if foreign:
+            raise IndexLayoutError(
+                f"the ledger entry of {values['path']!r} names part {foreign[0]!r}, which no index "
+                "writer makes (parts are NNNNNNNN.parquet in the shard's rows/ folder): the index "
+                "was altered; remove it and index again"
+            )
         yield Entry(mtime_ns=mtime, **values)
 
 

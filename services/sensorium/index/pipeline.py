@@ -30,7 +30,7 @@ from sensorium.index.inputs import JobError
 from sensorium.index.kinds import KINDS, FileKind, ModelMismatch
 from sensorium.index.layout import EmbeddingSpace, Row
 from sensorium.index.progress import Progress, Tally
-from sensorium.index.sniff import Sniffed, hash_and_sniff
+from sensorium.index.sniff import NotRegularFile, Sniffed, hash_and_sniff
 from sensorium.index.writer import INNER_SEPARATOR, FileStat, IndexWriter, Work
 from sensorium.settings import Settings
 
@@ -55,13 +55,15 @@ class ModelFacts:
     context_length: int
 
 
-async def waiting_out_overload(call: Callable[[], Awaitable[T]]) -> T:
-    """`call()`, again after the delay the engine asked for while it is overloaded."""
+async def waiting_out_overload(call: Callable[[], Awaitable[T]],
+                               may_retry: Callable[[], bool] = lambda: True) -> T:
+    """`call()`, again after the delay the engine asked for while it is overloaded (and
+    `may_retry()` says another try cannot repeat what the first did)."""
     for attempt in range(OVERLOAD_ATTEMPTS):
         try:
             return await call()
         except SensoriumError as error:
-            if error.reason not in WAIT_OUT or attempt == OVERLOAD_ATTEMPTS - 1:
+            if error.reason not in WAIT_OUT or attempt == OVERLOAD_ATTEMPTS - 1 or not may_retry():
                 raise
             delay = error.retry_after_seconds or 0.5 * 2**attempt
             log.debug("engine busy, waiting", extra={"reason": error.reason.name, "seconds": delay})
@@ -131,6 +133,12 @@ class Pipeline:
         path = Path(stat.path)
         try:
             sha256, sniffed = await asyncio.to_thread(hash_and_sniff, path)
+        except NotRegularFile as exc:
+            # Replaced by a link or a FIFO since it was listed: never followed, never read.
+            self._count("error", None, Reason.UNSUPPORTED_TYPE)
+            self.writer.fail(stat, Reason.UNSUPPORTED_TYPE,
+                             f"{exc.strerror}; Sensorium indexes regular files only", retryable=False)
+            return
         except OSError as exc:
             # Unreadable now (permissions, a file that vanished): tried again next run.
             self._count("error", None, Reason.INVALID_REQUEST)
@@ -151,8 +159,11 @@ class Pipeline:
             self.writer.skip(work, reason, sniffed.message)
             return
         kind = KINDS[sniffed.kind]
+        note = None
         try:
             await self._produce(_File(self, work, kind, path, sniffed.mime, inner=inner))
+        except RowCapReached as capped:
+            note = (capped.error.reason, explain(capped.error, "operator"))
         except SensoriumError as error:
             if error.reason is Reason.UNSUPPORTED_TYPE:
                 # The engine does not read this file here (legacy Office without LibreOffice):
@@ -173,7 +184,7 @@ class Pipeline:
                              retryable=True)
             return
         self._count("indexed", kind.name, None)
-        self.writer.finish(work)
+        self.writer.finish(work, note)
 
     async def inner_file(self, parent: _File, name: str, data: bytes, error: SensoriumError | None) -> None:
         """Index a file found inside `parent` as a file of its own (see `FileWork.add_inner_file`).
@@ -203,15 +214,7 @@ class Pipeline:
     async def _produce(self, file: _File) -> None:
         """The kind's producer; a file refused for overload before it made any row (a busy PDF
         pool or transcription queue) is tried again after the engine's delay."""
-        for attempt in range(OVERLOAD_ATTEMPTS):
-            try:
-                await file.kind.produce(file)
-                return
-            except SensoriumError as error:
-                if error.reason not in WAIT_OUT or file.added or attempt == OVERLOAD_ATTEMPTS - 1:
-                    raise
-                delay = error.retry_after_seconds or 0.5 * 2**attempt
-                await asyncio.sleep(min(delay, 30.0))
+        await waiting_out_overload(lambda: file.kind.produce(file), lambda: not file.added)
 
     def _count(self, status: str, kind: str | None, reason: Reason | None) -> None:
         self.tally.statuses[status] += 1
@@ -259,6 +262,17 @@ class Pipeline:
         return vectors
 
 
+class RowCapReached(Exception):
+    """A file reached SENSORIUM_INDEX__MAX_ROWS_PER_FILE: its producer stops here."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(cap)
+        self.error = SensoriumError(
+            Reason.PROCESSING_LIMIT,
+            f"only the first {cap} rows of this file are indexed; the rest of it is not searchable",
+            {"limit_rows": str(cap)}, setting="index.max_rows_per_file")
+
+
 def _safe_name(name: str) -> str:
     """`name` as one harmless file name (attachment names come from the file's author)."""
     return "".join(c if c.isalnum() or c in "._- " else "_" for c in name)[-120:].lstrip(".- ")
@@ -277,6 +291,11 @@ class _File:
         self.settings = pipeline.settings
         self.context_length = pipeline.facts.context_length
         self.added = False
+        self.rows = 0
+        self.cap = pipeline.settings.index.max_rows_per_file
+
+    def rows_left(self) -> int:
+        return self.cap - self.rows
 
     def count_tokens(self, text: str) -> int:
         return self.pipeline.count_tokens(text)
@@ -302,4 +321,8 @@ class _File:
                 raise ValueError(f"the {self.kind.name} kind made a {row.kind!r} row; it declares "
                                  f"{', '.join(self.kind.rows)}")
         self.added = self.added or bool(rows)
-        self.pipeline.add(self.work, rows)
+        kept = rows[:self.rows_left()]
+        self.rows += len(kept)
+        self.pipeline.add(self.work, kept)
+        if len(kept) < len(rows):
+            raise RowCapReached(self.cap)

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sensorium.index.kinds import row_kinds
-from sensorium.index.layout import write_atomic
+from sensorium.index.layout import IndexLayoutError, write_atomic
 from sensorium.index.reader import IndexReader, LiveUnit
 from sensorium.settings import IndexSettings
 
@@ -187,6 +187,12 @@ class SearchStore:
         self.params = params or VectorIndexParams()
         self.reader = IndexReader(self.index_dir)
         self._path = self.index_dir / STORE_DIR
+        if self._path.is_symlink() or (self._path.exists() and not self._path.is_dir()):
+            # Search writes the store: a link would make it write wherever the link points.
+            raise IndexLayoutError(
+                f"{self._path} is a link or not a folder; the search store must be a folder of "
+                f"the index itself. Remove it (search builds it again from the parts)"
+            )
         self._path.mkdir(exist_ok=True)
         self._db = lancedb.connect(self._path)
         self._table: Any = None

@@ -11,8 +11,10 @@ one with `INPUT_EMPTY`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,14 +90,35 @@ def sniff_file(path: str | os.PathLike[str]) -> Sniffed:
         return sniff(handle.read(HEAD_BYTES), path)
 
 
+class NotRegularFile(OSError):
+    """The path is a link, FIFO, socket or device now (it was a regular file when listed)."""
+
+
+def open_regular(path: str | os.PathLike[str]) -> int:
+    """A descriptor of the regular file at `path`, opened without following a link and without
+    blocking (a FIFO would wait for a writer forever), and checked to be a regular file once
+    open. `NotRegularFile` otherwise; OSError if it cannot be opened."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW on a link
+            raise NotRegularFile(errno.ELOOP, "a link, not a regular file", str(path)) from None
+        raise
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise NotRegularFile(errno.EINVAL, "not a regular file (a FIFO, socket or device)", str(path))
+    return descriptor
+
+
 def hash_and_sniff(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> tuple[str, Sniffed]:
     """Read the file at `path` once: the hex sha256 of its bytes, and `sniff` of its head.
 
-    Memory stays at one chunk whatever the file's size. OSError if it cannot be read.
+    Memory stays at one chunk whatever the file's size. The file is opened as `open_regular`
+    opens it: `NotRegularFile` if it is no longer a regular file; OSError if it cannot be read.
     """
     digest = hashlib.sha256()
     head = b""
-    with open(path, "rb") as handle:
+    with open(open_regular(path), "rb") as handle:
         while block := handle.read(chunk_bytes):
             if len(head) < HEAD_BYTES:
                 head += block[: HEAD_BYTES - len(head)]

@@ -434,10 +434,13 @@ class IndexWriter:
             if len(self._buffer) >= self.rows_per_part:
                 self._commit()
 
-    def finish(self, work: Work) -> None:
-        """`work`'s file is done: all its rows were added (none is fine: a PDF without text)."""
+    def finish(self, work: Work, note: tuple[Reason, str] | None = None) -> None:
+        """`work`'s file is done: all its rows were added (none is fine: a PDF without text).
+        `note` (a reason and a message) says what of it is not in the index, e.g. rows past the
+        per-file cap; the file stays indexed."""
         self._check_work(work)
         rows = self._ordinals[work.unit]
+        reason, message = (note[0].name, note[1]) if note is not None else (None, None)
         self._end(
             work,
             Entry(
@@ -447,6 +450,8 @@ class IndexWriter:
                 FileStatus.INDEXED,
                 work.content_sha256,
                 work.kind,
+                reason,
+                message,
                 unit=work.unit,
                 rows=rows,
             ),

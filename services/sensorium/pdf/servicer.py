@@ -19,7 +19,7 @@ from sensorium.pdf.api import DocumentInfo, ExtractOptions, ImageResult, PageRes
 from sensorium.pdf.runtime import PdfRuntime
 from sensorium.pdf.v1 import pdf_service_pb2 as pb
 from sensorium.pdf.v1 import pdf_service_pb2_grpc as pb_grpc
-from sensorium.rpc import ensure_unary_fits
+from sensorium.rpc import UnaryBudget, ensure_unary_fits
 from sensorium.uploads import split_stream, spool_bytes, spool_chunks
 
 _SIZE_SETTING = "pdf.max_document_bytes"
@@ -49,8 +49,9 @@ async def extract_document(
     info: DocumentInfo | None = None
     pages: list[PageResult] = []
     totals = Totals()
+    budget = UnaryBudget("extracted text", "StreamExtractDocument, or ask for fewer pages")
     results = runtime.extract(path, options)
-    async with contextlib.aclosing(results):
+    async with contextlib.aclosing(results):  # leaving early stops the extraction
         async for result in results:
             if isinstance(result, DocumentInfo):
                 info = result
@@ -58,6 +59,7 @@ async def extract_document(
             for item in result:
                 totals.count(item)
                 if isinstance(item, PageResult):
+                    budget.add(wire.page_to_message(item))
                     pages.append(item)
     response = wire.document_response(info, pages, totals.summary())
     ensure_unary_fits(response, "extracted text", "StreamExtractDocument, or ask for fewer pages")

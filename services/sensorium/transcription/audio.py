@@ -11,6 +11,13 @@ decodes its first half and ends). So, when the container declares a duration it 
 than `TRUNCATION_TOLERANCE_SECONDS` and `TRUNCATION_TOLERANCE_FRACTION` of the declared
 duration is reported (`DecodedAudio.shortfall_seconds`), and the caller decides (AUDIO_TRUNCATED
 by default).
+
+FFmpeg opens what a file tells it to: a concat script (`ffconcat version 1.0` / `file 'x.wav'`)
+or an HLS playlist makes it read other files, and a `.m3u` names paths. So only real audio and
+video containers are opened (`ALLOWED_FORMATS`, FFmpeg's `format_whitelist`), through the
+`file` protocol only (`protocol_whitelist`), and a file that is text (every playlist and script
+is) is refused before FFmpeg sees it (UNSUPPORTED_TYPE). In the server this runs in worker
+processes (`decoding.py`), with a memory cap, a time limit and crash isolation.
 """
 
 from __future__ import annotations
@@ -41,6 +48,17 @@ TRUNCATION_TOLERANCE_FRACTION = 0.05
 # Frames are grouped to this many input samples before resampling, as faster-whisper's own
 # decode_audio does: far fewer Python-level resampler calls, and bit-identical samples.
 _GROUP_SAMPLES = 500_000
+
+ALLOWED_FORMATS = (
+    "wav", "w64", "aiff", "caf", "au", "flac", "mp3", "ogg", "mov", "matroska", "aac", "asf",
+    "amr", "ac3", "eac3", "avi", "mpeg", "mpegts", "flv", "wv", "ape",
+)
+"""FFmpeg demuxers that may open an upload: containers of audio (and of video with an audio
+track). Left out on purpose: concat, hls, dash and every playlist, image, network and device
+demuxer. A name matches FFmpeg's comma-separated demuxer names ("mov" is
+"mov,mp4,m4a,3gp,3g2,mj2")."""
+_OPEN_OPTIONS = {"format_whitelist": ",".join(ALLOWED_FORMATS), "protocol_whitelist": "file"}
+_SNIFF_BYTES = 4096
 
 @dataclass(frozen=True)
 class DecodedAudio:
@@ -89,22 +107,129 @@ def decode(
     True decoding ends with `InterruptedError` (the caller is gone).
     """
     limit = int(max_seconds * SAMPLE_RATE)
+    chunks: list[npt.NDArray[np.int16]] = []
+    report = _decode(source, limit, max_seconds, stop, chunks.append, final=True)
+    samples = (np.concatenate(chunks) if chunks else np.zeros(0, np.int16)).astype(np.float32)
+    samples /= 32768.0  # s16 -> [-1, 1), as faster-whisper's decode_audio does
+    return DecodedAudio(samples, report.container, report.codec, report.declared_seconds,
+                        report.skipped_packets)
+
+
+@dataclass(frozen=True)
+class DecodeReport:
+    """What `decode_to_file` learned: as `DecodedAudio`, with the samples in the file."""
+
+    container: str
+    codec: str
+    declared_seconds: float | None
+    skipped_packets: int
+    samples: int
+    """Samples written (16 kHz mono float32)."""
+    past_limit: bool = False
+    """Decoding stopped at `max_seconds`, which was an estimate (`final=False`), not the limit."""
+
+
+def decode_to_file(path: str, out: str, *, max_seconds: float, final: bool) -> DecodeReport:
+    """Decode `path` into `out` as raw 16 kHz mono float32 samples, holding only a group of
+    frames in memory at a time. With `final=False`, `max_seconds` is an estimate: passing it
+    stops decoding with `past_limit` set instead of AUDIO_TOO_LONG. Raises as `decode`."""
+    limit = int(max_seconds * SAMPLE_RATE)
+    with open(out, "wb") as handle:
+
+        def write(chunk: npt.NDArray[np.int16]) -> None:
+            (chunk.astype(np.float32) / np.float32(32768.0)).tofile(handle)
+
+        try:
+            return _decode(path, limit, max_seconds, None, write, final=final)
+        except _PastEstimate as past:
+            return past.report
+
+
+def estimate_seconds(path: str) -> float | None:
+    """How long the container says its first audio track is (an estimate for MP3s without a
+    frame count, from the bitrate), or None when it says nothing. Opens the file as `decode`
+    does (same refusals) without decoding it."""
+    with _open(path) as container:
+        stream = _audio_stream(container)
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        if container.duration is not None:
+            return float(container.duration) / av.time_base
+        return None
+
+
+class _PastEstimate(Exception):
+    def __init__(self, report: DecodeReport) -> None:
+        self.report = report
+
+
+def _open(source: str | Path | IO[bytes]) -> Any:
+    """The container of `source`, opened with FFmpeg fenced in (see the module docstring)."""
+    head = _read_head(source, _SNIFF_BYTES)
+    if _is_text(head):
+        raise SensoriumError(
+            Reason.UNSUPPORTED_TYPE,
+            "the file is text, not audio (a playlist, a concat script or a list of paths is "
+            "text); this server decodes audio files only, never files another file names: send "
+            "the audio itself (wav, mp3, flac, ogg, opus, m4a/aac or an mp4 with an audio track)",
+        )
     try:
-        container = av.open(source if not isinstance(source, Path) else str(source),
-                            mode="r", metadata_errors="ignore")
+        return av.open(source if not isinstance(source, Path) else str(source), mode="r",
+                       metadata_errors="ignore", options=dict(_OPEN_OPTIONS))
+    except av.ArgumentError as exc:
+        if getattr(exc, "errno", None) == 22:  # EINVAL: FFmpeg's "not on whitelist"
+            raise SensoriumError(
+                Reason.UNSUPPORTED_TYPE,
+                "the file is in a format this server does not open (only audio and video "
+                f"containers: {', '.join(ALLOWED_FORMATS)})",
+            ) from None
+        raise _undecodable(f"it is not an audio or video file FFmpeg recognises ({_why(exc)})") from None
     except av.FFmpegError as exc:
         raise _undecodable(f"it is not an audio or video file FFmpeg recognises ({_why(exc)})") from None
+
+
+def _is_text(head: bytes) -> bool:
+    """Whether a file's first bytes are text: no audio container is (each has binary headers
+    or frame sync bytes within its first few KiB), and every playlist format is."""
+    if not head or b"\x00" in head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the end of the sniff
+            return False
+        text = head[: exc.start].decode("utf-8")
+    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    return printable >= 0.95 * max(len(text), 1)
+
+
+def _audio_stream(container: Any) -> Any:
+    stream = next((s for s in container.streams if s.type == "audio"), None)
+    if stream is None:
+        kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
+        raise _undecodable(f"the {container.format.name} file has no audio track ({kinds})")
+    return stream
+
+
+def _decode(
+    source: str | Path | IO[bytes], limit: int, max_seconds: float, stop: Callable[[], bool] | None,
+    emit: Callable[[npt.NDArray[np.int16]], None], *, final: bool,
+) -> DecodeReport:
+    container = _open(source)
     try:
         with container:
-            stream = next((s for s in container.streams if s.type == "audio"), None)
-            if stream is None:
-                kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
-                raise _undecodable(f"the {container.format.name} file has no audio track ({kinds})")
+            stream = _audio_stream(container)
             declared = _exact_declared_duration(container, stream, source)
-            chunks, skipped = _decode_stream(container, stream, limit, max_seconds, stop)
             codec = stream.codec_context.name
             container_name = container.format.name
-    except (SensoriumError, InterruptedError):
+
+            def report(samples: int, past_limit: bool = False) -> DecodeReport:
+                return DecodeReport(container_name, codec, declared, skipped[0], samples, past_limit)
+
+            skipped = [0]
+            total = _decode_stream(container, stream, limit, max_seconds, stop, emit, skipped,
+                                   None if final else report)
+    except (SensoriumError, InterruptedError, _PastEstimate):
         raise
     except av.FFmpegError as exc:
         raise _undecodable(f"FFmpeg failed while reading it ({_why(exc)})") from None
@@ -113,29 +238,31 @@ def decode(
         raise SensoriumError(
             Reason.PARSER_CRASH, "the audio decoder failed on this file; do not retry it as is"
         ) from exc
-    samples = (np.concatenate(chunks) if chunks else np.zeros(0, np.int16)).astype(np.float32)
-    samples /= 32768.0  # s16 -> [-1, 1), as faster-whisper's decode_audio does
-    if skipped and len(samples) == 0:
-        raise _undecodable(f"none of its {skipped} {codec} packets could be decoded")
-    return DecodedAudio(samples, container_name, codec, declared, skipped)
+    if skipped[0] and total == 0:
+        raise _undecodable(f"none of its {skipped[0]} {codec} packets could be decoded")
+    return report(total)
 
 
 def _decode_stream(
     container: Any, stream: Any, limit: int, max_seconds: float, stop: Callable[[], bool] | None,
-) -> tuple[list[npt.NDArray[np.int16]], int]:
+    emit: Callable[[npt.NDArray[np.int16]], None], skipped: list[int],
+    estimate: Callable[[int, bool], DecodeReport] | None,
+) -> int:
+    """Decode, resample and `emit` the audio; the samples emitted. Past `limit`: AUDIO_TOO_LONG,
+    or, when the limit was an `estimate`, `_PastEstimate` with its report."""
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     fifo = av.AudioFifo()
-    chunks: list[npt.NDArray[np.int16]] = []
     total = 0
-    skipped = 0
 
     def resample(frame: Any) -> None:
         nonlocal total
         for out in resampler.resample(frame):
             array = np.asarray(out.to_ndarray(), dtype=np.int16).reshape(-1)
-            chunks.append(array)
+            emit(array)
             total += len(array)
         if total > limit:
+            if estimate is not None:
+                raise _PastEstimate(estimate(total, True))
             raise SensoriumError(
                 Reason.AUDIO_TOO_LONG,
                 f"the audio is longer than {max_seconds:g} s, the limit; split it",
@@ -148,7 +275,7 @@ def _decode_stream(
         try:
             frames = packet.decode()
         except av.error.InvalidDataError:
-            skipped += 1  # a corrupt packet: skip it, as FFmpeg's tools do; counted above
+            skipped[0] += 1  # a corrupt packet: skip it, as FFmpeg's tools do; counted above
             continue
         for frame in frames:
             frame.pts = None  # the FIFO checks timestamps for gaps; corrupt files have them
@@ -158,7 +285,7 @@ def _decode_stream(
     if fifo.samples:
         resample(fifo.read())
     resample(None)  # flush the resampler's delay line
-    return chunks, skipped
+    return total
 
 
 def _exact_declared_duration(container: Any, stream: Any, source: str | Path | IO[bytes]) -> float | None:

@@ -197,6 +197,23 @@ def assemble(name: str, model_dir: Path) -> Path:
     return target
 
 
+def weights_sha256(resolved: ResolvedModel, model_dir: Path) -> str | None:
+    """sha256 of the `model.bin` the model loads (packaged: verified when assembled), or None
+    for a hub model not downloaded yet (loading then says what to do)."""
+    if resolved.kind == "packaged":
+        return PACKAGED[resolved.setting.removeprefix(PACKAGED_PREFIX)].model_bin_sha256
+    directory = Path(resolved.source)
+    if resolved.kind == "hub":
+        try:
+            from faster_whisper.utils import download_model
+
+            directory = Path(download_model(resolved.setting, local_files_only=True,
+                                            cache_dir=str(model_dir)))
+        except Exception:  # not in the model directory: the load reports it
+            return None
+    return sha256_file(directory / "model.bin") if (directory / "model.bin").is_file() else None
+
+
 def prepare(settings: Settings, model_dir: Path) -> str:
     """`sensorium models transcription`: make the configured model loadable offline."""
     setting = settings.transcription.model

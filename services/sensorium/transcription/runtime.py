@@ -1,11 +1,17 @@
 """The transcription runtime: faster-whisper behind a streaming Batcher, for every front end.
 
 `decode` turns a file (path, bytes or a binary stream) into 16 kHz samples with PyAV, in a
-thread and at most `preprocess_threads` at once, before the audio queues for a model worker,
-so the model threads only ever run the model. `transcribe` yields the `Info`, then each
-`Segment` as the worker emits it; leaving early, cancelling or a passed deadline stops the
-worker within one segment. Each worker runs one file at a time (Whisper has no cross-request
-batching). The decoded samples count against the process's byte budget while they wait.
+decoder process (`decoding.AudioDecoderPool`: FFmpeg parses hostile files out of this process,
+memory-capped, time-limited, crash-isolated) and at most `preprocess_threads` at once, before
+the audio queues for a model worker, so the model threads only ever run the model. The memory
+the samples will take is charged to the byte budget before decoding starts, from the duration
+the container declares (the whole duration limit when it declares none; a file that turns out
+longer than it declared is charged again, up to the limit, and decoded again).
+
+`transcribe` yields the `Info`, then each `Segment` as the worker emits it; leaving early,
+cancelling or a passed deadline stops the worker within one segment. Each worker runs one file
+at a time (Whisper has no cross-request batching). The decoded samples count against the
+process's byte budget while they wait.
 `transcribe_file` does both for a file: the runtime is the in-process `TranscriptionEngine` of
 the one seam (`sensorium.engines`).
 """
@@ -15,14 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import io
 import logging
 import os
-import threading
-from collections.abc import AsyncGenerator, Callable
+import shutil
+import tempfile
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import IO, TYPE_CHECKING
 
-from sensorium import metrics
+import numpy as np
+
+from sensorium import metrics, pins
 from sensorium.batching import Batcher
 from sensorium.contract import RuntimeContext
 from sensorium.device import DeviceError, DevicePlan, is_cuda_library_error, load_with_fallback, thread_counts
@@ -37,6 +45,7 @@ from sensorium.transcription.api import (
     TranscriptionEngine,
 )
 from sensorium.transcription.audio import DecodedAudio
+from sensorium.transcription.decoding import AudioDecoderPool
 from sensorium.transcription.transcriber import Request
 
 log = logging.getLogger("sensorium.transcription")
@@ -59,6 +68,7 @@ class TranscriptionRuntime:
         self.plan: DevicePlan | None = None
         self._batcher: Batcher[Request, Piece] | None = None
         self._decoding: asyncio.Semaphore | None = None
+        self._decoders: AudioDecoderPool | None = None
 
     @property
     def batcher(self) -> Batcher[Request, Piece]:
@@ -87,6 +97,18 @@ class TranscriptionRuntime:
         threads = thread_counts(plan.device, plan.cpu_threads, self.settings.workers)
         self.engine, self.plan = engine, plan
         self._decoding = asyncio.Semaphore(threads.preprocess_threads)
+        self._decoders = AudioDecoderPool(
+            workers=threads.preprocess_threads, memory_mb=self.settings.decoder_memory_mb,
+            timeout_seconds=self.settings.decode_timeout_seconds,
+            max_pending=self.settings.queue_size + threads.preprocess_threads,
+            on_worker_restart=lambda reason: metrics.WORKER_RESTARTS.labels("transcription", reason).inc(),
+            log_config=(self.root.log_level, self.root.log_format),
+        )
+        try:
+            await self._decoders.warm_up()
+        except Exception as exc:
+            await self._decoders.close()
+            raise ServiceStartError(f"the audio decoder processes did not start: {exc}") from exc
         self._batcher = Batcher(
             "transcription", run_stream=engine.run, max_batch_size=1,
             workers=self.settings.workers, queue_size=self.settings.queue_size,
@@ -99,8 +121,17 @@ class TranscriptionRuntime:
         })
 
     def _load_engine(self, plan: DevicePlan) -> transcriber.Transcriber:
-        """Resolve, load and warm up the model on `plan`'s device (blocking)."""
+        """Resolve, check against its pin, load and warm up the model on `plan`'s device
+        (blocking)."""
         resolved = models.resolve(self.settings.model, self.root.model_dir)
+        try:
+            actual = models.weights_sha256(resolved, self.root.model_dir)
+            if actual is not None:
+                how = pins.check("transcription", self.settings.model, actual, self.settings.weights_sha256,
+                                 "SENSORIUM_TRANSCRIPTION__WEIGHTS_SHA256")
+                log.info("transcription weights checked", extra={"sha256": actual, "check": how})
+        except ModelError as exc:
+            raise ServiceStartError(str(exc)) from None
         threads = thread_counts(plan.device, plan.cpu_threads, self.settings.workers,
                                 model_threads=self.settings.cpu_threads)
         compute_type = plan.compute_type if self.settings.compute_type == "auto" \
@@ -125,6 +156,8 @@ class TranscriptionRuntime:
         # SHUTTING_DOWN, which it can retry elsewhere; waiting for an hour-long file would not do.
         if self._batcher is not None:
             await self._batcher.close(drain=False, grace=grace)
+        if self._decoders is not None:
+            await self._decoders.close()
 
     def resolve_options(self, requested: RequestedOptions) -> Options:
         """Validate a caller's options against the loaded model (INVALID_REQUEST if wrong)."""
@@ -142,20 +175,8 @@ class TranscriptionRuntime:
         batcher = self.batcher
         assert self._decoding is not None
         batcher.check_capacity()
-        if isinstance(source, bytes):
-            source = io.BytesIO(source)
-        elif isinstance(source, os.PathLike):
-            source = os.fspath(source)
-        stop = threading.Event()
-        async with self._decoding:
-            try:
-                decoded = await asyncio.to_thread(
-                    audio.decode, source, max_seconds=self.settings.max_duration_seconds,
-                    stop=stop.is_set,
-                )
-            except BaseException:
-                stop.set()  # a cancelled call: the decoding thread ends at its next packet
-                raise
+        async with self._decoding, _spooled(source) as path:
+            decoded = await self._decode_file(path)
         if decoded.shortfall_seconds and not allow_truncated:
             declared = decoded.declared_seconds or 0.0
             raise SensoriumError(
@@ -166,6 +187,29 @@ class TranscriptionRuntime:
                 {"declared_seconds": f"{declared:.3f}", "decoded_seconds": f"{decoded.duration:.3f}"},
             )
         return decoded
+
+    async def _decode_file(self, path: str) -> DecodedAudio:
+        """Decode `path` in a decoder process, its samples charged to the budget first."""
+        assert self._decoders is not None
+        limit = self.settings.max_duration_seconds
+        declared = await self._decoders.estimate(path)
+        # Encoder padding and estimates from the bitrate are off by a little, not by seconds.
+        seconds = limit if declared is None else min(limit, declared * 1.05 + 2.0)
+        fd, out = tempfile.mkstemp(prefix="sensorium-audio-", suffix=".f32")
+        os.close(fd)
+        try:
+            with self.budget.hold(_sample_bytes(seconds)) as held:
+                report = await self._decoders.decode(path, out, max_seconds=seconds,
+                                                     final=seconds >= limit)
+                if report.past_limit:  # longer than the container said: charge the limit
+                    held.add(_sample_bytes(limit) - held.size)
+                    report = await self._decoders.decode(path, out, max_seconds=limit, final=True)
+                samples = await asyncio.to_thread(np.fromfile, out, dtype=np.float32)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(out)
+        return DecodedAudio(samples, report.container, report.codec, report.declared_seconds,
+                            report.skipped_packets)
 
     async def transcribe(
         self, decoded: DecodedAudio, options: Options, *, deadline: float | None = None
@@ -207,6 +251,31 @@ class TranscriptionRuntime:
 
 if TYPE_CHECKING:
     _ENGINE: type[TranscriptionEngine] = TranscriptionRuntime  # mypy: the in-process engine
+
+
+def _sample_bytes(seconds: float) -> int:
+    """Memory of `seconds` of decoded audio (16 kHz mono float32)."""
+    return int(seconds * audio.SAMPLE_RATE) * 4
+
+
+@contextlib.asynccontextmanager
+async def _spooled(source: AudioSource) -> AsyncIterator[str]:
+    """`source` as a path a decoder process can open: a path as is; bytes or a stream written to
+    a temporary file for the duration of the context."""
+    if isinstance(source, str | os.PathLike):
+        yield os.fspath(source)
+        return
+    fd, name = tempfile.mkstemp(prefix="sensorium-upload-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if isinstance(source, bytes):
+                await asyncio.to_thread(handle.write, source)
+            else:
+                await asyncio.to_thread(shutil.copyfileobj, source, handle, 1024 * 1024)
+        yield name
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
 
 
 def _not_ready() -> SensoriumError:

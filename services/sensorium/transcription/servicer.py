@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
 
-from sensorium.rpc import deadline_of, ensure_unary_fits
+from sensorium.rpc import UnaryBudget, deadline_of, ensure_unary_fits
 from sensorium.transcription import wire
 from sensorium.transcription.api import Info, Options, Segment, TranscriptionSummary
 from sensorium.transcription.audio import DecodedAudio
@@ -69,12 +69,14 @@ async def transcribe_content(
         decoded, options = await decode_request(runtime, content, message)
     info: Info | None = None
     segments: list[Segment] = []
+    budget = UnaryBudget("transcript", "StreamTranscribe")
     pieces = runtime.transcribe(decoded, options, deadline=deadline)
-    async with contextlib.aclosing(pieces):
+    async with contextlib.aclosing(pieces):  # leaving early stops the model
         async for piece in pieces:
             if isinstance(piece, Info):
                 info = piece
             else:
+                budget.add(wire.segment_to_message(piece))
                 segments.append(piece)
     summary = TranscriptionSummary.of(len(segments), time.perf_counter() - started, decoded.duration)
     response = wire.transcript_response(info, segments, summary)

@@ -207,3 +207,56 @@ def test_files_in_flight_follow_the_process_cpu_budget_not_the_machine(monkeypat
     assert files_in_flight(Settings(cpus=3)) == 6  # SENSORIUM_CPUS is the budget when set
     assert files_in_flight(Settings(pdf={"workers": 5})) == 10  # the PDF workers, when set
     assert files_in_flight(Settings(index={"files_in_flight": 7})) == 7
+
+
+def test_a_file_replaced_by_a_link_after_the_listing_is_an_error_row_and_never_read(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(PNG + b"a")
+    (folder / "b.png").write_bytes(PNG + b"b")
+    settings = Settings(index={"commit_seconds": 0.01})
+    engines = FakeEngines()
+    info = asyncio.run(engines.embedding.describe())
+    facts = ModelFacts(EmbeddingSpace.of(info.space), info.context_length)
+    with IndexWriter(tmp_path / "out", Shard(), manifest_for(facts, settings)) as writer:
+        plan = writer.plan(FileStat.of(p) for p in list_inputs([folder], None))
+        (folder / "b.png").unlink()
+        (folder / "b.png").symlink_to("/dev/zero")  # swapped between listing and reading
+        asyncio.run(Pipeline(engines, writer, settings, facts, Tally()).run(plan.todo))
+    files = {Path(r["path"]).name: r for r in IndexReader(tmp_path / "out").files().to_pylist()}
+    assert files["a.png"]["status"] == "indexed"
+    assert (files["b.png"]["status"], files["b.png"]["reason"], files["b.png"]["retryable"]) == (
+        "error", "UNSUPPORTED_TYPE", False)
+
+
+def test_a_file_past_the_row_cap_is_indexed_with_its_first_rows_and_says_so(tmp_path, monkeypatch):
+    """A small file can draw the same text thousands of times: its rows stop at the cap, its
+    producer is stopped, and the files table says the rest is not searchable."""
+    from sensorium.index import kinds
+    from sensorium.index.layout import Row
+
+    produced: list[int] = []
+
+    async def endless(work) -> None:  # 1,000 pieces, handed over in batches, as a PDF's pages
+        for start in range(0, 1000, 10):
+            produced.append(start)
+            vectors = [np.ones(4, dtype=np.float32) / 2] * 10
+            work.add([Row("echo", v, text=str(start + i)) for i, v in enumerate(vectors)])
+
+    kind = kinds.FileKind("echoes", "echo files", {"echo": "an echo"}, endless,
+                          sniff=lambda head: "text/x-echo" if head.startswith(b"ECHO") else None)
+    monkeypatch.setitem(kinds.KINDS, "echoes", kind)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "loud.echo").write_bytes(b"ECHO")
+    settings = Settings(index={"commit_seconds": 0.01, "max_rows_per_file": 25})
+    engines = FakeEngines()
+    info = asyncio.run(engines.embedding.describe())
+    facts = ModelFacts(EmbeddingSpace.of(info.space), info.context_length)
+    with IndexWriter(tmp_path / "out", Shard(), manifest_for(facts, settings)) as writer:
+        plan = writer.plan(FileStat.of(p) for p in list_inputs([folder], None))
+        asyncio.run(Pipeline(engines, writer, settings, facts, Tally()).run(plan.todo))
+    (entry,) = IndexReader(tmp_path / "out").files().to_pylist()
+    assert (entry["status"], entry["rows"], entry["reason"]) == ("indexed", 25, "PROCESSING_LIMIT")
+    assert "first 25 rows" in entry["message"] and "SENSORIUM_INDEX__MAX_ROWS_PER_FILE" in entry["message"]
+    assert len(produced) == 3  # stopped at the batch that passed the cap, not after 100 batches

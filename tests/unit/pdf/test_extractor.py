@@ -9,9 +9,9 @@ from typing import Any
 
 import pymupdf
 import pytest
-from enginekit import extract_document
 
 import testkit
+from enginekit import extract_document
 from sensorium.errors import Reason, SensoriumError, explain_setting
 from sensorium.pdf import extractor
 from sensorium.pdf.api import DocumentInfo, ExtractOptions, ImageResult, OcrStatus, PageResult

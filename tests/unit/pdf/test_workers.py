@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from enginekit import extract_document, worker_pids
 
 import pdf_faults
+from enginekit import extract_document, worker_pids
 from sensorium.errors import Reason, SensoriumError
 from sensorium.pdf.api import DocumentInfo, ExtractOptions, ImageResult, Item, PageResult
 from sensorium.pdf.extractor import Limits

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from faster_whisper.audio import decode_audio
 
+import fifo_trap
 import speechkit
 import testkit
 from sensorium.errors import Reason, SensoriumError
@@ -57,13 +58,16 @@ def test_header_only_wav_is_empty_not_an_error():
     assert len(decoded.samples) == 0 and decoded.shortfall_seconds == 0.0
 
 
-@pytest.mark.parametrize("content", [
-    testkit.make_pdf(["not audio at all"]), b"hello world\n" * 50, bytes(range(256)) * 40,
+@pytest.mark.parametrize(("content", "reason"), [
+    (testkit.make_pdf(["not audio at all"]), None), (bytes(range(256)) * 40, Reason.AUDIO_UNDECODABLE),
+    # Text is never audio (and every playlist is text): refused before FFmpeg sees it.
+    (b"hello world\n" * 50, Reason.UNSUPPORTED_TYPE),
 ])
-def test_not_audio_is_undecodable(content):
+def test_not_audio_is_refused(content, reason):
     with pytest.raises(SensoriumError) as error:
         audio.decode(io.BytesIO(content), max_seconds=60)
-    assert error.value.reason is Reason.AUDIO_UNDECODABLE
+    assert error.value.reason in ({reason} if reason else {Reason.AUDIO_UNDECODABLE,
+                                                           Reason.UNSUPPORTED_TYPE})
     assert "/tmp" not in error.value.message
 
 
@@ -165,3 +169,60 @@ def test_small_shortfalls_are_tolerated():
     assert decoded.shortfall_seconds == 0.0  # 1 s of 100: encoder padding territory
     decoded = audio.DecodedAudio(np.zeros(16000 * 90, np.float32), "wav", "pcm", 100.0, 0)
     assert decoded.shortfall_seconds == pytest.approx(10.0)
+
+
+def _playlists(victim: Path) -> dict[str, bytes]:
+    """What made FFmpeg read another file (issue 22): a concat script, an HLS playlist and an
+    .m3u, each naming `victim`."""
+    return {
+        "ffconcat": f"ffconcat version 1.0\nfile '{victim.name}'\n".encode(),
+        "hls": (f"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\n{victim.name}\n"
+                "#EXT-X-ENDLIST\n").encode(),
+        "m3u": f"{victim}\n".encode(),
+    }
+
+
+@pytest.mark.parametrize("kind", ["ffconcat", "hls", "m3u"])
+def test_a_playlist_is_refused_and_never_opens_the_file_it_names(tmp_path, kind):
+    victim = tmp_path / "victim.wav"
+    with fifo_trap.trap(victim) as opened:
+        upload = tmp_path / f"upload.{kind}"
+        upload.write_bytes(_playlists(victim)[kind])
+        for source in (upload, io.BytesIO(upload.read_bytes())):
+            with pytest.raises(SensoriumError) as error:
+                audio.decode(source, max_seconds=60)
+            assert error.value.reason is Reason.UNSUPPORTED_TYPE
+            assert "text" in error.value.message
+        with pytest.raises(SensoriumError):
+            audio.estimate_seconds(str(upload))
+        assert not opened.is_set(), "FFmpeg opened the file the playlist names"
+
+
+@pytest.mark.parametrize("kind", ["ffconcat", "hls"])
+def test_ffmpeg_itself_refuses_demuxers_off_the_allowlist(tmp_path, kind, monkeypatch):
+    """The second fence: were the text check ever passed, FFmpeg's own format allowlist refuses
+    the concat and HLS demuxers before either opens anything."""
+    monkeypatch.setattr(audio, "_is_text", lambda head: False)
+    victim = tmp_path / "victim.wav"
+    with fifo_trap.trap(victim) as opened:
+        upload = tmp_path / f"upload.{kind}"
+        upload.write_bytes(_playlists(victim)[kind])
+        with pytest.raises(SensoriumError) as error:
+            audio.decode(upload, max_seconds=60)
+        assert error.value.reason in (Reason.UNSUPPORTED_TYPE, Reason.AUDIO_UNDECODABLE)
+        assert not opened.is_set(), "FFmpeg opened the file the playlist names"
+
+
+def test_decode_to_file_writes_the_same_samples_and_stops_at_an_estimate(tmp_path):
+    out = tmp_path / "samples.f32"
+    whole = audio.decode(JFK, max_seconds=60)
+    report = audio.decode_to_file(str(JFK), str(out), max_seconds=60, final=True)
+    assert report.samples == len(whole.samples) and not report.past_limit
+    assert np.array_equal(np.fromfile(out, dtype=np.float32), whole.samples)
+    assert report.declared_seconds == whole.declared_seconds
+    short = audio.decode_to_file(str(JFK), str(out), max_seconds=3, final=False)
+    assert short.past_limit and short.samples < len(whole.samples)
+    with pytest.raises(SensoriumError) as error:
+        audio.decode_to_file(str(JFK), str(out), max_seconds=3, final=True)
+    assert error.value.reason is Reason.AUDIO_TOO_LONG
+    assert audio.estimate_seconds(str(JFK)) == pytest.approx(11.0, abs=0.1)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from enginekit import transcribe_all
 
 import speechkit
 import testkit
+from enginekit import transcribe_all
 from sensorium.batching import StreamCancelled
 from sensorium.transcription import models
 from sensorium.transcription.api import Info, Options, Segment
