@@ -276,7 +276,8 @@ def _sniff_zip(head: bytes, name: str, extension: str) -> DocumentSniff:
 
 
 def _plain_zip(names: list[str], extension: str) -> DocumentSniff:
-    what = "a zip archive" if not names else f"a zip archive ({len(names)} files)"
+    count = len(names)
+    what = "a zip archive" if not count else f"a zip archive ({count} file{'s' if count != 1 else ''})"
     return DocumentSniff(
         None, Reason.UNSUPPORTED_TYPE,
         f"the content is {what}, not an Office, OpenDocument or EPUB document{_named(extension)}; "

@@ -98,7 +98,7 @@ def test_other_types_are_skipped_with_the_type_named(tmp_path):
         assert verdict.kind is None and verdict.reason == Reason.UNSUPPORTED_TYPE
         assert verdict.mime == "application/zip" and "zip archive" in verdict.message
         assert "does not index inside archives" in verdict.message
-    assert "(1 files)" in sniff_file(path).message  # its directory read from the file
+    assert "(1 file)" in sniff_file(path).message  # its directory read from the file
     tar = b"x" * 257 + b"ustar\x0000" + b"\x00" * 300
     verdict = sniff(tar)
     assert verdict.kind is None and verdict.mime == "application/x-tar"
