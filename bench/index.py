@@ -13,10 +13,13 @@ pandoc and Python — is indexed by
     PyMuPDF `get_text` per page -> word chunks that fit the model's context, overlapping as the
     job's do -> open_clip `encode_text`; audio -> faster-whisper `transcribe` -> segments
     packed the same way -> `encode_text`; image -> PIL -> preprocess -> `encode_image`, one
-    file at a time; documents -> the library a user would reach for per format (python-docx,
-    python-pptx, lxml, ebooklib + selectolax, selectolax, `email`, plain reads) -> the text in
-    word chunks as above -> `encode_text`, pictures of at least the job's minimum side ->
-    `encode_image`; a mail's text attachments are read and embedded with it.
+    file at a time; documents -> the document engine's `read` called in the loop's process
+    (`--document-loop engine`, the default: the same text and sections as the job, so both embed
+    the same pieces), or the library a user would reach for per format (`--document-loop
+    libraries`: python-docx, python-pptx, lxml, ebooklib + selectolax, selectolax, `email`,
+    plain reads; their text differs from the engine's: no table header names, no section
+    boundaries) -> word chunks as above, per section -> `encode_text`, pictures of at least the
+    job's minimum side -> `encode_image`; a mail's attachments are read and embedded with it.
 
 Model load is NOT in the timings: each side runs in its own worker process (torch's thread
 pool is per process, so the job's split and the loop's "all CPUs" cannot share one), loads
@@ -266,7 +269,8 @@ class PlainLoop:
     """The baseline: the libraries called directly, one file after the other."""
 
     def __init__(self, model: str, pretrained: str, whisper: str, model_dir: Path, cpus: int,
-                 overlap: int, whisper_threads: int, min_image_side: int = 64) -> None:
+                 overlap: int, whisper_threads: int, min_image_side: int = 64,
+                 document_loop: str = "engine") -> None:
         import open_clip
         import torch
         from faster_whisper import WhisperModel
@@ -287,6 +291,7 @@ class PlainLoop:
                                     compute_type="int8", cpu_threads=whisper_threads or cpus)
         self.overlap = overlap
         self.min_image_side = min_image_side
+        self.document_loop = document_loop
         self.costs: dict[str, int] = {}
         self.seconds: Counter[str] = Counter()
         self.vectors: Counter[str] = Counter()
@@ -359,8 +364,9 @@ class PlainLoop:
             self.seconds["pdf_text_and_chunks_s"] += time.perf_counter() - started
             self.texts(chunks, "pdf_text")
         elif path.suffix.lstrip(".") in DOCUMENT_TYPES:
-            text, pictures = plain_document(path)
-            chunks = self.pack(text.split(), self.overlap)
+            texts, pictures = (engine_document(path) if self.document_loop == "engine"
+                               else plain_document(path))
+            chunks = [piece for text in texts for piece in self.pack(text.split(), self.overlap)]
             self.seconds["document_text_and_chunks_s"] += time.perf_counter() - started
             self.texts(chunks, "document_text")
             started = time.perf_counter()
@@ -393,7 +399,29 @@ class PlainLoop:
         return len(files)
 
 
-def plain_document(path: Path) -> tuple[str, list[bytes]]:
+def engine_document(path: Path) -> tuple[list[str], list[bytes]]:
+    """A document's sections' texts and pictures from the document engine, called here; a
+    mail's attachments read the same way (the job indexes them as files of their own)."""
+    from sensorium.document.api import ParseOptions
+    from sensorium.document.engine import read
+
+    document = read(path, ParseOptions(name=path.name))
+    texts = [section.text for section in document.sections if section.text]
+    pictures = [picture.data for picture in document.pictures if picture.error is None and picture.data]
+    for attachment in document.attachments:
+        if attachment.error is None and attachment.data:
+            inner = path.parent / f".attachment-{attachment.name}"
+            inner.write_bytes(attachment.data)
+            try:
+                more, images = engine_document(inner)
+            finally:
+                inner.unlink()
+            texts += more
+            pictures += images
+    return texts, pictures
+
+
+def plain_document(path: Path) -> tuple[list[str], list[bytes]]:
     """A document's text and pictures as a user would read them with each format's library."""
     kind = path.suffix.lstrip(".")
     if kind == "docx":
@@ -404,7 +432,7 @@ def plain_document(path: Path) -> tuple[str, list[bytes]]:
         text += [cell.text for table in document.tables for row in table.rows for cell in row.cells]
         pictures = [rel.target_part.blob for rel in document.part.rels.values()
                     if "image" in rel.reltype and not rel.is_external]
-        return "\n".join(text), pictures
+        return ["\n".join(text)], pictures
     if kind == "pptx":
         import pptx
         from pptx.enum.shapes import MSO_SHAPE_TYPE
@@ -420,7 +448,7 @@ def plain_document(path: Path) -> tuple[str, list[bytes]]:
                     pictures.append(shape.image.blob)
             if slide.has_notes_slide:
                 text.append(slide.notes_slide.notes_text_frame.text)
-        return "\n".join(text), pictures
+        return ["\n".join(text)], pictures
     if kind == "odt":
         import zipfile
 
@@ -429,7 +457,7 @@ def plain_document(path: Path) -> tuple[str, list[bytes]]:
         with zipfile.ZipFile(path) as archive:
             root = etree.fromstring(archive.read("content.xml"), etree.XMLParser(resolve_entities=False))
             pictures = [archive.read(name) for name in archive.namelist() if name.startswith("Pictures/")]
-        return " ".join(root.itertext()), pictures
+        return [" ".join(root.itertext())], pictures
     if kind == "epub":
         import ebooklib
         from ebooklib import epub
@@ -439,11 +467,11 @@ def plain_document(path: Path) -> tuple[str, list[bytes]]:
         text = [HTMLParser(item.get_content()).text(separator="\n")
                 for item in book.get_items_of_type(ebooklib.ITEM_DOCUMENT)]
         pictures = [item.get_content() for item in book.get_items_of_type(ebooklib.ITEM_IMAGE)]
-        return "\n".join(text), pictures
+        return ["\n".join(text)], pictures
     if kind == "html":
         from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
-        return HTMLParser(path.read_bytes()).text(separator="\n"), []
+        return [HTMLParser(path.read_bytes()).text(separator="\n")], []
     if kind == "eml":
         import email
         import email.policy
@@ -455,8 +483,8 @@ def plain_document(path: Path) -> tuple[str, list[bytes]]:
         text.append(body.get_content() if body is not None else "")
         text += [part.get_content() for part in message.iter_attachments()
                  if part.get_content_type() == "text/plain"]
-        return "\n".join(text), []
-    return path.read_text(encoding="utf-8", errors="replace"), []  # md, txt, csv
+        return ["\n".join(text)], []
+    return [path.read_text(encoding="utf-8", errors="replace")], []  # md, txt, csv
 
 
 def loop_worker(args: argparse.Namespace) -> None:
@@ -468,7 +496,7 @@ def loop_worker(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     loop = PlainLoop(settings.embedding.model, settings.embedding.pretrained, settings.transcription.model,
                      settings.model_dir, cpus, settings.index.chunk_overlap_tokens, args.loop_whisper_threads,
-                     settings.index.min_image_side)
+                     settings.index.min_image_side, args.document_loop)
     load_s = time.perf_counter() - started
     started = time.perf_counter()
     loop.folder(args.warmup_folder)
@@ -496,7 +524,8 @@ class Worker:
         self.name = f"{kind} {shard}" if shard != "0/1" else kind
         command = [sys.executable, __file__, "--worker", kind, "--folder", str(args.folder),
                    "--warmup-folder", str(args.warmup_folder), "--shard", shard,
-                   "--loop-whisper-threads", str(args.loop_whisper_threads)]
+                   "--loop-whisper-threads", str(args.loop_whisper_threads),
+                   "--document-loop", args.document_loop]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                         env=env, stderr=subprocess.DEVNULL if args.quiet else None)
 
@@ -632,7 +661,8 @@ def report(args: argparse.Namespace, mix: dict[str, Any], job_ready: dict[str, A
           f"({weights}), Whisper {args.whisper}, CPU.")
     print(f"Job settings: {settings}; CPU split: {job_ready['cpu_split']}; embedding torch threads "
           f"{job_ready['embedding_threads']}. Loop: {loop_ready['threads']} torch threads, "
-          f"{loop_ready['whisper_threads']} CTranslate2 threads.")
+          f"{loop_ready['whisper_threads']} CTranslate2 threads"
+          + (f", documents read by the {args.document_loop}." if mix["documents"] else "."))
     print(f"Start-up, not in the timings (models loaded; warm-up on 3 other files): job "
           f"{job_ready['load_s']:.1f} + {job_ready['warmup_s']:.1f} s, loop {loop_ready['load_s']:.1f} + "
           f"{loop_ready['warmup_s']:.1f} s.\n")
@@ -697,6 +727,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=40, help="images in the folder (default: %(default)s)")
     parser.add_argument("--documents", type=int, default=0,
                         help="documents in the folder (default: %(default)s)")
+    parser.add_argument("--document-loop", choices=("engine", "libraries"), default="engine",
+                        help="how the loop reads documents (see above; default: %(default)s)")
     parser.add_argument("--folder-kind", choices=("mixed", "documents"), default="mixed",
                         help="documents: a folder of 36 documents only (--documents to change the count)")
     parser.add_argument("--pdf-pages", type=int, default=3, help="pages per PDF (default: %(default)s)")
