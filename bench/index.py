@@ -117,13 +117,20 @@ def make_image(seed: int, fmt: str, size: tuple[int, int] = (640, 480)) -> bytes
     return buffer.getvalue()
 
 
-DOCUMENT_TYPES = ("docx", "pptx", "odt", "epub", "html", "md", "txt", "csv", "eml")
+DOCUMENT_TYPES = ("docx", "pptx", "odt", "epub", "html", "md", "txt", "csv", "eml", "doc", "xls", "ppt")
+"""The documents' types, in turn; the 97-2003 ones (LibreOffice converts them, seconds a file:
+work the job overlaps with the embedding model) only with `--legacy`."""
 
 
-def make_documents(folder: Path, count: int, seed: int) -> None:
-    """`count` documents, the types of DOCUMENT_TYPES in turn, each with its own text (made
-    by pandoc from Markdown like bench/document_folder.py's, or written by Python); Word and
-    PowerPoint files show one picture every other file."""
+def document_types(legacy: bool) -> tuple[str, ...]:
+    return DOCUMENT_TYPES if legacy else DOCUMENT_TYPES[:-3]
+
+
+def make_documents(folder: Path, count: int, seed: int, legacy: bool = False) -> None:
+    """`count` documents, the types of `document_types(legacy)` in turn, each with its own text
+    (made by pandoc from Markdown like bench/document_folder.py's, or written by Python; the
+    97-2003 ones converted from those by LibreOffice); Word and PowerPoint files show one
+    picture every other file."""
     import random
 
     import document_folder  # bench/document_folder.py (it puts tests/support on the path)
@@ -134,10 +141,22 @@ def make_documents(folder: Path, count: int, seed: int) -> None:
     work = folder.parent / f"_document_sources-{seed}"
     work.mkdir(exist_ok=True)
     (work / "picture.png").write_bytes(docmaker.png(96, 96, (20, 90, 160)))
+    types = document_types(legacy)
+    conversions: dict[str, list[Path]] = {}
     for i in range(count):
-        kind = DOCUMENT_TYPES[i % len(DOCUMENT_TYPES)]
+        kind = types[i % len(types)]
         target = folder / f"document-{i:03d}.{kind}"
-        if kind in ("docx", "pptx", "odt", "epub", "html", "md"):
+        if kind in ("doc", "ppt", "xls"):
+            source_kind = {"doc": "docx", "ppt": "pptx", "xls": "fods"}[kind]
+            source = work / f"document-{i:03d}.{source_kind}"
+            if kind == "xls":
+                source.write_text(document_folder.fods(rng, i), encoding="utf-8")
+            else:
+                markdown = work / f"{i}.md"
+                markdown.write_text(document_folder.markdown(rng, i, slides=kind == "ppt"), encoding="utf-8")
+                docmaker._run(["pandoc", markdown.name, "-s", "-o", source.name], work)
+            conversions.setdefault(kind, []).append(source)
+        elif kind in ("docx", "pptx", "odt", "epub", "html", "md"):
             source = work / f"{i}.md"
             source.write_text(document_folder.markdown(rng, i, slides=kind == "pptx"), encoding="utf-8")
             if kind == "md":
@@ -156,6 +175,8 @@ def make_documents(folder: Path, count: int, seed: int) -> None:
             message = docmaker.mail_message(f"Harbour mail {i}", document_folder.sentence(rng, 60),
                                             [(f"minutes-{i}.txt", "text/plain", attachment)])
             target.write_bytes(message.as_bytes())
+    for kind, sources in conversions.items():
+        docmaker.soffice_convert(sources, kind, folder)
     shutil.rmtree(work)
 
 
@@ -163,7 +184,7 @@ def make_folder(folder: Path, pdfs: int, wavs: int, images: int, args: argparse.
                 seed: int = 0, documents: int = 0) -> dict[str, Any]:
     """The mixed folder; returns what it holds."""
     folder.mkdir(parents=True)
-    make_documents(folder, documents, seed)
+    make_documents(folder, documents, seed, legacy=args.legacy)
     audio_seconds = []
     for i in range(pdfs):
         (folder / f"doc-{i:03d}.pdf").write_bytes(make_pdf(seed + i, args.pdf_pages, args.pdf_words))
@@ -424,6 +445,23 @@ def engine_document(path: Path) -> tuple[list[str], list[bytes]]:
 def plain_document(path: Path) -> tuple[list[str], list[bytes]]:
     """A document's text and pictures as a user would read them with each format's library."""
     kind = path.suffix.lstrip(".")
+    if kind in ("doc", "xls", "ppt"):  # LibreOffice converts, as a user would, then as below
+        import tempfile
+
+        from sensorium.document import legacy
+        from sensorium.document.api import DocumentKind
+
+        with tempfile.TemporaryDirectory() as workdir:
+            converted = Path(legacy.convert(str(path), DocumentKind(kind), workdir, 120.0))
+            return plain_document(converted)
+    if kind == "xlsx":
+        import openpyxl
+
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        cells = [str(value) for sheet in workbook.worksheets for row in sheet.iter_rows(values_only=True)
+                 for value in row if value is not None]
+        workbook.close()
+        return [" ".join(cells)], []
     if kind == "docx":
         import docx
 
@@ -596,7 +634,7 @@ def main(args: argparse.Namespace) -> int:
         say(f"writing {args.pdfs} PDFs, {args.wavs} WAVs, {args.images} images, {args.documents} documents")
         mix = make_folder(args.folder, args.pdfs, args.wavs, args.images, args, documents=args.documents)
         make_folder(args.warmup_folder, 1, 1, 1, args, seed=10_000,
-                    documents=len(DOCUMENT_TYPES) if args.documents else 0)
+                    documents=len(document_types(args.legacy)) if args.documents else 0)
         env = base_env(args, Path(args.model_dir) if args.model_dir else root / "models")
         job_env = {**env, **dict(args.setting)}
 
@@ -657,7 +695,8 @@ def report(args: argparse.Namespace, mix: dict[str, Any], job_ready: dict[str, A
     print(f"Files: {mix['files']} ({mix['pdfs']} PDFs of {args.pdf_pages} text pages x {args.pdf_words} "
           f"words, {mix['wavs']} WAVs of espeak-ng speech ({mix['audio_seconds']} s in all), {mix['images']} "
           f"640x480 images, half PNG half JPEG, {mix['documents']} documents: "
-          f"{', '.join(DOCUMENT_TYPES)} in turn), {mix['bytes'] / 1e6:.1f} MB. Models: {args.model} "
+          f"{', '.join(document_types(args.legacy))} in turn), {mix['bytes'] / 1e6:.1f} MB. "
+          f"Models: {args.model} "
           f"({weights}), Whisper {args.whisper}, CPU.")
     print(f"Job settings: {settings}; CPU split: {job_ready['cpu_split']}; embedding torch threads "
           f"{job_ready['embedding_threads']}. Loop: {loop_ready['threads']} torch threads, "
@@ -727,6 +766,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=40, help="images in the folder (default: %(default)s)")
     parser.add_argument("--documents", type=int, default=0,
                         help="documents in the folder (default: %(default)s)")
+    parser.add_argument("--legacy", action="store_true",
+                        help="documents include Word, Excel and PowerPoint 97-2003 files (LibreOffice)")
     parser.add_argument("--document-loop", choices=("engine", "libraries"), default="engine",
                         help="how the loop reads documents (see above; default: %(default)s)")
     parser.add_argument("--folder-kind", choices=("mixed", "documents"), default="mixed",
@@ -769,7 +810,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.documents = args.documents or 36
     if args.quick:
         if args.folder_kind == "documents":
-            args.documents = len(DOCUMENT_TYPES)
+            args.documents = len(document_types(args.legacy))
         else:
             args.pdfs, args.wavs, args.images = 3, 1, 4
         args.pdf_pages, args.audio_seconds, args.repeats = 1, 3.0, 1
