@@ -210,6 +210,7 @@ async def test_the_remote_engine_answers_as_the_runtime(start_server, generated)
 async def test_a_token_scoped_to_document_may_call_it_and_a_pdf_token_may_not(start_server, tmp_path):
     tokens = tmp_path / "tokens"
     tokens.write_text(f"{TOKEN} document\n{PDF_TOKEN} pdf\n")
+    tokens.chmod(0o600)  # a secret: the server refuses a file others may read
     server = await start_server(services=["document"], document=_document_settings(),
                                 auth={"tokens_file": tokens})
     target = f"127.0.0.1:{server.port}"
