@@ -214,10 +214,10 @@ async def test_a_token_scoped_to_document_may_call_it_and_a_pdf_token_may_not(st
     server = await start_server(services=["document"], document=_document_settings(),
                                 auth={"tokens_file": tokens})
     target = f"127.0.0.1:{server.port}"
-    async with Client(target, token=TOKEN) as client:
+    async with Client(target, token=TOKEN, insecure=True) as client:  # loopback
         response = await DocumentClient(client).parse_document(b"scoped words\n", "a.txt")
         assert response.sections[0].text == "scoped words"
-    async with Client(target, token=PDF_TOKEN) as client:
+    async with Client(target, token=PDF_TOKEN, insecure=True) as client:
         with pytest.raises(ClientError) as error:
             await DocumentClient(client).parse_document(b"scoped words\n", "a.txt")
         assert error.value.details.code == grpc.StatusCode.PERMISSION_DENIED
