@@ -11,7 +11,11 @@ with norm about `--noise` times the centre's (0.75: a point's cosine to its cent
 query has true neighbours, as real embeddings do; uniform random vectors would have none and
 make every index look bad. Queries are fresh points drawn the same way.
 
-Printed: build times (parts, store ingest with the full-text index, vector index), then for
+Printed: build times (parts, store ingest with the full-text index, vector index), the cost of
+opening the store: read-only as searches open it now (`SearchStore(..., refresh=False)`: the
+ledger and the store's state, no scan of the rows) beside opening it the old way, which brought
+the store up to date first (`update_store` with nothing to do: it counts every unit's rows in the
+store), median of `--opens` opens in this process with warm file caches; then for
 each nprobes x refine factor the store's lookup latency p50/p95 (SearchStore.search in vector
 mode, k results with their provenance) and recall@k against exact search (all rows compared
 in numpy); and numpy's exact search time per query for scale.
@@ -101,6 +105,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dir", type=Path, default=None, help="index directory (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the index directory")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--opens", type=int, default=10,
+                        help="store opens timed, each way (default: %(default)s)")
     parser.add_argument(
         "--json", type=Path, default=None, metavar="OUT.json", help="also write results as JSON"
     )
@@ -210,6 +216,28 @@ def write_parts(
                 first_row[work.unit] = row
                 row += len(vectors)
     return first_row
+
+
+def open_costs(directory: Path, queries: np.ndarray, opens: int) -> dict[str, float]:
+    """Median seconds to open the store read-only (and answer a first vector query), and to open
+    it the old way (bring it up to date, nothing to do)."""
+    from sensorium.index.store import update_store
+
+    def median(measure: Callable[[], object]) -> float:
+        timings = []
+        for _ in range(opens):
+            started = time.perf_counter()
+            measure()
+            timings.append(time.perf_counter() - started)
+        return statistics.median(timings)
+
+    return {
+        "open_read_only_s": median(lambda: SearchStore(directory, refresh=False)),
+        "open_and_first_query_s": median(
+            lambda: SearchStore(directory, refresh=False).search(query_vector=queries[0], mode="vector", k=10)
+        ),
+        "open_with_update_s": median(lambda: update_store(directory)),
+    }
 
 
 def exact_top_k(data: Data, queries: np.ndarray, k: int) -> tuple[np.ndarray, float, float]:
@@ -428,7 +456,7 @@ def sensorium_command() -> list[str]:
 def end_to_end(directory: Path, args: argparse.Namespace, model_load_s: float) -> dict[str, Any]:
     queries = list(TEXT_QUERIES[: args.text_queries])
     started = time.perf_counter()
-    store = SearchStore(directory)  # as `sensorium search` opens it: default settings, refreshed
+    store = SearchStore(directory, refresh=False)  # as `sensorium search` opens it: read-only
     store_open_s = time.perf_counter() - started
     modes, in_process_load_s = asyncio.run(in_process(directory, store, queries, args.k))
     command = [*sensorium_command(), "search", "--index", str(directory)]
@@ -512,7 +540,7 @@ def main() -> None:
 
         say("building the store from the parts (rows + full-text index)")
         started = time.perf_counter()
-        store = SearchStore(directory, params=VectorIndexParams(min_rows=2**62))
+        store = SearchStore(directory, params=VectorIndexParams(min_rows=2**62), refresh=True)
         times["store_ingest_s"] = time.perf_counter() - started
 
         say(f"building the vector index (IVF_SQ, {VectorIndexParams.partitions(args.rows)} partitions)")
@@ -521,6 +549,9 @@ def main() -> None:
         stats = store.refresh()
         times["vector_index_s"] = time.perf_counter() - started
         assert stats.vector_index, "the vector index was not built"
+
+        say(f"opening the store, {args.opens} times each way")
+        times.update(open_costs(directory, queries=data.queries(1), opens=args.opens))
 
         say(f"exact top-{args.k} of {args.queries} queries in numpy")
         queries = data.queries(args.queries)
@@ -566,6 +597,12 @@ def main() -> None:
         ("vector_index_s", "store: vector index (IVF_SQ)"),
     ]:
         print(f"| {label} | {times[name]:.1f} |")
+    print()
+    print(
+        f"Opening the store (median of {args.opens}): read-only {1000 * times['open_read_only_s']:.0f} ms, "
+        f"read-only and a first vector query {1000 * times['open_and_first_query_s']:.0f} ms; "
+        f"the old way, updating it first (nothing to do) {1000 * times['open_with_update_s']:.0f} ms."
+    )
     print()
     print(
         f"Exact search in numpy over all rows: {1000 * numpy_single:.1f} ms a query one at a time, "

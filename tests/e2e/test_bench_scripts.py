@@ -80,6 +80,22 @@ def test_search_benchmark_end_to_end_runs_the_cli_on_its_index():
     assert "| start the embedding runtime" in result.stdout and "| store search (hybrid) |" in result.stdout
 
 
+def test_cold_search_benchmark_times_every_command_on_its_index():
+    import tiny_clip
+
+    result = bench("bench/search_cold.py", "--rows", "2000", "--clusters", "20", "--runs", "2",
+                   "--today-runs", "1", "--parity-texts", "40", "--model", f"local-dir:{tiny_clip.build()}",
+                   timeout=900)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in result.stdout.splitlines()
+            if line.startswith(("| cold", "| warm", "| today", "| python"))}
+    assert {"cold, new path: hybrid", "cold, new path: text", "warm command: hybrid",
+            "today: sensorium search (hybrid)"} <= set(rows), result.stdout
+    for name, (runs, p50, p95, _range, peak) in rows.items():
+        assert int(runs) >= 1 and 0 < float(p50) <= float(p95) and float(peak) > 0, name
+    assert "cosine min 1.0" in result.stdout or "cosine min 0.999" in result.stdout, result.stdout
+
+
 def test_index_benchmark_runs_the_job_and_the_loop_on_the_same_files(tmp_path):
     import json
 

@@ -200,14 +200,18 @@ def test_search_finds_what_was_put_in(mixed, built, env):
     out, _ = built
     chunk = next(row for row in rows(out) if row["kind"] == "pdf_text" and row["page"] == 2)
     for mode in ("text", "hybrid"):
-        hits = search(out, env, chunk["text"], "--mode", mode, "-k", "3")
+        hits = search(out, env, chunk["text"], "--mode", mode, "-k", "3", "--chunks")
         assert (hits[0]["path"], hits[0]["page"], hits[0]["text"]) == (chunk["path"], 2, chunk["text"]), mode
         assert "vector" not in hits[0] and "score" in hits[0]
+        # One result per file by default: the file, its best place, the matched words highlighted.
+        (best, *_) = search(out, env, PAGE_TWO, "--mode", mode)
+        assert (best["path"], best["page"]) == (chunk["path"], 2), mode
+        assert "Potatoes" in best["snippet"] and best["highlights"]
     red = search(out, env, "a red circle", "--mode", "vector", "--kind", "image", "-k", "2")
     first = Path(red[0]["path"]).name
     assert first == "red-circle.png" or first.startswith("copy-of-red")
     audio = next(row for row in rows(out) if row["kind"] == "audio")
-    spoken = search(out, env, audio["text"], "--mode", "text", "-k", "1")
+    spoken = search(out, env, audio["text"], "--mode", "text", "-k", "1", "--chunks")
     assert spoken[0]["kind"] == "audio"
     assert spoken[0]["start_seconds"] == audio["start_seconds"]
     assert spoken[0]["end_seconds"] == audio["end_seconds"]
@@ -305,7 +309,7 @@ def test_two_shards_cover_what_one_run_does(mixed, built, env, tmp_path):
 def test_through_a_server_gives_the_same_index(mixed, built, env, tmp_path):
     reference, _ = built
     out = tmp_path / "index"
-    services = "pdf,transcription,embedding,document"
+    services = "pdf,transcription,embedding,document,media"
     with testkit.serve(env={**env, "SENSORIUM_SERVICES": services}) as server:
         result = index(mixed, out, env, "--server", server.target, "--json")
     assert result.returncode == 0, result.stderr

@@ -4,10 +4,12 @@ Each test starts one in-process `Server` on 127.0.0.1:0 (`start_server`: PDF wor
 `tiny.en` Whisper, the project-trained tiny CLIP) and calls it over a real gRPC channel with the
 raw generated stubs, so that every request field can take any value. The inputs are mutated
 fixtures the tests generate (PDFs with text, images, dates and a password; espeak-ng speech as
-WAV, MP3, FLAC, Ogg, Opus and M4A; PNG, JPEG, GIF, WebP, TIFF and BMP images; Word, PowerPoint,
-OpenDocument, EPUB, HTML, Markdown, text, CSV, subtitles and mail made by pandoc and Python, with
-the hostile documents: a zip bomb, billion laughs, a span bomb, a binary .txt, a truncated .pptx,
-an encrypted .docx and a mail in a mail in a mail): bit flips, byte
+WAV, MP3, FLAC, Ogg, Opus and M4A; PNG, JPEG, GIF, WebP, TIFF, BMP, HEIC and AVIF images, a
+screenshot with text and a phone photo with EXIF; H.264 MP4 and MOV, VP9 WebM and MPEG-4 MKV
+videos with and without sound, one turned portrait; Word, PowerPoint, OpenDocument, EPUB, HTML,
+Markdown, text, CSV, subtitles and mail made by pandoc and Python, with the hostile documents: a
+zip bomb, billion laughs, a span bomb, a binary .txt, a truncated .pptx, an encrypted .docx and a
+mail in a mail in a mail): bit flips, byte
 overwrites with values parsers trip on, truncation, insertion, deletion and splices of two
 fixtures; and random values of every request field (options, page ranges, passwords, languages,
 temperatures, beam sizes, batch flags, truncation modes, empty and huge strings, stream
@@ -59,6 +61,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import docmaker
+import mediakit
 import speechkit
 import testkit
 import tiny_clip
@@ -68,6 +71,9 @@ from sensorium.document.v1 import document_service_pb2_grpc as document_grpc
 from sensorium.embedding.v1 import embedding_service_pb2 as embedding_pb
 from sensorium.embedding.v1 import embedding_service_pb2_grpc as embedding_grpc
 from sensorium.errors import Reason
+from sensorium.media.photos import register_heif
+from sensorium.media.v1 import media_service_pb2 as media_pb
+from sensorium.media.v1 import media_service_pb2_grpc as media_grpc
 from sensorium.pdf.v1 import pdf_service_pb2 as pdf_pb
 from sensorium.pdf.v1 import pdf_service_pb2_grpc as pdf_grpc
 from sensorium.status import CODES
@@ -112,11 +118,13 @@ class Stubs:
     transcription: Any = field(init=False)
     embedding: Any = field(init=False)
     document: Any = field(init=False)
+    media: Any = field(init=False)
     health: Any = field(init=False)
 
     def __post_init__(self) -> None:
         self.pdf = pdf_grpc.PdfServiceStub(self.channel)
         self.document = document_grpc.DocumentServiceStub(self.channel)
+        self.media = media_grpc.MediaServiceStub(self.channel)
         self.transcription = transcription_grpc.TranscriptionServiceStub(self.channel)
         self.embedding = embedding_grpc.EmbeddingServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
@@ -133,11 +141,12 @@ async def stubs(start_server, tmp_path) -> AsyncIterator[Stubs]:
     (grpc/grpc#36066), which would hide the answer under test."""
     shapes = tiny_clip.build()
     server = await start_server(
-        services=["pdf", "transcription", "embedding", "document"], device="cpu",
+        services=["pdf", "transcription", "embedding", "document", "media"], device="cpu",
         model_dir=tmp_path / "models", pdf={"workers": 1, "timeout_seconds": 20},
         document={"workers": 1, "timeout_seconds": 20, "soffice_timeout_seconds": 15},
         transcription={"model": "packaged:tiny.en", "workers": 1},
         embedding={"model": f"local-dir:{shapes}", "pretrained": "", "max_wait_ms": 2.0},
+        media={"workers": 1, "timeout_seconds": 20},
     )
     options = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
                ("grpc.max_send_message_length", 64 * 1024 * 1024)]
@@ -195,8 +204,15 @@ def _images() -> list[bytes]:
     rotated[0x0112] = 6  # EXIF orientation: a quarter turn
     frames = [shape, tiny_clip.draw("square", "blue", rng, size=40)]
     depth = Image.fromarray(np.arange(40 * 32, dtype=np.uint16).reshape(32, 40) * 50)  # I;16
+    register_heif()
+    camera = mediakit.exif(orientation=8, original="2024:02:29 23:59:59", offset="+05:45")
+    camera[0x010F], camera[0x0110] = "Apple", "iPhone 13"
     return [
         tiny_clip.png(shape),
+        mediakit.heic(shape.convert("RGB"), camera),
+        encoded(shape.convert("RGB"), "AVIF", exif=camera.tobytes()),
+        encoded(mediakit.screenshot(["Error 42: disk full"], size=14, width=220).image, "PNG"),
+        encoded(mediakit.photo_like(96, 64, seed=4), "JPEG", quality=70, exif=camera.tobytes()),
         encoded(shape.convert("RGBA"), "PNG"),
         encoded(depth, "PNG"),
         encoded(shape, "JPEG", quality=80),
@@ -215,16 +231,33 @@ def _documents(directory: Path) -> list[bytes]:
     return [path.read_bytes() for path in docmaker.make_seeds(directory / "documents")]
 
 
+def _videos(directory: Path) -> list[bytes]:
+    spoken = speechkit.load(speechkit.espeak("Glue the sheet.", directory / "speech.wav"))
+    made = [
+        mediakit.scene_video(directory / "a.mp4", [0.0, 1.0], 2.0, size=(48, 32), soundtrack=spoken,
+                             metadata={"creation_time": "2024-02-29T23:59:59Z"}),
+        mediakit.scene_video(directory / "b.mp4", [0.0, 1.0], 2.0, size=(48, 32), faststart=True,
+                             rotate_clockwise=True),
+        mediakit.scene_video(directory / "c.mov", [0.0], 1.0, size=(32, 32), container="mov"),
+        mediakit.scene_video(directory / "d.webm", [0.0, 0.5], 1.0, size=(32, 32), container="webm",
+                             codec="libvpx-vp9"),
+        mediakit.scene_video(directory / "e.mkv", [0.0], 1.0, size=(32, 32), container="matroska",
+                             codec="mpeg4"),
+    ]
+    return [path.read_bytes() for path in made]
+
+
 @dataclass(frozen=True)
 class Corpus:
     pdfs: list[bytes]
     audio: list[bytes]
     images: list[bytes]
     documents: list[bytes]
+    videos: list[bytes]
 
     @property
     def everything(self) -> list[bytes]:
-        return [*self.pdfs, *self.audio, *self.images, *self.documents]
+        return [*self.pdfs, *self.audio, *self.images, *self.documents, *self.videos]
 
 
 _CORPUS: Corpus | None = None
@@ -236,7 +269,8 @@ def corpus() -> Corpus:
     global _CORPUS
     if _CORPUS is None:
         with tempfile.TemporaryDirectory() as directory:
-            _CORPUS = Corpus(_pdfs(), _audio(Path(directory)), _images(), _documents(Path(directory)))
+            _CORPUS = Corpus(_pdfs(), _audio(Path(directory)), _images(), _documents(Path(directory)),
+                             _videos(Path(directory)))
     return _CORPUS
 
 
@@ -253,6 +287,7 @@ TOKENS = [
     b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"\xd0\xcf\x11\xe0", b"mimetype",
     b"[Content_Types].xml", b"<!ENTITY", b"<!DOCTYPE", b"<![CDATA[", b"{\\rtf1", b"WEBVTT", b" --> ",
     b"Content-Type: multipart/mixed; boundary=", b"Content-Transfer-Encoding: base64", b"colspan=65534",
+    b"ftyp", b"heic", b"avif", b"Exif\x00\x00", b"\x1aE\xdf\xa3", b"stsz", b"stco", b"avcC", b"hvcC",
 ]
 """Values parsers trip on (a fuzzer's dictionary): limits, markers and lengths of each format."""
 
@@ -300,6 +335,8 @@ def mutated_images() -> st.SearchStrategy[bytes]:
 
 def mutated_documents() -> st.SearchStrategy[bytes]:
     return st.deferred(lambda: mutated(corpus().documents))
+def mutated_videos() -> st.SearchStrategy[bytes]:
+    return st.deferred(lambda: mutated(corpus().videos))
 
 
 def text(max_size: int = 40) -> st.SearchStrategy[str]:
@@ -550,7 +587,8 @@ def _failed(name: str, exc: grpc.RpcError) -> Answer:
 
 def _assert_serving(stubs: Stubs) -> None:
     for service in ["", "sensorium.pdf.v1.PdfService", "sensorium.transcription.v1.TranscriptionService",
-                    "sensorium.embedding.v1.EmbeddingService", "sensorium.document.v1.DocumentService"]:
+                    "sensorium.embedding.v1.EmbeddingService", "sensorium.document.v1.DocumentService",
+                    "sensorium.media.v1.MediaService"]:
         status = stubs.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
         assert status == health_pb2.HealthCheckResponse.SERVING, f"{service or 'server'}: {status}"
 
@@ -768,4 +806,61 @@ async def test_stream_parse_document_answers_every_mutated_upload_cleanly(
         assert summary.attachments == sum(part.offset == 0 for part in parts)
         if not options.include_attachments:
             assert not parts
+    await assert_serving(stubs)
+
+
+# --- Media -------------------------------------------------------------------------------
+
+def image_text_options() -> st.SearchStrategy[media_pb.ImageTextOptions]:
+    return st.builds(media_pb.ImageTextOptions, text_mode=st.integers(0, 3),  # 3: not in the enum
+                     preview_side=st.one_of(st.integers(0, 512), uint32()))
+
+
+@fuzz(examples=80)
+@given(content=mutated_images(), options=image_text_options())
+async def test_read_image_text_answers_every_mutated_image_cleanly(stubs, content, options):
+    answer = await unary(stubs.media.ReadImageText, "ReadImageText",
+                         media_pb.ReadImageTextRequest(content=content, options=options))
+    if answer.code == grpc.StatusCode.OK:
+        result = answer.responses[0].result
+        assert result.width > 0 and result.height > 0 and result.status != media_pb.TEXT_STATUS_UNSPECIFIED
+        assert all(0 <= line.bbox.x0 <= line.bbox.x1 <= result.width for line in result.lines)
+        assert len(result.preview) < 4 * 1024 * 1024
+    await assert_serving(stubs)
+
+
+@fuzz(examples=40)
+@given(data=st.data(), content=mutated_images(), options=image_text_options(),
+       protocol=st.sampled_from(PROTOCOLS))
+async def test_stream_read_image_text_answers_every_mutated_upload_cleanly(
+    stubs, data, content, options, protocol
+):
+    header = media_pb.StreamReadImageTextHeader(upload=data.draw(upload_header(content)), options=options)
+    requests = stream_messages(protocol, header, data.draw(chunked(content)),
+                               media_pb.StreamReadImageTextRequest)
+    answer = await streaming(stubs.media.StreamReadImageText, "StreamReadImageText", requests,
+                             echoed=_strings(header))
+    if answer.code == grpc.StatusCode.OK:
+        assert len(answer.responses) == 1 and answer.responses[0].result.width > 0
+    await assert_serving(stubs)
+
+
+@fuzz(examples=60)
+@given(data=st.data(), content=mutated_videos(), max_frames=st.one_of(st.integers(0, 4), uint32()),
+       protocol=st.sampled_from(PROTOCOLS))
+async def test_stream_extract_video_frames_answers_every_mutated_video_cleanly(
+    stubs, data, content, max_frames, protocol
+):
+    header = media_pb.StreamExtractVideoFramesHeader(
+        upload=data.draw(upload_header(content)), options=media_pb.VideoOptions(max_frames=max_frames))
+    requests = stream_messages(protocol, header, data.draw(chunked(content)),
+                               media_pb.StreamExtractVideoFramesRequest)
+    answer = await streaming(stubs.media.StreamExtractVideoFrames, "StreamExtractVideoFrames", requests,
+                             echoed=_strings(header))
+    if answer.code == grpc.StatusCode.OK:
+        kinds = [r.WhichOneof("result") for r in answer.responses]
+        assert kinds[-1] == "summary" and kinds.count("summary") == 1 and kinds.count("frame") >= 1
+        assert max_frames == 0 or kinds.count("frame") <= max_frames
+        times = [r.frame.seconds for r in answer.responses if r.HasField("frame")]
+        assert times == sorted(times)
     await assert_serving(stubs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Iterable
@@ -13,7 +14,7 @@ import numpy as np
 from sensorium.errors import Reason
 from sensorium.index.layout import EmbeddingSpace, Manifest, Shard
 from sensorium.index.reader import IndexReader
-from sensorium.index.writer import FileStat, IndexWriter, Plan, Row, Summary, Work
+from sensorium.index.writer import FileStat, IndexWriter, Passage, Plan, Row, Summary, Work
 
 DIMENSION = 8
 SPACE = EmbeddingSpace("test-model", "test-tag", "ab" * 32, DIMENSION)
@@ -83,7 +84,6 @@ class Job:
         self.summary = writer.close()
         return self
 
-
     def _inner(self, writer: IndexWriter, parent: Work, name: str, data: bytes) -> None:
         stat = FileStat(f"{parent.file.path}!/{name}", len(data), parent.file.mtime_ns)
         self.begun.append(stat.path)
@@ -94,7 +94,9 @@ class Job:
         if work is None:
             return
         self.embedded.append(stat.path)
-        writer.add_rows(work, rows_for(data))
+        # Its text is one passage, as a document attachment's section is.
+        (passage,) = writer.add_passages(work, [Passage("pdf_text", data.decode(errors="replace"), page=1)])
+        writer.add_rows(work, [dataclasses.replace(row, passage=passage) for row in rows_for(data)])
         writer.finish(work)
 
 

@@ -20,7 +20,8 @@ def add_parser(commands: Any) -> None:
         "index", help=f"index files ({described()}) into a searchable index folder",
         description="Walk PATHs (files and folders) and the --manifest list, recognise each "
         "file's type by its content, and write its rows (PDF text chunks and images, transcript "
-        "windows, image files; all embedded with the same CLIP model) into the index folder --out. "
+        "windows, image files and the text read in them, video frames; all embedded with the same "
+        "CLIP model) into the index folder --out. "
         "Rerunnable: unchanged files are skipped without reading them, changed ones reindexed, "
         "deleted ones retired; a killed job loses at most the files in flight. Models and limits "
         "come from the same SENSORIUM_* variables as the server (README). See docs/index.md.",
@@ -45,6 +46,12 @@ def add_parser(commands: Any) -> None:
                        "by kind, errors by reason, seconds, rates)")
     index.add_argument("--timeout", type=float, default=None,
                        help="deadline in seconds of each call to --server")
+    index.add_argument("--update-store", action="store_true",
+                       help="only bring the index's search store up to date with its parts (no PATH "
+                       "needed; every run ends with this, and searches never write the store): after "
+                       "shards ran elsewhere, or to rebuild a store with --rebuild-store")
+    index.add_argument("--rebuild-store", action="store_true",
+                       help="with --update-store: throw the search store away and build it again")
     add_tls_flags(index)
     add_token_flag(index)
     index.set_defaults(run=run)
@@ -54,6 +61,10 @@ async def run(args: argparse.Namespace) -> int:
     from sensorium.index.inputs import JobError, resolve_shard
     from sensorium.index.job import JobRequest, run_job
 
+    if args.rebuild_store and not args.update_store:
+        raise CliError("--rebuild-store goes with --update-store", Exit.USAGE)
+    if args.update_store:
+        return await _update_store(args)
     if not args.paths and args.manifest is None:
         raise CliError("name the files or folders to index (PATH...), or --manifest FILE", Exit.USAGE)
     security = remote_only(args)
@@ -74,6 +85,28 @@ async def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         _print_summary(summary)
+    return Exit.OK
+
+
+async def _update_store(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sensorium.index.inputs import JobError
+    from sensorium.index.job import refresh_store
+
+    if args.paths or args.manifest is not None:
+        raise CliError("--update-store takes no PATH: it updates the store of --out", Exit.USAGE)
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        store = await asyncio.to_thread(refresh_store, args.out, settings, rebuild=args.rebuild_store)
+    except JobError as exc:
+        raise CliError(str(exc), exc.code) from None
+    if args.json:
+        print(json.dumps({"index": str(args.out), "store": store}))
+    else:
+        print(f"search store of {args.out}: {store['rows']} rows, {store['passages']} passages "
+              f"(+{store['files_added']} files, -{store['files_removed']}) in {store['seconds']:.1f} s")
     return Exit.OK
 
 

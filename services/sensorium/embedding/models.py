@@ -1,4 +1,6 @@
-"""`sensorium models embedding`: put the configured open_clip weights into the model directory.
+"""`sensorium models embedding`: put the configured open_clip weights into the model directory,
+and beside them the model's text tower exported to ONNX (the query path of `sensorium search`
+runs it without torch: `sensorium.embedding.text_tower`).
 
 Runs where the model hub is reachable; servers started later with the same
 SENSORIUM_MODEL_DIR find the weights there and never download (see
@@ -59,7 +61,21 @@ def prepare(settings: Settings, model_dir: Path) -> str:
     except EngineError as exc:
         raise ModelError(str(exc)) from exc
     if weights.checkpoint is None and not weights.open_clip_name.startswith(LOCAL_DIR_PREFIX):
+        # Random weights are drawn anew by every load: a tower exported from one draw would
+        # match no index, so there is nothing to export.
         return f"{weights.model_label} with random weights (SENSORIUM_EMBEDDING__PRETRAINED is empty)"
     source = weights.checkpoint or weights.open_clip_name[len(LOCAL_DIR_PREFIX):]
     label = "/".join(part for part in (weights.model_label, weights.pretrained_label) if part)
-    return f"{label} ready ({source})"
+    return f"{label} ready ({source}); {_text_tower(model, pretrained, model_dir)}"
+
+
+def _text_tower(model: str, pretrained: str, model_dir: Path) -> str:
+    from sensorium.embedding.onnx_export import UnsupportedTower, export_text_tower
+    from sensorium.embedding.text_tower import tower_dir
+
+    try:
+        info = export_text_tower(model, pretrained, model_dir)
+    except UnsupportedTower as exc:
+        return f"no ONNX text tower ({exc}): search embeds queries with torch"
+    return (f"ONNX text tower in {tower_dir(model_dir, model, pretrained)} (cosine to open_clip "
+            f">= {info.parity_min_cosine:.5f} over {info.parity_texts} texts)")

@@ -265,3 +265,42 @@ def _split_segment(text: str, start: float, end: float, budget: _Budget) -> list
         )
         first = last
     return pieces
+
+
+TRANSCRIPT_PASSAGE_SECONDS = 60.0
+"""How long a transcript's passages (the stretches full-text search ranks) grow at most."""
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """Consecutive segments of a transcript: one passage. Window its `segments` with
+    `window_transcript` to make its rows, so that every row lies inside one passage."""
+
+    text: str
+    start_seconds: float
+    end_seconds: float
+    segments: tuple[SegmentLike, ...]
+
+
+def transcript_stretches(
+    segments: Iterable[SegmentLike], *, max_seconds: float = TRANSCRIPT_PASSAGE_SECONDS
+) -> list[Stretch]:
+    """Group consecutive segments into stretches of at most `max_seconds` (a longer segment is a
+    stretch of its own; segments are never split). Empty segments are dropped."""
+    stretches: list[Stretch] = []
+    group: list[SegmentLike] = []
+
+    def close() -> None:
+        if group:
+            text = " ".join(" ".join(segment.text.split()) for segment in group)
+            stretches.append(Stretch(text, group[0].start, group[-1].end, tuple(group)))
+            group.clear()
+
+    for segment in segments:
+        if not segment.text.strip():
+            continue
+        if group and segment.end - group[0].start > max_seconds:
+            close()
+        group.append(segment)
+    close()
+    return stretches

@@ -120,10 +120,31 @@ async def run_job(request: JobRequest, settings: Settings, engines: Engines | No
             finally:
                 progress.close()
         summary = writer.close()
-        return tally.to_json(request.out, request.shard, summary.parts)
+        result = tally.to_json(request.out, request.shard, summary.parts)
+        result["store"] = await asyncio.to_thread(refresh_store, request.out, settings)
+        return result
     finally:
         if owned:
             await engines.close()
+
+
+def refresh_store(out: Path, settings: Settings, *, rebuild: bool = False) -> dict[str, Any]:
+    """Bring the index's search store up to date with what is live (the only writer of the
+    store: searches never write it); what changed, for the summary. Shards that end together
+    take turns (the store's lock)."""
+    from sensorium.index.store import VectorIndexParams, update_store
+
+    try:
+        stats = update_store(out, params=VectorIndexParams.from_settings(settings.index), rebuild=rebuild)
+    except IndexLayoutError as exc:
+        raise JobError(str(exc), Exit.OUTPUT) from None
+    log.info("search store updated", extra={"rows": stats.rows, "passages": stats.passages,
+                                            "files_added": stats.units_added,
+                                            "files_removed": stats.units_removed,
+                                            "seconds": round(stats.seconds, 2)})
+    return {"rows": stats.rows, "passages": stats.passages, "files_added": stats.units_added,
+            "files_removed": stats.units_removed, "vector_index": stats.vector_index,
+            "seconds": round(stats.seconds, 3)}
 
 
 async def _model_facts(engines: Engines, where: str) -> ModelFacts:

@@ -5,7 +5,8 @@ DIR/
   shard-0-of-2/
     manifest.json          embedding space, options, schema version, shard
     rows/00000001.parquet  row parts (the source of truth), immutable once visible
-    ledger/00000002.parquet  ledger segments: files-table entries, in commit order
+    passages/00000002.parquet  passage parts: the text of pages, transcript stretches, ...
+    ledger/00000003.parquet  ledger segments: files-table entries, in commit order
     files.parquet          the files table, folded from the ledger at the end of a run
     lock                   held (flock) by the one writer of this shard
   shard-1-of-2/ ...
@@ -37,9 +38,10 @@ import numpy.typing as npt
 import pyarrow as pa
 
 SCHEMA_VERSION = 2
-"""Version of the row and files-table schemas; readers refuse an index of another version
-(1: up to the one-seam redesign; 2: rows carry the file's modification time and the locator and
-metadata columns every file kind fills in: section, cells, title, author, taken_at)."""
+"""Version of the row, passage and files-table schemas; readers refuse an index of another
+version (1: up to the one-seam redesign; 2: passages, the units full-text search ranks, and rows'
+`passage`; rows carry the file's modification time and the locator and metadata columns every
+file kind fills in: section, cells, title, author, taken_at)."""
 
 OptionValue = str | int | float | bool | None
 BBoxTuple = tuple[float, float, float, float]
@@ -102,6 +104,24 @@ class Row:
     """The file's author (document metadata), where the format has one."""
     taken_at: datetime | None = None
     """When a photo or video was taken (EXIF, container metadata), timezone-aware."""
+    passage: int | None = None
+    """Ordinal of the passage (from `IndexWriter.add_passages`) the row's text or image belongs to."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    """The whole text of one unit a person thinks in (a page, a slide, a section, a stretch of a
+    transcript): what full-text search ranks, while rows stay the vector side's unit."""
+
+    kind: str
+    """The row kind of the rows made from it (pdf_text for a page, audio for a transcript)."""
+    text: str
+    page: int | None = None
+    """1-based page or slide number."""
+    start_seconds: float | None = None
+    end_seconds: float | None = None
+    section: str | None = None
+    """Where in the file beyond page and time, as `Row.section` (heading path, slide title, sheet)."""
 
 
 @dataclass(frozen=True)
@@ -276,9 +296,28 @@ def row_schema(dimension: int) -> pa.Schema:
                 "vector", pa.list_(pa.field("item", pa.float32(), nullable=False), dimension), nullable=False
             ),
             pa.field("space", pa.string(), nullable=False),
+            pa.field("passage", pa.int32()),
         ]
     )
 
+
+PASSAGE_SCHEMA = pa.schema(
+    [
+        pa.field("unit", pa.string(), nullable=False),
+        pa.field("ordinal", pa.int32(), nullable=False),
+        pa.field("content_sha256", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("page", pa.int32()),
+        pa.field("start_seconds", pa.float64()),
+        pa.field("end_seconds", pa.float64()),
+        pa.field("section", pa.string()),
+        pa.field("text", pa.string(), nullable=False),
+    ]
+)
+"""Columns of the passage parts (docs/index.md): the text of one unit a person thinks in (a
+page, a stretch of a transcript), whole, as full-text search ranks it. `ordinal` numbers a
+file's passages from 0; rows name theirs in `passage`."""
 
 BBOX_TYPE = pa.struct([(name, pa.float32()) for name in ("x0", "y0", "x1", "y1")])
 
@@ -297,6 +336,8 @@ FILES_SCHEMA = pa.schema(
         pa.field("rows", pa.int64(), nullable=False),
         pa.field("parts", pa.list_(pa.string()), nullable=False),
         pa.field("duplicate_of", pa.string()),
+        pa.field("passages", pa.int64(), nullable=False),
+        pa.field("passage_parts", pa.list_(pa.string()), nullable=False),
     ]
 )
 """Columns of the files table and of the ledger segments (docs/index.md)."""

@@ -50,6 +50,8 @@ class Entry:
     rows: int = 0
     parts: list[str] = field(default_factory=list)
     duplicate_of: str | None = None
+    passages: int = 0
+    passage_parts: list[str] = field(default_factory=list)
 
     def same_stat(self, size: int, mtime_ns: int) -> bool:
         """Whether a file of this size and mtime is unchanged (mtimes compared to the µs)."""

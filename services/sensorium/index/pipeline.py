@@ -28,7 +28,7 @@ from sensorium.engines import Engines, EnginesUnavailable
 from sensorium.errors import Reason, SensoriumError, explain
 from sensorium.index.inputs import JobError
 from sensorium.index.kinds import KINDS, FileKind, ModelMismatch
-from sensorium.index.layout import EmbeddingSpace, Row
+from sensorium.index.layout import EmbeddingSpace, Passage, Row
 from sensorium.index.progress import Progress, Tally
 from sensorium.index.sniff import NotRegularFile, Sniffed, hash_and_sniff
 from sensorium.index.writer import INNER_SEPARATOR, FileStat, IndexWriter, Work
@@ -296,6 +296,13 @@ class _File:
 
     def rows_left(self) -> int:
         return self.cap - self.rows
+
+    def add_passages(self, passages: Sequence[Passage]) -> list[int]:
+        for passage in passages:
+            if passage.kind not in self.kind.rows:
+                raise ValueError(f"the {self.kind.name} kind made a {passage.kind!r} passage; it "
+                                 f"declares {', '.join(self.kind.rows)}")
+        return self.pipeline.writer.add_passages(self.work, passages)
 
     def count_tokens(self, text: str) -> int:
         return self.pipeline.count_tokens(text)

@@ -2,13 +2,13 @@
 
 A reader takes the ledger first and the parts second: an entry names only parts published
 before it, so a reader running beside a writer sees a consistent index (the files committed so
-far), never a half-written file.
+far), never a half-written file. Rows and passages are read the same way.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from sensorium.index import ledger
 from sensorium.index.layout import (
+    PASSAGE_SCHEMA,
     FileStatus,
     IndexLayoutError,
     Manifest,
@@ -31,12 +32,17 @@ from sensorium.index.ledger import Entry
 
 @dataclass(frozen=True)
 class LiveUnit:
-    """The rows of one indexed file: where they are and how many."""
+    """The rows and passages of one indexed file: where they are and how many."""
 
     unit: str
     shard: Shard
     parts: tuple[Path, ...]
     rows: int
+    passage_parts: tuple[Path, ...] = ()
+    passages: int = 0
+    path: str = ""
+    mtime_ns: int = 0
+    """The file's modification time when it was indexed (or last seen unchanged)."""
 
 
 class IndexReader:
@@ -82,9 +88,16 @@ class IndexReader:
         live = {}
         for shard, entry in self.entries():
             if entry.status == FileStatus.INDEXED and entry.unit is not None:
-                folder = self._shards[shard] / "rows"
+                folder = self._shards[shard]
                 live[entry.unit] = LiveUnit(
-                    entry.unit, shard, tuple(folder / p for p in entry.parts), entry.rows
+                    entry.unit,
+                    shard,
+                    tuple(folder / "rows" / p for p in entry.parts),
+                    entry.rows,
+                    tuple(folder / "passages" / p for p in entry.passage_parts),
+                    entry.passages,
+                    entry.path,
+                    entry.mtime_ns,
                 )
         return live
 
@@ -94,12 +107,33 @@ class IndexReader:
         """The live rows, one table per part read (of `units` only, when given): rows of files
         in flight, changed or removed are left out. Memory: one part at a time."""
         chosen = list(self.live_units().values()) if units is None else list(units)
-        by_part: dict[Path, set[str]] = {}
-        for unit in chosen:
-            for part in unit.parts:
-                by_part.setdefault(part, set()).add(unit.unit)
-        for part in sorted(by_part):
-            table = pq.read_table(part, schema=self.schema)
-            keep = pc.is_in(table.column("unit"), pa.array(sorted(by_part[part]), pa.string()))
-            filtered = table.filter(keep)
-            yield filtered if columns is None else filtered.select(list(columns))
+        yield from _read_units(((unit.unit, unit.parts) for unit in chosen), self.schema, columns)
+
+    def live_passages(
+        self, units: Sequence[LiveUnit] | None = None, columns: Sequence[str] | None = None
+    ) -> Iterator[pa.Table]:
+        """The live passages, like `live_rows`."""
+        chosen = list(self.live_units().values()) if units is None else list(units)
+        yield from _read_units(((unit.unit, unit.passage_parts) for unit in chosen), PASSAGE_SCHEMA, columns)
+
+    def duplicates(self) -> dict[str, list[str]]:
+        """Path -> the other paths whose content is the same (files-table `duplicate_of`)."""
+        copies: dict[str, list[str]] = {}
+        for _, entry in self.entries():
+            if entry.duplicate_of is not None and entry.status == FileStatus.DUPLICATE:
+                copies.setdefault(entry.duplicate_of, []).append(entry.path)
+        return {path: sorted(paths) for path, paths in copies.items()}
+
+
+def _read_units(
+    units: Iterable[tuple[str, Sequence[Path]]], schema: pa.Schema, columns: Sequence[str] | None
+) -> Iterator[pa.Table]:
+    by_part: dict[Path, set[str]] = {}
+    for unit, parts in units:
+        for part in parts:
+            by_part.setdefault(part, set()).add(unit)
+    for part in sorted(by_part):
+        table = pq.read_table(part, schema=schema)
+        keep = pc.is_in(table.column("unit"), pa.array(sorted(by_part[part]), pa.string()))
+        filtered = table.filter(keep)
+        yield filtered if columns is None else filtered.select(list(columns))

@@ -1,54 +1,86 @@
-"""Search an index: an embedded LanceDB store built from the parts, in `DIR/.search/`.
+"""Search an index through its search store (store.py), read-only.
 
-The Parquet parts stay the source of truth; the store is a derived copy of the live rows that
-LanceDB can search fast: a vector index (IVF_SQ: IVF partitions holding 8-bit scalar-quantised
-vectors, the best candidates re-ranked on the full vectors) once the table is large enough to
-need one, and a full-text index (BM25) on `text`. It can be deleted at any time; the next `refresh()` rebuilds
-it from the parts.
+Two units are ranked, each where it works best: **passages** (a page, a stretch of a
+transcript: what a person remembers a document by) by the full-text index, BM25 over their
+words, stemmed and with accents folded, `"quoted phrases"` as phrases; and **rows** (the
+CLIP-sized chunks and images that were embedded) by cosine similarity to the query's vector.
+A row names its passage, so both rankings meet on **places**: a page or a stretch of a file.
 
-`refresh()` makes the store match the index's live rows, by unit (one indexed file): units no
-longer live (files changed, removed, or re-indexed) are deleted, units that became live are
-read from the parts their ledger entries name and added, and a unit whose row count in the
-store differs from its entry's is replaced. Units are reconciled rather than parts tracked,
-because a file's rows become live only when its entry is committed, possibly after the part
-that holds them was written. A refresh killed half-way leaves a store the next refresh repairs.
+Modes: `text` ranks places by their passage's BM25; `vector` by their best row's cosine
+similarity; `hybrid` runs both and fuses the two place rankings by reciprocal rank (RRF: each
+place scores sum(1 / (60 + rank)) over the lists it is in, 60 being the constant of Cormack
+et al.).
 
-Modes: `vector` ranks by cosine similarity to the query vector; `text` by BM25 over the rows'
-text; `hybrid` runs both and fuses the two rankings by reciprocal rank (RRF: each row scores
-sum(1 / (60 + rank)) over the lists it is in, 60 being the constant of Cormack et al.).
+`search_files` gives one result per file: its best places (best first), a snippet of the best
+place's text around the query's words with their character ranges, and the other paths whose
+best passage is the same text (copies of one paper in several files are one result) or whose
+bytes are the same (the files table's duplicates). `search` gives the raw rows instead, each
+mode over rows alone (the text mode over the rows' own text), as before passages existed.
+
+Filters (both): kinds, a path glob, the file's modification time, and for files a minimum score
+and an offset (the next page of results).
+
+Searching never writes: it opens the store as the last `update_store` left it. A store that lags
+the index (files indexed since) still never returns a row or passage the ledger no longer calls
+live, and `SearchStore.lag` says how far behind it is.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
-import math
+import functools
 import os
-import shutil
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from sensorium.index.kinds import row_kinds
-from sensorium.index.layout import IndexLayoutError, write_atomic
-from sensorium.index.reader import IndexReader, LiveUnit
-from sensorium.settings import IndexSettings
+from sensorium.index.reader import IndexReader
+from sensorium.index.store import (
+    PASSAGES,
+    ROWS,
+    STORE_DIR,
+    StoreNotReadyError,
+    UpdateStats,
+    VectorIndexParams,
+    has_vector_index,
+    read_state,
+    sql_id,
+    state_matches,
+    store_path,
+    update_store,
+)
+from sensorium.index.words import Query, fold_accents, snippet
+
+__all__ = [
+    "MODES",
+    "RRF_K",
+    "STORE_DIR",
+    "FileResult",
+    "Filters",
+    "Hit",
+    "Lag",
+    "Place",
+    "SearchMode",
+    "SearchStore",
+    "StoreNotReadyError",
+    "UpdateStats",
+    "VectorIndexParams",
+    "update_store",
+]
 
 SearchMode = Literal["vector", "text", "hybrid"]
 MODES: tuple[SearchMode, ...] = ("vector", "text", "hybrid")
 RRF_K = 60
-"""Reciprocal-rank fusion constant: a row's fused score is sum(1 / (RRF_K + rank))."""
-STORE_DIR = ".search"
-_TABLE = "rows"
-_STATE = "state.json"
+"""Reciprocal-rank fusion constant: a place's fused score is sum(1 / (RRF_K + rank))."""
+PLACES_PER_FILE = 3
+"""Places a file result lists, best first."""
 _RESULT_COLUMNS = (
     "unit",
     "ordinal",
@@ -61,40 +93,35 @@ _RESULT_COLUMNS = (
     "end_seconds",
     "text",
     "space",
+    "passage",
+    "section",
+    "cells",
+    "title",
+    "author",
+    "taken_at",
+    "mtime",
 )
-_LOCATOR_COLUMNS = ("section", "cells", "title", "author")
-"""Columns of the rows that have them (documents): in a hit's JSON only when set."""
-
-
-@dataclass(frozen=True)
-class VectorIndexParams:
-    """How the store's vector index (IVF_SQ) is built and queried; tuned in bench/search.py,
-    results in docs/benchmarks.md."""
-
-    min_rows: int = IndexSettings().vector_index_min_rows
-    """Below this many rows there is no vector index: exact search over all vectors is fast
-    enough and exact."""
-    nprobes: int = IndexSettings().search_nprobes
-    """IVF partitions searched per query (of sqrt(rows) partitions)."""
-    refine_factor: int = IndexSettings().search_refine_factor
-    """k x this candidates, found on 8-bit scalar-quantised codes, are re-ranked on the full
-    float32 vectors; 0 = none (results ranked on the codes)."""
-
-    @classmethod
-    def from_settings(cls, settings: IndexSettings) -> VectorIndexParams:
-        return cls(settings.vector_index_min_rows, settings.search_nprobes, settings.search_refine_factor)
-
-    @staticmethod
-    def partitions(rows: int) -> int:
-        """IVF partitions for a table of `rows` rows: sqrt(rows), the usual balance between
-        the cost of picking partitions and of scanning them (1,000 at a million rows)."""
-        return max(1, math.isqrt(rows))
+_PASSAGE_COLUMNS = (
+    "unit",
+    "ordinal",
+    "path",
+    "kind",
+    "page",
+    "start_seconds",
+    "end_seconds",
+    "text",
+    "text_key",
+    "section",
+)
+_LOCATOR_COLUMNS = ("cells", "title", "author")
+"""Columns a document's rows have and its passages do not (a passage has `section`): a place
+found by its passage reads them from one of the passage's rows (`_fill_locators`)."""
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: the row's columns (as in the Parquet parts, vector left out) and its
-    score in the mode used (cosine similarity, BM25, or the fused RRF score)."""
+    """One row: its columns (as in the Parquet parts, vector left out) and its score in the mode
+    used (cosine similarity, BM25, or the fused RRF score)."""
 
     score: float
     unit: str
@@ -108,70 +135,203 @@ class Hit:
     end_seconds: float | None
     text: str | None
     space: str
+    passage: int | None = None
     section: str | None = None
     cells: str | None = None
     title: str | None = None
     author: str | None = None
+    taken_at: datetime | None = None
+    mtime: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The hit as one JSON object: the Parquet column names plus `score`; the locator and
-        metadata columns of documents (section, cells, title, author) only where set."""
-        found = {name: getattr(self, name) for name in (*_RESULT_COLUMNS, "score")}
-        found.update({name: value for name in _LOCATOR_COLUMNS if (value := getattr(self, name)) is not None})
-        return found
-
-    def where(self) -> str:
-        """Where in the file the hit is, for a person: 'page 2', 'page 3 Results', 'Budget
-        A1:C40', '00:01.50-00:04.00'."""
-        parts = [f"page {self.page}"] if self.page is not None else []
-        parts += [value for value in (self.section, self.cells) if value]
-        if not parts and self.start_seconds is not None and self.end_seconds is not None:
-            parts.append(f"{_clock(self.start_seconds)}-{_clock(self.end_seconds)}")
-        return " ".join(parts)
+        """The hit as one JSON object: the Parquet column names plus `score` (times in ISO 8601)."""
+        return {name: _jsonable(getattr(self, name)) for name in (*_RESULT_COLUMNS, "score")}
 
     def snippet(self, query_text: str | None = None, width: int = 160) -> str:
-        """Up to `width` characters of the row's text around the first query word it contains."""
-        text = " ".join((self.text or "").split())
-        if len(text) <= width:
-            return text
-        start = 0
-        lowered = text.lower()
-        for word in (query_text or "").lower().split():
-            found = lowered.find(word)
-            if found >= 0:
-                start = max(0, min(found - width // 3, len(text) - width))
-                break
-        piece = text[start : start + width]
-        return ("…" if start else "") + piece + ("…" if start + width < len(text) else "")
+        """Up to about `width` characters of the row's text around the query's words."""
+        return snippet(self.text or "", Query.parse(query_text or "").terms, width)[0]
 
 
-@dataclass
-class RefreshStats:
-    """What a refresh changed in the store."""
+@dataclass(frozen=True)
+class Place:
+    """Where in a file a result is: a page, a time range of a recording, and in a document the
+    section (heading path, slide title, sheet name or line) and cell range."""
 
-    rebuilt: bool = False
-    units_added: int = 0
-    units_removed: int = 0
-    rows_added: int = 0
-    rows: int = 0
-    """Rows in the store afterwards."""
-    vector_index: bool = False
-    """Whether the store has a vector index (it has none below VectorIndexParams.min_rows)."""
-
-
-@dataclass
-class _Ranked:
-    row: dict[str, Any]
+    kind: str
     score: float
+    page: int | None = None
+    start_seconds: float | None = None
+    end_seconds: float | None = None
+    section: str | None = None
+    cells: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """kind, score, page, start_seconds, end_seconds; section and cells where set."""
+        found: dict[str, Any] = {
+            "kind": self.kind,
+            "score": self.score,
+            "page": self.page,
+            "start_seconds": self.start_seconds,
+            "end_seconds": self.end_seconds,
+        }
+        found.update({name: value for name in ("section", "cells") if (value := getattr(self, name))})
+        return found
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """One file found: its best places (best first), a snippet of the best place's text with the
+    matched words' character ranges [start, end), and `files`: the other paths holding the same
+    best passage or the same bytes."""
+
+    path: str
+    kind: str
+    score: float
+    places: tuple[Place, ...]
+    files: tuple[str, ...] = ()
+    snippet: str = ""
+    highlights: tuple[tuple[int, int], ...] = ()
+    unit: str = ""
+    title: str | None = None
+    """The document's title and author, where the format has them."""
+    author: str | None = None
+
+    @property
+    def page(self) -> int | None:
+        return self.places[0].page if self.places else None
+
+    @property
+    def start_seconds(self) -> float | None:
+        return self.places[0].start_seconds if self.places else None
+
+    @property
+    def end_seconds(self) -> float | None:
+        return self.places[0].end_seconds if self.places else None
+
+    def to_json(self) -> dict[str, Any]:
+        """One JSON object: path, kind, score, page / start_seconds / end_seconds of the best
+        place, places (best first), files, snippet, highlights ([start, end] pairs); a document's
+        section and cells (of the best place), title and author where set."""
+        found: dict[str, Any] = {
+            "path": self.path,
+            "kind": self.kind,
+            "score": self.score,
+            "page": self.page,
+            "start_seconds": self.start_seconds,
+            "end_seconds": self.end_seconds,
+            "places": [place.to_json() for place in self.places],
+            "files": list(self.files),
+            "snippet": self.snippet,
+            "highlights": [list(pair) for pair in self.highlights],
+        }
+        best = self.places[0] if self.places else None
+        found.update({name: value for name in ("section", "cells") if (value := getattr(best, name, None))})
+        found.update({name: value for name in ("title", "author") if (value := getattr(self, name))})
+        return found
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What results may come from. Every field narrows; the default keeps everything."""
+
+    kinds: Sequence[str] | None = None
+    """Row kinds: pdf_text, pdf_image, audio, image."""
+    path_glob: str | None = None
+    """A shell pattern the whole path must match (`*` also matches "/"), e.g. "*.pdf",
+    "/home/ana/reports/*"."""
+    modified_after: datetime | None = None
+    """Files modified at or after this time (a naive datetime is local time)."""
+    modified_before: datetime | None = None
+    """Files modified before this time."""
+
+    def sql(self, retired: Sequence[str] = ()) -> str | None:
+        clauses = []
+        if self.kinds:
+            valid = set(row_kinds())
+            unknown = [kind for kind in self.kinds if kind not in valid]
+            if unknown:
+                raise ValueError(f"unknown kind {unknown[0]!r}: choose from {', '.join(sorted(valid))}")
+            clauses.append("kind IN (" + ", ".join(f"'{kind}'" for kind in sorted(set(self.kinds))) + ")")
+        if self.path_glob:
+            clauses.append(f"regexp_like(path, '{_sql_string(glob_regex(self.path_glob))}')")
+        if self.modified_after is not None:
+            clauses.append(f"mtime >= timestamp '{_utc(self.modified_after)}'")
+        if self.modified_before is not None:
+            clauses.append(f"mtime < timestamp '{_utc(self.modified_before)}'")
+        if retired:
+            clauses.append("unit NOT IN (" + ", ".join(f"'{sql_id(u)}'" for u in retired) + ")")
+        return " AND ".join(f"({clause})" for clause in clauses) or None
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How far the store is behind the index it was opened with."""
+
+    files_missing: int = 0
+    """Live files whose rows the store does not hold yet: they cannot be found."""
+    rows_missing: int = 0
+    files_retired: int = 0
+    """Files the store still holds but the index no longer calls live: never returned."""
+    updated_at: float | None = None
+    """When the store was last brought up to date (Unix time)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.files_missing or self.files_retired)
+
+    def describe(self) -> str:
+        """The lag in words, with what to do (empty when there is none)."""
+        if not self:
+            return ""
+        parts = []
+        if self.files_missing:
+            parts.append(
+                f"{self.files_missing} indexed files ({self.rows_missing} rows) are not searchable yet"
+            )
+        if self.files_retired:
+            parts.append(f"{self.files_retired} changed or removed files are left out")
+        return (
+            "the search store lags the index: "
+            + "; ".join(parts)
+            + "; it is brought up to date by `sensorium index` (or an explicit store update)"
+        )
+
+
+@dataclass
+class _Place:
+    key: tuple[str, int]
+    unit: str
+    path: str
+    kind: str
+    page: int | None
+    start_seconds: float | None
+    end_seconds: float | None
+    text: str | None = None
+    text_key: str | None = None
+    score: float = 0.0
     ranks: list[int] = field(default_factory=list)
+    section: str | None = None
+    cells: str | None = None
+    title: str | None = None
+    author: str | None = None
+    located: bool = False
+    """Its cells, title and author are known (read from a row; a passage has none)."""
+
+    def locate(self, other: _Place | dict[str, Any]) -> None:
+        """Take the locator columns this place lacks from another place or a row of it."""
+        get = other.get if isinstance(other, dict) else functools.partial(getattr, other)
+        for name in ("section", *_LOCATOR_COLUMNS):
+            if getattr(self, name) is None:
+                setattr(self, name, get(name))
+        self.located = True
 
 
 class SearchStore:
-    """The search store of the index in `index_dir` (created on first use).
+    """The search store of the index in `index_dir`, opened read-only.
 
-    `refresh=True` brings it up to date with the parts before the first search (see the module
-    docstring); `refresh=False` searches the store as it is (still never returning rows that
-    the ledger no longer calls live).
+    Raises StoreNotReadyError when the index has no store yet (or one of another index or
+    format): `update_store` makes it (the index job does, at the end of every run).
+    `refresh=True` first brings the store up to date: a write, for callers that own the index;
+    searches never do it.
     """
 
     def __init__(
@@ -179,150 +339,235 @@ class SearchStore:
         index_dir: str | os.PathLike[str],
         *,
         params: VectorIndexParams | None = None,
-        refresh: bool = True,
+        refresh: bool = False,
     ) -> None:
-        import lancedb  # heavy (~0.3 s): only for the commands that search
-
         self.index_dir = Path(index_dir)
         self.params = params or VectorIndexParams()
         self.reader = IndexReader(self.index_dir)
-        self._path = self.index_dir / STORE_DIR
-        if self._path.is_symlink() or (self._path.exists() and not self._path.is_dir()):
-            # Search writes the store: a link would make it write wherever the link points.
-            raise IndexLayoutError(
-                f"{self._path} is a link or not a folder; the search store must be a folder of "
-                f"the index itself. Remove it (search builds it again from the parts)"
-            )
-        self._path.mkdir(exist_ok=True)
-        self._db = lancedb.connect(self._path)
-        self._table: Any = None
-        self._live: frozenset[str] = frozenset(self.reader.live_units())
+        self.last_update: UpdateStats | None = None
         if refresh:
-            self.refresh()
-        else:
-            self._table = self._open_table()
+            self.last_update = update_store(self.index_dir, params=self.params)
+        self._open()
 
-    # --- keeping the store in step with the parts ----------------------------------------
+    def _open(self) -> None:
+        import lancedb  # heavy (~0.3 s): only for the commands that search
 
-    def refresh(self) -> RefreshStats:
-        """Make the store hold exactly the live rows of the index (see the module docstring)."""
-        with self._locked():
-            self.reader.reload()
-            stats = RefreshStats()
-            if not self._state_matches():
-                self._drop()
-                stats.rebuilt = True
-            table = self._open_table() or self._create_table()
-            live = self.reader.live_units()
-            self._live = frozenset(live)
-            stored = _unit_counts(table)
-            stale = [u for u, n in stored.items() if u not in live or live[u].rows != n]
-            missing = [live[u] for u in live if stored.get(u) != live[u].rows]
-            for batch in _batches(stale, 500):
-                table.delete("unit IN (" + ", ".join(f"'{_sql_id(u)}'" for u in batch) + ")")
-            stats.units_removed = len(stale)
-            stats.units_added = len(missing)
-            stats.rows_added = self._add(table, missing)
-            self._maintain(table, changed=bool(stale or missing))
-            self._table = table
-            stats.rows = table.count_rows()
-            stats.vector_index = self._has_vector_index(table)
-            return stats
-
-    def rebuild(self) -> RefreshStats:
-        """Throw the store away and build it again from the parts."""
-        with self._locked():
-            self._drop()
-        stats = self.refresh()
-        stats.rebuilt = True
-        return stats
-
-    def _add(self, table: Any, units: Sequence[LiveUnit]) -> int:
-        added = 0
-        pending: list[pa.Table] = []
-        pending_rows = 0
-        # Few large adds: each add is a LanceDB commit (a version and a data file).
-        for part in self.reader.live_rows(units):
-            pending.append(part)
-            pending_rows += part.num_rows
-            if pending_rows >= 100_000:
-                table.add(pa.concat_tables(pending))
-                added += pending_rows
-                pending, pending_rows = [], 0
-        if pending_rows:
-            table.add(pa.concat_tables(pending))
-            added += pending_rows
-        return added
-
-    def _maintain(self, table: Any, *, changed: bool) -> None:
-        from lancedb.index import FTS, IvfSq
-
-        rows = table.count_rows()
-        names = {index.index_type: index for index in table.list_indices()}
-        if "FTS" not in names:
-            table.create_index("text", config=FTS(), replace=True)
-        state = self._state()
-        trained = int(state.get("vector_index_rows", 0))
-        has_vector = self._has_vector_index(table)
-        # Partitions are trained once; after the table grew fourfold they are too few (and
-        # too big), so the index is trained again, on the whole table.
-        if rows >= self.params.min_rows and (not has_vector or rows > 4 * trained):
-            config = IvfSq(distance_type="cosine", num_partitions=self.params.partitions(rows))
-            table.create_index("vector", config=config, replace=True)
-            self._write_state({**state, "vector_index_rows": rows})
-        elif changed:
-            # Folds new rows into the existing indexes (no retraining), compacts small data
-            # files, and drops files of versions older than an hour.
-            table.optimize(cleanup_older_than=timedelta(hours=1))
-
-    @staticmethod
-    def _has_vector_index(table: Any) -> bool:
-        return any(index.columns == ["vector"] for index in table.list_indices())
-
-    def _state(self) -> dict[str, Any]:
-        try:
-            state: dict[str, Any] = json.loads((self._path / _STATE).read_text())
-        except (OSError, ValueError):
-            return {}
-        return state
-
-    def _write_state(self, state: dict[str, Any]) -> None:
-        text = json.dumps(state, sort_keys=True) + "\n"
-        write_atomic(self._path / _STATE, lambda handle: handle.write(text.encode()))
-
-    def _state_matches(self) -> bool:
-        return bool(self._state().get("fingerprint") == self.reader.manifest.fingerprint)
-
-    def _create_table(self) -> Any:
-        table = self._db.create_table(_TABLE, schema=self.reader.schema)
+        path = store_path(self.index_dir)
+        state = read_state(path)
         manifest = self.reader.manifest
-        self._write_state({"fingerprint": manifest.fingerprint, "space_id": manifest.space.id})
-        return table
+        if not state:
+            raise StoreNotReadyError(
+                f"{self.index_dir} has no search store yet; `sensorium index` makes it at the end "
+                "of a run (or update it explicitly)"
+            )
+        if not state_matches(state, manifest.fingerprint):
+            raise StoreNotReadyError(
+                f"the search store in {path} was made for another version of this index or of "
+                "Sensorium; update the store (rerun `sensorium index`) to rebuild it"
+            )
+        db = lancedb.connect(path)
+        self._rows: Any = db.open_table(ROWS)
+        self._passages: Any = db.open_table(PASSAGES)
+        self._vector_index = has_vector_index(self._rows)
+        live = self.reader.live_units()
+        self._live = frozenset(live)
+        held: dict[str, list[int]] = state.get("units", {})
+        missing = [unit for u, unit in live.items() if held.get(u, [None])[0] != unit.rows]
+        self._retired = sorted(u for u in held if u not in live)
+        self.lag = Lag(
+            len(missing), sum(unit.rows for unit in missing), len(self._retired), state.get("updated_at")
+        )
+        self._duplicates: dict[str, list[str]] | None = None
 
-    def _open_table(self) -> Any:
-        try:
-            return self._db.open_table(_TABLE)
-        except (FileNotFoundError, ValueError):
-            return None
+    def refresh(self) -> UpdateStats:
+        """Bring the store up to date (`update_store`) and reopen it."""
+        self.reader.reload()
+        self.last_update = update_store(self.index_dir, params=self.params)
+        self._open()
+        return self.last_update
 
-    def _drop(self) -> None:
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            self._db.drop_table(_TABLE)
-        shutil.rmtree(self._path / f"{_TABLE}.lance", ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            (self._path / _STATE).unlink()
+    def rebuild(self) -> UpdateStats:
+        """Throw the store away, build it again from the parts, and reopen it."""
+        self.reader.reload()
+        self.last_update = update_store(self.index_dir, params=self.params, rebuild=True)
+        self._open()
+        return self.last_update
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        # One refresh at a time per index: two concurrent searches must not both add a unit.
-        with open(self._path / "lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    # --- per-file results -----------------------------------------------------------------
 
-    # --- queries ------------------------------------------------------------------------
+    def search_files(
+        self,
+        *,
+        query_text: str | None = None,
+        query_vector: npt.ArrayLike | None = None,
+        mode: SearchMode = "hybrid",
+        k: int = 10,
+        offset: int = 0,
+        filters: Filters | None = None,
+        min_score: float | None = None,
+        places: int = PLACES_PER_FILE,
+    ) -> list[FileResult]:
+        """The `k` best files for the query (after skipping `offset`), best first.
+
+        `vector` mode needs `query_vector` (embedded by the caller with the index's model);
+        `text` needs `query_text`; `hybrid` needs both. `min_score` drops files whose best
+        place scores lower (in the mode's score). A file's places are its best `places`
+        places.
+        """
+        query, vector = self._check(query_text, query_vector, mode, k)
+        if offset < 0:
+            raise ValueError("offset must be 0 or more")
+        where = (filters or Filters()).sql(self._retired)
+        wanted = offset + k
+        candidates = max(50, 10 * wanted)
+        while True:
+            lists, full = self._place_rankings(query, vector, mode, candidates, where)
+            ranked = lists[0] if len(lists) == 1 else _fuse(lists)
+            ranked = [place for place in ranked if place.unit in self._live]
+            results = self._files(ranked, query, places, min_score, wanted)
+            if len(results) >= wanted or not full or candidates >= 100_000:
+                return results[offset:wanted]
+            candidates *= 4
+
+    def _place_rankings(
+        self,
+        query: Query,
+        vector: npt.NDArray[np.float32] | None,
+        mode: SearchMode,
+        limit: int,
+        where: str | None,
+    ) -> tuple[list[list[_Place]], bool]:
+        lists: list[list[_Place]] = []
+        full = False
+        if mode in ("text", "hybrid"):
+            table = self._passage_matches(query, limit, where)
+            full |= table.num_rows >= limit
+            lists.append(
+                [
+                    _place_of_passage(row, score, rank)
+                    for rank, (row, score) in enumerate(_scored(table, "_score"), start=1)
+                ]
+            )
+        if mode in ("vector", "hybrid"):
+            assert vector is not None
+            table = self._row_neighbours(vector, limit, where)
+            full |= table.num_rows >= limit
+            seen: dict[tuple[str, int], _Place] = {}
+            for row, score in _scored(table, "_distance"):
+                place = _place_of_row(row, 1.0 - score)  # cosine distance -> similarity
+                if place.key not in seen:
+                    place.ranks = [len(seen) + 1]
+                    seen[place.key] = place
+            lists.append(list(seen.values()))
+        return lists, full
+
+    def _files(
+        self, ranked: list[_Place], query: Query, places: int, min_score: float | None, wanted: int
+    ) -> list[FileResult]:
+        """Files in the order of their best place, until `wanted` results (merged copies do not
+        count)."""
+        by_unit: dict[str, list[_Place]] = {}
+        for place in ranked:
+            by_unit.setdefault(place.unit, []).append(place)
+        order = [best for best, *_ in by_unit.values() if min_score is None or best.score >= min_score]
+        terms = query.terms
+        merged: dict[str, FileResult] = {}
+        results: list[FileResult] = []
+        duplicates = self.duplicates()
+        batch = max(wanted, 20)
+        for position, best in enumerate(order):
+            if position % batch == 0:
+                if len(results) >= wanted:
+                    break
+                self._fill_texts(order[position : position + batch])
+                self._fill_locators(
+                    [p for best in order[position : position + batch] for p in by_unit[best.unit][:places]]
+                )
+            own = tuple(duplicates.get(best.path, ()))
+            if best.text_key and best.text and best.text_key in merged:
+                first = merged[best.text_key]
+                index = results.index(first)
+                results[index] = merged[best.text_key] = FileResult(
+                    first.path,
+                    first.kind,
+                    first.score,
+                    first.places,
+                    (*first.files, best.path, *own),
+                    first.snippet,
+                    first.highlights,
+                    first.unit,
+                    first.title,
+                    first.author,
+                )
+                continue
+            text, highlights = snippet(best.text or "", terms)
+            result = FileResult(
+                best.path,
+                best.kind,
+                best.score,
+                tuple(
+                    Place(p.kind, p.score, p.page, p.start_seconds, p.end_seconds, p.section, p.cells)
+                    for p in by_unit[best.unit][:places]
+                ),
+                own,
+                text,
+                tuple(highlights),
+                best.unit,
+                next((p.title for p in by_unit[best.unit][:places] if p.title), None),
+                next((p.author for p in by_unit[best.unit][:places] if p.author), None),
+            )
+            results.append(result)
+            if best.text_key and best.text:
+                merged[best.text_key] = result
+        return results
+
+    def _fill_texts(self, places: list[_Place]) -> None:
+        """Fetch the passage text of the places that do not have it yet (vector hits)."""
+        wanted = [place for place in places if place.text_key is None and place.key[1] >= 0]
+        for start in range(0, len(wanted), 200):
+            batch = wanted[start : start + 200]
+            where = " OR ".join(f"(unit = '{sql_id(p.unit)}' AND ordinal = {int(p.key[1])})" for p in batch)
+            table = (
+                self._passages.search()
+                .where(where)
+                .select(list(_PASSAGE_COLUMNS))
+                .limit(len(batch) * 2)
+                .to_arrow()
+            )
+            found = {(row["unit"], row["ordinal"]): row for row in table.to_pylist()}
+            for place in batch:
+                row = found.get(place.key)
+                if row is not None:
+                    place.text, place.text_key = row["text"], row["text_key"]
+
+    def _fill_locators(self, places: list[_Place]) -> None:
+        """Read the cells, title and author of places found by their passage from one of the
+        passage's rows. Only a place with a section can have them (a document's: PDF pages and
+        transcript stretches have none), so other searches make no extra query."""
+        wanted = [place for place in places if not place.located and place.section is not None
+                  and place.key[1] >= 0]
+        for start in range(0, len(wanted), 200):
+            batch = wanted[start : start + 200]
+            where = " OR ".join(f"(unit = '{sql_id(p.unit)}' AND passage = {int(p.key[1])})" for p in batch)
+            have = " OR ".join(f"{name} IS NOT NULL" for name in _LOCATOR_COLUMNS)
+            table = (
+                self._rows.search()
+                .where(f"({where}) AND ({have})")
+                .select(["unit", "passage", *_LOCATOR_COLUMNS])
+                .limit(None)
+                .to_arrow()
+            )
+            found = {(row["unit"], row["passage"]): row for row in table.to_pylist()}
+            for place in batch:
+                place.locate(found.get(place.key, {}))
+
+    def duplicates(self) -> dict[str, list[str]]:
+        """Path -> other paths with the same bytes (the files table's duplicates)."""
+        if self._duplicates is None:
+            self._duplicates = self.reader.duplicates()
+        return self._duplicates
+
+    # --- raw rows ---------------------------------------------------------------------------
 
     def search(
         self,
@@ -332,13 +577,73 @@ class SearchStore:
         mode: SearchMode = "hybrid",
         k: int = 10,
         kinds: Sequence[str] | None = None,
+        filters: Filters | None = None,
     ) -> list[Hit]:
-        """The `k` best live rows for the query, best first.
+        """The `k` best live rows for the query, best first (the raw rows: `--chunks`).
 
-        `vector` mode needs `query_vector` (embedded by the caller with the index's model);
-        `text` needs `query_text`; `hybrid` needs both. `kinds` keeps rows of those kinds only
-        (pdf_text, pdf_image, audio, image).
+        `vector` mode needs `query_vector`; `text` needs `query_text` (BM25 over the rows' own
+        text); `hybrid` needs both. `kinds` keeps rows of those kinds only (as
+        `filters.kinds`).
         """
+        query, vector = self._check(query_text, query_vector, mode, k)
+        filters = filters or Filters()
+        if kinds:
+            filters = Filters(kinds, filters.path_glob, filters.modified_after, filters.modified_before)
+        where = filters.sql(self._retired)
+        candidates = k if mode != "hybrid" else max(50, 5 * k)
+        lists: list[list[dict[str, Any]]] = []
+        if vector is not None:
+            table = self._row_neighbours(vector, candidates, where)
+            lists.append([{**row, "_score": 1.0 - distance} for row, distance in _scored(table, "_distance")])
+        if mode in ("text", "hybrid"):
+            from lancedb.query import MatchQuery
+
+            # A MatchQuery takes the text as words: no query syntax for a user's text to break.
+            match = MatchQuery(query.words or " ".join(query.phrases), "text")  # type: ignore[call-arg]
+            search = self._rows.search(match, query_type="fts")
+            if where:
+                search = search.where(where, prefilter=True)
+            table = search.select([*_RESULT_COLUMNS, "_score"]).limit(candidates).to_arrow()
+            lists.append([{**row, "_score": score} for row, score in _scored(table, "_score")])
+        ranked = lists[0] if len(lists) == 1 else _fuse_rows(lists)
+        hits = [_hit(row) for row in ranked if row["unit"] in self._live]
+        return hits[:k]
+
+    # --- the two rankings ---------------------------------------------------------------------
+
+    def _passage_matches(self, query: Query, limit: int, where: str | None) -> pa.Table:
+        from lancedb.query import BooleanQuery, MatchQuery, Occur, PhraseQuery
+
+        words = fold_accents(query.words)
+        phrases = [PhraseQuery(fold_accents(p), "words") for p in query.phrases]  # type: ignore[call-arg]
+        fts: Any
+        if not phrases:
+            fts = MatchQuery(words, "words")  # type: ignore[call-arg]
+        else:
+            clauses: list[Any] = [(Occur.MUST, phrase) for phrase in phrases]
+            if words:
+                clauses.append((Occur.SHOULD, MatchQuery(words, "words")))  # type: ignore[call-arg]
+            fts = clauses[0][1] if len(clauses) == 1 else BooleanQuery(clauses)
+        search = self._passages.search(fts, query_type="fts")
+        if where:
+            search = search.where(where, prefilter=True)
+        result: pa.Table = search.select([*_PASSAGE_COLUMNS, "_score"]).limit(limit).to_arrow()
+        return result
+
+    def _row_neighbours(self, vector: npt.NDArray[np.float32], limit: int, where: str | None) -> pa.Table:
+        search = self._rows.search(vector, query_type="vector").distance_type("cosine")
+        if self._vector_index:
+            search = search.nprobes(self.params.nprobes)
+            if self.params.refine_factor:
+                search = search.refine_factor(self.params.refine_factor)
+        if where:
+            search = search.where(where, prefilter=True)
+        result: pa.Table = search.select([*_RESULT_COLUMNS, "_distance"]).limit(limit).to_arrow()
+        return result
+
+    def _check(
+        self, query_text: str | None, query_vector: npt.ArrayLike | None, mode: SearchMode, k: int
+    ) -> tuple[Query, npt.NDArray[np.float32] | None]:
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
         if k < 1:
@@ -346,24 +651,10 @@ class SearchStore:
         wants_vector, wants_text = mode in ("vector", "hybrid"), mode in ("text", "hybrid")
         if wants_vector and query_vector is None:
             raise ValueError(f"{mode} search needs a query vector")
-        if wants_text and not (query_text and query_text.strip()):
+        query = Query.parse(query_text or "")
+        if wants_text and not query:
             raise ValueError(f"{mode} search needs a query text")
-        where = _kind_filter(kinds)
-        table = self._table if self._table is not None else self._open_table()
-        if table is None or table.count_rows() == 0:
-            return []
-        candidates = k if mode != "hybrid" else max(50, 5 * k)
-        lists: list[list[_Ranked]] = []
-        if wants_vector:
-            lists.append(self._vector(table, self._check_vector(query_vector), candidates, where))
-        if wants_text:
-            assert query_text is not None
-            lists.append(self._text(table, query_text, candidates, where))
-        ranked = lists[0] if len(lists) == 1 else _fuse(lists)
-        # The store may lag the ledger (refresh=False, or a writer committed since): a row the
-        # ledger no longer calls live is never returned.
-        hits = [_hit(item) for item in ranked if item.row["unit"] in self._live]
-        return hits[:k]
+        return query, self._check_vector(query_vector) if wants_vector else None
 
     def _check_vector(self, query_vector: npt.ArrayLike | None) -> npt.NDArray[np.float32]:
         vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
@@ -376,92 +667,131 @@ class SearchStore:
             raise ValueError("the query vector must be finite and not all zeros")
         return vector
 
-    def _vector(
-        self, table: Any, vector: npt.NDArray[np.float32], limit: int, where: str | None
-    ) -> list[_Ranked]:
-        query = table.search(vector, query_type="vector").distance_type("cosine")
-        if self._has_vector_index(table):
-            query = query.nprobes(self.params.nprobes)
-            if self.params.refine_factor:
-                query = query.refine_factor(self.params.refine_factor)
-        if where:
-            query = query.where(where, prefilter=True)
-        result = query.select([*_RESULT_COLUMNS, *_LOCATOR_COLUMNS, "_distance"]).limit(limit).to_arrow()
-        scores = pc.subtract(1.0, result.column("_distance")).to_pylist()  # cosine similarity
-        return [
-            _Ranked(row, float(score), [i])
-            for i, (row, score) in enumerate(zip(_rows(result), scores, strict=True))
-        ]
 
-    def _text(self, table: Any, text: str, limit: int, where: str | None) -> list[_Ranked]:
-        from lancedb.query import MatchQuery
-
-        # A MatchQuery takes the text as words: no query syntax for a user's text to break.
-        match = MatchQuery(text, "text")  # type: ignore[call-arg]  # mypy misses its pydantic defaults
-        query = table.search(match, query_type="fts")
-        if where:
-            query = query.where(where, prefilter=True)
-        result = query.select([*_RESULT_COLUMNS, *_LOCATOR_COLUMNS, "_score"]).limit(limit).to_arrow()
-        scores = result.column("_score").to_pylist()
-        return [
-            _Ranked(row, float(score), [i])
-            for i, (row, score) in enumerate(zip(_rows(result), scores, strict=True))
-        ]
+def glob_regex(pattern: str) -> str:
+    """A shell pattern as an anchored regular expression that LanceDB's filters (Rust's regex)
+    understand: `*` any characters ("/" included), `?` one, `[...]` a set (`[!...]` not)."""
+    out, i = ["^"], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif (
+            char == "["
+            and (close := pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in "!]" else i + 1)) > 0
+        ):
+            body = pattern[i + 1 : close]
+            negate = body.startswith("!")
+            body = body[1:] if negate else body
+            out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
+            i = close
+        else:
+            out.append(re.escape(char))
+        i += 1
+    out.append("$")
+    return "".join(out)
 
 
-def _fuse(lists: Sequence[Sequence[_Ranked]]) -> list[_Ranked]:
-    """Reciprocal-rank fusion of ranked lists; ties go to the row ranked best in any list."""
-    fused: dict[tuple[str, int], _Ranked] = {}
+def _sql_string(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def _utc(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # a naive time is the user's local time
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _scored(table: pa.Table, column: str) -> list[tuple[dict[str, Any], float]]:
+    scores = table.column(column).to_pylist()
+    rows = table.drop_columns([column]).to_pylist()
+    return [(row, float(score)) for row, score in zip(rows, scores, strict=True)]
+
+
+def _place_of_passage(row: dict[str, Any], score: float, rank: int) -> _Place:
+    return _Place(
+        (row["unit"], int(row["ordinal"])),
+        row["unit"],
+        row["path"],
+        row["kind"],
+        row["page"],
+        row["start_seconds"],
+        row["end_seconds"],
+        row["text"],
+        row["text_key"],
+        score,
+        [rank],
+        section=row["section"],
+    )
+
+
+def _place_of_row(row: dict[str, Any], score: float) -> _Place:
+    passage = row["passage"]
+    # A row without a passage (an image file) is a place of its own.
+    key = (row["unit"], int(passage) if passage is not None else -1 - int(row["ordinal"]))
+    place = _Place(
+        key,
+        row["unit"],
+        row["path"],
+        row["kind"],
+        row["page"],
+        row["start_seconds"],
+        row["end_seconds"],
+        score=score,
+    )
+    place.locate(row)
+    if passage is None:
+        place.text, place.text_key = row["text"], ""
+    return place
+
+
+def _fuse(lists: Sequence[Sequence[_Place]]) -> list[_Place]:
+    """Reciprocal-rank fusion of place rankings; ties go to the place ranked best in any list.
+    A place keeps the first list's details (the passage's text, when text ranked it)."""
+    fused: dict[tuple[str, int], _Place] = {}
     for ranked in lists:
-        for rank, item in enumerate(ranked, start=1):
-            key = (item.row["unit"], item.row["ordinal"])
-            entry = fused.setdefault(key, _Ranked(item.row, 0.0))
+        for rank, place in enumerate(ranked, start=1):
+            entry = fused.get(place.key)
+            if entry is None:
+                entry = fused[place.key] = _Place(
+                    place.key,
+                    place.unit,
+                    place.path,
+                    place.kind,
+                    place.page,
+                    place.start_seconds,
+                    place.end_seconds,
+                    place.text,
+                    place.text_key,
+                    section=place.section,
+                    cells=place.cells,
+                    title=place.title,
+                    author=place.author,
+                    located=place.located,
+                )
+            elif place.located and not entry.located:
+                entry.locate(place)
             entry.score += 1.0 / (RRF_K + rank)
             entry.ranks.append(rank)
-    return sorted(fused.values(), key=lambda item: (-item.score, min(item.ranks)))
+    return sorted(fused.values(), key=lambda place: (-place.score, min(place.ranks)))
 
 
-def _clock(seconds: float) -> str:
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes):02d}:{rest:05.2f}"
+def _fuse_rows(lists: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Reciprocal-rank fusion of row rankings (raw rows)."""
+    fused: dict[tuple[str, int], dict[str, Any]] = {}
+    for ranked in lists:
+        for rank, row in enumerate(ranked, start=1):
+            entry = fused.setdefault((row["unit"], row["ordinal"]), {**row, "_score": 0.0, "_best": rank})
+            entry["_score"] += 1.0 / (RRF_K + rank)
+            entry["_best"] = min(entry["_best"], rank)
+    return sorted(fused.values(), key=lambda row: (-row["_score"], row["_best"]))
 
 
-def _hit(item: _Ranked) -> Hit:
-    row = item.row
-    columns: dict[str, Any] = {name: row.get(name) for name in _LOCATOR_COLUMNS}
-    columns.update((name, row[name]) for name in _RESULT_COLUMNS)
-    return Hit(score=item.score, **columns)
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _rows(table: pa.Table) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = table.select([*_RESULT_COLUMNS, *_LOCATOR_COLUMNS]).to_pylist()
-    return rows
-
-
-def _kind_filter(kinds: Sequence[str] | None) -> str | None:
-    if not kinds:
-        return None
-    valid = set(row_kinds())
-    unknown = [kind for kind in kinds if kind not in valid]
-    if unknown:
-        raise ValueError(f"unknown kind {unknown[0]!r}: choose from {', '.join(sorted(valid))}")
-    return "kind IN (" + ", ".join(f"'{kind}'" for kind in sorted(set(kinds))) + ")"
-
-
-def _unit_counts(table: Any) -> dict[str, int]:
-    if table.count_rows() == 0:
-        return {}
-    units = table.search().select(["unit"]).limit(None).to_arrow().column("unit")
-    counts = pc.value_counts(units)
-    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
-
-
-def _sql_id(unit: str) -> str:
-    if not unit.isalnum():
-        raise ValueError(f"unexpected unit id {unit!r}")
-    return unit
-
-
-def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _hit(row: dict[str, Any]) -> Hit:
+    return Hit(score=row["_score"], **{name: row[name] for name in _RESULT_COLUMNS})

@@ -1,4 +1,4 @@
-"""Write one shard of an index: rows into Parquet parts, outcomes into the ledger.
+"""Write one shard of an index: rows and passages into Parquet parts, outcomes into the ledger.
 
 The job drives an `IndexWriter` like this (one writer per shard; shards need no coordination):
 
@@ -13,18 +13,26 @@ with IndexWriter(out_dir, Shard.parse("0/2"), manifest) as writer:
         if sniffed.kind is None:
             writer.skip(work, sniffed.reason, sniffed.message); continue
         try:
-            writer.add_rows(work, rows_of(stat.path))        # as many calls as it takes
+            for page in pages_of(stat.path):
+                page_text = Passage("pdf_text", page.text, page=page.number)
+                (passage,) = writer.add_passages(work, [page_text])
+                writer.add_rows(work, rows_of(page, passage))  # Row(..., passage=passage)
             writer.finish(work)
         except SensoriumError as error:
             writer.fail(work, error.reason, error.message)   # transient reasons: retried next run
 ```
 
-Crash safety. Rows are buffered and written as a part of at most `rows_per_part` rows, by
-atomic rename; entries of finished files are then written as a ledger segment the same way
-(`ledger.py` explains why only entries make rows live). Killed at any moment, a shard keeps
-every file whose entry was committed, and loses only files in flight or finished since the last
-commit (at most `rows_per_part` rows or `commit_seconds` ago); their orphan rows in parts are
-never live, and the rerun does those files again.
+Passages are the text of the units a person thinks in (a page, a stretch of a transcript), whole:
+what full-text search ranks. Rows are the pieces that were embedded (CLIP-sized chunks, images),
+what vector search ranks; a row names the passage its text came from (`Row.passage`, an ordinal
+`add_passages` returned), so a search can tell which page or stretch a vector hit is in.
+
+Crash safety. Rows (and passages) are buffered and written as parts of at most
+`rows_per_part` rows, by atomic rename; entries of finished files are then written as a
+ledger segment the same way (`ledger.py` explains why only entries make rows live). Killed at
+any moment, a shard keeps every file whose entry was committed, and loses only files in flight
+or finished since the last commit (at most `rows_per_part` rows or `commit_seconds` ago); their
+orphan rows in parts are never live, and the rerun does those files again.
 
 Resume. An unchanged path (same size and mtime as its entry, whose outcome was final) is not
 even read: `plan` puts it in `unchanged`. Otherwise `begin` decides by content: the same
@@ -67,10 +75,12 @@ from sensorium.index import ledger
 from sensorium.index.kinds import row_kinds
 from sensorium.index.layout import (
     BBOX_TYPE,
+    PASSAGE_SCHEMA,
     FileStatus,
     IndexBusyError,
     IndexLayoutError,
     Manifest,
+    Passage,
     Row,
     Shard,
     agreed_manifest,
@@ -141,7 +151,11 @@ class Summary:
     rows: int = 0
     """Rows written into parts (including rows of files that failed after some rows)."""
     parts: int = 0
-    """Part files written."""
+    """Row part files written."""
+    passages: int = 0
+    """Passages written into passage parts."""
+    passage_parts: int = 0
+    """Passage part files written."""
 
 
 _CONTENT_STATUSES = (FileStatus.INDEXED, FileStatus.SKIPPED, FileStatus.ERROR)
@@ -154,6 +168,14 @@ class _Buffered:
     work: Work
     row: Row
     vector: npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class _BufferedPassage:
+    unit: str
+    ordinal: int
+    work: Work
+    passage: Passage
 
 
 class IndexWriter:
@@ -210,9 +232,12 @@ class IndexWriter:
         self._in_flight_by_content: dict[str, str] = {}  # content hash -> unit
         self._waiting: dict[str, list[tuple[FileStat, str | None]]] = {}  # unit -> duplicates
         self._ordinals: dict[str, int] = {}
+        self._passage_ordinals: dict[str, int] = {}
         self._unit_parts: dict[str, list[str]] = {}
+        self._unit_passage_parts: dict[str, list[str]] = {}
         self._ready: list[Entry] = []
         self._buffer: list[_Buffered] = []
+        self._passages: list[_BufferedPassage] = []
         self._last_commit = self._clock()
         self._summary = Summary()
         self._closed = False
@@ -228,7 +253,7 @@ class IndexWriter:
                 "new directory for --out"
             )
         agreed_manifest(self.directory, self.manifest, self.shard.count)  # refuses another space or options
-        for sub in ("rows", "ledger"):
+        for sub in ("rows", "passages", "ledger"):
             (self._dir / sub).mkdir(parents=True, exist_ok=True)
         # flock is released by the kernel when the process dies, so a killed writer leaves no
         # stale lock; the file's content is never written (an unchanged rerun writes nothing).
@@ -241,7 +266,7 @@ class IndexWriter:
                 f"shard {self.shard} of {self.directory} is being written by another process (it "
                 f"holds {self._dir / 'lock'}); run one writer per shard: wait for it, or stop it"
             ) from None
-        for folder in (self._dir, self._dir / "rows", self._dir / "ledger"):
+        for folder in (self._dir, self._dir / "rows", self._dir / "passages", self._dir / "ledger"):
             remove_temporaries(folder)
         # Shards do not coordinate: two started at once with different settings both write a
         # manifest, and every reader (and the next writer) refuses the mix.
@@ -256,8 +281,8 @@ class IndexWriter:
         )
 
     def _last_part_seq(self) -> int:
-        seqs = [s for p in (self._dir / "rows").glob("*.parquet") if (s := ledger_seq(p.name)) is not None]
-        return max(seqs, default=0)
+        parts = [*(self._dir / "rows").glob("*.parquet"), *(self._dir / "passages").glob("*.parquet")]
+        return max((s for p in parts if (s := ledger_seq(p.name)) is not None), default=0)
 
     # --- planning -------------------------------------------------------------------------
 
@@ -386,7 +411,9 @@ class IndexWriter:
         self._in_flight_by_content[content_sha256] = work.unit
         self._waiting[work.unit] = []
         self._ordinals[work.unit] = 0
+        self._passage_ordinals[work.unit] = 0
         self._unit_parts[work.unit] = []
+        self._unit_passage_parts[work.unit] = []
         self._seen_inner[work.unit] = set()
         return work
 
@@ -405,13 +432,34 @@ class IndexWriter:
         self._works[work.unit] = work
         self._waiting[work.unit] = []
         self._ordinals[work.unit] = 0
+        self._passage_ordinals[work.unit] = 0
         self._unit_parts[work.unit] = []
+        self._unit_passage_parts[work.unit] = []
         self._seen_inner[work.unit] = set()
         return work
 
     def _note_inner(self, parent: Work, path: str) -> None:
         self._seen_inner[parent.unit].add(path)
         self._inner.setdefault(parent.file.path, set()).add(path)
+
+    def add_passages(self, work: Work, passages: Iterable[Passage]) -> list[int]:
+        """Add passages of `work`'s file (pages, stretches of a transcript); returns their
+        ordinals, for the rows made from them (`Row.passage`). Like rows, they become live when
+        the file is finished and that finish is committed."""
+        self._check_work(work)
+        known = row_kinds()
+        ordinals = []
+        for passage in passages:
+            if passage.kind not in known:
+                choices = ", ".join(sorted(known))
+                raise ValueError(f"passage kind {passage.kind!r}: choose from {choices}")
+            ordinal = self._passage_ordinals[work.unit]
+            self._passage_ordinals[work.unit] = ordinal + 1
+            self._passages.append(_BufferedPassage(work.unit, ordinal, work, passage))
+            ordinals.append(ordinal)
+        if len(self._passages) >= self.rows_per_part:
+            self._commit()
+        return ordinals
 
     def add_rows(self, work: Work, rows: Iterable[Row]) -> None:
         """Add rows of `work`'s file. They are written with the next part; they become live only
@@ -422,6 +470,11 @@ class IndexWriter:
         for row in rows:
             if row.kind not in known:
                 raise ValueError(f"row kind {row.kind!r}: choose from {', '.join(sorted(known))}")
+            if row.passage is not None and not 0 <= row.passage < self._passage_ordinals[work.unit]:
+                raise ValueError(
+                    f"a row of {work.file.path} names passage {row.passage}; the file has "
+                    f"{self._passage_ordinals[work.unit]} (add the passage before its rows)"
+                )
             vector = np.asarray(row.vector, dtype=np.float32).reshape(-1)
             if vector.shape[0] != dimension:
                 raise ValueError(
@@ -454,6 +507,7 @@ class IndexWriter:
                 message,
                 unit=work.unit,
                 rows=rows,
+                passages=self._passage_ordinals[work.unit],
             ),
         )
 
@@ -483,6 +537,7 @@ class IndexWriter:
         if isinstance(target, Work):
             self._check_work(target)
             self._buffer = [item for item in self._buffer if item.unit != target.unit]
+            self._passages = [item for item in self._passages if item.unit != target.unit]
             file = target.file
             entry = Entry(
                 file.path,
@@ -526,6 +581,7 @@ class IndexWriter:
         if work.inner:
             self._record(entry)
             self._ordinals.pop(work.unit)
+            self._passage_ordinals.pop(work.unit)
             self._waiting.pop(work.unit)
             return
         del self._in_flight_by_content[work.content_sha256]
@@ -535,6 +591,7 @@ class IndexWriter:
         for file, kind in self._waiting.pop(work.unit):
             self._record(self._copy_of(file, kind, entry))
         self._ordinals.pop(work.unit)
+        self._passage_ordinals.pop(work.unit)
         if self._clock() - self._last_commit >= self.commit_seconds:
             self._commit()
 
@@ -571,7 +628,7 @@ class IndexWriter:
         writer is marked broken and commits nothing more (the next run redoes what was lost).
         """
         self._last_commit = self._clock()
-        if not self._buffer and not self._ready:
+        if not self._buffer and not self._passages and not self._ready:
             return
         if self._broken:
             raise RuntimeError("an earlier commit failed; this writer can commit nothing more")
@@ -587,10 +644,22 @@ class IndexWriter:
             self._summary.rows += len(batch)
             for unit in dict.fromkeys(item.unit for item in batch):
                 self._unit_parts[unit].append(name)
+        while self._passages:
+            passages = self._passages[: self.rows_per_part]
+            name = seq_name(self._seq + 1)
+            table = _passages_table(passages)
+            write_atomic(self._dir / "passages" / name, functools.partial(_write_parquet, table))
+            self._seq += 1
+            self._passages = self._passages[len(passages) :]
+            self._summary.passage_parts += 1
+            self._summary.passages += len(passages)
+            for unit in dict.fromkeys(item.unit for item in passages):
+                self._unit_passage_parts[unit].append(name)
         if self._ready:
             for entry in self._ready:
                 if entry.unit is not None and entry.unit in self._unit_parts:
                     entry.parts = self._unit_parts.pop(entry.unit)
+                    entry.passage_parts = self._unit_passage_parts.pop(entry.unit)
             ledger.write_segment(self._dir, self._seq + 1, self._ready)
             self._seq += 1
             for entry in self._ready:
@@ -604,6 +673,7 @@ class IndexWriter:
             self._ready = []
         for unit in [u for u in self._unit_parts if u not in self._works]:
             del self._unit_parts[unit]  # units that failed or were skipped: their rows are orphans
+            del self._unit_passage_parts[unit]
         self._broken = False
 
     def _rows_table(self, batch: Sequence[_Buffered]) -> pa.Table:
@@ -633,6 +703,7 @@ class IndexWriter:
                               pa.timestamp("us", tz="UTC")),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
             "space": pa.array([self._space_id] * len(batch), pa.string()),
+            "passage": pa.array([item.row.passage for item in batch], pa.int32()),
         }
         return pa.Table.from_arrays([columns[f.name] for f in self._schema], schema=self._schema)
 
@@ -684,6 +755,22 @@ class IndexWriter:
         self._check_open()
         if self._works.get(work.unit) is not work:
             raise ValueError(f"{work.file.path}: this work was already ended, or is not this writer's")
+
+
+def _passages_table(batch: Sequence[_BufferedPassage]) -> pa.Table:
+    columns: dict[str, pa.Array] = {
+        "unit": pa.array([item.unit for item in batch], pa.string()),
+        "ordinal": pa.array([item.ordinal for item in batch], pa.int32()),
+        "content_sha256": pa.array([item.work.content_sha256 for item in batch], pa.string()),
+        "path": pa.array([item.work.file.path for item in batch], pa.string()),
+        "kind": pa.array([str(item.passage.kind) for item in batch], pa.string()),
+        "page": pa.array([item.passage.page for item in batch], pa.int32()),
+        "start_seconds": pa.array([item.passage.start_seconds for item in batch], pa.float64()),
+        "end_seconds": pa.array([item.passage.end_seconds for item in batch], pa.float64()),
+        "section": pa.array([item.passage.section for item in batch], pa.string()),
+        "text": pa.array([item.passage.text for item in batch], pa.string()),
+    }
+    return pa.Table.from_arrays([columns[f.name] for f in PASSAGE_SCHEMA], schema=PASSAGE_SCHEMA)
 
 
 def _write_parquet(table: pa.Table, handle: IO[bytes]) -> None:

@@ -46,6 +46,10 @@ class ExtractOptions:
     """Also return embedded images."""
     ocr: bool = True
     """OCR pages without a text layer (when the server has OCR enabled and installed)."""
+    normalize: bool = True
+    """Text as a reader sees it (`sensorium.text.normalize`); False: the characters as the text
+    layer (or OCR) has them, ligatures and line-end hyphens included (in this process only: the
+    gRPC API always normalises)."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from sensorium.device import is_cuda_oom
 from sensorium.errors import Reason, SensoriumError
+from sensorium.text import normalize
 from sensorium.transcription.api import (
     DEFAULT_BEAM_SIZE,
     DEFAULT_TEMPERATURES,
@@ -314,10 +315,12 @@ def _segment(index: int, segment: Any, duration: float) -> Segment:
     words: list[Word] = []
     for word in segment.words or ():
         word_start = _clamp(word.start, duration)
-        words.append(Word(word_start, max(_clamp(word.end, duration), word_start), word.word,
+        words.append(Word(word_start, max(_clamp(word.end, duration), word_start), normalize(word.word),
                           float(word.probability)))
+    # Text as every engine stores it (sensorium.text): Whisper's byte-level tokens can decode to
+    # compatibility and invisible characters.
     return Segment(
-        index=index, start=start, end=end, text=segment.text.strip(), words=tuple(words),
+        index=index, start=start, end=end, text=normalize(segment.text).strip(), words=tuple(words),
         avg_logprob=float(segment.avg_logprob), no_speech_probability=float(segment.no_speech_prob),
         compression_ratio=float(segment.compression_ratio),
         temperature=float(segment.temperature or 0.0),

@@ -158,10 +158,11 @@ def test_cuda_oom_splits_the_batch_and_fails_only_the_item_that_never_fits(engin
 
 
 def test_models_command_prepares_or_says_what_to_do(tmp_path, shapes_model, monkeypatch):
+    from sensorium.embedding import models
     from sensorium.embedding.models import prepare
 
     local = Settings(embedding={"model": f"local-dir:{shapes_model}", "pretrained": ""})
-    assert "ready" in prepare(local, tmp_path)
+    assert "ready" in prepare(local, tmp_path) and "ONNX text tower in" in prepare(local, tmp_path)
 
     import open_clip
 
@@ -175,11 +176,16 @@ def test_models_command_prepares_or_says_what_to_do(tmp_path, shapes_model, monk
 
     def fake_download(config, cache_dir):
         target = Path(cache_dir) / "models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K"
-        (target / "refs").mkdir(parents=True)
+        (target / "refs").mkdir(parents=True, exist_ok=True)
         (target / "refs" / "main").write_text("c0ffee")
-        (target / "snapshots" / "c0ffee").mkdir(parents=True)
+        (target / "snapshots" / "c0ffee").mkdir(parents=True, exist_ok=True)
         shutil.copy(shapes_model / "open_clip_model.safetensors",
                     target / "snapshots" / "c0ffee" / "open_clip_model.safetensors")
 
     monkeypatch.setattr(open_clip, "download_pretrained", fake_download)
+    # The fake weights are the shapes model's, which a ViT-B-32 cannot load: the text tower's
+    # export (which loads them; tested in test_text_tower.py) says so.
+    with pytest.raises(ModelError, match="open_clip cannot load ViT-B-32/laion2b_s34b_b79k"):
+        prepare(hub, tmp_path)
+    monkeypatch.setattr(models, "_text_tower", lambda model, pretrained, model_dir: "no tower exported")
     assert "ViT-B-32/laion2b_s34b_b79k ready" in prepare(hub, tmp_path)

@@ -252,3 +252,29 @@ def test_empty_segments_are_dropped():
         context_length=CONTEXT,
     )
     assert [(w.text, w.start_seconds, w.end_seconds) for w in windows] == [("hello", 1, 2)]
+
+
+def test_transcript_stretches_group_segments_and_windows_nest_in_them():
+    from dataclasses import dataclass
+
+    from sensorium.index.chunking import transcript_stretches, window_transcript
+
+    @dataclass(frozen=True)
+    class Seg:
+        start: float
+        end: float
+        text: str
+
+    segments = [Seg(10.0 * i, 10.0 * i + 9.0, f"segment {i} words here") for i in range(13)]
+    segments.insert(3, Seg(30.0, 30.0, "   "))  # empty: dropped
+    stretches = transcript_stretches(segments, max_seconds=60.0)
+    times = [(s.start_seconds, s.end_seconds) for s in stretches]
+    assert times == [(0.0, 59.0), (60.0, 119.0), (120.0, 129.0)]
+    assert stretches[0].text == " ".join(f"segment {i} words here" for i in range(6))
+    assert sum(len(s.segments) for s in stretches) == 13
+    for stretch in stretches:
+        for window in window_transcript(stretch.segments, count_tokens=lambda t: len(t.split()) + 2,
+                                        context_length=12):
+            assert stretch.start_seconds <= window.start_seconds <= window.end_seconds <= stretch.end_seconds
+    (long,) = transcript_stretches([Seg(0.0, 500.0, "one very long segment")], max_seconds=60.0)
+    assert (long.start_seconds, long.end_seconds) == (0.0, 500.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -323,7 +324,8 @@ def test_vectors_of_the_wrong_dimension_or_kind_are_refused_when_added(src, tmp_
         assert work is not None
         with pytest.raises(ValueError, match="3-d vector; the index's space is 8-d"):
             writer.add_rows(work, [Row("image", np.ones(3))])
-        with pytest.raises(ValueError, match="row kind 'video': choose from audio, document_image, "):
+        with pytest.raises(ValueError, match="row kind 'video': choose from audio, document_image, "
+                                             "document_text, image, image_text, "):
             writer.add_rows(work, [Row("video", np.ones(DIMENSION))])  # type: ignore[arg-type]
 
 
@@ -403,6 +405,18 @@ def test_a_changed_mail_keeps_what_it_still_holds_and_retires_the_rest(src, tmp_
     assert paths == {str(mail), f"{mail}!/kept.txt", f"{mail}!/new.txt"}
 
 
+def test_an_attachments_passages_live_and_go_with_it(src, tmp_path):
+    mail = write(src, "dues.eml", "mail body\nreport.txt=quarterly report", mtime=10**18)
+    out = tmp_path / "index"
+    Job(out).run([mail], inner=_attachments)
+    passages = [p for table in IndexReader(out).live_passages() for p in table.to_pylist()]
+    assert [(p["path"], p["text"]) for p in passages] == [(f"{mail}!/report.txt", "quarterly report")]
+    assert {r["passage"] for r in live_rows(out) if r["path"] == f"{mail}!/report.txt"} == {0}
+    mail.unlink()
+    Job(out).run([], inner=_attachments)
+    assert [p for table in IndexReader(out).live_passages() for p in table.to_pylist()] == []
+
+
 def test_a_deleted_or_failing_mail_takes_its_attachments_with_it(src, tmp_path):
     mail = write(src, "a.eml", "mail a\nx.txt=ex", mtime=10**18)
     other = write(src, "b.eml", "mail b\ny.txt=why", mtime=10**18)
@@ -451,3 +465,37 @@ def test_a_listed_file_in_a_folder_named_with_a_bang_is_no_attachment(src, tmp_p
     Job(out).run([plain])
     plain.unlink()
     assert Job(out).run([]).plan.removed == [str(plain)]
+
+
+def test_passages_are_written_beside_rows_and_live_through_the_ledger(src, tmp_path):
+    from sensorium.index.layout import PASSAGE_SCHEMA
+    from sensorium.index.writer import Passage
+
+    out = tmp_path / "index"
+    kept, failed = write(src, "kept.pdf", "kept"), write(src, "failed.pdf", "failed")
+    with IndexWriter(out, Shard(), MANIFEST, rows_per_part=3) as writer:
+        works = {}
+        for stat in writer.plan([FileStat.of(kept), FileStat.of(failed)]).todo:
+            work = writer.begin(stat, hashlib.sha256(Path(stat.path).read_bytes()).hexdigest(), "pdf")
+            assert work is not None
+            works[Path(stat.path).name] = work
+            pages = writer.add_passages(work, [Passage("pdf_text", f"page {n} of {stat.path}", page=n)
+                                               for n in (1, 2)])
+            assert pages == [0, 1]
+            writer.add_rows(work, [Row("pdf_text", np.ones(DIMENSION), text=f"chunk {n}", page=n + 1,
+                                       passage=n) for n in pages])
+            with pytest.raises(ValueError, match="names passage 2; the file has 2"):
+                writer.add_rows(work, [Row("pdf_text", np.ones(DIMENSION), passage=2)])
+        writer.finish(works["kept.pdf"])
+        writer.fail(works["failed.pdf"], Reason.PDF_UNREADABLE, "broken")
+    reader = IndexReader(out)
+    (unit,) = reader.live_units().values()
+    assert (unit.passages, unit.path) == (2, str(kept)) and unit.passage_parts
+    (passages,) = list(reader.live_passages())
+    assert passages.schema == PASSAGE_SCHEMA
+    assert [(p["ordinal"], p["page"], p["text"]) for p in passages.to_pylist()] == [
+        (0, 1, f"page 1 of {kept}"), (1, 2, f"page 2 of {kept}")]
+    rows = pa.concat_tables(reader.live_rows()).to_pylist()
+    assert [(r["passage"], r["text"]) for r in rows] == [(0, "chunk 0"), (1, "chunk 1")]
+    files = pq.read_table(out / "shard-0-of-1" / "files.parquet").to_pylist()
+    assert {f["path"]: f["passages"] for f in files} == {str(kept): 2, str(failed): 0}

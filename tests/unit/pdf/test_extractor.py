@@ -526,3 +526,44 @@ def test_corpus(corpus_dir: Path, corpus_pdf: dict[str, Any]) -> None:
             assert portrait == (rotation % 180 == 0)
     assert all(p.error is None for p in pages)
     assert all(i.error is None for i in images)
+
+
+# --- normalised text (sensorium.text) ------------------------------------------------------
+
+HYPHENATED_PDF = Path(__file__).parents[2] / "data" / "hyphenated.pdf"
+"""Prose laid out by LibreOffice on a narrow page, hyphenation on (bench/textcorpus.py)."""
+BROKEN_WORDS = ("justified", "extraordinarily", "administrative", "notwithstanding",
+                "characteristically", "internationalisation", "incomprehensibility", "acknowledgements",
+                "recommendations", "scientific", "electroencephalography", "photosynthesis",
+                "spectrophotometer", "immunohistochemistry", "interface", "wherever")
+"""Words of the fixture's text that LibreOffice broke across lines."""
+LIGATURE_WORDS = ("efficient", "office", "fluid", "financial", "effective")
+COMPOUNDS = ("user-defined", "well-documented", "state-of-the-art", "case-insensitive")
+
+
+def _words(text: str) -> set[str]:
+    return {word.strip(".,:;").lower() for word in text.split()}
+
+
+def test_words_broken_across_lines_and_ligatures_are_whole_in_the_text() -> None:
+    _, (raw,), _ = extract(HYPHENATED_PDF, ExtractOptions(normalize=False))
+    _, (page,), _ = extract(HYPHENATED_PDF, ExtractOptions(include_blocks=True))
+    # The fixture does break these words and store ligatures: the raw text layer lacks them.
+    assert not _words(raw.text) & set(BROKEN_WORDS)
+    assert "o\ufb03ce" in raw.text and "e\ufb03-\ncient" in raw.text
+    words = _words(page.text)
+    assert set(BROKEN_WORDS) <= words
+    assert set(LIGATURE_WORDS) <= words
+    assert set(COMPOUNDS) <= words  # a compound's own hyphen stays, also where a line ended
+    assert not any(0xFB00 <= ord(char) <= 0xFB06 for char in page.text)
+    assert page.text == "\n".join(block.text for block in page.blocks)
+
+
+def test_ocr_text_is_normalised_too(scanned_pdf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def ocr(page: Any, options: ExtractOptions, limits: Limits) -> tuple[OcrStatus, str, str, list[Any]]:
+        return OcrStatus.APPLIED, "", "", [(0.0, 0.0, 10.0, 10.0, "an ef\ufb01cient recog-\nnition\u00ad")]
+
+    monkeypatch.setattr(extractor, "_ocr", ocr)
+    _, (scanned, _), _ = extract(scanned_pdf)
+    assert scanned.ocr_status == OcrStatus.APPLIED
+    assert scanned.text == "an efficient recognition"
