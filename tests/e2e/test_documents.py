@@ -20,7 +20,7 @@ import docmaker
 import testkit
 import tiny_clip
 from sensorium.index.reader import IndexReader
-from sensorium.index.search import SearchStore
+from sensorium.index.search import Filters, SearchStore
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +96,14 @@ def test_every_format_is_indexed_with_its_locators(generated, built):
     assert legacy["section"] == "Introduction" and legacy["title"] == docmaker.TITLE
     pictures = [row for row in by_path[str(folder / "report.docx")] if row["kind"] == "document_image"]
     assert len(pictures) == 1 and pictures[0]["section"] == "Introduction > Tides and currents"
+    # Each section is a passage (what text search ranks), with its locator; rows point to theirs.
+    passages = {(p["path"], p["ordinal"]): p for t in IndexReader(out).live_passages() for p in t.to_pylist()}
+    tides_passage = passages[tides["path"], tides["passage"]]
+    assert tides_passage["section"] == "Introduction > Tides and currents"
+    assert "Spring tides flooded" in " ".join(tides_passage["text"].split())
+    assert pictures[0]["passage"] == tides["passage"]
+    assert passages[cargo["path"], cargo["passage"]]["page"] == 3
+    assert passages[cue["path"], cue["passage"]]["start_seconds"] <= cue["start_seconds"]
 
 
 def test_attachments_are_files_of_their_own(built):
@@ -116,31 +124,39 @@ def test_attachments_are_files_of_their_own(built):
 
 
 def test_a_phrase_from_each_file_finds_that_file_first(generated, built, env):
-    """`sensorium search --mode text` for the words only one file holds ranks that file first.
-    The command for a few files; for every file, the store it prints from (starting the CLI
-    28 times would take minutes on a busy machine, for the same code)."""
+    """`sensorium search --mode text` (which ranks passages: a document's sections) for the words
+    only one file holds ranks that file first, with where in it. The command for a few files;
+    for every file, the store it prints from (starting the CLI 28 times would take minutes on a
+    busy machine, for the same code)."""
     folder, out, _ = built
     table = files(out)
     expected = generated[1]
 
-    def check(name: str, hits: list[dict[str, Any]]) -> None:
-        assert hits, name
-        # A mail's attachment is the same file again (dues.eml carries report.docx): either copy.
-        assert hits[0]["content_sha256"] == table[str(folder / name)]["content_sha256"], (
-            name, [h["path"] for h in hits])
-        assert str(folder / name) in [h["path"] for h in hits[:2]], name
-        assert docmaker.marker_sentence(expected[name].marker) in hits[0]["text"], name
+    def check(name: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+        assert results, name
+        best = results[0]
+        # A mail's attachment is the same file again (dues.eml carries report.docx): either copy,
+        # the other listed in `files` (one passage found in several files is one result).
+        assert table[best["path"]]["content_sha256"] == table[str(folder / name)]["content_sha256"], (
+            name, [r["path"] for r in results])
+        assert str(folder / name) in [best["path"], *best["files"]], name
+        assert docmaker.marker_sentence(expected[name].marker) in best["snippet"], name
+        return best
 
     for name in ("report.docx", "budget.xls", "talk.srt"):
         check(name, search(out, env, expected[name].marker, "--mode", "text", "--kind", "document_text",
                            "-k", "3"))
     store = SearchStore(out)
     for name, want in expected.items():
-        hits = store.search(query_text=want.marker, mode="text", k=3, kinds=["document_text"])
-        check(name, [hit.to_json() for hit in hits])
+        results = store.search_files(query_text=want.marker, mode="text", k=3,
+                                     filters=Filters(kinds=["document_text"]))
+        best = check(name, [result.to_json() for result in results])
+        if name == "budget.xlsx":  # a spreadsheet's place: its sheet (the marker is on "Notes"), cells, title
+            assert (best["section"], best["title"]) == ("Notes", docmaker.SHEET_TITLE), best
+            assert best["cells"].startswith("A") and ":" in best["cells"], best
     plain = testkit.run_cli("search", expected["slides.pptx"].marker, "--mode", "text", "-k", "1",
                             "--index", str(out), env=env)
-    assert plain.returncode == 0 and "slides.pptx  page 2 Harbour overview" in plain.stdout
+    assert plain.returncode == 0 and "slides.pptx  page 2 Harbour overview" in plain.stdout, plain.stdout
 
 
 def test_a_rerun_redoes_nothing(built, env):
