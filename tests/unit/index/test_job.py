@@ -255,7 +255,7 @@ def test_a_file_past_the_row_cap_is_indexed_with_its_first_rows_and_says_so(tmp_
             work.add([Row("echo", v, text=str(start + i)) for i, v in enumerate(vectors)])
 
     kind = kinds.FileKind("echoes", "echo files", {"echo": "an echo"}, endless,
-                          sniff=lambda head: "text/x-echo" if head.startswith(b"ECHO") else None)
+                          sniff=lambda head, path: "text/x-echo" if head.startswith(b"ECHO") else None)
     monkeypatch.setitem(kinds.KINDS, "echoes", kind)
     folder = tmp_path / "in"
     folder.mkdir()
