@@ -76,6 +76,11 @@ class FileWork(Protocol):
         is stopped; the file is indexed with the rows it has, and its entry says so."""
         ...
 
+    def cut_at_limit(self, error: SensoriumError) -> None:
+        """The engine cut the file's text at a limit (`error`, PROCESSING_LIMIT): the file stays
+        indexed and its files-table entry says what is missing (the first such note)."""
+        ...
+
     def rows_left(self) -> int:
         """Rows this file may still add: producers cut their pieces to it before embedding."""
         ...
@@ -177,6 +182,8 @@ async def _index_pdf(work: FileWork) -> None:
                     log.info("part of a PDF not indexed", extra={
                         "path": str(work.path), "page": item.page_number, "reason": item.error.reason.name,
                         "detail": item.error.message})
+                if isinstance(item, PageResult) and item.limit is not None:
+                    work.cut_at_limit(item.limit)
             text_vectors, image_vectors = await asyncio.gather(
                 work.embed_texts([c.text for c in chunks]), work.embed_images([i.data for i in images]))
             rows = [Row("pdf_text", v, text=c.text, page=c.page, bbox=c.bbox, passage=ordinals.get(c.page))
@@ -401,6 +408,8 @@ async def _index_document(work: FileWork) -> None:
     for error in document.errors:
         log.info("part of a document not indexed", extra={
             "path": work.name, "reason": error.reason.name, "detail": error.message})
+        if error.reason is Reason.PROCESSING_LIMIT:  # text past a limit: the files table says so
+            work.cut_at_limit(error)
     title, author = document.metadata.title or None, document.metadata.author or None
     sections = [section for section in document.sections if section.text or section.error]
     # A picture's passage: the first passage at its page and section, as a PDF image's is its page's.
@@ -412,6 +421,8 @@ async def _index_document(work: FileWork) -> None:
                 log.info("part of a document not indexed", extra={
                     "path": work.name, "where": section.locator.describe(),
                     "reason": section.error.reason.name, "detail": section.error.message})
+                if section.error.reason is Reason.PROCESSING_LIMIT:
+                    work.cut_at_limit(section.error)
         units = _section_passages([s for s in step if s.text])
         ordinals = work.add_passages([passage for passage, _ in units])
         for passage, ordinal in zip((p for p, _ in units), ordinals, strict=True):

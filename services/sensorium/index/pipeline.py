@@ -160,8 +160,9 @@ class Pipeline:
             return
         kind = KINDS[sniffed.kind]
         note = None
+        file = _File(self, work, kind, path, sniffed.mime, inner=inner)
         try:
-            await self._produce(_File(self, work, kind, path, sniffed.mime, inner=inner))
+            await self._produce(file)
         except RowCapReached as capped:
             note = (capped.error.reason, explain(capped.error, "operator"))
         except SensoriumError as error:
@@ -183,6 +184,8 @@ class Pipeline:
             self.writer.fail(work, Reason.INTERNAL_ERROR, f"internal error: {type(exc).__name__}",
                              retryable=True)
             return
+        if note is None and file.limit is not None:
+            note = (file.limit.reason, explain(file.limit, "operator"))
         self._count("indexed", kind.name, None)
         self.writer.finish(work, note)
 
@@ -293,6 +296,11 @@ class _File:
         self.added = False
         self.rows = 0
         self.cap = pipeline.settings.index.max_rows_per_file
+        self.limit: SensoriumError | None = None
+
+    def cut_at_limit(self, error: SensoriumError) -> None:
+        if self.limit is None:  # the first limit met is the one the files table shows
+            self.limit = error
 
     def rows_left(self) -> int:
         return self.cap - self.rows
