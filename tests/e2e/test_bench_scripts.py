@@ -163,3 +163,15 @@ def test_index_benchmark_runs_on_a_documents_folder(tmp_path):
     assert "document_text" in rows["index job, in-process"][5]
     assert int(rows["index job, in-process"][0]) == 9 and "file errors" not in result.stdout
     assert json.loads(out.read_text())["ratio"] > 0
+
+
+def test_runtime_path_benchmark_measures_every_variant() -> None:
+    result = bench("bench/runtime_path.py", "--calls", "20", timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines()
+            if line.startswith(("| own process", "| server process"))]
+    assert [(r[0].strip(), r[1].strip()) for r in rows] == [
+        ("own process", "default"), ("own process", "1"), ("server process", "default"),
+        ("server process", "1")], result.stdout
+    for row in rows:
+        assert all(float(cell) > 0 for cell in row[2:6]), row  # p50, mean, CPU, round trip
