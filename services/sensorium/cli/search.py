@@ -166,10 +166,13 @@ async def _embedded_elsewhere(
 
 async def _served(args: argparse.Namespace, request: Any) -> tuple[list[dict[str, Any]], str]:
     """The answer of --server's search service (the index the server was given)."""
-    from sensorium.search.remote import search_remote
+    from sensorium.search.api import SEARCH
 
     image = args.image.read_bytes() if args.image is not None else None
-    return await search_remote(args, request, image)
+    async with open_engines(args, "search") as engines:
+        engine = await engines.open(SEARCH)
+        answer = await engine.search(request, image)
+    return answer.items(request.query), answer.lag
 
 
 def _where(page: int | None, start: float | None, end: float | None) -> str:
