@@ -285,6 +285,12 @@ class IndexSettings(_Group):
     `search_daemon_idle_seconds` without one. false: every search starts cold (`--no-daemon`)."""
     search_daemon_idle_seconds: float = Field(default=300.0, gt=0)
     """Seconds the per-user query process waits for another search before it exits."""
+    watch_debounce_ms: int = Field(default=1000, gt=0)
+    """`sensorium index --watch`: a batch of changes closes once this long passes without a new
+    one, then the index is updated for all of them at once."""
+    watch_rescan_seconds: float = Field(default=60.0, gt=0)
+    """`sensorium index --watch` where the system's inotify watch limit is reached: seconds
+    between rescans of the watched folders instead."""
 
 
 class SearchSettings(_Group):

@@ -51,6 +51,10 @@ def add_parser(commands: Any) -> None:
                        "shards ran elsewhere, or to rebuild a store with --rebuild-store")
     index.add_argument("--rebuild-store", action="store_true",
                        help="with --update-store: throw the search store away and build it again")
+    index.add_argument("--watch", action="store_true",
+                       help="keep the index current: index PATH..., then again after each batch of "
+                       "changes under them (created, modified, moved, deleted files), with a "
+                       "one-line status, until interrupted (Ctrl-C)")
     add_tls_flags(index)
     add_token_flag(index)
     index.set_defaults(run=run)
@@ -77,6 +81,8 @@ async def run(args: argparse.Namespace) -> int:
             manifest=args.manifest, server=args.server,
             client_options={"timeout": args.timeout, **security}, progress_bar=bar,
         )
+        if args.watch:
+            return await _watch(request, settings)
         summary = await run_job(request, settings)
     except JobError as exc:
         raise CliError(str(exc), exc.code) from None
@@ -84,6 +90,32 @@ async def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         _print_summary(summary)
+    return Exit.OK
+
+
+async def _watch(request: Any, settings: Settings) -> int:
+    """Index, then keep indexing what changes, with the models loaded once."""
+    from dataclasses import replace
+
+    from sensorium.index.job import job_engines, run_job
+    from sensorium.index.watch import watch
+
+    if request.manifest is not None:
+        raise CliError("--watch watches folders and files (PATH...), not a --manifest", Exit.USAGE)
+    request = replace(request, progress_bar=False)
+    tty = sys.stderr.isatty()
+
+    def status(line: str) -> None:
+        # On a terminal the line is rewritten in place; in a log, one line per update.
+        print(("\r\033[K" if tty else "") + line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    engines = await job_engines(request, settings)
+    try:
+        await watch(request.inputs, request.out, lambda: run_job(request, settings, engines), status,
+                    debounce_ms=settings.index.watch_debounce_ms,
+                    rescan_seconds=settings.index.watch_rescan_seconds)
+    finally:
+        await engines.close()
     return Exit.OK
 
 

@@ -89,7 +89,7 @@ async def run_job(request: JobRequest, settings: Settings, engines: Engines | No
     files = [path for path in list_inputs(request.inputs, request.manifest, exclude=request.out)
              if request.shard.owns(path)]
     owned = engines is None
-    engines = engines if engines is not None else await _engines(request, settings)
+    engines = engines if engines is not None else await job_engines(request, settings)
     where = f"the server at {request.server}" if request.server else "the engines"
     try:
         facts = await _model_facts(engines, where)
@@ -179,7 +179,8 @@ def _writer(request: JobRequest, settings: Settings, manifest: Manifest) -> Inde
         raise JobError(f"cannot write the index at {request.out}: {exc.strerror}", Exit.OUTPUT) from None
 
 
-async def _engines(request: JobRequest, settings: Settings) -> Engines:
+async def job_engines(request: JobRequest, settings: Settings) -> Engines:
+    """The engines of `request`: --server's, or the runtimes of this process (started on use)."""
     from sensorium.engines import InProcessEngines, RemoteEngines
 
     if request.server:
