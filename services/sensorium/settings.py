@@ -285,6 +285,11 @@ class IndexSettings(_Group):
     `search_daemon_idle_seconds` without one. false: every search starts cold (`--no-daemon`)."""
     search_daemon_idle_seconds: float = Field(default=300.0, gt=0)
     """Seconds the per-user query process waits for another search before it exits."""
+    compact_small_parts: int = Field(default=32, ge=0)
+    """A run of `sensorium index` (each update of --watch too) ends by compacting its shard once
+    it holds more than this many small row parts (under half rows_per_part rows): live rows
+    merged into full parts, dead rows dropped (`sensorium index --compact` does it on demand);
+    0 = never automatically."""
     watch_debounce_ms: int = Field(default=1000, gt=0)
     """`sensorium index --watch`: a batch of changes closes once this long passes without a new
     one, then the index is updated for all of them at once."""

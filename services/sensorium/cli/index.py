@@ -51,6 +51,10 @@ def add_parser(commands: Any) -> None:
                        "shards ran elsewhere, or to rebuild a store with --rebuild-store")
     index.add_argument("--rebuild-store", action="store_true",
                        help="with --update-store: throw the search store away and build it again")
+    index.add_argument("--compact", action="store_true",
+                       help="only compact the index of --out: merge its small parts and drop the rows "
+                       "no file stands for any more (results stay the same; also done by a run once "
+                       "SENSORIUM_INDEX__COMPACT_SMALL_PARTS small parts pile up)")
     index.add_argument("--watch", action="store_true",
                        help="keep the index current: index PATH..., then again after each batch of "
                        "changes under them (created, modified, moved, deleted files), with a "
@@ -68,6 +72,8 @@ async def run(args: argparse.Namespace) -> int:
         raise CliError("--rebuild-store goes with --update-store", Exit.USAGE)
     if args.update_store:
         return await _update_store(args)
+    if args.compact:
+        return await _compact(args)
     if not args.paths and args.manifest is None:
         raise CliError("name the files or folders to index (PATH...), or --manifest FILE", Exit.USAGE)
     security = remote_only(args)
@@ -116,6 +122,31 @@ async def _watch(request: Any, settings: Settings) -> int:
                     rescan_seconds=settings.index.watch_rescan_seconds)
     finally:
         await engines.close()
+    return Exit.OK
+
+
+async def _compact(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sensorium.index.compact import compact
+    from sensorium.index.layout import IndexBusyError, IndexLayoutError
+
+    if args.paths or args.manifest is not None or args.watch:
+        raise CliError("--compact takes no PATH: it compacts the index of --out", Exit.USAGE)
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        stats = await asyncio.to_thread(compact, args.out, rows_per_part=settings.index.rows_per_part)
+    except IndexBusyError as exc:
+        raise CliError(str(exc), Exit.OUTPUT) from None
+    except IndexLayoutError as exc:
+        raise CliError(str(exc), Exit.CONFIG) from None
+    if args.json:
+        print(json.dumps({"index": str(args.out), "compacted": stats.to_json()}))
+    else:
+        print(f"compacted {args.out}: {stats.parts_before} -> {stats.parts_after} row parts, "
+              f"{stats.bytes_before:,} -> {stats.bytes_after:,} bytes, {stats.rows_dropped} dead rows "
+              f"dropped, {stats.rows_kept} kept")
     return Exit.OK
 
 

@@ -121,11 +121,29 @@ async def run_job(request: JobRequest, settings: Settings, engines: Engines | No
                 progress.close()
         summary = writer.close()
         result = tally.to_json(request.out, request.shard, summary.parts)
+        result["compacted"] = await asyncio.to_thread(_compact_if_due, request, settings)
         result["store"] = await asyncio.to_thread(refresh_store, request.out, settings)
         return result
     finally:
         if owned:
             await engines.close()
+
+
+def _compact_if_due(request: JobRequest, settings: Settings) -> dict[str, int] | None:
+    """Compact the run's shard when it holds more small parts than the setting allows."""
+    from sensorium.index.compact import compact, small_parts
+
+    index = settings.index
+    folder = request.out / request.shard.name
+    if not index.compact_small_parts or small_parts(folder, index.rows_per_part) <= index.compact_small_parts:
+        return None
+    try:
+        stats = compact(request.out, rows_per_part=index.rows_per_part, only=request.shard)
+    except (IndexBusyError, IndexLayoutError) as exc:
+        log.warning("compaction skipped: %s", exc)
+        return None
+    log.info("index compacted", extra=stats.to_json())
+    return stats.to_json()
 
 
 def refresh_store(out: Path, settings: Settings, *, rebuild: bool = False) -> dict[str, Any]:
