@@ -15,7 +15,6 @@ from sensorium import logs
 from sensorium.cli.common import CliError, add_client_flags, clock, open_engines
 from sensorium.errors import SensoriumError
 from sensorium.exits import Exit
-from sensorium.index.kinds import row_kinds
 from sensorium.settings import Settings
 
 Mode = Literal["hybrid", "vector", "text"]
@@ -44,8 +43,11 @@ def add_parser(commands: Any) -> None:
                         help="hybrid: meaning and words, fused by rank (default for a text query); "
                         "vector: meaning only (CLIP; default and only mode for --image); text: "
                         "words only (BM25 over pages and passages; needs no model)")
-    search.add_argument("--kind", action="append", choices=list(row_kinds()),
-                        help="keep only results of this kind (repeatable)")
+    # No `choices`: the kind table imports pyarrow (~0.5 s), which a warm search never needs;
+    # an unknown kind is refused with the list of kinds by whatever answers the query.
+    search.add_argument("--kind", action="append", metavar="KIND",
+                        help="keep only results of this kind (repeatable): pdf_text, pdf_image, "
+                        "audio, image, ... (`sensorium index --help` lists every kind)")
     search.add_argument("--path", metavar="GLOB", help='keep only files whose path matches, e.g. "*.pdf"')
     search.add_argument("--modified-after", type=_date, metavar="DATE",
                         help="keep only files modified at or after DATE (YYYY-MM-DD or an ISO time; "
@@ -136,8 +138,12 @@ def _fast(args: argparse.Namespace, request: Any, settings: Settings) -> tuple[l
     (started by the first search), else in this process with the exported text tower (a text
     mode query loads no model at all)."""
     from sensorium.index.query import QueryEngine
+    from sensorium.registry import SERVICES
+    from sensorium.settings import ALL_SERVICES
 
-    if settings.index.search_daemon and not args.no_daemon:
+    # An engine registered from outside the package (its kinds) exists only in this process:
+    # the query process would not know its kinds.
+    if settings.index.search_daemon and not args.no_daemon and set(SERVICES) <= set(ALL_SERVICES):
         from sensorium.index import query_daemon
 
         try:
