@@ -22,12 +22,21 @@ ratio, the job's stage busy times (embedding and Whisper model seconds from the 
 metrics, CPU seconds of the PDF worker processes) and the CPU use of both. `--shards N` also
 runs N job processes at once, each on its shard of the folder, as N pods would on one machine.
 
+`--media` measures what reading text in images costs instead (issue 19): a folder of ordinary
+photos without text (JPEG, photo-like, `--photo-size`) indexed by the job with text recognition
+on (SENSORIUM_MEDIA__OCR=true: each photo gets the cheap text check) and off, repeats
+alternating, and their files/s ratio on ÷ off: what a person pays for the feature on photos
+without text. Then a folder of screenshots (PNG, 6-30 lines of text each) with recognition on,
+files/s and rows, against off.
+
 Examples (from the repository root; ViT-B-32 with random weights, Whisper packaged:tiny.en):
 
   .venv/bin/python bench/index.py                                      # 72 files, 3 repeats
   .venv/bin/python bench/index.py --shards 2
   .venv/bin/python bench/index.py --setting embedding.cpu_threads=1    # the split before
   .venv/bin/python bench/index.py --quick                              # seconds: it runs
+  .venv/bin/python bench/index.py --media                              # 24 12 MP photos, 24 screenshots
+  .venv/bin/python bench/index.py --media --quick
 """
 
 from __future__ import annotations
@@ -123,6 +132,108 @@ def make_folder(folder: Path, pdfs: int, wavs: int, images: int, args: argparse.
     size = sum(p.stat().st_size for p in folder.iterdir())
     return {"pdfs": pdfs, "wavs": wavs, "images": images, "files": pdfs + wavs + images,
             "bytes": size, "audio_seconds": round(sum(audio_seconds), 1)}
+
+
+def make_media_folders(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The photos folder (photo-like JPEGs without text, with a camera in EXIF), the screenshots
+    folder (PNG windows of 6-30 lines) and a warm-up folder of one of each."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
+    import mediakit
+
+    width, height = args.photo_size
+    folders = {"photos": root / "photos", "screenshots": root / "screenshots",
+               "warmup": root / "warmup" / "files"}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+    tags = mediakit.exif(original="2024:06:01 12:00:00")
+    tags[0x010F], tags[0x0110] = "Apple", "iPhone 13"
+    for i in range(args.photos):
+        mediakit.photo_like(width, height, seed=100 + i).save(
+            folders["photos"] / f"IMG_{i:04d}.jpg", "JPEG", quality=88, exif=tags)
+    lines = mediakit.LINES
+    for i in range(args.screenshots):
+        count = 6 + (i * 7) % 25
+        shot = mediakit.screenshot([lines[(i + k) % len(lines)] + f" #{i}-{k}" for k in range(count)],
+                                   size=13 + i % 4, dark=i % 2 == 1, width=1280)
+        shot.image.save(folders["screenshots"] / f"Screenshot {i:03d}.png")
+    mediakit.photo_like(width, height, seed=1).save(folders["warmup"] / "warm.jpg", "JPEG", exif=tags)
+    mediakit.screenshot(list(lines[:3])).image.save(folders["warmup"] / "warm.png")
+    return {name: folder for name, folder in folders.items()}
+
+
+def media_main(args: argparse.Namespace) -> int:
+    """`--media`: see the module docstring."""
+    say = (lambda message: None) if args.quiet else harness.log
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    with tempfile.TemporaryDirectory(prefix="sensorium-media-bench-") as tmp:
+        root = Path(tmp)
+        say(f"writing {args.photos} photos of {args.photo_size[0]}x{args.photo_size[1]} and "
+            f"{args.screenshots} screenshots")
+        folders = make_media_folders(root, args)
+        env = base_env(args, Path(args.model_dir) if args.model_dir else root / "models")
+        for folder_name in ("photos", "screenshots"):
+            folder_args = argparse.Namespace(**{**vars(args), "folder": folders[folder_name],
+                                                "warmup_folder": folders["warmup"]})
+            workers = {ocr: Worker("job", folder_args,
+                                   {**env, "SENSORIUM_MEDIA__OCR": ocr, **dict(args.setting)})
+                       for ocr in ("true", "false")}
+            runs: dict[str, list[dict[str, Any]]] = {"true": [], "false": []}
+            try:
+                start(list(workers.values()), say)
+                for repeat in range(args.repeats):
+                    for ocr, worker in workers.items():
+                        worker.send(root / f"out-{folder_name}-{ocr}-{repeat}")
+                        runs[ocr].append(worker.receive())
+                        result = runs[ocr][-1]
+                        rate = result["files"] / result["wall_s"]
+                        say(f"{folder_name}, text recognition {'on' if ocr == 'true' else 'off'}, repeat "
+                            f"{repeat + 1}/{args.repeats}: {result['files']} files in "
+                            f"{result['wall_s']:.1f} s = {rate:.2f} files/s")
+            finally:
+                for worker in workers.values():
+                    worker.close()
+            results[folder_name] = runs
+    media_report(args, results)
+    return 0
+
+
+def media_report(args: argparse.Namespace, results: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
+    print(harness.machine_markdown())
+    print(f"\nCommand: `{' '.join([Path(sys.executable).name, *sys.argv])}`; load average now "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    width, height = args.photo_size
+    print(f"Photos: {args.photos} photo-like JPEGs of {width}x{height} without text (EXIF: a camera, a "
+          f"date). Screenshots: {args.screenshots} PNG windows of 1280 px, 6-30 lines of 13-16 px text. "
+          f"Models: {args.model} ({args.pretrained or 'random weights'}), CPU; job settings "
+          f"{dict(args.setting) or 'the defaults'}.\n")
+    print("| folder | text recognition | files/s (median) | files/s (min-max) | CPU s per file (median) "
+          "| rows |")
+    print("|---|---|--:|--:|--:|---|")
+    rates: dict[tuple[str, str], float] = {}
+    cpu: dict[tuple[str, str], float] = {}
+    for folder, runs in results.items():
+        for ocr, name in (("true", "on"), ("false", "off")):
+            values = [r["files"] / r["wall_s"] for r in runs[ocr]]
+            s = spread(values)
+            rates[folder, ocr] = s["median"]
+            # The job process and its children (the media and PDF workers): robust to a shared
+            # machine's load, which wall time is not.
+            cpu[folder, ocr] = statistics.median(
+                (r["busy"]["process_cpu_s"] + r["busy"]["pdf_workers_cpu_s"]) / r["files"] for r in runs[ocr])
+            rows = ", ".join(f"{n} {k}" for k, n in sorted(runs[ocr][0]["rows"].items()))
+            print(f"| {folder} | {name} | {s['median']:.2f} | {s['min']:.2f}-{s['max']:.2f} | "
+                  f"{cpu[folder, ocr]:.3f} | {rows} |")
+        errors = sum(sum(r["errors"].values()) for ocr in runs for r in runs[ocr])
+        if errors:
+            print(f"\n**{errors} file errors in the {folder} runs**: {runs['true'][0]['by_status']}")
+    photos = rates["photos", "true"] / rates["photos", "false"]
+    shots = rates["screenshots", "true"] / rates["screenshots", "false"]
+    print(f"\n- photos without text, recognition on ÷ off: **{photos:.2f}** (files/s); by CPU per file "
+          f"{cpu['photos', 'false'] / cpu['photos', 'true']:.2f}")
+    print(f"- screenshots, recognition on ÷ off: {shots:.2f} ({rates['screenshots', 'true']:.2f} files/s "
+          "with their text read)")
+    if args.json:
+        harness.write_json(args.json, [], command=" ".join(sys.argv), extra={"media": results})
 
 
 # --- workers (each in its own process) --------------------------------------------------------
@@ -586,6 +697,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json",
                         help="also write results as JSON")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    parser.add_argument("--media", action="store_true",
+                        help="measure text in images instead: photos with recognition on and off, "
+                        "screenshots (see above)")
+    parser.add_argument("--photos", type=int, default=24, help="--media: photos (default: %(default)s)")
+    parser.add_argument("--screenshots", type=int, default=24,
+                        help="--media: screenshots (default: %(default)s)")
+    parser.add_argument("--photo-size", type=lambda text: tuple(int(v) for v in text.split("x")),
+                        default=(4032, 3024), metavar="WxH",
+                        help="--media: photo size (default: 4032x3024, a 12 MP phone photo)")
     # The worker processes (see the module docstring): not for people.
     parser.add_argument("--worker", choices=["job", "loop"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -594,6 +714,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.pdfs, args.wavs, args.images, args.pdf_pages, args.audio_seconds = 3, 1, 4, 1, 3.0
+        args.photos, args.screenshots, args.photo_size = 4, 3, (1024, 768)
         args.repeats = 1
     if min(args.pdfs, args.wavs, args.images) < 0 or args.repeats < 1 or args.shards < 1:
         parser.error("counts must be >= 0, --repeats and --shards >= 1")
@@ -606,5 +727,7 @@ if __name__ == "__main__":
         asyncio.run(job_worker(arguments))
     elif arguments.worker == "loop":
         loop_worker(arguments)
+    elif arguments.media:
+        sys.exit(media_main(arguments))
     else:
         sys.exit(main(arguments))

@@ -540,7 +540,7 @@ def main() -> None:
 
         say("building the store from the parts (rows + full-text index)")
         started = time.perf_counter()
-        store = SearchStore(directory, params=VectorIndexParams(min_rows=2**62))
+        store = SearchStore(directory, params=VectorIndexParams(min_rows=2**62), refresh=True)
         times["store_ingest_s"] = time.perf_counter() - started
 
         say(f"building the vector index (IVF_SQ, {VectorIndexParams.partitions(args.rows)} partitions)")

@@ -330,7 +330,7 @@ def main() -> None:
             space,
             search_bench.Words(search_bench.TEXT_QUERIES, args.seed),
         )
-        SearchStore(directory, refresh=True)  # the store, as the index job makes it at the end of a run
+        SearchStore(directory, refresh=True)  # the index job's last step: the store from the parts
         results["build_s"] = time.perf_counter() - started
 
         queries = list(search_bench.TEXT_QUERIES)

@@ -2,7 +2,7 @@
 
 The documents: long real English prose laid out as PDFs by LibreOffice and groff (hyphenated,
 justified, some with ligatures stored as U+FB0x characters; bench/textcorpus.py), plus any
-public PDFs in `--pdf-dir` (default ../shared/corpus/pdf when it exists).
+public PDFs in `--pdf-dir` (default: the real-world corpus's PDFs when it is there).
 
 The ground truth comes from an independent extractor, poppler's `pdftotext` (not MuPDF): for
 sampled pages of each document, a query is three distinct words of that page as pdftotext reads
@@ -61,12 +61,29 @@ from sensorium.index.layout import EmbeddingSpace, Manifest, Shard
 from sensorium.index.search import SearchStore
 from sensorium.index.store import update_store
 from sensorium.index.writer import FileStat, IndexWriter, Passage, Row
-from sensorium.pdf.extractor import ExtractOptions, Limits, PageResult, extract_document
+from sensorium.pdf.api import ExtractOptions, PageResult
+from sensorium.pdf.extractor import Limits, extract_page, open_document
 
 CONTEXT = 77
 OVERLAP = 10
 DIMENSION = 512
-SHARED_PDFS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "pdf"
+
+
+def extracted(pdf: Path, options: ExtractOptions) -> list[PageResult]:
+    """Every page of `pdf` as the PDF service's workers extract it (no OCR)."""
+    limits = Limits(ocr_enabled=False)
+    with open_document(pdf, max_pages=limits.max_pages) as document:
+        return [extract_page(document, index, options, limits)[0] for index in range(document.page_count)]
+
+
+def corpus_pdfs() -> list[Path]:
+    """The real-world corpus's PDF folder when it is there (tests/support/corpus.py knows where)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+    import corpus
+
+    found = corpus.corpus_folder("pdf")
+    return [found] if found is not None else []
+
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -90,7 +107,7 @@ def parse_args() -> argparse.Namespace:
         type=Path,
         action="append",
         default=None,
-        help="also these public PDFs (default: ../shared/corpus/pdf when present)",
+        help="also these public PDFs (default: the real-world corpus's PDFs when present, CORPUS_DIR)",
     )
     parser.add_argument("--pages-per-document", type=int, default=8, help="queries per document, at most")
     parser.add_argument("--seed", type=int, default=0)
@@ -146,7 +163,7 @@ def documents(args: argparse.Namespace) -> list[Doc]:
         )
         for d in textcorpus.build(args.corpus, args.documents)
     ]
-    folders = args.pdf_dir if args.pdf_dir is not None else [SHARED_PDFS] if SHARED_PDFS.is_dir() else []
+    folders = args.pdf_dir if args.pdf_dir is not None else corpus_pdfs()
     for folder in folders:
         docs += [Doc(pdf.stem, "public", pdf, None) for pdf in sorted(Path(folder).glob("*.pdf"))]
     return docs
@@ -161,15 +178,8 @@ def extract(docs: list[Doc]) -> dict[str, float]:
         try:
             for label, normalize in (("raw", False), ("normalized", True)):
                 started = time.perf_counter()
-                items = list(
-                    extract_document(
-                        doc.pdf,
-                        ExtractOptions(include_blocks=True, normalize=normalize),
-                        Limits(ocr_enabled=False),
-                    )
-                )
+                pages = extracted(doc.pdf, ExtractOptions(include_blocks=True, normalize=normalize))
                 seconds[label] += time.perf_counter() - started
-                pages = [item for item in items if isinstance(item, PageResult)]
                 setattr(doc, label, pages)
         except SensoriumError:
             continue

@@ -35,7 +35,15 @@ import textcorpus
 
 from sensorium.text import Vocabulary, fold, normalize
 
-SHARED_PDFS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "pdf"
+
+def corpus_pdfs() -> list[Path]:
+    """The real-world corpus's PDF folder when it is there (tests/support/corpus.py knows where)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+    import corpus
+
+    found = corpus.corpus_folder("pdf")
+    return [found] if found is not None else []
+
 _WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 _BREAK = re.compile(r"([^\W\d_]+)-[ \t]*\n[ \t]*([^\W\d_]+)")
 
@@ -113,7 +121,7 @@ def main() -> None:
     scores: Counter[str] = Counter()
     for document in documents:
         decisions(document.pdf, document.source.read_text(encoding="utf-8"), scores)
-    folders = args.pdf_dir if args.pdf_dir is not None else [SHARED_PDFS] if SHARED_PDFS.is_dir() else []
+    folders = args.pdf_dir if args.pdf_dir is not None else corpus_pdfs()
     public = [pdf for folder in folders for pdf in sorted(Path(folder).glob("*.pdf"))]
     counts: Counter[str] = Counter()
     ligatures_and_time([d.pdf for d in documents] + public, counts)

@@ -24,6 +24,7 @@ PDFs are cached in the output folder: a second run only reuses them.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -334,10 +335,24 @@ def fixture(out: Path) -> None:
         shutil.copyfile(Path(scratch) / f"{out.stem}.pdf", out)
 
 
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["--fixture"]:
-        fixture(Path(sys.argv[2]))
-        sys.exit(0)
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/sensorium-textcorpus")
-    for document in build(out, int(sys.argv[2]) if len(sys.argv) > 2 else 40):
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    default = Path(tempfile.gettempdir()) / "sensorium-textcorpus"
+    parser.add_argument("out", nargs="?", type=Path, default=default,
+                        help="folder for the PDFs and their source texts (default: %(default)s)")
+    parser.add_argument("documents", nargs="?", type=int, default=40, help="how many (default: %(default)s)")
+    parser.add_argument("--fixture", type=Path, metavar="PDF",
+                        help="instead, write the one-page test fixture (tests/data/hyphenated.pdf)")
+    args = parser.parse_args()
+    if args.fixture is not None:
+        fixture(args.fixture)
+        return
+    for document in build(args.out, args.documents):
         print(document.producer, document.pdf)
+
+
+if __name__ == "__main__":
+    main()

@@ -76,6 +76,21 @@ PDF_SECONDS = Histogram(
     "sensorium_pdf_extraction_seconds", "Wall time to extract one PDF document.", buckets=_LATENCY
 )
 
+MEDIA_FILES = Counter(
+    "sensorium_media_files",
+    "Media files processed, by operation (image_text, video_frames) and outcome (ok or an error "
+    "reason).", ["operation", "outcome"],
+)
+MEDIA_SECONDS = Histogram(
+    "sensorium_media_seconds", "Wall time of one media file, by operation.", ["operation"],
+    buckets=_LATENCY,
+)
+MEDIA_TEXT = Counter(
+    "sensorium_media_text_checks",
+    "Images by what happened about text: READ (recognised), NO_TEXT (the cheap check found "
+    "none), SKIPPED, DISABLED.", ["status"],
+)
+
 
 class BatchMetrics:
     """The Batcher's observer (`sensorium.batching.BatchObserver`), recording into Prometheus.

@@ -55,6 +55,9 @@ class ServiceSpec:
     prepare_models: Callable[[Settings, Path], str] | None = None
     """Fetch or assemble the weights the settings name into a model directory, returning what
     is there (`sensorium models`); None for a service without weights."""
+    worker_modules: tuple[str, ...] = ()
+    """Modules its worker processes run (`sensorium.workers`): the process's one forkserver
+    imports them before it forks any worker, whichever service starts first."""
 
 
 def _pdf_runtime(context: RuntimeContext) -> Runtime:
@@ -129,6 +132,26 @@ def _embedding_models(settings: Settings, model_dir: Path) -> str:
     return prepare(settings, model_dir)
 
 
+def _media_runtime(context: RuntimeContext) -> Runtime:
+    from sensorium.media.runtime import MediaRuntime
+
+    return MediaRuntime(context)
+
+
+def _media_servicer(server: grpc.aio.Server, runtime: Runtime) -> None:
+    from sensorium.media.runtime import MediaRuntime
+    from sensorium.media.servicer import add_to_server
+
+    assert isinstance(runtime, MediaRuntime)
+    add_to_server(server, runtime)
+
+
+def _media_remote(client: Client, settings: Settings) -> Any:
+    from sensorium.media.remote import RemoteMedia
+
+    return RemoteMedia(client)
+
+
 def _search_runtime(context: RuntimeContext) -> Runtime:
     from sensorium.search.runtime import SearchRuntime
 
@@ -157,6 +180,7 @@ SERVICES: dict[str, ServiceSpec] = {
         name="pdf", summary="PDF text, layout blocks, metadata, images and OCR (PyMuPDF)",
         create_runtime=_pdf_runtime, grpc_name="sensorium.pdf.v1.PdfService",
         add_servicer=_pdf_servicer, remote=_pdf_remote, commands=("sensorium.cli.pdf",),
+        worker_modules=("sensorium.pdf.workers",),
         # A document of a few MiB; larger ones stream (the CLI streams anything over 4 MiB).
         unary_limits={"ExtractDocument": 8 * MiB},
         streaming={"ExtractDocument": "StreamExtractDocument"},
@@ -170,6 +194,7 @@ SERVICES: dict[str, ServiceSpec] = {
         prepare_models=_transcription_models,
         # A few minutes of compressed audio; longer recordings stream.
         unary_limits={"Transcribe": 8 * MiB}, streaming={"Transcribe": "StreamTranscribe"},
+        worker_modules=("sensorium.transcription.audio",),
     ),
     "embedding": ServiceSpec(
         name="embedding", summary="texts and images in one CLIP vector space (open_clip)",
@@ -184,6 +209,17 @@ SERVICES: dict[str, ServiceSpec] = {
             "EmbedImages": 32 * MiB, "Score": 32 * MiB, "GetEmbeddingSpace": 4 * KiB,
         },
         streaming={"EmbedTexts": "StreamEmbed", "EmbedImages": "StreamEmbed"},
+    ),
+    "media": ServiceSpec(
+        name="media",
+        summary="text in images (RapidOCR), video frames by scene (PyAV), photo formats and dates",
+        create_runtime=_media_runtime, grpc_name="sensorium.media.v1.MediaService",
+        add_servicer=_media_servicer, remote=_media_remote,
+        commands=("sensorium.cli.ocr", "sensorium.cli.frames"),
+        worker_modules=("sensorium.media.text", "sensorium.media.video", "sensorium.embedding.images"),
+        # A phone photo (a 12 MP JPEG is 3-6 MiB, HEIC half that); larger images and every
+        # video stream.
+        unary_limits={"ReadImageText": 8 * MiB}, streaming={"ReadImageText": "StreamReadImageText"},
     ),
     "search": ServiceSpec(
         name="search", summary="search an index folder, read-only (SENSORIUM_SEARCH__INDEX_DIR)",

@@ -41,6 +41,8 @@ def fixed_cpu_shares(settings: Settings) -> dict[str, int]:
         fixed["transcription"] = settings.transcription.cpu_threads * settings.transcription.workers
     if settings.embedding.cpu_threads:
         fixed["embedding"] = settings.embedding.cpu_threads + settings.embedding.preprocess_threads
+    if settings.media.workers:
+        fixed["media"] = settings.media.workers
     return fixed
 
 
@@ -79,6 +81,13 @@ class Runtimes:
         self.budget = budget or ByteBudget(
             settings.max_upload_bytes_in_flight, settings.limits.max_upload_bytes_per_client
         )
+        # One forkserver per process: it must preload every hosted service's worker modules
+        # before the first pool starts it (`sensorium.workers.add_preload`).
+        worker_modules = [module for name in self.names for module in spec(name).worker_modules]
+        if worker_modules:
+            from sensorium.workers import add_preload  # pebble: only where a service has workers
+
+            add_preload(worker_modules)
         libraries = [library for name in self.names for library in spec(name).libraries]
         self.device = device or DeviceGate(settings.device, libraries)
         factories = factories or {}

@@ -19,9 +19,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ENV_PREFIX = "SENSORIUM_"
 ServiceName = str
 """A service's short name, as in SENSORIUM_SERVICES (`sensorium.registry` has one row each)."""
-ALL_SERVICES: tuple[ServiceName, ...] = ("pdf", "transcription", "embedding", "search")
+ALL_SERVICES: tuple[ServiceName, ...] = ("pdf", "transcription", "embedding", "media", "search")
 """The services this package defines (the registry's built-in rows; a test keeps them in step)."""
-DEFAULT_SERVICES: tuple[ServiceName, ...] = ("pdf", "transcription", "embedding")
+DEFAULT_SERVICES: tuple[ServiceName, ...] = ("pdf", "transcription", "embedding", "media")
 """What SENSORIUM_SERVICES hosts when it is not set: every service but search, which is added
 when SENSORIUM_SEARCH__INDEX_DIR names an index."""
 _REGISTERED: set[ServiceName] = set()
@@ -144,6 +144,55 @@ class EmbeddingSettings(_Group):
     max_text_chars: int = Field(default=65536, gt=0)
     """Longest text accepted, in characters (INPUT_TOO_LARGE); models read only their first
     context-length tokens, and tokenizing megabytes would stall the preprocessing threads."""
+
+
+class MediaSettings(_Group):
+    """`SENSORIUM_MEDIA__*`: the media service (text in images, video frames, photo metadata)."""
+
+    workers: int = Field(default=0, ge=0)
+    """Worker processes decoding images and videos and reading text in parallel; 0 = the media
+    service's share of the process's CPUs (see SENSORIUM_CPUS)."""
+    timeout_seconds: float = Field(default=300.0, gt=0)
+    """Wall-clock limit per file (one image's text, one video's frames); the worker is killed
+    past it (PROCESSING_LIMIT). A video that would take longer than half of it goes on decoding
+    key frames only, so long videos finish within it."""
+    worker_memory_mb: int = Field(default=2048, ge=0)
+    """Address-space limit of each worker process in MiB; 0 = unlimited. The OCR models and
+    onnxruntime's arenas take ~0.6 GiB of it."""
+    max_pending: int = Field(default=64, gt=0)
+    """Files queued or in work at once; more are refused with RESOURCE_EXHAUSTED."""
+    recycle_after_tasks: int = Field(default=1000, gt=0)
+    """A worker process is replaced after this many files, returning leaked memory. A new
+    worker loads the OCR models again (1-3 s), which 1000 photos' text checks (~0.05 s each)
+    amortise to a few percent."""
+    max_image_bytes: int = Field(default=64 * MiB, gt=0)
+    """Largest image file accepted, in bytes (INPUT_TOO_LARGE)."""
+    max_video_bytes: int = Field(default=1024 * MiB, gt=0)
+    """Largest video file accepted over gRPC, in bytes (INPUT_TOO_LARGE); the index job reads
+    local files of any size."""
+    max_pixels: int = Field(default=100_000_000, gt=0)
+    """Largest image, or video frame, accepted: width x height (IMAGE_TOO_LARGE)."""
+    ocr: bool = True
+    """Read text in images (screenshots, receipts, whiteboards, photographed pages); false =
+    never, and images yield no `image_text` rows."""
+    photo_check_side: int = Field(default=400, ge=0)
+    """Longest side, in pixels, of the photo the cheap text check looks at: photos where it
+    finds no text never reach recognition. 0 = no check (every photo is read: slow). Smaller
+    is cheaper and misses smaller text (docs/benchmarks.md, Media)."""
+    read_side: int = Field(default=1280, gt=0)
+    """Longest side, in pixels, of the image the text detector looks at when reading; lines
+    are recognised from the full image."""
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    """Recognised lines below this confidence (0..1) are dropped."""
+    frame_interval_seconds: float = Field(default=30.0, gt=0)
+    """A video gets at least one frame per this many seconds, scene change or not."""
+    max_frames_per_video: int = Field(default=64, gt=0)
+    """At most this many frames per video however long it is (frames are thinned evenly)."""
+    frame_max_side: int = Field(default=512, ge=64)
+    """Longest side, in pixels, of a video frame as embedded and returned (JPEG)."""
+    scene_threshold: float = Field(default=0.12, gt=0, le=1)
+    """Mean HSV difference (0..1) between two frames half a second apart that counts as a scene
+    change; lower finds more cuts."""
 
 
 class TlsSettings(_Group):
@@ -327,8 +376,8 @@ class Settings(BaseSettings):
     services: Annotated[list[ServiceName], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_SERVICES)
     )
-    """Comma-separated services to host: pdf, transcription, embedding, search. Unset: pdf,
-    transcription and embedding, plus search when SENSORIUM_SEARCH__INDEX_DIR is set."""
+    """Comma-separated services to host: pdf, transcription, embedding, media, search. Unset:
+    pdf, transcription, embedding and media, plus search when SENSORIUM_SEARCH__INDEX_DIR is set."""
     device: Literal["auto", "cuda", "cpu"] = "auto"
     """auto = CUDA if usable else CPU (with a warning); cuda = fail if there is no GPU."""
     cpus: int = Field(default=0, ge=0)
@@ -366,6 +415,8 @@ class Settings(BaseSettings):
     """Transcription service settings."""
     embedding: EmbeddingSettings = EmbeddingSettings()
     """Embedding service settings."""
+    media: MediaSettings = MediaSettings()
+    """Media service settings."""
     tls: TlsSettings = TlsSettings()
     """TLS settings."""
     auth: AuthSettings = AuthSettings()

@@ -1,6 +1,7 @@
-"""Worker processes for parsers fed hostile input: killable, recycled, memory-capped.
+"""Worker processes for parsers and decoders fed hostile input: killable, recycled, memory-capped.
 
-The PDF pool (`sensorium.pdf.workers`) and the document engine's runtime share this machinery:
+The PDF pool (`sensorium.pdf.workers`), the document engine's pool and the media runtime (video
+frames, text in images) share this machinery:
 
 - each worker is a "lane": a `pebble.ProcessPool` of one process, so a caller can choose the
   worker a task goes to (the PDF pool keeps a document's page chunks on the worker that has it
@@ -12,14 +13,19 @@ The PDF pool (`sensorium.pdf.workers`) and the document engine's runtime share t
 - workers exit after `recycle_after` tasks, returning memory the parsers leaked or fragmented;
 - each worker's address space is capped (RLIMIT_AS);
 - at most `max_pending` tasks (documents) are admitted at once; more get OVERLOADED with a
-  retry delay estimated from recent task times.
+  retry delay estimated from recent task times;
+- a caller that goes away (cancellation) has its running task's worker killed and replaced at
+  once, so an abandoned video decode does not keep a core busy to the time limit.
 
-Workers start through a "forkserver" that has already imported the modules in `preload`:
-forking the server process itself is unsafe (gRPC's threads), and "spawn" would pay Python's
-start-up and the imports on every restart.
+Workers start through a "forkserver" that has already imported the worker modules of every
+service in the process: forking the server process itself is unsafe (gRPC's threads), and
+"spawn" would pay Python's start-up and the imports on every restart. A process has one
+forkserver, started with the first worker, and its preload list cannot change after that; so
+the list is one per process (`add_preload`): `Runtimes` adds every hosted service's modules before
+any pool starts (the registry's `worker_modules`), and each pool adds its own.
 
-Messages name the service ("PDF", "document") and its settings group ("pdf", "document"), so
-the same failure reads right in each.
+Messages name the service ("PDF", "document", "media"), its settings group and what it works
+on ("document", "file"), so the same failure reads right in each.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.context import ForkServerContext
 from typing import Any, Protocol
 
 import pebble
@@ -49,6 +56,26 @@ pebble.CONSTS.sleep_unit = 0.02
 
 CLOSE_TIMEOUT_SECONDS = 10.0
 
+_preload: dict[str, None] = dict.fromkeys(["__main__", __name__])
+"""The modules this process's forkserver imports before it forks a worker (ordered, unique).
+"__main__" avoids every new worker re-importing the program's main module (`sensorium`'s CLI:
+grpc, pydantic, ...), ~0.2 s a restart."""
+
+
+def add_preload(modules: Sequence[str]) -> None:
+    """Have the forkserver import `modules` too. Call it before the first worker starts (a
+    pool calls it for its own modules; `Runtimes` for every hosted service's): once the
+    forkserver runs, workers fork from it as it is, and a module added later is imported by
+    each worker itself."""
+    _preload.update(dict.fromkeys(modules))
+
+
+def forkserver_context() -> ForkServerContext:
+    """The "forkserver" context, with this process's preload list."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(_preload))  # read when the forkserver starts
+    return context
+
 
 @dataclass(frozen=True)
 class PoolLimits:
@@ -61,7 +88,7 @@ class PoolLimits:
     recycle_after: int
     """Tasks after which a worker is replaced."""
     max_pending: int
-    """Tasks (documents) admitted at once."""
+    """Tasks (documents, files) admitted at once."""
 
 
 @dataclass(frozen=True)
@@ -223,7 +250,7 @@ class WorkerPool:
         self.workers = max(1, workers)
         self.limits = limits
         self.wording = wording
-        self._preload = ["__main__", __name__, *preload]
+        add_preload(preload)
         self._initargs = (limits.memory_mb, limits.timeout_seconds, log_config, setup, setup_args)
         self._on_worker_restart = on_worker_restart or (lambda reason: None)
         self._pending = 0
@@ -237,18 +264,14 @@ class WorkerPool:
         return self._pending
 
     def _new_pool(self) -> pebble.ProcessPool:
-        context = multiprocessing.get_context("forkserver")
         # Workers fork from a server that has already imported the parsers and the main module:
-        # restarts cost milliseconds. Without "__main__" here every new worker would re-import
-        # the program's main module (`sensorium`'s CLI: grpc, pydantic, ...), ~0.2 s a restart.
-        # (Ignored if this process's forkserver already runs.)
-        context.set_forkserver_preload(self._preload)
+        # restarts cost milliseconds (see `add_preload`).
         return pebble.ProcessPool(
             max_workers=1,
             max_tasks=self.limits.recycle_after,
             initializer=init_worker,
             initargs=self._initargs,
-            context=context,
+            context=forkserver_context(),
         )
 
     async def warm_up(self) -> None:

@@ -296,7 +296,7 @@ def test_two_shards_cover_what_one_run_does(mixed, built, env, tmp_path):
 def test_through_a_server_gives_the_same_index(mixed, built, env, tmp_path):
     reference, _ = built
     out = tmp_path / "index"
-    with testkit.serve(env={**env, "SENSORIUM_SERVICES": "pdf,transcription,embedding"}) as server:
+    with testkit.serve(env={**env, "SENSORIUM_SERVICES": "pdf,transcription,embedding,media"}) as server:
         result = index(mixed, out, env, "--server", server.target, "--json")
     assert result.returncode == 0, result.stderr
     assert_same_index(reference, out)

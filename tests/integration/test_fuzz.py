@@ -1,10 +1,12 @@
-"""Hostile input at scale: hypothesis fuzzes a running server that hosts all three services.
+"""Hostile input at scale: hypothesis fuzzes a running server that hosts all four services.
 
 Each test starts one in-process `Server` on 127.0.0.1:0 (`start_server`: PDF workers, packaged
 `tiny.en` Whisper, the project-trained tiny CLIP) and calls it over a real gRPC channel with the
 raw generated stubs, so that every request field can take any value. The inputs are mutated
 fixtures the tests generate (PDFs with text, images, dates and a password; espeak-ng speech as
-WAV, MP3, FLAC, Ogg, Opus and M4A; PNG, JPEG, GIF, WebP, TIFF and BMP images): bit flips, byte
+WAV, MP3, FLAC, Ogg, Opus and M4A; PNG, JPEG, GIF, WebP, TIFF, BMP, HEIC and AVIF images, a
+screenshot with text and a phone photo with EXIF; H.264 MP4 and MOV, VP9 WebM and MPEG-4 MKV
+videos with and without sound, one turned portrait): bit flips, byte
 overwrites with values parsers trip on, truncation, insertion, deletion and splices of two
 fixtures; and random values of every request field (options, page ranges, passwords, languages,
 temperatures, beam sizes, batch flags, truncation modes, empty and huge strings, stream
@@ -55,6 +57,7 @@ from hypothesis import HealthCheck, event, given, seed, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import mediakit
 import speechkit
 import testkit
 import tiny_clip
@@ -62,6 +65,9 @@ from sensorium.client import details_from_rpc_error
 from sensorium.embedding.v1 import embedding_service_pb2 as embedding_pb
 from sensorium.embedding.v1 import embedding_service_pb2_grpc as embedding_grpc
 from sensorium.errors import Reason
+from sensorium.media.photos import register_heif
+from sensorium.media.v1 import media_service_pb2 as media_pb
+from sensorium.media.v1 import media_service_pb2_grpc as media_grpc
 from sensorium.pdf.v1 import pdf_service_pb2 as pdf_pb
 from sensorium.pdf.v1 import pdf_service_pb2_grpc as pdf_grpc
 from sensorium.status import CODES
@@ -105,10 +111,12 @@ class Stubs:
     pdf: Any = field(init=False)
     transcription: Any = field(init=False)
     embedding: Any = field(init=False)
+    media: Any = field(init=False)
     health: Any = field(init=False)
 
     def __post_init__(self) -> None:
         self.pdf = pdf_grpc.PdfServiceStub(self.channel)
+        self.media = media_grpc.MediaServiceStub(self.channel)
         self.transcription = transcription_grpc.TranscriptionServiceStub(self.channel)
         self.embedding = embedding_grpc.EmbeddingServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
@@ -125,10 +133,11 @@ async def stubs(start_server, tmp_path) -> AsyncIterator[Stubs]:
     (grpc/grpc#36066), which would hide the answer under test."""
     shapes = tiny_clip.build()
     server = await start_server(
-        services=["pdf", "transcription", "embedding"], device="cpu", model_dir=tmp_path / "models",
+        services=["pdf", "transcription", "embedding", "media"], device="cpu", model_dir=tmp_path / "models",
         pdf={"workers": 1, "timeout_seconds": 20},
         transcription={"model": "packaged:tiny.en", "workers": 1},
         embedding={"model": f"local-dir:{shapes}", "pretrained": "", "max_wait_ms": 2.0},
+        media={"workers": 1, "timeout_seconds": 20},
     )
     options = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
                ("grpc.max_send_message_length", 64 * 1024 * 1024)]
@@ -186,8 +195,15 @@ def _images() -> list[bytes]:
     rotated[0x0112] = 6  # EXIF orientation: a quarter turn
     frames = [shape, tiny_clip.draw("square", "blue", rng, size=40)]
     depth = Image.fromarray(np.arange(40 * 32, dtype=np.uint16).reshape(32, 40) * 50)  # I;16
+    register_heif()
+    camera = mediakit.exif(orientation=8, original="2024:02:29 23:59:59", offset="+05:45")
+    camera[0x010F], camera[0x0110] = "Apple", "iPhone 13"
     return [
         tiny_clip.png(shape),
+        mediakit.heic(shape.convert("RGB"), camera),
+        encoded(shape.convert("RGB"), "AVIF", exif=camera.tobytes()),
+        encoded(mediakit.screenshot(["Error 42: disk full"], size=14, width=220).image, "PNG"),
+        encoded(mediakit.photo_like(96, 64, seed=4), "JPEG", quality=70, exif=camera.tobytes()),
         encoded(shape.convert("RGBA"), "PNG"),
         encoded(depth, "PNG"),
         encoded(shape, "JPEG", quality=80),
@@ -199,15 +215,32 @@ def _images() -> list[bytes]:
     ]
 
 
+def _videos(directory: Path) -> list[bytes]:
+    spoken = speechkit.load(speechkit.espeak("Glue the sheet.", directory / "speech.wav"))
+    made = [
+        mediakit.scene_video(directory / "a.mp4", [0.0, 1.0], 2.0, size=(48, 32), soundtrack=spoken,
+                             metadata={"creation_time": "2024-02-29T23:59:59Z"}),
+        mediakit.scene_video(directory / "b.mp4", [0.0, 1.0], 2.0, size=(48, 32), faststart=True,
+                             rotate_clockwise=True),
+        mediakit.scene_video(directory / "c.mov", [0.0], 1.0, size=(32, 32), container="mov"),
+        mediakit.scene_video(directory / "d.webm", [0.0, 0.5], 1.0, size=(32, 32), container="webm",
+                             codec="libvpx-vp9"),
+        mediakit.scene_video(directory / "e.mkv", [0.0], 1.0, size=(32, 32), container="matroska",
+                             codec="mpeg4"),
+    ]
+    return [path.read_bytes() for path in made]
+
+
 @dataclass(frozen=True)
 class Corpus:
     pdfs: list[bytes]
     audio: list[bytes]
     images: list[bytes]
+    videos: list[bytes]
 
     @property
     def everything(self) -> list[bytes]:
-        return [*self.pdfs, *self.audio, *self.images]
+        return [*self.pdfs, *self.audio, *self.images, *self.videos]
 
 
 _CORPUS: Corpus | None = None
@@ -219,7 +252,7 @@ def corpus() -> Corpus:
     global _CORPUS
     if _CORPUS is None:
         with tempfile.TemporaryDirectory() as directory:
-            _CORPUS = Corpus(_pdfs(), _audio(Path(directory)), _images())
+            _CORPUS = Corpus(_pdfs(), _audio(Path(directory)), _images(), _videos(Path(directory)))
     return _CORPUS
 
 
@@ -233,6 +266,7 @@ TOKENS = [
     b"-23'59'", b"RIFF", b"data", b"fmt ", b"fLaC", b"OggS", b"ID3", b"Xing", b"moov", b"mdat",
     b"\x89PNG", b"IHDR", b"IDAT", b"\xff\xd8", b"\xff\xd9", b"\xff\xc0", b"GIF89a", b"VP8 ",
     b"II*\x00", b"BM", b"ffconcat version 1.0\n", b"file '", b"#EXTM3U\n", b"#EXT-X-", b"file:",
+    b"ftyp", b"heic", b"avif", b"Exif\x00\x00", b"\x1aE\xdf\xa3", b"stsz", b"stco", b"avcC", b"hvcC",
 ]
 """Values parsers trip on (a fuzzer's dictionary): limits, markers and lengths of each format."""
 
@@ -276,6 +310,10 @@ def mutated_audio() -> st.SearchStrategy[bytes]:
 
 def mutated_images() -> st.SearchStrategy[bytes]:
     return st.deferred(lambda: mutated(corpus().images))
+
+
+def mutated_videos() -> st.SearchStrategy[bytes]:
+    return st.deferred(lambda: mutated(corpus().videos))
 
 
 def text(max_size: int = 40) -> st.SearchStrategy[str]:
@@ -526,7 +564,7 @@ def _failed(name: str, exc: grpc.RpcError) -> Answer:
 
 def _assert_serving(stubs: Stubs) -> None:
     for service in ["", "sensorium.pdf.v1.PdfService", "sensorium.transcription.v1.TranscriptionService",
-                    "sensorium.embedding.v1.EmbeddingService"]:
+                    "sensorium.embedding.v1.EmbeddingService", "sensorium.media.v1.MediaService"]:
         status = stubs.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
         assert status == health_pb2.HealthCheckResponse.SERVING, f"{service or 'server'}: {status}"
 
@@ -680,4 +718,61 @@ async def test_stream_embed_answers_every_item_cleanly(stubs, items):
         assert sorted(r.id for r in answer.responses) == sorted(item.id for item in items)
         for response in answer.responses:
             assert response.HasField("vector") != response.HasField("error"), response
+    await assert_serving(stubs)
+
+
+# --- Media -------------------------------------------------------------------------------
+
+def image_text_options() -> st.SearchStrategy[media_pb.ImageTextOptions]:
+    return st.builds(media_pb.ImageTextOptions, text_mode=st.integers(0, 3),  # 3: not in the enum
+                     preview_side=st.one_of(st.integers(0, 512), uint32()))
+
+
+@fuzz(examples=80)
+@given(content=mutated_images(), options=image_text_options())
+async def test_read_image_text_answers_every_mutated_image_cleanly(stubs, content, options):
+    answer = await unary(stubs.media.ReadImageText, "ReadImageText",
+                         media_pb.ReadImageTextRequest(content=content, options=options))
+    if answer.code == grpc.StatusCode.OK:
+        result = answer.responses[0].result
+        assert result.width > 0 and result.height > 0 and result.status != media_pb.TEXT_STATUS_UNSPECIFIED
+        assert all(0 <= line.bbox.x0 <= line.bbox.x1 <= result.width for line in result.lines)
+        assert len(result.preview) < 4 * 1024 * 1024
+    await assert_serving(stubs)
+
+
+@fuzz(examples=40)
+@given(data=st.data(), content=mutated_images(), options=image_text_options(),
+       protocol=st.sampled_from(PROTOCOLS))
+async def test_stream_read_image_text_answers_every_mutated_upload_cleanly(
+    stubs, data, content, options, protocol
+):
+    header = media_pb.StreamReadImageTextHeader(upload=data.draw(upload_header(content)), options=options)
+    requests = stream_messages(protocol, header, data.draw(chunked(content)),
+                               media_pb.StreamReadImageTextRequest)
+    answer = await streaming(stubs.media.StreamReadImageText, "StreamReadImageText", requests,
+                             echoed=_strings(header))
+    if answer.code == grpc.StatusCode.OK:
+        assert len(answer.responses) == 1 and answer.responses[0].result.width > 0
+    await assert_serving(stubs)
+
+
+@fuzz(examples=60)
+@given(data=st.data(), content=mutated_videos(), max_frames=st.one_of(st.integers(0, 4), uint32()),
+       protocol=st.sampled_from(PROTOCOLS))
+async def test_stream_extract_video_frames_answers_every_mutated_video_cleanly(
+    stubs, data, content, max_frames, protocol
+):
+    header = media_pb.StreamExtractVideoFramesHeader(
+        upload=data.draw(upload_header(content)), options=media_pb.VideoOptions(max_frames=max_frames))
+    requests = stream_messages(protocol, header, data.draw(chunked(content)),
+                               media_pb.StreamExtractVideoFramesRequest)
+    answer = await streaming(stubs.media.StreamExtractVideoFrames, "StreamExtractVideoFrames", requests,
+                             echoed=_strings(header))
+    if answer.code == grpc.StatusCode.OK:
+        kinds = [r.WhichOneof("result") for r in answer.responses]
+        assert kinds[-1] == "summary" and kinds.count("summary") == 1 and kinds.count("frame") >= 1
+        assert max_frames == 0 or kinds.count("frame") <= max_frames
+        times = [r.frame.seconds for r in answer.responses if r.HasField("frame")]
+        assert times == sorted(times)
     await assert_serving(stubs)

@@ -64,7 +64,7 @@ def test_the_index_job_and_search_use_the_new_kind(toy: Path, tmp_path: Path,
                  "--json"]) == 0
     hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert hits[0]["kind"] == "postcard" and hits[0]["page"] == 2
-    assert "punched cards" in hits[0]["text"]
+    assert "punched cards" in hits[0]["snippet"].lower()
 
 
 async def test_the_server_hosts_the_new_engine(toy: Path, start_server) -> None:

@@ -57,3 +57,9 @@ def corpus_file(relative: str) -> Path | None:
     """`relative` (e.g. "pdf/qpdf_bad1.pdf") inside the corpus, or None when it is not there."""
     path = corpus_dir() / relative
     return path if path.is_file() else None
+
+
+def corpus_folder(relative: str) -> Path | None:
+    """`relative` (e.g. "pdf") inside the corpus as a folder, or None when it is not there."""
+    path = corpus_dir() / relative
+    return path if path.is_dir() else None

@@ -124,6 +124,36 @@ class SlowService(HostedService):
         )
 
 
+def repeated_form_pdf(repeats: int, line: str = "the same words drawn again and again " * 3) -> bytes:
+    """A one-page PDF of a few KB whose page draws one form object (a line of text) `repeats`
+    times: the audit's "small file, unbounded text" case (its deflated content stream is tiny,
+    its text grows with `repeats`)."""
+    import zlib
+
+    form = f"BT /F1 10 Tf 20 700 Td ({line}) Tj ET".encode()
+    content = zlib.compress(b"q /X0 Do Q\n" * repeats, 9)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /XObject << /X0 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content) + content + b"\nendstream",
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << /Font << /F1 6 0 R >> >>"
+        b" /Length %d >>\nstream\n" % len(form) + form + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
 def make_pdf(
     pages: list[str], *, title: str = "", user_password: str = "", image_pixels: int = 0
 ) -> bytes:

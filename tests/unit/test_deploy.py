@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 CONTAINER_FILES = ["Containerfile", "Containerfile.gpu", "Containerfile.models"]
-OVERLAYS = {"pdf": "cpu", "embedding": "gpu", "transcription": "gpu", "search": "cpu"}
+OVERLAYS = {"pdf": "cpu", "embedding": "gpu", "transcription": "gpu", "media": "cpu", "search": "cpu"}
 # The oldest Kubernetes the manifests support, and the newest the installed schemas know.
 KUBERNETES_VERSIONS = ["1.31.0", "1.37.0"]
 # The example of the opt-out from the server's TLS behind a mesh: overlays/pdf + components/mesh-mtls.
@@ -282,15 +282,19 @@ def test_overlays_do_not_share_names_or_pods():
     assert len(set(selectors)) == len(OVERLAYS)
 
 
-def test_pdf_runs_on_cpu_nodes():
-    docs = _render("overlays/pdf")
+@pytest.mark.parametrize("overlay", [name for name, kind in OVERLAYS.items() if kind == "cpu"])
+def test_worker_services_run_on_cpu_nodes(overlay):
+    docs = _render(f"overlays/{overlay}")
     container = _container(docs)
     pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
     assert container["image"].split(":")[0] == "sensorium-cpu"
-    assert _config(docs)["SENSORIUM_DEVICE"] == "cpu"
+    config = _config(docs)
+    assert config["SENSORIUM_DEVICE"] == "cpu"
     assert not any("nvidia.com/gpu" in r for r in container["resources"].values())
     assert "tolerations" not in pod
-    # The CPU limit sets the worker count (SENSORIUM_PDF__WORKERS=0 follows the cgroup quota).
+    # The CPU limit sets the worker count (SENSORIUM_PDF__WORKERS=0, SENSORIUM_MEDIA__WORKERS=0
+    # follow the cgroup quota).
+    assert config[f"SENSORIUM_{overlay.upper()}__WORKERS"] == "0"
     assert container["resources"]["limits"]["cpu"] == container["resources"]["requests"]["cpu"]
 
 

@@ -7,7 +7,7 @@ from sensorium.settings import Settings, known_variables, unknown_variables
 def test_defaults_operators_rely_on():
     settings = Settings()
     assert settings.address == "[::]:50051"
-    assert settings.services == ["pdf", "transcription", "embedding"]
+    assert settings.services == ["pdf", "transcription", "embedding", "media"]
     assert settings.device == "auto"
     assert settings.profile == "production"
 

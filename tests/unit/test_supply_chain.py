@@ -73,6 +73,10 @@ def test_the_setup_lock_satisfies_every_dependency_of_the_setup_extras():
     for line in wanted:
         requirement = Requirement(line)
         name = canonicalize_name(requirement.name)
+        if name == "sensorium":  # an extra that names another of ours: that extra's packages are wanted too
+            for extra in requirement.extras:
+                wanted += project["project"]["optional-dependencies"][extra]
+            continue
         assert name in pins, f"{name} is not in requirements.lock: run scripts/lock"
         assert requirement.specifier.contains(pins[name][0], prereleases=True), (name, pins[name][0])
 

@@ -4,7 +4,7 @@ same results in-process and remote."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 from hypothesis import given, settings
@@ -13,6 +13,17 @@ from hypothesis import strategies as st
 from sensorium.embedding import wire as embedding_wire
 from sensorium.embedding.api import ImageOutcome, ScoreRow, Scores, Space, SpaceInfo, TextOutcome
 from sensorium.errors import Reason, SensoriumError
+from sensorium.media import wire as media_wire
+from sensorium.media.api import (
+    Box,
+    ImageText,
+    ImageTextOptions,
+    TextLine,
+    TextStatus,
+    VideoFrame,
+    VideoFrames,
+    VideoOptions,
+)
 from sensorium.pdf import wire as pdf_wire
 from sensorium.pdf.api import (
     BBox,
@@ -56,6 +67,7 @@ boxes = st.builds(BBox, f32, f32, f32, f32)
 pages = st.builds(
     PageResult, count, text, st.lists(st.builds(Block, boxes, text), max_size=3), st.booleans(),
     st.sampled_from(list(OcrStatus)), text, st.just(""), f32, f32, st.none() | errors, count,
+    st.none() | errors,
 )
 images = st.builds(ImageResult, count, count, st.none() | boxes, st.sampled_from(["png", "jpeg", ""]),
                    st.binary(max_size=64), count, count, st.none() | errors)
@@ -80,8 +92,8 @@ def test_pdf_info_round_trips(info: DocumentInfo) -> None:
 @given(pages)
 def test_pdf_page_round_trips(page: PageResult) -> None:
     back = pdf_wire.page_from_message(pdf_wire.page_to_message(page))
-    assert _same_error(back.error, page.error)
-    assert back.__class__(**{**vars(back), "error": page.error}) == page
+    assert _same_error(back.error, page.error) and _same_error(back.limit, page.limit)
+    assert back.__class__(**{**vars(back), "error": page.error, "limit": page.limit}) == page
 
 
 @EXAMPLES
@@ -93,7 +105,7 @@ def test_pdf_image_round_trips(image: ImageResult) -> None:
 
 
 @EXAMPLES
-@given(st.builds(ExtractionSummary, count, count, count, count, st.floats(0, 1e6)))
+@given(st.builds(ExtractionSummary, count, count, count, count, st.floats(0, 1e6), count))
 def test_pdf_summary_round_trips(summary: ExtractionSummary) -> None:
     assert pdf_wire.summary_from_message(pdf_wire.summary_to_message(summary)) == summary
 
@@ -220,3 +232,63 @@ def test_scores_round_trip(rows: list[ScoreRow], scoring: str, space: Space) -> 
 @given(st.builds(SpaceInfo, spaces, count, st.sampled_from(["softmax", "sigmoid"]), count, count, text))
 def test_space_info_round_trips(info: SpaceInfo) -> None:
     assert embedding_wire.space_info_from_message(embedding_wire.space_info_to_message(info)) == info
+
+
+# --- media -------------------------------------------------------------------------------------
+
+pixel = st.integers(0, 2**24)  # exact in the message's float32
+seconds = st.floats(0, 1e6, allow_nan=False)
+confidence = st.integers(0, 10_000).map(lambda n: n / 10_000)  # the engine's 4 decimals
+offsets = st.integers(-14 * 60, 14 * 60).map(lambda minutes: timezone(timedelta(minutes=minutes)))
+moments = st.datetimes(datetime(1970, 1, 2), datetime(2100, 1, 1))
+# A capture time with its offset (aware) or a camera clock in an unknown zone (naive).
+aware_times = st.builds(lambda when, zone: when.replace(tzinfo=zone), moments, offsets)
+capture_times = st.none() | moments | aware_times
+lines = st.builds(TextLine, text, st.builds(Box, pixel, pixel, pixel, pixel), confidence)
+image_texts = st.builds(
+    ImageText, st.lists(lines, max_size=4), st.sampled_from(list(TextStatus)), pixel, pixel,
+    st.sampled_from(["JPEG", "PNG", "HEIF", ""]), st.booleans(), text, capture_times, seconds,
+    seconds, st.binary(max_size=64),
+)
+frames = st.builds(VideoFrame, seconds, st.binary(max_size=64), pixel, pixel, st.booleans(), confidence)
+videos = st.builds(
+    VideoFrames, st.lists(frames, max_size=4), seconds, st.none() | seconds, pixel, pixel, text, text,
+    count, count, st.none() | seconds, st.none() | aware_times,  # container times are aware
+)
+
+
+@EXAMPLES
+@given(st.builds(ImageTextOptions, st.booleans(), st.integers(0, 4096)))
+def test_media_image_options_round_trip(options: ImageTextOptions) -> None:
+    assert media_wire.image_options_from_message(media_wire.image_options_to_message(options)) == options
+
+
+@EXAMPLES
+@given(image_texts)
+def test_media_image_text_round_trips(found: ImageText) -> None:
+    back = media_wire.image_text_from_message(media_wire.image_text_to_message(found))
+    assert back == found
+    # The same moment and the same clock reading, offset included.
+    if found.taken_at is not None:
+        assert back.taken_at is not None and back.taken_at.utcoffset() == found.taken_at.utcoffset()
+
+
+@EXAMPLES
+@given(st.builds(VideoOptions, count))
+def test_media_video_options_round_trip(options: VideoOptions) -> None:
+    assert media_wire.video_options_from_message(media_wire.video_options_to_message(options)) == options
+
+
+@EXAMPLES
+@given(videos)
+def test_media_video_frames_round_trip(video: VideoFrames) -> None:
+    assert media_wire.video_from_messages(media_wire.video_to_messages(video)) == video
+
+
+def test_a_naive_capture_time_travels_as_the_clock_reading() -> None:
+    message = media_wire.capture_time_to_message(datetime(2023, 7, 14, 18, 30, 5))
+    assert not message.zone_known and message.time.ToDatetime() == datetime(2023, 7, 14, 18, 30, 5)
+    aware = datetime(2023, 7, 14, 18, 30, 5, tzinfo=timezone(timedelta(hours=2)))
+    message = media_wire.capture_time_to_message(aware)
+    assert message.zone_known and message.utc_offset_minutes == 120
+    assert message.time.ToDatetime(tzinfo=UTC) == datetime(2023, 7, 14, 16, 30, 5, tzinfo=UTC)

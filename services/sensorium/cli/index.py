@@ -20,7 +20,8 @@ def add_parser(commands: Any) -> None:
         "index", help=f"index files ({described()}) into a searchable index folder",
         description="Walk PATHs (files and folders) and the --manifest list, recognise each "
         "file's type by its content, and write its rows (PDF text chunks and images, transcript "
-        "windows, image files; all embedded with the same CLIP model) into the index folder --out. "
+        "windows, image files and the text read in them, video frames; all embedded with the same "
+        "CLIP model) into the index folder --out. "
         "Rerunnable: unchanged files are skipped without reading them, changed ones reindexed, "
         "deleted ones retired; a killed job loses at most the files in flight. Models and limits "
         "come from the same SENSORIUM_* variables as the server (README). See docs/index.md.",

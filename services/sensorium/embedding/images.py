@@ -22,11 +22,13 @@ import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from sensorium.errors import Reason, SensoriumError
+from sensorium.media.photos import camera, capture_time, photo_formats
 
 T = TypeVar("T")
 
@@ -34,13 +36,17 @@ T = TypeVar("T")
 # not race on a global limit. Truncated files must fail, never be half-decoded silently.
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-# Register the plugins now rather than lazily, from several pool threads at once.
+# Register the plugins now rather than lazily, from several pool threads at once; HEIF comes
+# from pillow-heif when the `media` extra is installed.
 Image.init()
 
-FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", *photo_formats())
 """Formats accepted (JPEG includes MPO, the multi-picture JPEG many phones write, which Pillow
-opens through its JPEG plugin). Others are refused without being parsed, which also keeps
-rarely used, less hardened decoders out of reach."""
+opens through its JPEG plugin; HEIF, what iPhones write, and AVIF where this install decodes
+them). Others are refused without being parsed, which also keeps rarely used, less hardened
+decoders out of reach."""
+EMBEDDING_SETTINGS = ("embedding.max_image_bytes", "embedding.max_image_pixels")
+_NAMES = ", ".join({"WEBP": "WebP", "HEIF": "HEIC/HEIF"}.get(name, name) for name in FORMATS)
 
 _WHITE = (255, 255, 255)
 CORRUPT_IMAGE_ERRORS: tuple[type[Exception], ...] = (
@@ -66,18 +72,27 @@ class DecodedImage:
     """Height of the full image in pixels, EXIF orientation applied (before any draft)."""
     format: str
     """The container format Pillow detected, e.g. "JPEG"."""
+    taken_at: datetime | None = None
+    """When the photo was taken, from its EXIF (`sensorium.media.photos.capture_time`): aware
+    when EXIF gives the UTC offset, naive (the camera's local time) when not, None without."""
+    camera: str = ""
+    """The camera's make and model from EXIF ("Apple iPhone 13"); "" for images no camera
+    took (screenshots, scans, graphics), as far as EXIF tells."""
 
 
 def decode_image(
-    data: bytes, *, max_bytes: int, max_pixels: int, min_side: int | None = None
+    data: bytes, *, max_bytes: int, max_pixels: int, min_side: int | None = None,
+    settings: tuple[str, str] = EMBEDDING_SETTINGS,
 ) -> DecodedImage:
     """Decode `data` safely (see the module docstring).
 
     `min_side`: the shortest side the model's preprocessing needs (e.g. 224); JPEGs at least
     twice as large are decoded at a reduced DCT scale whose shortest side is still >= it.
+    `settings`: the settings that hold `max_bytes` and `max_pixels`, named by the errors.
     Raises `SensoriumError` INPUT_EMPTY, INPUT_TOO_LARGE, IMAGE_TOO_LARGE or IMAGE_UNDECODABLE.
     """
-    return _guarded(lambda: _decode(data, max_pixels, min_side), data, max_bytes, max_pixels)
+    return _guarded(lambda: _decode(data, max_pixels, min_side, settings[1]), data, max_bytes,
+                    max_pixels, settings)
 
 
 def decoded_bytes(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int | None = None) -> int:
@@ -88,7 +103,7 @@ def decoded_bytes(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int
 
     def estimate() -> int:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
-        width, height = _checked_size(image, max_pixels)
+        width, height = _checked_size(image, max_pixels, EMBEDDING_SETTINGS[1])
         scale = 1
         if min_side and image.format in ("JPEG", "MPO"):
             while scale < 8 and min(width, height) // (scale * 2) >= min_side:
@@ -98,8 +113,11 @@ def decoded_bytes(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int
     return _guarded(estimate, data, max_bytes, max_pixels)
 
 
-def _guarded(work: Callable[[], T], data: bytes, max_bytes: int, max_pixels: int) -> T:
-    """`work()` on `data`, Pillow's failures turned into the reasons of `decode_image`."""
+def _guarded(work: Callable[[], T], data: bytes, max_bytes: int, max_pixels: int,
+             settings: tuple[str, str] = EMBEDDING_SETTINGS) -> T:
+    """`work()` on `data`, Pillow's failures turned into the reasons of `decode_image`;
+    `settings` name the byte and pixel limits."""
+    bytes_setting, pixels_setting = settings
     if not data:
         raise SensoriumError(Reason.INPUT_EMPTY, "the image is empty (0 bytes); send its content")
     if len(data) > max_bytes:
@@ -107,7 +125,7 @@ def _guarded(work: Callable[[], T], data: bytes, max_bytes: int, max_pixels: int
             Reason.INPUT_TOO_LARGE,
             f"the image is {len(data)} bytes; the limit is {max_bytes}",
             {"limit_bytes": str(max_bytes), "size_bytes": str(len(data))},
-            setting="embedding.max_image_bytes",
+            setting=bytes_setting,
         )
     try:
         with warnings.catch_warnings():
@@ -119,15 +137,16 @@ def _guarded(work: Callable[[], T], data: bytes, max_bytes: int, max_pixels: int
     except SensoriumError:
         raise
     except Image.DecompressionBombError as exc:
-        raise _too_large(str(exc), max_pixels) from None
+        raise _too_large(str(exc), max_pixels, pixels_setting) from None
     except UnidentifiedImageError:
         raise SensoriumError(
             Reason.IMAGE_UNDECODABLE,
-            "the content is not an image in a supported format (JPEG, PNG, WebP, GIF, TIFF, "
-            "BMP), or its header is damaged",
+            f"the content is not an image in a supported format ({_NAMES}), or its "
+            "header is damaged" + ("" if "HEIF" in FORMATS else
+                                   "; HEIC/HEIF photos need the `media` extra (pillow-heif)"),
         ) from None
     except MemoryError:
-        raise _too_large("decoding it ran out of memory", max_pixels) from None
+        raise _too_large("decoding it ran out of memory", max_pixels, pixels_setting) from None
     except CORRUPT_IMAGE_ERRORS as exc:
         # What Pillow's decoders raise on corrupt data: "this image is broken". Anything else
         # is a bug of ours and propagates (INTERNAL_ERROR, logged with its stack).
@@ -139,20 +158,22 @@ def _guarded(work: Callable[[], T], data: bytes, max_bytes: int, max_pixels: int
         ) from None
 
 
-def _checked_size(image: Image.Image, max_pixels: int) -> tuple[int, int]:
+def _checked_size(image: Image.Image, max_pixels: int, pixels_setting: str) -> tuple[int, int]:
     width, height = image.size
     if width <= 0 or height <= 0:
         raise SensoriumError(Reason.IMAGE_UNDECODABLE, f"the image has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        raise _too_large(f"the image is {width}x{height} = {width * height} pixels", max_pixels)
+        raise _too_large(f"the image is {width}x{height} = {width * height} pixels", max_pixels,
+                         pixels_setting)
     return width, height
 
 
-def _decode(data: bytes, max_pixels: int, min_side: int | None) -> DecodedImage:
+def _decode(data: bytes, max_pixels: int, min_side: int | None, pixels_setting: str) -> DecodedImage:
     image: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
-    width, height = _checked_size(image, max_pixels)
+    width, height = _checked_size(image, max_pixels, pixels_setting)
     image_format = image.format or ""
-    orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation tag
+    exif = image.getexif()
+    orientation = exif.get(0x0112, 1)  # EXIF Orientation tag
     if min_side and image_format in ("JPEG", "MPO") and min(width, height) >= 2 * min_side:
         # Pillow picks the largest DCT scale (1/2, 1/4, 1/8) keeping both sides >= the request.
         image.draft("RGB", (min_side, min_side))
@@ -160,7 +181,7 @@ def _decode(data: bytes, max_pixels: int, min_side: int | None) -> DecodedImage:
     if orientation in (5, 6, 7, 8):  # a quarter turn swaps the sides users see
         width, height = height, width
     image = ImageOps.exif_transpose(image) if orientation != 1 else image
-    return DecodedImage(_to_rgb(image), width, height, image_format)
+    return DecodedImage(_to_rgb(image), width, height, image_format, capture_time(exif), camera(exif))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -184,11 +205,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _too_large(what: str, max_pixels: int) -> SensoriumError:
+def _too_large(what: str, max_pixels: int, setting: str) -> SensoriumError:
     return SensoriumError(
         Reason.IMAGE_TOO_LARGE,
         f"{what}; the limit is {max_pixels} pixels; send a smaller image",
-        {"limit_pixels": str(max_pixels)}, setting="embedding.max_image_pixels",
+        {"limit_pixels": str(max_pixels)}, setting=setting,
     )
 
 

@@ -105,6 +105,9 @@ class PageResult:
     height: float = 0.0
     error: SensoriumError | None = None
     image_count: int = 0
+    limit: SensoriumError | None = None
+    """Set (PROCESSING_LIMIT) when the page's text was cut at a character limit, per page or
+    per document; `text` and `blocks` hold what was kept."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,8 @@ class ExtractionSummary:
     pages_without_text: int = 0
     images_extracted: int = 0
     processing_seconds: float = 0.0
+    pages_truncated: int = 0
+    """Pages whose text was cut at a character limit (their `limit` says which)."""
 
 
 @dataclass
@@ -145,6 +150,7 @@ class Totals:
     failed: int = 0
     without_text: int = 0
     images: int = 0
+    truncated: int = 0
     started: float = field(default_factory=time.perf_counter)
 
     def count(self, item: PageResult | ImageResult) -> None:
@@ -154,10 +160,11 @@ class Totals:
         self.pages += 1
         self.failed += item.error is not None
         self.without_text += not item.has_text_layer
+        self.truncated += item.limit is not None
 
     def summary(self) -> ExtractionSummary:
         return ExtractionSummary(self.pages, self.failed, self.without_text, self.images,
-                                 time.perf_counter() - self.started)
+                                 time.perf_counter() - self.started, self.truncated)
 
 
 class PdfEngine(Protocol):

@@ -27,6 +27,7 @@ rotation matrix.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import glob
 import logging
@@ -89,6 +90,11 @@ class Limits:
     ocr_enabled: bool = True
     ocr_language: str = "eng"
     tessdata_dir: str | None = None
+    max_chars_per_page: int = 100_000
+    """Characters of text kept of one page; the rest is cut (the page's `limit` says so). A
+    1.6 KB PDF can draw one form object 20,000 times: 6 million characters on one page."""
+    max_chars_per_document: int = 10_000_000
+    """Characters of text kept of one document (`DocumentTextBudget`); reading stops there."""
 
     @classmethod
     def from_settings(cls, settings: PdfSettings) -> Limits:
@@ -357,6 +363,7 @@ def extract_page(
             ),
             [],
         )
+    raw, limit = _cut_to_page_limit(raw, number, limits.max_chars_per_page)
     result = PageResult(
         page_number=number,
         text="\n".join(block[4] for block in raw),
@@ -370,6 +377,7 @@ def extract_page(
         width=rect.width,
         height=rect.height,
         image_count=len(images),
+        limit=limit,
     )
     if not options.include_images:
         return result, []
@@ -377,6 +385,74 @@ def extract_page(
     return result, [
         _extract_image(doc, number, i, entry, placements, limits.max_pixels) for i, entry in enumerate(images)
     ]
+
+
+# The settings behind the text limits, named in their messages (front ends word them).
+PAGE_CHARS_SETTING = "text.max_chars_per_page"
+DOCUMENT_CHARS_SETTING = "text.max_chars_per_document"
+
+
+def _cut(raw: list[_RawBlock], limit: int) -> list[_RawBlock]:
+    """The blocks whose text, joined by newlines as a page's text is, fits in `limit`
+    characters; the last one kept is cut inside."""
+    kept: list[_RawBlock] = []
+    left = limit
+    for x0, y0, x1, y1, text in raw:
+        if left <= 0:
+            break
+        kept.append((x0, y0, x1, y1, text[:left]))
+        left -= len(text) + 1  # the newline that joins it to the next
+    return kept
+
+
+def _cut_to_page_limit(
+    raw: list[_RawBlock], number: int, limit: int
+) -> tuple[list[_RawBlock], SensoriumError | None]:
+    chars = sum(len(block[4]) for block in raw) + max(0, len(raw) - 1)
+    if chars <= limit:
+        return raw, None
+    return _cut(raw, limit), SensoriumError(
+        Reason.PROCESSING_LIMIT,
+        f"page {number} has {chars:,} characters of text, more than the limit of {limit:,} per "
+        "page; the rest of the page is not returned (no real page holds this much: the file "
+        "repeats its content)",
+        {"page": str(number), "chars": str(chars), "limit_chars": str(limit)},
+        setting=PAGE_CHARS_SETTING,
+    )
+
+
+class DocumentTextBudget:
+    """The characters one document may still return. The pages of a document are extracted
+    in several workers at once, so the per-document limit is kept where their results meet,
+    in page order: the page that crosses it is cut, and nothing after it is returned."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, page: PageResult) -> tuple[PageResult, bool]:
+        """`page` as far as the budget allows, and whether the budget is spent (stop after it)."""
+        left = self.limit - self.used
+        if len(page.text) <= left:
+            self.used += len(page.text)
+            return page, False
+        text = page.text[:left]
+        self.used = self.limit
+        blocks, room = [], left
+        for block in page.blocks:
+            if room <= 0:
+                break
+            blocks.append(Block(block.bbox, block.text[:room]))
+            room -= len(block.text) + 1
+        error = SensoriumError(
+            Reason.PROCESSING_LIMIT,
+            f"the document has more than {self.limit:,} characters of text, the limit per "
+            f"document; page {page.page_number} is cut there and the pages after it are not "
+            "returned",
+            {"page": str(page.page_number), "limit_chars": str(self.limit)},
+            setting=DOCUMENT_CHARS_SETTING,
+        )
+        return dataclasses.replace(page, text=text, blocks=blocks, limit=error), True
 
 
 def _image_placements(page: pymupdf.Page, matrix: pymupdf.Matrix | None) -> dict[tuple[int, int], list[BBox]]:

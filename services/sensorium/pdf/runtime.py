@@ -84,10 +84,16 @@ class PdfRuntime:
         started, outcome = time.perf_counter(), "ok"
         try:
             await self._check_quarantine(path)
+            budget = extractor.DocumentTextBudget(self.limits.max_chars_per_document)
             async with contextlib.aclosing(pool.extract(path, options)) as results:
                 async for result in results:
                     if isinstance(result, list):
-                        _count_pages(result)
+                        kept, spent = _within(result, budget)
+                        _count_pages(kept)
+                        yield kept
+                        if spent:
+                            return  # leaving the loop closes the extraction: its workers stop
+                        continue
                     yield result
         except SensoriumError as error:
             outcome = error.reason.name
@@ -132,6 +138,26 @@ class PdfRuntime:
         with contextlib.suppress(OSError):  # the upload may be gone already
             size = await asyncio.to_thread(os.path.getsize, path)
             self.quarantine.strike((size, await asyncio.to_thread(sha256_file, path)))
+
+
+def _within(
+    items: list[PageResult | ImageResult], budget: extractor.DocumentTextBudget
+) -> tuple[list[PageResult | ImageResult], bool]:
+    """`items` as far as the document's text budget allows (the page that spends it is cut,
+    its images kept, later items dropped), and whether it is spent."""
+    kept: list[PageResult | ImageResult] = []
+    for position, item in enumerate(items):
+        if isinstance(item, PageResult):
+            item, spent = budget.take(item)
+            if spent:
+                kept.append(item)
+                for rest in items[position + 1:]:
+                    if not isinstance(rest, ImageResult) or rest.page_number != item.page_number:
+                        break
+                    kept.append(rest)
+                return kept, True
+        kept.append(item)
+    return kept, False
 
 
 class Quarantine:

@@ -94,6 +94,7 @@ def page_to_message(page: PageResult, audience: Audience = "client") -> pb.Page:
         ocr_message=explain_setting(page.ocr_message, page.ocr_setting, audience),
         width=page.width, height=page.height,
         error=item_error(page.error, audience) if page.error else None, image_count=page.image_count,
+        limit=item_error(page.limit, audience) if page.limit else None,
     )
 
 
@@ -107,6 +108,7 @@ def page_from_message(message: pb.Page) -> PageResult:
         ocr_message=message.ocr_message, width=message.width, height=message.height,
         error=error_from_item(message.error) if message.HasField("error") else None,
         image_count=message.image_count,
+        limit=error_from_item(message.limit) if message.HasField("limit") else None,
     )
 
 
@@ -131,14 +133,14 @@ def summary_to_message(summary: ExtractionSummary) -> pb.ExtractionSummary:
     return pb.ExtractionSummary(
         pages_extracted=summary.pages_extracted, pages_failed=summary.pages_failed,
         pages_without_text=summary.pages_without_text, images_extracted=summary.images_extracted,
-        processing_seconds=summary.processing_seconds,
+        processing_seconds=summary.processing_seconds, pages_truncated=summary.pages_truncated,
     )
 
 
 def summary_from_message(message: pb.ExtractionSummary) -> ExtractionSummary:
     return ExtractionSummary(
         message.pages_extracted, message.pages_failed, message.pages_without_text,
-        message.images_extracted, message.processing_seconds,
+        message.images_extracted, message.processing_seconds, message.pages_truncated,
     )
 
 

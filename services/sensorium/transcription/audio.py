@@ -165,13 +165,27 @@ class _PastEstimate(Exception):
 
 def _open(source: str | Path | IO[bytes]) -> Any:
     """The container of `source`, opened with FFmpeg fenced in (see the module docstring)."""
+    return open_fenced(source, what="audio", send="wav, mp3, flac, ogg, opus, m4a/aac or an mp4 "
+                       "with an audio track", undecodable=_undecodable)
+
+
+def open_fenced(
+    source: str | Path | IO[bytes], *, what: str, send: str,
+    undecodable: Callable[[str], SensoriumError],
+) -> Any:
+    """The PyAV container of `source`, with FFmpeg fenced in (see the module docstring): a file
+    that is text is refused (UNSUPPORTED_TYPE) before FFmpeg sees it, and only
+    `ALLOWED_FORMATS` open, through the `file` protocol only. Shared by every decoder of
+    uploads (audio here, video frames in `sensorium.media.video`): `what` ("audio", "video")
+    and `send` (the formats to send instead) word the refusals; `undecodable(why)` is the error
+    for a file FFmpeg cannot open."""
     head = _read_head(source, _SNIFF_BYTES)
     if _is_text(head):
         raise SensoriumError(
             Reason.UNSUPPORTED_TYPE,
-            "the file is text, not audio (a playlist, a concat script or a list of paths is "
-            "text); this server decodes audio files only, never files another file names: send "
-            "the audio itself (wav, mp3, flac, ogg, opus, m4a/aac or an mp4 with an audio track)",
+            f"the file is text, not {what} (a playlist, a concat script or a list of paths is "
+            f"text); this server decodes {what} files only, never files another file names: send "
+            f"the {what} itself ({send})",
         )
     try:
         return av.open(source if not isinstance(source, Path) else str(source), mode="r",
@@ -183,9 +197,9 @@ def _open(source: str | Path | IO[bytes]) -> Any:
                 "the file is in a format this server does not open (only audio and video "
                 f"containers: {', '.join(ALLOWED_FORMATS)})",
             ) from None
-        raise _undecodable(f"it is not an audio or video file FFmpeg recognises ({_why(exc)})") from None
+        raise undecodable(f"it is not an audio or video file FFmpeg recognises ({_why(exc)})") from None
     except av.FFmpegError as exc:
-        raise _undecodable(f"it is not an audio or video file FFmpeg recognises ({_why(exc)})") from None
+        raise undecodable(f"it is not an audio or video file FFmpeg recognises ({_why(exc)})") from None
 
 
 def _is_text(head: bytes) -> bool:
@@ -207,7 +221,9 @@ def _audio_stream(container: Any) -> Any:
     stream = next((s for s in container.streams if s.type == "audio"), None)
     if stream is None:
         kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
-        raise _undecodable(f"the {container.format.name} file has no audio track ({kinds})")
+        # A silent video is no bad file to the index job: it indexes the frames alone.
+        no_track = _undecodable(f"the {container.format.name} file has no audio track ({kinds})")
+        raise SensoriumError(no_track.reason, no_track.message, {"missing_track": "audio"})
     return stream
 
 

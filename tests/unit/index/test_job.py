@@ -23,6 +23,7 @@ from sensorium.index.pipeline import ModelFacts, Pipeline
 from sensorium.index.progress import Tally
 from sensorium.index.reader import IndexReader
 from sensorium.index.writer import FileStat, IndexWriter
+from sensorium.media.api import MEDIA, ImageText, TextStatus
 from sensorium.pdf.api import PDF
 from sensorium.settings import Settings
 
@@ -75,8 +76,16 @@ class FakePdf:
         yield []  # pragma: no cover
 
 
+class FakeMedia:
+    """Hands an image file's bytes back as its preview: the fake embedding sees the file."""
+
+    async def read_image_text(self, path: Path, options: object) -> ImageText:
+        return ImageText([], TextStatus.SKIPPED, preview=await asyncio.to_thread(Path(path).read_bytes))
+
+
 class FakeEngines(Engines):
-    """The one seam with fake engines: embedding as above, every PDF unreadable."""
+    """The one seam with fake engines: embedding as above, images read as they are, every PDF
+    unreadable."""
 
     local = True
 
@@ -94,6 +103,8 @@ class FakeEngines(Engines):
             return self.embedding
         if key == PDF:
             return FakePdf()
+        if key == MEDIA:
+            return FakeMedia()
         raise AssertionError(f"no {key.name} in these tests")
 
     async def close(self) -> None:

@@ -41,8 +41,13 @@ AUDIO = {
     "flac": lambda: _audio("flac", "flac"),
     "opus": lambda: _audio("ogg", "libopus", 48000),
     "m4a": lambda: _audio("ipod", "aac"),
+}
+# Containers of video and sound alike: the video kind reads them (a file with no picture is
+# indexed by its sound alone: tests/e2e/test_media_index.py).
+VIDEO_CONTAINERS = {
     "mp4": lambda: _audio("mp4", "aac"),
     "webm": lambda: _audio("webm", "libopus", 48000),
+    "mkv": lambda: _audio("matroska", "libopus", 48000),
 }
 IMAGES = ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"]
 
@@ -52,6 +57,13 @@ def test_audio_formats_are_audio(name, tmp_path):
     path = tmp_path / "recording.bin"  # the name says nothing
     path.write_bytes(AUDIO[name]())
     assert sniff_file(path).kind == "audio"
+
+
+@pytest.mark.parametrize("name", sorted(VIDEO_CONTAINERS))
+def test_video_containers_are_video_whatever_they_carry(name, tmp_path):
+    path = tmp_path / "recording.bin"
+    path.write_bytes(VIDEO_CONTAINERS[name]())
+    assert sniff_file(path).kind == "video"
 
 
 def test_mp3_without_an_id3_tag_is_audio():
@@ -96,7 +108,7 @@ def test_other_types_are_skipped_with_the_type_named():
         archive.writestr("a.txt", "x")
     verdict = sniff(buffer.getvalue())
     assert verdict.kind is None and verdict.reason == Reason.UNSUPPORTED_TYPE
-    assert "application/zip" in verdict.message and "PDF, audio and image" in verdict.message
+    assert "application/zip" in verdict.message and "PDF, audio, image and video files" in verdict.message
 
 
 def test_text_is_skipped_as_unrecognised():

@@ -324,7 +324,7 @@ def test_vectors_of_the_wrong_dimension_or_kind_are_refused_when_added(src, tmp_
         assert work is not None
         with pytest.raises(ValueError, match="3-d vector; the index's space is 8-d"):
             writer.add_rows(work, [Row("image", np.ones(3))])
-        with pytest.raises(ValueError, match="row kind 'video': choose from audio, image, pdf_image"):
+        with pytest.raises(ValueError, match="row kind 'video': choose from audio, image, image_text, "):
             writer.add_rows(work, [Row("video", np.ones(DIMENSION))])  # type: ignore[arg-type]
 
 

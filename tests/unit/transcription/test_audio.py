@@ -87,6 +87,7 @@ def test_a_file_without_audio_track_says_so(tmp_path):
         audio.decode(path, max_seconds=60)
     assert error.value.reason is Reason.AUDIO_UNDECODABLE
     assert "no audio track" in error.value.message
+    assert error.value.metadata == {"missing_track": "audio"}  # the index job reads the frames alone
 
 
 def test_duration_limit_is_enforced_on_decoded_samples(speech, tmp_path):

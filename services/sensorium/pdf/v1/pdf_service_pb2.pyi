@@ -138,7 +138,7 @@ class DocumentMetadata(_message.Message):
     def __init__(self, title: _Optional[str] = ..., author: _Optional[str] = ..., subject: _Optional[str] = ..., keywords: _Optional[str] = ..., creator: _Optional[str] = ..., producer: _Optional[str] = ..., creation_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., modification_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_count: _Optional[int] = ..., pdf_version: _Optional[str] = ..., encrypted: _Optional[bool] = ..., repaired: _Optional[bool] = ...) -> None: ...
 
 class Page(_message.Message):
-    __slots__ = ("page_number", "text", "blocks", "has_text_layer", "ocr_status", "ocr_message", "width", "height", "error", "image_count")
+    __slots__ = ("page_number", "text", "blocks", "has_text_layer", "ocr_status", "ocr_message", "width", "height", "error", "image_count", "limit")
     PAGE_NUMBER_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +149,7 @@ class Page(_message.Message):
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     IMAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
     page_number: int
     text: str
     blocks: _containers.RepeatedCompositeFieldContainer[TextBlock]
@@ -159,7 +160,8 @@ class Page(_message.Message):
     height: float
     error: _errors_pb2.ItemError
     image_count: int
-    def __init__(self, page_number: _Optional[int] = ..., text: _Optional[str] = ..., blocks: _Optional[_Iterable[_Union[TextBlock, _Mapping]]] = ..., has_text_layer: _Optional[bool] = ..., ocr_status: _Optional[_Union[OcrStatus, str]] = ..., ocr_message: _Optional[str] = ..., width: _Optional[float] = ..., height: _Optional[float] = ..., error: _Optional[_Union[_errors_pb2.ItemError, _Mapping]] = ..., image_count: _Optional[int] = ...) -> None: ...
+    limit: _errors_pb2.ItemError
+    def __init__(self, page_number: _Optional[int] = ..., text: _Optional[str] = ..., blocks: _Optional[_Iterable[_Union[TextBlock, _Mapping]]] = ..., has_text_layer: _Optional[bool] = ..., ocr_status: _Optional[_Union[OcrStatus, str]] = ..., ocr_message: _Optional[str] = ..., width: _Optional[float] = ..., height: _Optional[float] = ..., error: _Optional[_Union[_errors_pb2.ItemError, _Mapping]] = ..., image_count: _Optional[int] = ..., limit: _Optional[_Union[_errors_pb2.ItemError, _Mapping]] = ...) -> None: ...
 
 class TextBlock(_message.Message):
     __slots__ = ("bbox", "text")
@@ -190,15 +192,17 @@ class EmbeddedImage(_message.Message):
     def __init__(self, page_number: _Optional[int] = ..., index: _Optional[int] = ..., bbox: _Optional[_Union[_geometry_pb2.BoundingBox, _Mapping]] = ..., format: _Optional[str] = ..., data: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., error: _Optional[_Union[_errors_pb2.ItemError, _Mapping]] = ...) -> None: ...
 
 class ExtractionSummary(_message.Message):
-    __slots__ = ("pages_extracted", "pages_failed", "pages_without_text", "images_extracted", "processing_seconds")
+    __slots__ = ("pages_extracted", "pages_failed", "pages_without_text", "images_extracted", "processing_seconds", "pages_truncated")
     PAGES_EXTRACTED_FIELD_NUMBER: _ClassVar[int]
     PAGES_FAILED_FIELD_NUMBER: _ClassVar[int]
     PAGES_WITHOUT_TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGES_EXTRACTED_FIELD_NUMBER: _ClassVar[int]
     PROCESSING_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PAGES_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     pages_extracted: int
     pages_failed: int
     pages_without_text: int
     images_extracted: int
     processing_seconds: float
-    def __init__(self, pages_extracted: _Optional[int] = ..., pages_failed: _Optional[int] = ..., pages_without_text: _Optional[int] = ..., images_extracted: _Optional[int] = ..., processing_seconds: _Optional[float] = ...) -> None: ...
+    pages_truncated: int
+    def __init__(self, pages_extracted: _Optional[int] = ..., pages_failed: _Optional[int] = ..., pages_without_text: _Optional[int] = ..., images_extracted: _Optional[int] = ..., processing_seconds: _Optional[float] = ..., pages_truncated: _Optional[int] = ...) -> None: ...
