@@ -282,7 +282,9 @@ def test_overlays_do_not_share_names_or_pods():
     assert len(set(selectors)) == len(OVERLAYS)
 
 
-@pytest.mark.parametrize("overlay", [name for name, kind in OVERLAYS.items() if kind == "cpu"])
+# Search runs no worker processes (test_search_reads_the_index_jobs_volume_read_only_on_cpu_nodes).
+@pytest.mark.parametrize("overlay", [name for name, kind in OVERLAYS.items()
+                                     if kind == "cpu" and name != "search"])
 def test_worker_services_run_on_cpu_nodes(overlay):
     docs = _render(f"overlays/{overlay}")
     container = _container(docs)
@@ -321,6 +323,7 @@ def test_search_reads_the_index_jobs_volume_read_only_on_cpu_nodes():
     config = _config(docs)
     assert config["SENSORIUM_DEVICE"] == "cpu"
     assert not any("nvidia.com/gpu" in r for r in container["resources"].values())
+    assert "tolerations" not in pod
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     index_dir = config["SENSORIUM_SEARCH__INDEX_DIR"]

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sensorium.index.query import Answer, SearchRequest
 from sensorium.index.search import FileResult, Hit, Place
 from sensorium.search import wire
-from sensorium.settings import Settings
+from sensorium.settings import DEFAULT_SERVICES, Settings
 
 
 def test_a_request_with_every_option_comes_through():
@@ -60,7 +60,7 @@ def test_results_and_chunks_come_through():
 
 def test_an_index_folder_adds_the_search_service(monkeypatch, tmp_path):
     monkeypatch.setenv("SENSORIUM_SEARCH__INDEX_DIR", str(tmp_path))
-    assert Settings().services == ["pdf", "transcription", "embedding", "search"]
+    assert Settings().services == [*DEFAULT_SERVICES, "search"]
     monkeypatch.setenv("SENSORIUM_SERVICES", "search")
     assert Settings().services == ["search"]
     monkeypatch.setenv("SENSORIUM_SERVICES", "pdf")
