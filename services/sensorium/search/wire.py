@@ -10,6 +10,7 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 
+from sensorium.errors import Reason, SensoriumError
 from sensorium.index.query import Answer, Mode, SearchRequest
 from sensorium.index.search import FileResult, Hit, Place
 from sensorium.search.v1 import search_service_pb2 as pb
@@ -133,4 +134,8 @@ def _time(message: Any, name: str) -> datetime | None:
     if not message.HasField(name):
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, name)
-    return stamp.ToDatetime(tzinfo=UTC)
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise SensoriumError(Reason.INVALID_REQUEST, f"{name} is not a time between the years 1 and "
+                             f"9999 (seconds {stamp.seconds}, nanos {stamp.nanos})") from None

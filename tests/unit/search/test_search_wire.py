@@ -69,3 +69,15 @@ def test_an_index_folder_adds_the_search_service(monkeypatch, tmp_path):
     monkeypatch.setenv("SENSORIUM_SERVICES", "search")
     with pytest.raises(ValidationError, match="SENSORIUM_SEARCH__INDEX_DIR"):
         Settings()
+
+
+def test_a_time_no_datetime_holds_is_a_bad_request():
+    from sensorium.errors import Reason, SensoriumError
+    from sensorium.search.v1 import search_service_pb2 as pb
+
+    message = pb.SearchRequest(text="x")
+    message.modified_after.seconds = 2**62
+    with pytest.raises(SensoriumError) as refused:
+        wire.request_from_message(message)
+    assert refused.value.reason == Reason.INVALID_REQUEST
+    assert "modified_after" in refused.value.message
