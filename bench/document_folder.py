@@ -1,6 +1,7 @@
 """A realistic mixed folder of a person's files, and the document engine run over it.
 
     python bench/document_folder.py --out /tmp/folder [--per-type 6] [--workers 2] [--json out.json]
+    python bench/document_folder.py --out /tmp/folder --index /tmp/index [--model local-dir:DIR]
 
 Builds >= 150 files: every document format the engine reads (Word, PowerPoint, Excel and their
 macro-enabled variants, OpenDocument, RTF, EPUB, HTML, Markdown, AsciiDoc, reStructuredText,
@@ -11,6 +12,12 @@ Aspose.Email FOSS (tests/support/docmaker.py), plus PDFs (PyMuPDF), photos (Pill
 truncated .pptx, a binary file named .txt). Then it sniffs every file as the index job would
 (PDF / media first, then documents), parses each document in the engine's worker pool, and
 prints the table by type: files, parsed, reasons for the rest, sections, seconds.
+
+With `--index DIR` it runs `sensorium index` over the folder instead, as a user would (every
+kind: PDFs, photos and speech too; a mail's attachments as files of their own), and prints the
+table by type from the index's files table: files, yielding rows, other outcomes with their
+reasons, rows. The embedding model is `--model` (default ViT-B-32 with random weights: the
+table does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -321,6 +328,51 @@ def table(results: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def index_table(folder: Path, index_dir: Path, model: str, pretrained: str) -> tuple[str, list[str]]:
+    """`sensorium index` over `folder` into `index_dir`; the table by type, and the lines of the
+    files that yield no rows with their reasons."""
+    import os
+    import subprocess
+
+    from sensorium.index.reader import IndexReader
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SENSORIUM_")}
+    env.update(SENSORIUM_EMBEDDING__MODEL=model, SENSORIUM_EMBEDDING__PRETRAINED=pretrained,
+               SENSORIUM_DEVICE="cpu", SENSORIUM_TRANSCRIPTION__MODEL="packaged:tiny.en",
+               SENSORIUM_LOG_LEVEL="WARNING")
+    env.setdefault("SENSORIUM_MODEL_DIR", str(index_dir.parent / "models"))
+    command = [sys.executable, "-m", "sensorium.cli", "index", str(folder), "--out", str(index_dir), "--json"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"sensorium index failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    by_type: dict[str, list[dict[str, object]]] = collections.defaultdict(list)
+    notes: list[str] = []
+    for entry in IndexReader(index_dir).files().to_pylist():
+        path = str(entry["path"])
+        inner = "!/" in path
+        kind = "(attachments)" if inner else label(Path(path))
+        by_type[kind].append(entry)
+        if entry["status"] in ("skipped", "error"):
+            notes.append(f"- {path.removeprefix(str(folder) + '/')}: {entry['status']} {entry['reason']}: "
+                         f"{entry['message']}")
+    lines = ["| type | files | yield rows | other outcomes | rows |", "|---|--:|--:|---|--:|"]
+    listed = yielded = 0
+    for kind in sorted(by_type, key=lambda k: (k == "(attachments)", k)):
+        entries = by_type[kind]
+        good = [e for e in entries if e["status"] in ("indexed", "duplicate")]
+        others = collections.Counter(f"{e['status']} {e['reason']}" for e in entries
+                                     if e["status"] not in ("indexed", "duplicate"))
+        other = ", ".join(f"{name} x{count}" for name, count in sorted(others.items())) or "-"
+        rows = sum(int(e["rows"] or 0) for e in good)  # type: ignore[call-overload]
+        lines.append(f"| {kind} | {len(entries)} | {len(good)} | {other} | {rows} |")
+        if kind != "(attachments)":
+            listed += len(entries)
+            yielded += len(good)
+    share = 100 * yielded / listed
+    lines.append(f"| **all files in the folder** | {listed} | {yielded} ({share:.1f} %) | | |")
+    return "\n".join(lines), notes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -330,6 +382,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--reuse", action="store_true", help="run over --out as it is, without building")
+    parser.add_argument("--index", type=Path, metavar="DIR",
+                        help="run `sensorium index` over the folder into DIR and print its table by type")
+    parser.add_argument("--model", default="ViT-B-32", help="SENSORIUM_EMBEDDING__MODEL with --index")
+    parser.add_argument("--pretrained", default="", help='SENSORIUM_EMBEDDING__PRETRAINED ("" = random)')
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="sensorium-folder-"))
     if not args.reuse:
@@ -339,6 +395,13 @@ def main() -> None:
             f"built {sum(1 for _ in out.iterdir())} files in {out} in {time.perf_counter() - started:.0f} s",
             file=sys.stderr,
         )
+    if args.index is not None:
+        started = time.perf_counter()
+        text, notes = index_table(out, args.index, args.model, args.pretrained)
+        print(text)
+        print(f"\nsensorium index: {time.perf_counter() - started:.0f} s (models loaded included)")
+        print("\n".join(notes))
+        return
     started = time.perf_counter()
     files = [
         (path, path.read_bytes()[: sniff.HEAD_BYTES]) for path in sorted(out.iterdir()) if path.is_file()

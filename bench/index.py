@@ -1,7 +1,9 @@
 """The index job (`sensorium index`, in-process) against a plain loop over the same libraries.
 
 A generated folder of distinct files — PDFs with a text layer (PyMuPDF), WAVs of espeak-ng
-speech, photos-like PNG and JPEG images — is indexed by
+speech, photos-like PNG and JPEG images, and with `--documents N` (or `--folder documents`: those
+alone) Word, PowerPoint, OpenDocument, EPUB, HTML, Markdown, text, CSV and mail files made by
+pandoc and Python — is indexed by
 
 (a) the index job: `sensorium.index.job.run_job`, the function `sensorium index` calls, with the
     in-process engines and the job's default CPU split (plus any `--setting`), into a fresh
@@ -11,7 +13,13 @@ speech, photos-like PNG and JPEG images — is indexed by
     PyMuPDF `get_text` per page -> word chunks that fit the model's context, overlapping as the
     job's do -> open_clip `encode_text`; audio -> faster-whisper `transcribe` -> segments
     packed the same way -> `encode_text`; image -> PIL -> preprocess -> `encode_image`, one
-    file at a time.
+    file at a time; documents -> the document engine's `read` called in the loop's process
+    (`--document-loop engine`, the default: the same text and sections as the job, so both embed
+    the same pieces), or the library a user would reach for per format (`--document-loop
+    libraries`: python-docx, python-pptx, lxml, ebooklib + selectolax, selectolax, `email`,
+    plain reads; their text differs from the engine's: no table header names, no section
+    boundaries) -> word chunks as above, per section -> `encode_text`, pictures of at least the
+    job's minimum side -> `encode_image`; a mail's attachments are read and embedded with it.
 
 Model load is NOT in the timings: each side runs in its own worker process (torch's thread
 pool is per process, so the job's split and the loop's "all CPUs" cannot share one), loads
@@ -35,6 +43,7 @@ Examples (from the repository root; ViT-B-32 with random weights, Whisper packag
   .venv/bin/python bench/index.py --shards 2
   .venv/bin/python bench/index.py --setting embedding.cpu_threads=1    # the split before
   .venv/bin/python bench/index.py --quick                              # seconds: it runs
+  .venv/bin/python bench/index.py --folder-kind documents              # 36 documents only
   .venv/bin/python bench/index.py --media                              # 24 12 MP photos, 24 screenshots
   .venv/bin/python bench/index.py --media --quick
 """
@@ -117,10 +126,74 @@ def make_image(seed: int, fmt: str, size: tuple[int, int] = (640, 480)) -> bytes
     return buffer.getvalue()
 
 
+DOCUMENT_TYPES = ("docx", "pptx", "odt", "epub", "html", "md", "txt", "csv", "eml", "doc", "xls", "ppt")
+"""The documents' types, in turn; the 97-2003 ones (LibreOffice converts them, seconds a file:
+work the job overlaps with the embedding model) only with `--legacy`."""
+
+
+def document_types(legacy: bool) -> tuple[str, ...]:
+    return DOCUMENT_TYPES if legacy else DOCUMENT_TYPES[:-3]
+
+
+def make_documents(folder: Path, count: int, seed: int, legacy: bool = False) -> None:
+    """`count` documents, the types of `document_types(legacy)` in turn, each with its own text
+    (made by pandoc from Markdown like bench/document_folder.py's, or written by Python; the
+    97-2003 ones converted from those by LibreOffice); Word and PowerPoint files show one
+    picture every other file."""
+    import random
+
+    import document_folder  # bench/document_folder.py (it puts tests/support on the path)
+
+    import docmaker
+
+    rng = random.Random(seed)
+    work = folder.parent / f"_document_sources-{seed}"
+    work.mkdir(exist_ok=True)
+    (work / "picture.png").write_bytes(docmaker.png(96, 96, (20, 90, 160)))
+    types = document_types(legacy)
+    conversions: dict[str, list[Path]] = {}
+    for i in range(count):
+        kind = types[i % len(types)]
+        target = folder / f"document-{i:03d}.{kind}"
+        if kind in ("doc", "ppt", "xls"):
+            source_kind = {"doc": "docx", "ppt": "pptx", "xls": "fods"}[kind]
+            source = work / f"document-{i:03d}.{source_kind}"
+            if kind == "xls":
+                source.write_text(document_folder.fods(rng, i), encoding="utf-8")
+            else:
+                markdown = work / f"{i}.md"
+                markdown.write_text(document_folder.markdown(rng, i, slides=kind == "ppt"), encoding="utf-8")
+                docmaker._run(["pandoc", markdown.name, "-s", "-o", source.name], work)
+            conversions.setdefault(kind, []).append(source)
+        elif kind in ("docx", "pptx", "odt", "epub", "html", "md"):
+            source = work / f"{i}.md"
+            source.write_text(document_folder.markdown(rng, i, slides=kind == "pptx"), encoding="utf-8")
+            if kind == "md":
+                target.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+            else:
+                docmaker._run(["pandoc", source.name, "-s", "-o", str(target)], work)
+        elif kind == "txt":
+            target.write_text("\n\n".join(document_folder.sentence(rng, 16) for _ in range(12)),
+                              encoding="utf-8")
+        elif kind == "csv":
+            rows = "\n".join(f"{rng.choice(document_folder.WORDS)},{rng.randint(1, 999)},"
+                             f"{document_folder.sentence(rng, 6)}" for _ in range(40))
+            target.write_text(f"name,count,note\n{rows}\n", encoding="utf-8")
+        else:
+            attachment = document_folder.sentence(rng, 40).encode()
+            message = docmaker.mail_message(f"Harbour mail {i}", document_folder.sentence(rng, 60),
+                                            [(f"minutes-{i}.txt", "text/plain", attachment)])
+            target.write_bytes(message.as_bytes())
+    for kind, sources in conversions.items():
+        docmaker.soffice_convert(sources, kind, folder)
+    shutil.rmtree(work)
+
+
 def make_folder(folder: Path, pdfs: int, wavs: int, images: int, args: argparse.Namespace,
-                seed: int = 0) -> dict[str, Any]:
+                seed: int = 0, documents: int = 0) -> dict[str, Any]:
     """The mixed folder; returns what it holds."""
     folder.mkdir(parents=True)
+    make_documents(folder, documents, seed, legacy=args.legacy)
     audio_seconds = []
     for i in range(pdfs):
         (folder / f"doc-{i:03d}.pdf").write_bytes(make_pdf(seed + i, args.pdf_pages, args.pdf_words))
@@ -130,8 +203,9 @@ def make_folder(folder: Path, pdfs: int, wavs: int, images: int, args: argparse.
         fmt = "PNG" if i % 2 == 0 else "JPEG"
         (folder / f"photo-{i:03d}.{fmt.lower()}").write_bytes(make_image(seed + i, fmt))
     size = sum(p.stat().st_size for p in folder.iterdir())
-    return {"pdfs": pdfs, "wavs": wavs, "images": images, "files": pdfs + wavs + images,
-            "bytes": size, "audio_seconds": round(sum(audio_seconds), 1)}
+    return {"pdfs": pdfs, "wavs": wavs, "images": images, "documents": documents,
+            "files": pdfs + wavs + images + documents, "bytes": size,
+            "audio_seconds": round(sum(audio_seconds), 1)}
 
 
 def make_media_folders(root: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -327,7 +401,8 @@ class PlainLoop:
     """The baseline: the libraries called directly, one file after the other."""
 
     def __init__(self, model: str, pretrained: str, whisper: str, model_dir: Path, cpus: int,
-                 overlap: int, whisper_threads: int) -> None:
+                 overlap: int, whisper_threads: int, min_image_side: int = 64,
+                 document_loop: str = "engine") -> None:
         import open_clip
         import torch
         from faster_whisper import WhisperModel
@@ -347,6 +422,8 @@ class PlainLoop:
         self.whisper = WhisperModel(models.resolve(whisper, model_dir).source, device="cpu",
                                     compute_type="int8", cpu_threads=whisper_threads or cpus)
         self.overlap = overlap
+        self.min_image_side = min_image_side
+        self.document_loop = document_loop
         self.costs: dict[str, int] = {}
         self.seconds: Counter[str] = Counter()
         self.vectors: Counter[str] = Counter()
@@ -418,6 +495,22 @@ class PlainLoop:
                 chunks = [piece for page in doc for piece in self.pack(page.get_text().split(), self.overlap)]
             self.seconds["pdf_text_and_chunks_s"] += time.perf_counter() - started
             self.texts(chunks, "pdf_text")
+        elif path.suffix.lstrip(".") in DOCUMENT_TYPES:
+            texts, pictures = (engine_document(path) if self.document_loop == "engine"
+                               else plain_document(path))
+            chunks = [piece for text in texts for piece in self.pack(text.split(), self.overlap)]
+            self.seconds["document_text_and_chunks_s"] += time.perf_counter() - started
+            self.texts(chunks, "document_text")
+            started = time.perf_counter()
+            for data in pictures:
+                with Image.open(io.BytesIO(data)) as image:
+                    if min(image.size) < self.min_image_side:
+                        continue
+                    pixels = self.preprocess(image.convert("RGB")).unsqueeze(0)
+                with torch.inference_mode():
+                    self.clip.encode_image(pixels, normalize=True)
+                self.vectors["document_image"] += 1
+            self.seconds["clip_image_s"] += time.perf_counter() - started
         elif path.suffix == ".wav":
             segments, _ = self.whisper.transcribe(str(path))
             texts = [segment.text for segment in segments]
@@ -438,6 +531,111 @@ class PlainLoop:
         return len(files)
 
 
+def engine_document(path: Path) -> tuple[list[str], list[bytes]]:
+    """A document's sections' texts and pictures from the document engine, called here; a
+    mail's attachments read the same way (the job indexes them as files of their own)."""
+    from sensorium.document.api import ParseOptions
+    from sensorium.document.engine import read
+
+    document = read(path, ParseOptions(name=path.name))
+    texts = [section.text for section in document.sections if section.text]
+    pictures = [picture.data for picture in document.pictures if picture.error is None and picture.data]
+    for attachment in document.attachments:
+        if attachment.error is None and attachment.data:
+            inner = path.parent / f".attachment-{attachment.name}"
+            inner.write_bytes(attachment.data)
+            try:
+                more, images = engine_document(inner)
+            finally:
+                inner.unlink()
+            texts += more
+            pictures += images
+    return texts, pictures
+
+
+def plain_document(path: Path) -> tuple[list[str], list[bytes]]:
+    """A document's text and pictures as a user would read them with each format's library."""
+    kind = path.suffix.lstrip(".")
+    if kind in ("doc", "xls", "ppt"):  # LibreOffice converts, as a user would, then as below
+        import tempfile
+
+        from sensorium.document import legacy
+        from sensorium.document.api import DocumentKind
+
+        with tempfile.TemporaryDirectory() as workdir:
+            converted = Path(legacy.convert(str(path), DocumentKind(kind), workdir, 120.0))
+            return plain_document(converted)
+    if kind == "xlsx":
+        import openpyxl
+
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        cells = [str(value) for sheet in workbook.worksheets for row in sheet.iter_rows(values_only=True)
+                 for value in row if value is not None]
+        workbook.close()
+        return [" ".join(cells)], []
+    if kind == "docx":
+        import docx
+
+        document = docx.Document(str(path))
+        text = [p.text for p in document.paragraphs]
+        text += [cell.text for table in document.tables for row in table.rows for cell in row.cells]
+        pictures = [rel.target_part.blob for rel in document.part.rels.values()
+                    if "image" in rel.reltype and not rel.is_external]
+        return ["\n".join(text)], pictures
+    if kind == "pptx":
+        import pptx
+        from pptx.enum.shapes import MSO_SHAPE_TYPE
+
+        text, pictures = [], []
+        for slide in pptx.Presentation(str(path)).slides:
+            for shape in slide.shapes:
+                if shape.has_text_frame:
+                    text.append(shape.text_frame.text)
+                if getattr(shape, "has_table", False) and shape.has_table:
+                    text += [cell.text for row in shape.table.rows for cell in row.cells]
+                if shape.shape_type == MSO_SHAPE_TYPE.PICTURE:
+                    pictures.append(shape.image.blob)
+            if slide.has_notes_slide:
+                text.append(slide.notes_slide.notes_text_frame.text)
+        return ["\n".join(text)], pictures
+    if kind == "odt":
+        import zipfile
+
+        from lxml import etree
+
+        with zipfile.ZipFile(path) as archive:
+            root = etree.fromstring(archive.read("content.xml"), etree.XMLParser(resolve_entities=False))
+            pictures = [archive.read(name) for name in archive.namelist() if name.startswith("Pictures/")]
+        return [" ".join(root.itertext())], pictures
+    if kind == "epub":
+        import ebooklib
+        from ebooklib import epub
+        from selectolax.lexbor import LexborHTMLParser as HTMLParser
+
+        book = epub.read_epub(str(path))
+        text = [HTMLParser(item.get_content()).text(separator="\n")
+                for item in book.get_items_of_type(ebooklib.ITEM_DOCUMENT)]
+        pictures = [item.get_content() for item in book.get_items_of_type(ebooklib.ITEM_IMAGE)]
+        return ["\n".join(text)], pictures
+    if kind == "html":
+        from selectolax.lexbor import LexborHTMLParser as HTMLParser
+
+        return [HTMLParser(path.read_bytes()).text(separator="\n")], []
+    if kind == "eml":
+        import email
+        import email.policy
+
+        with open(path, "rb") as handle:
+            message = email.message_from_binary_file(handle, policy=email.policy.default)
+        body = message.get_body(preferencelist=("plain", "html"))
+        text = [f"{key}: {message[key]}" for key in ("from", "to", "subject", "date") if message[key]]
+        text.append(body.get_content() if body is not None else "")
+        text += [part.get_content() for part in message.iter_attachments()
+                 if part.get_content_type() == "text/plain"]
+        return ["\n".join(text)], []
+    return [path.read_text(encoding="utf-8", errors="replace")], []  # md, txt, csv
+
+
 def loop_worker(args: argparse.Namespace) -> None:
     from sensorium.device import available_cpus
     from sensorium.settings import Settings
@@ -446,7 +644,8 @@ def loop_worker(args: argparse.Namespace) -> None:
     cpus = settings.cpus or available_cpus()
     started = time.perf_counter()
     loop = PlainLoop(settings.embedding.model, settings.embedding.pretrained, settings.transcription.model,
-                     settings.model_dir, cpus, settings.index.chunk_overlap_tokens, args.loop_whisper_threads)
+                     settings.model_dir, cpus, settings.index.chunk_overlap_tokens, args.loop_whisper_threads,
+                     settings.index.min_image_side, args.document_loop)
     load_s = time.perf_counter() - started
     started = time.perf_counter()
     loop.folder(args.warmup_folder)
@@ -474,7 +673,8 @@ class Worker:
         self.name = f"{kind} {shard}" if shard != "0/1" else kind
         command = [sys.executable, __file__, "--worker", kind, "--folder", str(args.folder),
                    "--warmup-folder", str(args.warmup_folder), "--shard", shard,
-                   "--loop-whisper-threads", str(args.loop_whisper_threads)]
+                   "--loop-whisper-threads", str(args.loop_whisper_threads),
+                   "--document-loop", args.document_loop]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                         env=env, stderr=subprocess.DEVNULL if args.quiet else None)
 
@@ -542,9 +742,10 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="sensorium-index-bench-") as tmp:
         root = Path(tmp)
         args.folder, args.warmup_folder = root / "files", root / "warmup" / "files"
-        say(f"writing {args.pdfs} PDFs, {args.wavs} WAVs, {args.images} images")
-        mix = make_folder(args.folder, args.pdfs, args.wavs, args.images, args)
-        make_folder(args.warmup_folder, 1, 1, 1, args, seed=10_000)
+        say(f"writing {args.pdfs} PDFs, {args.wavs} WAVs, {args.images} images, {args.documents} documents")
+        mix = make_folder(args.folder, args.pdfs, args.wavs, args.images, args, documents=args.documents)
+        make_folder(args.warmup_folder, 1, 1, 1, args, seed=10_000,
+                    documents=len(document_types(args.legacy)) if args.documents else 0)
         env = base_env(args, Path(args.model_dir) if args.model_dir else root / "models")
         job_env = {**env, **dict(args.setting)}
 
@@ -604,11 +805,14 @@ def report(args: argparse.Namespace, mix: dict[str, Any], job_ready: dict[str, A
     print(f"\nCommand: `{' '.join([Path(sys.executable).name, *sys.argv])}`\n")
     print(f"Files: {mix['files']} ({mix['pdfs']} PDFs of {args.pdf_pages} text pages x {args.pdf_words} "
           f"words, {mix['wavs']} WAVs of espeak-ng speech ({mix['audio_seconds']} s in all), {mix['images']} "
-          f"640x480 images, half PNG half JPEG), {mix['bytes'] / 1e6:.1f} MB. Models: {args.model} "
+          f"640x480 images, half PNG half JPEG, {mix['documents']} documents: "
+          f"{', '.join(document_types(args.legacy))} in turn), {mix['bytes'] / 1e6:.1f} MB. "
+          f"Models: {args.model} "
           f"({weights}), Whisper {args.whisper}, CPU.")
     print(f"Job settings: {settings}; CPU split: {job_ready['cpu_split']}; embedding torch threads "
           f"{job_ready['embedding_threads']}. Loop: {loop_ready['threads']} torch threads, "
-          f"{loop_ready['whisper_threads']} CTranslate2 threads.")
+          f"{loop_ready['whisper_threads']} CTranslate2 threads"
+          + (f", documents read by the {args.document_loop}." if mix["documents"] else "."))
     print(f"Start-up, not in the timings (models loaded; warm-up on 3 other files): job "
           f"{job_ready['load_s']:.1f} + {job_ready['warmup_s']:.1f} s, loop {loop_ready['load_s']:.1f} + "
           f"{loop_ready['warmup_s']:.1f} s.\n")
@@ -634,13 +838,14 @@ def report(args: argparse.Namespace, mix: dict[str, Any], job_ready: dict[str, A
     job_wall = statistics.median(r["wall_s"] for r in runs["job"])
     busy = {key: statistics.median(r["busy"][key] for r in runs["job"]) for key in runs["job"][0]["busy"]}
     stage_names = {"embedding_model_s": "embedding model", "transcription_model_s": "Whisper model",
-                   "pdf_workers_cpu_s": "PDF workers CPU"}
+                   "pdf_workers_cpu_s": "PDF and document workers CPU"}
     print(f"- job stages, busy seconds (median; % of the job's {job_wall:.1f} s): " + ", ".join(
         f"{label} {busy[key]:.1f} ({100 * busy[key] / job_wall:.0f} %)"
         for key, label in stage_names.items()))
     loop_wall = statistics.median(r["wall_s"] for r in runs["loop"])
     stages = {key: statistics.median(r["stages"].get(key, 0.0) for r in runs["loop"])
-              for key in ("pdf_text_and_chunks_s", "whisper_s", "clip_text_s", "clip_image_s")}
+              for key in ("pdf_text_and_chunks_s", "document_text_and_chunks_s", "whisper_s", "clip_text_s",
+                          "clip_image_s")}
     print(f"- loop stages, seconds (median; of {loop_wall:.1f} s): " +
           ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.1f}" for k, v in stages.items()))
     for name, wall in (("job", job_wall), ("loop", loop_wall)):
@@ -670,6 +875,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pdfs", type=int, default=24, help="PDFs in the folder (default: %(default)s)")
     parser.add_argument("--wavs", type=int, default=8, help="WAVs in the folder (default: %(default)s)")
     parser.add_argument("--images", type=int, default=40, help="images in the folder (default: %(default)s)")
+    parser.add_argument("--documents", type=int, default=0,
+                        help="documents in the folder (default: %(default)s)")
+    parser.add_argument("--legacy", action="store_true",
+                        help="documents include Word, Excel and PowerPoint 97-2003 files (LibreOffice)")
+    parser.add_argument("--document-loop", choices=("engine", "libraries"), default="engine",
+                        help="how the loop reads documents (see above; default: %(default)s)")
+    parser.add_argument("--folder-kind", choices=("mixed", "documents"), default="mixed",
+                        help="documents: a folder of 36 documents only (--documents to change the count)")
     parser.add_argument("--pdf-pages", type=int, default=3, help="pages per PDF (default: %(default)s)")
     parser.add_argument("--pdf-words", type=int, default=300, help="words per page (default: %(default)s)")
     parser.add_argument("--audio-seconds", type=float, default=10.0,
@@ -712,11 +925,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--shard", default="0/1", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.folder_kind == "documents":
+        args.pdfs = args.wavs = args.images = 0
+        args.documents = args.documents or 36
     if args.quick:
-        args.pdfs, args.wavs, args.images, args.pdf_pages, args.audio_seconds = 3, 1, 4, 1, 3.0
+        if args.folder_kind == "documents":
+            args.documents = len(document_types(args.legacy))
+        else:
+            args.pdfs, args.wavs, args.images = 3, 1, 4
+        args.pdf_pages, args.audio_seconds, args.repeats = 1, 3.0, 1
         args.photos, args.screenshots, args.photo_size = 4, 3, (1024, 768)
-        args.repeats = 1
-    if min(args.pdfs, args.wavs, args.images) < 0 or args.repeats < 1 or args.shards < 1:
+    if min(args.pdfs, args.wavs, args.images, args.documents) < 0 or args.repeats < 1 or args.shards < 1:
         parser.error("counts must be >= 0, --repeats and --shards >= 1")
     return args
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import corpus
+import docmaker
 import testkit
 from sensorium.hosting import HostedService
 from sensorium.runtimes import Runtimes
@@ -62,6 +63,31 @@ async def start_server() -> AsyncIterator[StartServer]:
     for server in servers:
         if not server._stopped.is_set():
             await server._stop_everything(grace=0)
+
+
+# --- generated documents (tests/support/docmaker.py) -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, docmaker.Expected]]:
+    """Every document format, written by other programs than the engine reads them with
+    (pandoc, LibreOffice, Python's email, Aspose.Email FOSS), with what each must yield. Made
+    once per test run (~30 s: LibreOffice starts once per target format)."""
+    missing = docmaker.tools_missing()
+    if missing:
+        # Not "[allowed]": scripts/setup installs both, so a CI run without them must fail.
+        pytest.skip(f"{', '.join(missing)} not installed (scripts/setup installs pandoc and LibreOffice)")
+    folder = tmp_path_factory.mktemp("documents")
+    return folder, docmaker.make_documents(folder)
+
+
+@pytest.fixture(scope="session")
+def hostile(generated: tuple[Path, dict[str, docmaker.Expected]],
+            tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """Hostile documents (zip bomb, billion laughs, span bomb, binary .txt, truncated .pptx,
+    encrypted .docx, nested mail), with the reason each must give."""
+    folder = tmp_path_factory.mktemp("hostile")
+    return folder, docmaker.make_hostile(folder, generated[0])
 
 
 # --- the optional real-world corpus (tests/support/corpus.py) ----------------------------------

@@ -155,11 +155,13 @@ class Client:
     def upload_file(
         self, method: str, path: Path, header: Callable[[upload_pb2.UploadHeader], Message],
         chunk: Callable[[bytes], Message], response_type: type[M], media_type: str = "",
+        filename: str = "",
     ) -> AsyncGenerator[M, None]:
         """The streaming call `method` for the file at `path`: a first message made by `header`
-        from the file's upload header, then its content in `chunk` messages of CHUNK_BYTES (read
-        only as they are sent); yields the responses."""
-        upload = upload_pb2.UploadHeader(filename=path.name, media_type=media_type,
+        from the file's upload header (named `filename`, default the path's name), then its
+        content in `chunk` messages of CHUNK_BYTES (read only as they are sent); yields the
+        responses."""
+        upload = upload_pb2.UploadHeader(filename=filename or path.name, media_type=media_type,
                                          size_bytes=path.stat().st_size)
         return self.stream(method, _chunked(path, header(upload), chunk), response_type)
 

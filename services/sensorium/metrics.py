@@ -76,6 +76,15 @@ PDF_SECONDS = Histogram(
     "sensorium_pdf_extraction_seconds", "Wall time to extract one PDF document.", buckets=_LATENCY
 )
 
+DOCUMENT_DOCUMENTS = Counter(
+    "sensorium_document_documents",
+    "Documents (Office, OpenDocument, HTML, text, mail, ...) parsed, by format and outcome (ok or "
+    "an error reason).", ["format", "outcome"],
+)
+DOCUMENT_SECONDS = Histogram(
+    "sensorium_document_parse_seconds", "Wall time to parse one document.", buckets=_LATENCY
+)
+
 MEDIA_FILES = Counter(
     "sensorium_media_files",
     "Media files processed, by operation (image_text, video_frames) and outcome (ok or an error "

@@ -132,6 +132,26 @@ def _embedding_models(settings: Settings, model_dir: Path) -> str:
     return prepare(settings, model_dir)
 
 
+def _document_runtime(context: RuntimeContext) -> Runtime:
+    from sensorium.document.runtime import DocumentRuntime
+
+    return DocumentRuntime(context)
+
+
+def _document_servicer(server: grpc.aio.Server, runtime: Runtime) -> None:
+    from sensorium.document.runtime import DocumentRuntime
+    from sensorium.document.servicer import add_to_server
+
+    assert isinstance(runtime, DocumentRuntime)
+    add_to_server(server, runtime)
+
+
+def _document_remote(client: Client, settings: Settings) -> Any:
+    from sensorium.document.remote import RemoteDocument
+
+    return RemoteDocument(client)
+
+
 def _media_runtime(context: RuntimeContext) -> Runtime:
     from sensorium.media.runtime import MediaRuntime
 
@@ -209,6 +229,16 @@ SERVICES: dict[str, ServiceSpec] = {
             "EmbedImages": 32 * MiB, "Score": 32 * MiB, "GetEmbeddingSpace": 4 * KiB,
         },
         streaming={"EmbedTexts": "StreamEmbed", "EmbedImages": "StreamEmbed"},
+    ),
+    "document": ServiceSpec(
+        name="document",
+        summary="Office, OpenDocument, RTF, EPUB, HTML, text, CSV, subtitles and mail: text with "
+        "locators, metadata, pictures, attachments",
+        create_runtime=_document_runtime, grpc_name="sensorium.document.v1.DocumentService",
+        add_servicer=_document_servicer, remote=_document_remote, commands=("sensorium.cli.doc",),
+        worker_modules=("sensorium.document.engine",),
+        # A document of a few MiB; larger ones, and any with pictures or attachments, stream.
+        unary_limits={"ParseDocument": 8 * MiB}, streaming={"ParseDocument": "StreamParseDocument"},
     ),
     "media": ServiceSpec(
         name="media",

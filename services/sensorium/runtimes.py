@@ -37,6 +37,8 @@ def fixed_cpu_shares(settings: Settings) -> dict[str, int]:
     fixed: dict[str, int] = {}
     if settings.pdf.workers:
         fixed["pdf"] = settings.pdf.workers
+    if settings.document.workers:
+        fixed["document"] = settings.document.workers
     if settings.transcription.cpu_threads:
         fixed["transcription"] = settings.transcription.cpu_threads * settings.transcription.workers
     if settings.embedding.cpu_threads:

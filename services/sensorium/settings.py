@@ -19,9 +19,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ENV_PREFIX = "SENSORIUM_"
 ServiceName = str
 """A service's short name, as in SENSORIUM_SERVICES (`sensorium.registry` has one row each)."""
-ALL_SERVICES: tuple[ServiceName, ...] = ("pdf", "transcription", "embedding", "media", "search")
+ALL_SERVICES: tuple[ServiceName, ...] = ("pdf", "transcription", "embedding", "document", "media", "search")
 """The services this package defines (the registry's built-in rows; a test keeps them in step)."""
-DEFAULT_SERVICES: tuple[ServiceName, ...] = ("pdf", "transcription", "embedding", "media")
+DEFAULT_SERVICES: tuple[ServiceName, ...] = ("pdf", "transcription", "embedding", "document", "media")
 """What SENSORIUM_SERVICES hosts when it is not set: every service but search, which is added
 when SENSORIUM_SEARCH__INDEX_DIR names an index."""
 _REGISTERED: set[ServiceName] = set()
@@ -144,6 +144,64 @@ class EmbeddingSettings(_Group):
     max_text_chars: int = Field(default=65536, gt=0)
     """Longest text accepted, in characters (INPUT_TOO_LARGE); models read only their first
     context-length tokens, and tokenizing megabytes would stall the preprocessing threads."""
+
+
+class DocumentSettings(_Group):
+    """`SENSORIUM_DOCUMENT__*`: the document service (Office, OpenDocument, RTF, EPUB, HTML,
+    text, CSV, subtitles, mail; docs/documents.md)."""
+
+    workers: int = Field(default=0, ge=0)
+    """Worker processes parsing documents in parallel; 0 = the document service's share of the
+    process's CPUs (see SENSORIUM_CPUS)."""
+    max_document_bytes: int = Field(default=256 * MiB, gt=0)
+    """Largest document accepted, in bytes (larger ones: INVALID_ARGUMENT / INPUT_TOO_LARGE)."""
+    timeout_seconds: float = Field(default=120.0, gt=0)
+    """Wall-clock limit per document, LibreOffice's conversion of a legacy file included; the
+    worker is killed past it (PROCESSING_LIMIT)."""
+    worker_memory_mb: int = Field(default=2048, ge=0)
+    """Address-space limit of each worker process in MiB; 0 = unlimited. (LibreOffice, which
+    converts legacy files in a process of its own, gets up to 4 GiB instead.)"""
+    recycle_after_documents: int = Field(default=500, gt=0)
+    """A worker process is replaced after this many documents, returning leaked memory."""
+    max_pending_documents: int = Field(default=64, gt=0)
+    """Documents queued or in work at once; more are refused with RESOURCE_EXHAUSTED."""
+    max_pixels: int = Field(default=50_000_000, gt=0)
+    """Most pixels (width x height, from the header) of a picture inside a document that is
+    passed on to be embedded; larger ones come with IMAGE_TOO_LARGE instead of their bytes."""
+    max_pictures: int = Field(default=1000, gt=0)
+    """Pictures passed on per document; the rest are counted in a PROCESSING_LIMIT error."""
+    max_attachment_bytes: int = Field(default=256 * MiB, gt=0)
+    """Largest mail attachment passed on (and indexed as a file of its own); larger ones come
+    with INPUT_TOO_LARGE instead of their bytes."""
+    soffice: Path | None = None
+    """LibreOffice's `soffice` binary, which converts legacy .doc, .xls and .ppt files; unset =
+    `soffice` or `libreoffice` on PATH. Without one, legacy files are skipped with a reason
+    that names the package to install."""
+    soffice_timeout_seconds: float = Field(default=60.0, gt=0)
+    """Time LibreOffice may take to convert one legacy file (it starts anew for each, ~1.5-5 s);
+    must be below SENSORIUM_DOCUMENT__TIMEOUT_SECONDS."""
+
+    @model_validator(mode="after")
+    def _conversion_fits(self) -> DocumentSettings:
+        if self.soffice_timeout_seconds >= self.timeout_seconds:
+            raise ValueError(
+                f"SENSORIUM_DOCUMENT__SOFFICE_TIMEOUT_SECONDS ({self.soffice_timeout_seconds:g}) must be "
+                f"below SENSORIUM_DOCUMENT__TIMEOUT_SECONDS ({self.timeout_seconds:g}): the worker is "
+                "killed at the latter, before the conversion could report its own limit"
+            )
+        return self
+
+
+class TextSettings(_Group):
+    """`SENSORIUM_TEXT__*`: limits on the text extracted from any file (documents; PDFs)."""
+
+    max_chars_per_page: int = Field(default=100_000, gt=0)
+    """Characters kept of one page, slide, sheet range or heading's section; the rest of it is
+    dropped with a PROCESSING_LIMIT note on that part (no real page holds this much text; a
+    small file that expands to it is hostile)."""
+    max_chars_per_document: int = Field(default=10_000_000, gt=0)
+    """Characters kept of one document; reading stops there with a PROCESSING_LIMIT note, and
+    the text read so far is kept."""
 
 
 class MediaSettings(_Group):
@@ -376,14 +434,15 @@ class Settings(BaseSettings):
     services: Annotated[list[ServiceName], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_SERVICES)
     )
-    """Comma-separated services to host: pdf, transcription, embedding, media, search. Unset:
-    pdf, transcription, embedding and media, plus search when SENSORIUM_SEARCH__INDEX_DIR is set."""
+    """Comma-separated services to host: pdf, transcription, embedding, document, media, search.
+    Unset: all but search, which is added when SENSORIUM_SEARCH__INDEX_DIR is set."""
     device: Literal["auto", "cuda", "cpu"] = "auto"
     """auto = CUDA if usable else CPU (with a warning); cuda = fail if there is no GPU."""
     cpus: int = Field(default=0, ge=0)
     """CPUs this process may use; 0 = detect (CPU affinity and cgroup quota). The hosted
     services split them: a service sized by its own setting (SENSORIUM_PDF__WORKERS,
-    SENSORIUM_TRANSCRIPTION__CPU_THREADS, SENSORIUM_EMBEDDING__CPU_THREADS) takes that many,
+    SENSORIUM_DOCUMENT__WORKERS, SENSORIUM_TRANSCRIPTION__CPU_THREADS,
+    SENSORIUM_EMBEDDING__CPU_THREADS) takes that many,
     the others share the rest equally (at least one each). The split is logged at start."""
     health_port: int = Field(default=50052, ge=0, le=65535)
     """Plaintext port that serves only grpc.health.v1, for Kubernetes probes; 0 = any free port."""
@@ -415,6 +474,10 @@ class Settings(BaseSettings):
     """Transcription service settings."""
     embedding: EmbeddingSettings = EmbeddingSettings()
     """Embedding service settings."""
+    document: DocumentSettings = DocumentSettings()
+    """Document service settings."""
+    text: TextSettings = TextSettings()
+    """Text limits, for every service that extracts text."""
     media: MediaSettings = MediaSettings()
     """Media service settings."""
     tls: TlsSettings = TlsSettings()

@@ -122,3 +122,23 @@ def test_index_benchmark_runs_the_job_and_the_loop_on_the_same_files(tmp_path):
     assert report["ratio"] > 0 and len(report["runs"]["job"]) == len(report["runs"]["loop"]) == 1
     busy = report["runs"]["job"][0]["busy"]
     assert busy["embedding_model_s"] > 0 and busy["transcription_model_s"] > 0
+
+
+def test_index_benchmark_runs_on_a_documents_folder(tmp_path):
+    """bench/index.py --folder-kind documents: one document of each type (pandoc, Python),
+    indexed by the job and read by the loop through the engine: both embed the same pieces."""
+    import json
+
+    import tiny_clip
+
+    out = tmp_path / "index.json"
+    result = bench("bench/index.py", "--quick", "--folder-kind", "documents", "--model",
+                   f"local-dir:{tiny_clip.build()}", "--json", str(out), timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in result.stdout.splitlines()
+            if line.startswith(("| index job", "| plain loop"))}
+    assert set(rows) == {"index job, in-process", "plain loop, same libraries"}, result.stdout
+    assert rows["index job, in-process"][5] == rows["plain loop, same libraries"][5]
+    assert "document_text" in rows["index job, in-process"][5]
+    assert int(rows["index job, in-process"][0]) == 9 and "file errors" not in result.stdout
+    assert json.loads(out.read_text())["ratio"] > 0

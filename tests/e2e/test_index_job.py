@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+import docmaker
 import speechkit
 import testkit
 import tiny_clip
@@ -30,6 +31,8 @@ from sensorium.index.layout import Shard
 from sensorium.index.reader import IndexReader
 
 SENTENCE = "The weather in Paris is sunny today"
+MAIL_BODY = "The barn dance is on Saturday evening"
+PLAN = b"Bring lanterns and apple cider to the barn.\n"
 PAGE_TWO = "Potatoes and gravy were served at the harvest festival"
 
 
@@ -78,6 +81,9 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(shapes["red circle"], copy)
     (folder / "broken.pdf").write_bytes(b"%PDF-1.7\n" + os.urandom(300))
     (folder / "notes.txt").write_text("shopping list: milk, eggs")
+    (folder / "data.txt").write_bytes(bytes(range(256)) * 16)  # binary under a text name
+    mail = docmaker.mail_message("Harvest dance", f"{MAIL_BODY}.", [("plan.txt", "text/plain", PLAN)])
+    (folder / "invite.eml").write_bytes(mail.as_bytes())
     return folder
 
 
@@ -154,8 +160,12 @@ def test_a_mixed_folder_gives_the_right_rows_and_files_table(mixed, built):
     assert by_name["broken.pdf"]["status"] == "error" and by_name["broken.pdf"]["reason"] == "PDF_UNREADABLE"
     assert by_name["cut.flac"]["status"] == "error" and by_name["cut.flac"]["reason"] == "AUDIO_TRUNCATED"
     assert not by_name["cut.flac"]["retryable"]
-    assert by_name["notes.txt"]["status"] == "skipped"
-    assert by_name["notes.txt"]["reason"] == "UNSUPPORTED_TYPE"
+    assert by_name["notes.txt"]["status"] == "indexed" and by_name["notes.txt"]["kind"] == "document"
+    assert by_name["data.txt"]["status"] == "skipped" and by_name["data.txt"]["reason"] == "UNSUPPORTED_TYPE"
+    assert "binary, not text" in by_name["data.txt"]["message"]
+    # A mail's attachment is a file of its own, under the mail's path.
+    plan = table[f"{mixed / 'invite.eml'}!/plan.txt"]
+    assert (plan["status"], plan["kind"], plan["size"]) == ("indexed", "document", len(PLAN))
     copies = [by_name[name] for name in sorted(by_name) if name.startswith("copy-of-red")]
     copies.append(by_name["red-circle.png"])
     assert sorted(c["status"] for c in copies) == ["duplicate", "indexed"]
@@ -170,6 +180,9 @@ def test_a_mixed_folder_gives_the_right_rows_and_files_table(mixed, built):
     kinds = Counter(row["kind"] for row in found)
     assert kinds["image"] == 3  # three shapes; the copy has no rows of its own
     assert kinds["audio"] >= 1 and kinds["pdf_image"] >= 1 and kinds["pdf_text"] >= 3
+    assert kinds["document_text"] >= 4  # notes, the mail's headers and body, its attachment
+    mail = next(row for row in found if MAIL_BODY in (row["text"] or ""))
+    assert (mail["kind"], mail["title"]) == ("document_text", "Harvest dance")
     pages = {row["page"] for row in found if row["kind"] == "pdf_text"}
     assert 1 in pages and 2 in pages and 0 not in pages  # 1-based
     assert all(row["bbox"] is not None for row in found if row["kind"] in ("pdf_text", "pdf_image"))
@@ -178,7 +191,7 @@ def test_a_mixed_folder_gives_the_right_rows_and_files_table(mixed, built):
     audio = next(row for row in found if row["kind"] == "audio")
     assert 0 <= audio["start_seconds"] < audio["end_seconds"] <= 4.0
     assert len({row["space"] for row in found}) == 1
-    assert summary["files"]["listed"] == len(table)
+    assert summary["files"]["listed"] == len([path for path in table if "!/" not in path])
     assert summary["errors"] == {"PDF_UNREADABLE": 1, "AUDIO_TRUNCATED": 1}
     assert summary["rows"]["total"] == len(found)
 
@@ -296,12 +309,14 @@ def test_two_shards_cover_what_one_run_does(mixed, built, env, tmp_path):
 def test_through_a_server_gives_the_same_index(mixed, built, env, tmp_path):
     reference, _ = built
     out = tmp_path / "index"
-    with testkit.serve(env={**env, "SENSORIUM_SERVICES": "pdf,transcription,embedding,media"}) as server:
+    services = "pdf,transcription,embedding,document,media"
+    with testkit.serve(env={**env, "SENSORIUM_SERVICES": services}) as server:
         result = index(mixed, out, env, "--server", server.target, "--json")
     assert result.returncode == 0, result.stderr
     assert_same_index(reference, out)
     statuses = {Path(p).name: r["status"] for p, r in files(out).items()}
-    assert statuses["broken.pdf"] == "error" and statuses["notes.txt"] == "skipped"
+    assert statuses["broken.pdf"] == "error" and statuses["data.txt"] == "skipped"
+    assert files(out)[f"{mixed / 'invite.eml'}!/plan.txt"]["status"] == "indexed"
 
 
 def test_an_unreachable_server_fails_the_job_without_error_rows(mixed, env, tmp_path):

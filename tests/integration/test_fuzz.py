@@ -6,7 +6,10 @@ raw generated stubs, so that every request field can take any value. The inputs 
 fixtures the tests generate (PDFs with text, images, dates and a password; espeak-ng speech as
 WAV, MP3, FLAC, Ogg, Opus and M4A; PNG, JPEG, GIF, WebP, TIFF, BMP, HEIC and AVIF images, a
 screenshot with text and a phone photo with EXIF; H.264 MP4 and MOV, VP9 WebM and MPEG-4 MKV
-videos with and without sound, one turned portrait): bit flips, byte
+videos with and without sound, one turned portrait; Word, PowerPoint, OpenDocument, EPUB, HTML,
+Markdown, text, CSV, subtitles and mail made by pandoc and Python, with the hostile documents: a
+zip bomb, billion laughs, a span bomb, a binary .txt, a truncated .pptx, an encrypted .docx and a
+mail in a mail in a mail): bit flips, byte
 overwrites with values parsers trip on, truncation, insertion, deletion and splices of two
 fixtures; and random values of every request field (options, page ranges, passwords, languages,
 temperatures, beam sizes, batch flags, truncation modes, empty and huge strings, stream
@@ -57,11 +60,14 @@ from hypothesis import HealthCheck, event, given, seed, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import docmaker
 import mediakit
 import speechkit
 import testkit
 import tiny_clip
 from sensorium.client import details_from_rpc_error
+from sensorium.document.v1 import document_service_pb2 as document_pb
+from sensorium.document.v1 import document_service_pb2_grpc as document_grpc
 from sensorium.embedding.v1 import embedding_service_pb2 as embedding_pb
 from sensorium.embedding.v1 import embedding_service_pb2_grpc as embedding_grpc
 from sensorium.errors import Reason
@@ -113,11 +119,13 @@ class Stubs:
     pdf: Any = field(init=False)
     transcription: Any = field(init=False)
     embedding: Any = field(init=False)
+    document: Any = field(init=False)
     media: Any = field(init=False)
     health: Any = field(init=False)
 
     def __post_init__(self) -> None:
         self.pdf = pdf_grpc.PdfServiceStub(self.channel)
+        self.document = document_grpc.DocumentServiceStub(self.channel)
         self.media = media_grpc.MediaServiceStub(self.channel)
         self.transcription = transcription_grpc.TranscriptionServiceStub(self.channel)
         self.embedding = embedding_grpc.EmbeddingServiceStub(self.channel)
@@ -135,8 +143,9 @@ async def stubs(start_server, tmp_path) -> AsyncIterator[Stubs]:
     (grpc/grpc#36066), which would hide the answer under test."""
     shapes = tiny_clip.build()
     server = await start_server(
-        services=["pdf", "transcription", "embedding", "media"], device="cpu", model_dir=tmp_path / "models",
-        pdf={"workers": 1, "timeout_seconds": 20},
+        services=["pdf", "transcription", "embedding", "document", "media"], device="cpu",
+        model_dir=tmp_path / "models", pdf={"workers": 1, "timeout_seconds": 20},
+        document={"workers": 1, "timeout_seconds": 20, "soffice_timeout_seconds": 15},
         transcription={"model": "packaged:tiny.en", "workers": 1},
         embedding={"model": f"local-dir:{shapes}", "pretrained": "", "max_wait_ms": 2.0},
         media={"workers": 1, "timeout_seconds": 20},
@@ -217,6 +226,13 @@ def _images() -> list[bytes]:
     ]
 
 
+def _documents(directory: Path) -> list[bytes]:
+    missing = docmaker.tools_missing()
+    if "pandoc" in missing:
+        raise RuntimeError("pandoc is not installed (scripts/setup installs it): the document seeds need it")
+    return [path.read_bytes() for path in docmaker.make_seeds(directory / "documents")]
+
+
 def _videos(directory: Path) -> list[bytes]:
     spoken = speechkit.load(speechkit.espeak("Glue the sheet.", directory / "speech.wav"))
     made = [
@@ -238,11 +254,12 @@ class Corpus:
     pdfs: list[bytes]
     audio: list[bytes]
     images: list[bytes]
+    documents: list[bytes]
     videos: list[bytes]
 
     @property
     def everything(self) -> list[bytes]:
-        return [*self.pdfs, *self.audio, *self.images, *self.videos]
+        return [*self.pdfs, *self.audio, *self.images, *self.documents, *self.videos]
 
 
 _CORPUS: Corpus | None = None
@@ -254,7 +271,8 @@ def corpus() -> Corpus:
     global _CORPUS
     if _CORPUS is None:
         with tempfile.TemporaryDirectory() as directory:
-            _CORPUS = Corpus(_pdfs(), _audio(Path(directory)), _images(), _videos(Path(directory)))
+            _CORPUS = Corpus(_pdfs(), _audio(Path(directory)), _images(), _documents(Path(directory)),
+                             _videos(Path(directory)))
     return _CORPUS
 
 
@@ -268,6 +286,9 @@ TOKENS = [
     b"-23'59'", b"RIFF", b"data", b"fmt ", b"fLaC", b"OggS", b"ID3", b"Xing", b"moov", b"mdat",
     b"\x89PNG", b"IHDR", b"IDAT", b"\xff\xd8", b"\xff\xd9", b"\xff\xc0", b"GIF89a", b"VP8 ",
     b"II*\x00", b"BM", b"ffconcat version 1.0\n", b"file '", b"#EXTM3U\n", b"#EXT-X-", b"file:",
+    b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"\xd0\xcf\x11\xe0", b"mimetype",
+    b"[Content_Types].xml", b"<!ENTITY", b"<!DOCTYPE", b"<![CDATA[", b"{\\rtf1", b"WEBVTT", b" --> ",
+    b"Content-Type: multipart/mixed; boundary=", b"Content-Transfer-Encoding: base64", b"colspan=65534",
     b"ftyp", b"heic", b"avif", b"Exif\x00\x00", b"\x1aE\xdf\xa3", b"stsz", b"stco", b"avcC", b"hvcC",
 ]
 """Values parsers trip on (a fuzzer's dictionary): limits, markers and lengths of each format."""
@@ -314,6 +335,8 @@ def mutated_images() -> st.SearchStrategy[bytes]:
     return st.deferred(lambda: mutated(corpus().images))
 
 
+def mutated_documents() -> st.SearchStrategy[bytes]:
+    return st.deferred(lambda: mutated(corpus().documents))
 def mutated_videos() -> st.SearchStrategy[bytes]:
     return st.deferred(lambda: mutated(corpus().videos))
 
@@ -566,7 +589,8 @@ def _failed(name: str, exc: grpc.RpcError) -> Answer:
 
 def _assert_serving(stubs: Stubs) -> None:
     for service in ["", "sensorium.pdf.v1.PdfService", "sensorium.transcription.v1.TranscriptionService",
-                    "sensorium.embedding.v1.EmbeddingService", "sensorium.media.v1.MediaService"]:
+                    "sensorium.embedding.v1.EmbeddingService", "sensorium.document.v1.DocumentService",
+                    "sensorium.media.v1.MediaService"]:
         status = stubs.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
         assert status == health_pb2.HealthCheckResponse.SERVING, f"{service or 'server'}: {status}"
 
@@ -720,6 +744,70 @@ async def test_stream_embed_answers_every_item_cleanly(stubs, items):
         assert sorted(r.id for r in answer.responses) == sorted(item.id for item in items)
         for response in answer.responses:
             assert response.HasField("vector") != response.HasField("error"), response
+    await assert_serving(stubs)
+
+
+# --- Documents ---------------------------------------------------------------------------
+
+def document_names() -> st.SearchStrategy[str]:
+    """The filename a client sends (its extension counts among text formats)."""
+    return st.one_of(
+        st.sampled_from(["", "report.docx", "slides.pptx", "notes.md", "ships.csv", "ships.tsv", "talk.vtt",
+                         "dues.eml", "a.txt", "report.doc", "budget.xlsx", "../../etc/passwd", "C:\\x.rst"]),
+        text(),
+    )
+
+
+@st.composite
+def document_options(draw: st.DrawFn, unary: bool = False) -> document_pb.ParseOptions:
+    """`unary`: plausible options ask for pictures and attachments only where they come back."""
+    if draw(wild()):
+        return document_pb.ParseOptions(
+            include_pictures=draw(st.booleans()), include_attachments=draw(st.booleans()),
+            attached=draw(st.booleans()), max_sections_per_message=draw(uint32()))
+    return document_pb.ParseOptions(
+        include_pictures=not unary and draw(st.booleans()),
+        include_attachments=not unary and draw(st.booleans()), attached=draw(st.booleans()),
+        max_sections_per_message=draw(st.integers(0, 4)))
+
+
+@fuzz(examples=100)
+@given(content=mutated_documents(), filename=document_names(), options=document_options(unary=True))
+async def test_parse_document_answers_every_mutated_document_cleanly(stubs, content, filename, options):
+    request = document_pb.ParseDocumentRequest(content=content, filename=filename, options=options)
+    answer = await unary(stubs.document.ParseDocument, "ParseDocument", request,
+                         echoed=[filename, *_strings(options)])
+    if answer.code == grpc.StatusCode.OK:
+        response = answer.responses[0]
+        assert response.summary.sections == len(response.sections)
+        assert response.summary.characters == sum(len(s.text) for s in response.sections)
+        assert response.metadata.format != document_pb.DOCUMENT_FORMAT_UNSPECIFIED
+    await assert_serving(stubs)
+
+
+@fuzz(examples=60)
+@given(data=st.data(), content=mutated_documents(), options=document_options(),
+       protocol=st.sampled_from(PROTOCOLS))
+async def test_stream_parse_document_answers_every_mutated_upload_cleanly(
+    stubs, data, content, options, protocol
+):
+    header = document_pb.StreamParseDocumentHeader(upload=data.draw(upload_header(content)), options=options)
+    requests = stream_messages(protocol, header, data.draw(chunked(content)),
+                               document_pb.StreamParseDocumentRequest)
+    answer = await streaming(stubs.document.StreamParseDocument, "StreamParseDocument", requests,
+                             echoed=_strings(header))
+    if answer.code == grpc.StatusCode.OK:
+        kinds = [r.WhichOneof("result") for r in answer.responses]
+        assert kinds[0] == "metadata" and kinds[-1] == "summary" and kinds.count("summary") == 1
+        summary = answer.responses[-1].summary
+        sections = sum(len(r.sections.sections) for r in answer.responses if r.HasField("sections"))
+        assert summary.sections == sections
+        if not options.include_pictures:
+            assert "picture" not in kinds
+        parts = [r.attachment for r in answer.responses if r.HasField("attachment")]
+        assert summary.attachments == sum(part.offset == 0 for part in parts)
+        if not options.include_attachments:
+            assert not parts
     await assert_serving(stubs)
 
 

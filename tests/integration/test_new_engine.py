@@ -34,7 +34,8 @@ def toy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "letters.txt").write_bytes(CARDS)  # a misleading name: the content decides
-    (folder / "plain.txt").write_bytes(b"just a note, not a postcard")
+    (folder / "plain.txt").write_bytes(b"just a note, not a postcard\n")  # a document: plain text
+    (folder / "blob.dat").write_bytes(bytes(range(256)) * 4)  # no kind reads it
     yield folder
     toy_engine.unregister()
 
@@ -52,13 +53,14 @@ def test_the_index_job_and_search_use_the_new_kind(toy: Path, tmp_path: Path,
     assert main(["index", str(toy), "--out", str(out), "--json"]) == 0
     printed = capsys.readouterr()
     summary = json.loads(printed.out)
-    assert summary["rows"]["total"] == 2, printed.err  # the job's log says why a row is missing
-    assert summary["files"]["by_kind"] == {"postcard": 1}
-    assert summary["rows"]["by_kind"] == {"postcard": 2}
+    assert summary["rows"]["total"] == 3, printed.err  # the job's log says why a row is missing
+    assert summary["files"]["by_kind"] == {"postcard": 1, "document": 1}
+    assert summary["rows"]["by_kind"] == {"postcard": 2, "document_text": 1}
     files = {Path(r["path"]).name: r for r in IndexReader(out).files().to_pylist()}
     assert files["letters.txt"]["kind"] == "postcard" and files["letters.txt"]["status"] == "indexed"
-    assert files["plain.txt"]["reason"] == "UNSUPPORTED_TYPE"
-    assert "postcards" in files["plain.txt"]["message"]  # the kinds the job reads, the new one included
+    assert files["plain.txt"]["kind"] == "document"  # its check comes first: documents are the fallback
+    assert files["blob.dat"]["reason"] == "UNSUPPORTED_TYPE"
+    assert "postcards" in files["blob.dat"]["message"]  # the kinds the job reads, the new one included
 
     assert main(["search", "--index", str(out), "punched cards", "--mode", "text", "--kind", "postcard",
                  "--json"]) == 0

@@ -375,3 +375,28 @@ async def test_uploads_refused_mid_stream_report_the_servers_status(start_server
             assert _reason(error) == expected
             if expected[1] == "OVERLOADED":
                 assert error.value.details.retry_after_seconds
+
+
+async def test_text_past_the_character_limits_is_cut_and_said_so(start_server, tmp_path):
+    """Issue 22: a page's text stops at SENSORIUM_TEXT__MAX_CHARS_PER_PAGE, a document's at
+    ..._PER_DOCUMENT (the page that crosses it is cut, later pages are not read), both shapes."""
+    server = await start_server(services=["pdf"], pdf={"workers": 2},
+                                text={"max_chars_per_page": 300, "max_chars_per_document": 700})
+    pages = [f"page {n} " + "words of the page " * 25 for n in range(1, 9)]  # ~460 characters each
+    content = testkit.make_pdf(pages)
+    async with Client(f"127.0.0.1:{server.port}") as client:
+        response = await PdfClient(client).extract_document(content, pb.ExtractOptions(include_blocks=True))
+        streamed = await _stream(client, content, tmp_path, include_blocks=True)
+    got = [p for p in response.pages]
+    assert [p.page_number for p in got] == [1, 2, 3]  # 300 + 300 + 100: pages 4-8 are not read
+    assert [len(p.text) for p in got] == [300, 300, 100]
+    assert [p.limit.reason for p in got] == [errors_pb2.ERROR_REASON_PROCESSING_LIMIT] * 3
+    assert "SENSORIUM_TEXT__MAX_CHARS_PER_PAGE" in got[0].limit.message
+    assert "SENSORIUM_TEXT__MAX_CHARS_PER_DOCUMENT" in got[2].limit.message
+    assert got[0].limit.metadata["limit_chars"] == "300" and got[2].limit.metadata["limit_chars"] == "700"
+    assert response.summary.pages_extracted == 3 and response.summary.pages_truncated == 3
+    streamed_pages = [p for m in streamed if m.HasField("page") for p in [m.page]]
+    streamed_pages += [p for m in streamed if m.HasField("pages") for p in m.pages.pages]
+    assert [(p.page_number, p.text) for p in streamed_pages] == [(p.page_number, p.text) for p in got]
+    (summary,) = [m.summary for m in streamed if m.HasField("summary")]
+    assert summary.pages_truncated == 3

@@ -42,6 +42,32 @@ class Expected:
     pictures: int = 0
     """At least this many embeddable pictures."""
     tool: str = ""
+    marker: str = ""
+    """Words only this file holds (in the phrase `marker_sentence(marker)`): a search for them
+    must find this file first."""
+
+
+# Each generated file says one sentence no other file says, so that a search can tell them
+# apart (the report's other text is the same in every format). Two rare words each.
+_FIRST = ["aardvark", "bassoon", "cormorant", "dulcimer", "egret", "fennel", "gazebo", "hornbill",
+          "ibis", "jackal", "kumquat", "lemur", "marmoset", "narwhal", "ocelot", "pangolin", "quokka",
+          "raccoon", "salamander", "tapir", "urchin", "vicuna", "wombat", "xylophone", "yak", "zebu",
+          "axolotl", "bittern"]
+_SECOND = ["mandolin", "toboggan", "saffron", "porcupine", "kettledrum", "wigwam", "chutney",
+           "gondola", "harpsichord", "igloo", "jamboree", "kayak", "lorgnette", "mongoose",
+           "nutmeg", "oboe", "pagoda", "quiche", "rickshaw", "sombrero", "tambourine", "ukulele",
+           "veranda", "waffle", "yodel", "zeppelin", "accordion", "banjo"]
+MARKED = ["report.docx", "report.odt", "report.epub", "report.html", "report.rst", "report.adoc",
+          "report.md", "slides.pptx", "report.doc", "report.rtf", "report.docm", "slides.odp",
+          "slides.ppt", "slides.pptm", "budget.xlsx", "budget.ods", "budget.xls", "budget.xlsm",
+          "notes.txt", "latin1.txt", "utf16.txt", "ships.csv", "ships.tsv", "talk.vtt", "talk.srt",
+          "dues.eml", "forward.eml", "roster.msg"]
+MARKERS = {name: f"{_FIRST[i]} {_SECOND[i]}" for i, name in enumerate(MARKED)}
+
+
+def marker_sentence(marker: str) -> str:
+    first, second = marker.split()
+    return f"The {first} greeted the {second}"
 
 
 def tools_missing() -> list[str]:
@@ -83,7 +109,7 @@ Spring tides flooded the eastern quay twice in March.
 | Marigold | 1200 | Lisbon |
 | Osprey | 860 | Bergen |
 
-The lighthouse keeper reported calm seas in April.
+The lighthouse keeper reported calm seas in April. @MARKER@.
 """
 
 SLIDES_MD = f"""---
@@ -94,6 +120,7 @@ author: {AUTHOR}
 # Harbour overview
 
 - Dredging finished ahead of schedule
+- @MARKER@
 
 ::: notes
 Mention the pelican colony near the breakwater.
@@ -112,7 +139,7 @@ Mention the pelican colony near the breakwater.
 """
 
 
-def _fods() -> str:
+def _fods(marker: str = "") -> str:
     def cell(value: str) -> str:
         if value.replace(".", "", 1).isdigit():
             return (
@@ -140,6 +167,7 @@ def _fods() -> str:
 <office:body><office:spreadsheet>
 <table:table table:name="Budget">{rows(budget)}</table:table>
 <table:table table:name="Staff">{rows(staff)}</table:table>
+{f'<table:table table:name="Notes">{rows([["Note"], [marker]])}</table:table>' if marker else ""}
 </office:spreadsheet></office:body></office:document>
 """
 
@@ -187,28 +215,38 @@ def soffice_convert(sources: list[Path], target: str, outdir: Path) -> None:
         )
 
 
+def _marked(template: str, name: str) -> str:
+    return template.replace("@MARKER@", marker_sentence(MARKERS[name]))
+
+
 def make_documents(folder: Path) -> dict[str, Expected]:
-    """Write every generated document into `folder`; returns file name -> Expected."""
+    """Write every generated document into `folder`; returns file name -> Expected. Each file
+    also says its own `marker_sentence` (Expected.marker), in its last section."""
     folder.mkdir(parents=True, exist_ok=True)
     work = folder / "_sources"
     work.mkdir(exist_ok=True)
-    (work / "square.png").write_bytes(png(64, 64))
-    (work / "report.md").write_text(REPORT_MD, encoding="utf-8")
-    (work / "slides.md").write_text(SLIDES_MD, encoding="utf-8")
-    (work / "budget.fods").write_text(_fods(), encoding="utf-8")
     expected: dict[str, Expected] = {}
+
+    def source(name: str, template: str, into: Path) -> Path:
+        """The Markdown source of `name`, with its marker, beside the picture it shows."""
+        into.mkdir(parents=True, exist_ok=True)
+        (into / "square.png").write_bytes(png(64, 64))
+        path = into / f"{Path(name).stem}.md"
+        path.write_text(_marked(template, name), encoding="utf-8")
+        return path
 
     def report(
         name: str, kind: str, tool: str, pictures: int = 1, locators: bool = True, metadata: bool = True
     ) -> None:
         expected[name] = Expected(
             kind,
-            list(REPORT_PHRASES),
+            [*REPORT_PHRASES, marker_sentence(MARKERS[name])],
             TITLE if metadata else "",
             AUTHOR if metadata else "",
             dict(REPORT_LOCATORS) if locators else {},
             pictures,
             tool,
+            MARKERS[name],
         )
 
     for fmt, name, extra in (
@@ -220,48 +258,64 @@ def make_documents(folder: Path) -> dict[str, Expected]:
         ("asciidoc", "report.adoc", []),
         ("markdown", "report.md", []),
     ):
-        _run(["pandoc", "report.md", "-s", "-t", fmt, "-o", str(folder / name), *extra], work)
+        here = work / name.replace(".", "-")
+        _run(["pandoc", source(name, REPORT_MD, here).name, "-s", "-t", fmt, "-o", str(folder / name),
+              *extra], here)
     report("report.docx", "docx", "pandoc")
     report("report.odt", "odt", "pandoc")
     report("report.epub", "epub", "pandoc")
     report("report.html", "html", "pandoc")
-    expected["report.rst"] = Expected(
-        "rst", list(REPORT_PHRASES), TITLE, "", dict(REPORT_LOCATORS), 0, "pandoc"
-    )
-    expected["report.adoc"] = Expected(
-        "asciidoc", list(REPORT_PHRASES), TITLE, "", dict(REPORT_LOCATORS), 0, "pandoc"
-    )
-    expected["report.md"] = Expected(
-        "markdown", list(REPORT_PHRASES), TITLE, AUTHOR, dict(REPORT_LOCATORS), 0, "pandoc"
-    )
-    _run(["pandoc", "slides.md", "-s", "-o", str(folder / "slides.pptx")], work)
+    for name, kind, title, author in (
+        ("report.rst", "rst", TITLE, ""), ("report.adoc", "asciidoc", TITLE, ""),
+        ("report.md", "markdown", TITLE, AUTHOR),
+    ):
+        expected[name] = Expected(kind, [*REPORT_PHRASES, marker_sentence(MARKERS[name])], title, author,
+                                  dict(REPORT_LOCATORS), 0, "pandoc", MARKERS[name])
+    here = work / "slides-pptx"
+    _run(["pandoc", source("slides.pptx", SLIDES_MD, here).name, "-s", "-o", str(folder / "slides.pptx")],
+         here)
     slide_phrases = ["Dredging finished ahead of schedule", "pelican colony near the breakwater", "Osprey"]
     expected["slides.pptx"] = Expected(
-        "pptx", slide_phrases, TITLE, AUTHOR, dict(SLIDE_LOCATORS), 1, "pandoc"
+        "pptx", [*slide_phrases, marker_sentence(MARKERS["slides.pptx"])], TITLE, AUTHOR,
+        dict(SLIDE_LOCATORS), 1, "pandoc", MARKERS["slides.pptx"],
     )
 
-    # LibreOffice: legacy and macro-enabled variants, OpenDocument presentation, spreadsheets.
+    # LibreOffice: legacy and macro-enabled variants, OpenDocument presentation, spreadsheets,
+    # each from a source of its own (its marker), all files of one target in one soffice call.
+    def office_source(name: str, kind: str) -> Path:
+        here = work / name.replace(".", "-")
+        if kind == "sheet":
+            here.mkdir(parents=True, exist_ok=True)
+            path = here / "budget.fods"
+            path.write_text(_fods(marker_sentence(MARKERS[name])), encoding="utf-8")
+            return path
+        stem, template = ("report", REPORT_MD) if kind == "report" else ("slides", SLIDES_MD)
+        target = here / f"{stem}.{'docx' if kind == 'report' else 'pptx'}"
+        _run(["pandoc", source(name, template, here).name, "-s", "-o", str(target)], here)
+        return target
+
     conversions = [
-        ([folder / "report.docx"], "doc", "report.doc", "doc"),
-        ([folder / "report.docx"], "rtf", "report.rtf", "rtf"),
-        ([folder / "report.docx"], "docm:MS Word 2007 XML VBA", "report.docm", "docx"),
-        ([folder / "slides.pptx"], "odp", "slides.odp", "odp"),
-        ([folder / "slides.pptx"], "ppt", "slides.ppt", "ppt"),
-        ([folder / "slides.pptx"], "pptm:Impress MS PowerPoint 2007 XML VBA", "slides.pptm", "pptx"),
-        ([work / "budget.fods"], "xlsx", "budget.xlsx", "xlsx"),
-        ([work / "budget.fods"], "ods", "budget.ods", "ods"),
-        ([work / "budget.fods"], "xls", "budget.xls", "xls"),
-        ([work / "budget.fods"], "xlsm:Calc MS Excel 2007 VBA XML", "budget.xlsm", "xlsx"),
+        ("report.doc", "report", "doc"),
+        ("report.rtf", "report", "rtf"),
+        ("report.docm", "report", "docm:MS Word 2007 XML VBA"),
+        ("slides.odp", "slides", "odp"),
+        ("slides.ppt", "slides", "ppt"),
+        ("slides.pptm", "slides", "pptm:Impress MS PowerPoint 2007 XML VBA"),
+        ("budget.xlsx", "sheet", "xlsx"),
+        ("budget.ods", "sheet", "ods"),
+        ("budget.xls", "sheet", "xls"),
+        ("budget.xlsm", "sheet", "xlsm:Calc MS Excel 2007 VBA XML"),
     ]
-    for sources, target, _name, _kind in conversions:
-        soffice_convert(sources, target, folder)
+    for name, kind, target in conversions:
+        soffice_convert([office_source(name, kind)], target, folder)
     for name in ("report.doc", "report.docm"):
         kind = "doc" if name.endswith(".doc") else "docx"
         report(name, kind, "libreoffice", pictures=1)
     # striprtf reads no headings or pictures: RTF sections carry the line they start at.
     report("report.rtf", "rtf", "libreoffice", pictures=0, locators=False)
     for name, kind in (("slides.odp", "odp"), ("slides.ppt", "ppt"), ("slides.pptm", "pptx")):
-        expected[name] = Expected(kind, slide_phrases, TITLE, AUTHOR, dict(SLIDE_LOCATORS), 1, "libreoffice")
+        expected[name] = Expected(kind, [*slide_phrases, marker_sentence(MARKERS[name])], TITLE, AUTHOR,
+                                  dict(SLIDE_LOCATORS), 1, "libreoffice", MARKERS[name])
     for name, kind in (
         ("budget.xlsx", "xlsx"),
         ("budget.ods", "ods"),
@@ -270,12 +324,13 @@ def make_documents(folder: Path) -> dict[str, Expected]:
     ):
         expected[name] = Expected(
             kind,
-            ["Crane repair", "Grace Hopper", "Harbour clerk"],
+            ["Crane repair", "Grace Hopper", "Harbour clerk", marker_sentence(MARKERS[name])],
             SHEET_TITLE,
             AUTHOR,
             dict(SHEET_LOCATORS),
             0,
             "libreoffice",
+            MARKERS[name],
         )
 
     _plain_text(folder, expected)
@@ -286,46 +341,48 @@ def make_documents(folder: Path) -> dict[str, Expected]:
 
 
 def _plain_text(folder: Path, expected: dict[str, Expected]) -> None:
+    def says(name: str) -> str:
+        return marker_sentence(MARKERS[name])
+
+    def add(name: str, kind: str, phrases: list[str], locators: dict[str, str] | None = None) -> None:
+        expected[name] = Expected(kind, [*phrases, says(name)], locators=locators or {}, marker=MARKERS[name])
+
     (folder / "notes.txt").write_text(
-        "Shopping list\n\nRemember the anchor chain grease.\n", encoding="utf-8"
+        f"Shopping list\n\nRemember the anchor chain grease.\n\n{says('notes.txt')}.\n", encoding="utf-8"
     )
-    expected["notes.txt"] = Expected(
-        "text", ["anchor chain grease"], locators={"anchor chain grease": "line 1"}
-    )
+    add("notes.txt", "text", ["anchor chain grease"], {"anchor chain grease": "line 1"})
     (folder / "latin1.txt").write_bytes(
-        "Le café sur la façade du port était fermé à Noël, déjà.\n".encode("cp1252") * 3
+        ("Le café sur la façade du port était fermé à Noël, déjà.\n" * 3 + says("latin1.txt") + ".\n")
+        .encode("cp1252")
     )
-    expected["latin1.txt"] = Expected("text", ["café sur la façade"])
-    (folder / "utf16.txt").write_bytes("Ωmega harbour ledger in UTF-16.\n".encode("utf-16"))
-    expected["utf16.txt"] = Expected("text", ["Ωmega harbour ledger"])
+    add("latin1.txt", "text", ["café sur la façade"])
+    utf16 = f"Ωmega harbour ledger in UTF-16.\n{says('utf16.txt')}.\n"
+    (folder / "utf16.txt").write_bytes(utf16.encode("utf-16"))
+    add("utf16.txt", "text", ["Ωmega harbour ledger"])
     (folder / "ships.csv").write_text(
-        "Ship,Tonnage,Port\nMarigold,1200,Lisbon\nOsprey,860,Bergen\n", encoding="utf-8"
+        f"Ship,Tonnage,Port\nMarigold,1200,Lisbon\nOsprey,860,Bergen\n{says('ships.csv')},1,x\n",
+        encoding="utf-8",
     )
-    expected["ships.csv"] = Expected(
-        "csv", ["Ship: Osprey | Tonnage: 860 | Port: Bergen"], locators={"Osprey": "A1:C3"}
-    )
-    (folder / "ships.tsv").write_text("Ship\tPort\nKestrel\tHamburg\n", encoding="utf-8")
-    expected["ships.tsv"] = Expected("tsv", ["Ship: Kestrel | Port: Hamburg"])
+    add("ships.csv", "csv", ["Ship: Osprey | Tonnage: 860 | Port: Bergen"], {"Osprey": "A1:C4"})
+    (folder / "ships.tsv").write_text(f"Ship\tPort\nKestrel\tHamburg\n{says('ships.tsv')}\tx\n",
+                                      encoding="utf-8")
+    add("ships.tsv", "tsv", ["Ship: Kestrel | Port: Hamburg"])
     (folder / "talk.vtt").write_text(
         "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\nWelcome to the <b>harbour</b> tour.\n\n"
-        "00:01:02.500 --> 00:01:05.000\nThe crane lifts forty tonnes.\n",
+        "00:01:02.500 --> 00:01:05.000\nThe crane lifts forty tonnes.\n\n"
+        f"00:02:00.000 --> 00:02:03.000\n{says('talk.vtt')}.\n",
         encoding="utf-8",
     )
-    expected["talk.vtt"] = Expected(
-        "vtt",
-        ["Welcome to the harbour tour", "crane lifts forty tonnes"],
-        locators={"crane lifts forty tonnes": "0:01:02-0:01:05"},
-    )
+    add("talk.vtt", "vtt", ["Welcome to the harbour tour", "crane lifts forty tonnes"],
+        {"crane lifts forty tonnes": "0:01:02-0:01:05", says("talk.vtt"): "0:02:00-0:02:03"})
     (folder / "talk.srt").write_text(
         "1\n00:00:01,000 --> 00:00:04,000\n<i>Gulls</i> circle the trawler.\n\n"
-        "2\n00:02:00,000 --> 00:02:03,000\nNets are mended at dawn.\n",
+        "2\n00:02:00,000 --> 00:02:03,000\nNets are mended at dawn.\n\n"
+        f"3\n00:03:00,000 --> 00:03:02,000\n{says('talk.srt')}.\n",
         encoding="utf-8",
     )
-    expected["talk.srt"] = Expected(
-        "srt",
-        ["Gulls circle the trawler", "Nets are mended at dawn"],
-        locators={"Nets are mended at dawn": "0:02:00-0:02:03"},
-    )
+    add("talk.srt", "srt", ["Gulls circle the trawler", "Nets are mended at dawn"],
+        {"Nets are mended at dawn": "0:02:00-0:02:03"})
 
 
 def mail_message(
@@ -353,7 +410,7 @@ def _mail(folder: Path, expected: dict[str, Expected]) -> None:
     docx = (folder / "report.docx").read_bytes()
     message = mail_message(
         "Harbour dues for March",
-        "Please pay the mooring fee by Friday.",
+        f"Please pay the mooring fee by Friday. {marker_sentence(MARKERS['dues.eml'])}.",
         [
             ("report.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", docx),
             ("notes.txt", "text/plain", b"Bring the tide tables.\n"),
@@ -361,25 +418,30 @@ def _mail(folder: Path, expected: dict[str, Expected]) -> None:
     )
     (folder / "dues.eml").write_bytes(message.as_bytes(policy=email.policy.default))
     expected["dues.eml"] = Expected(
-        "eml", ["mooring fee by Friday", "Harbour dues for March"], "Harbour dues for March", AUTHOR
+        "eml", ["mooring fee by Friday", "Harbour dues for March", marker_sentence(MARKERS["dues.eml"])],
+        "Harbour dues for March", AUTHOR, marker=MARKERS["dues.eml"],
     )
     inner = mail_message(
         "Forwarded: crane schedule",
         "The crane is booked on Monday.",
         [("schedule.txt", "text/plain", b"Monday 9:00 crane\n")],
     )
-    outer = mail_message("FW: crane", "See the forwarded mail below.", inner=inner)
+    says = marker_sentence(MARKERS["forward.eml"])
+    outer = mail_message("FW: crane", f"See the forwarded mail below. {says}.", inner=inner)
     (folder / "forward.eml").write_bytes(outer.as_bytes(policy=email.policy.default))
-    expected["forward.eml"] = Expected("eml", ["See the forwarded mail below"], "FW: crane", AUTHOR)
+    expected["forward.eml"] = Expected("eml", ["See the forwarded mail below", says], "FW: crane", AUTHOR,
+                                       marker=MARKERS["forward.eml"])
 
 
 def _msg(folder: Path, expected: dict[str, Expected]) -> None:
     from aspose.email_foss.msg import MapiMessage
 
-    message = MapiMessage.create("Pilot roster for April", "The pilot boat leaves at six sharp.")
+    says = marker_sentence(MARKERS["roster.msg"])
+    message = MapiMessage.create("Pilot roster for April", f"The pilot boat leaves at six sharp. {says}.")
     message.add_attachment("roster.txt", b"Grace: Monday\n", mime_type="text/plain")
     message.save(folder / "roster.msg")
-    expected["roster.msg"] = Expected("msg", ["pilot boat leaves at six sharp"], "Pilot roster for April")
+    expected["roster.msg"] = Expected("msg", ["pilot boat leaves at six sharp", says],
+                                      "Pilot roster for April", marker=MARKERS["roster.msg"])
 
 
 # --- hostile files ------------------------------------------------------------------------
@@ -485,3 +547,27 @@ def make_hostile(folder: Path, documents: Path) -> dict[str, str]:
         "locked.docx": "DOCUMENT_ENCRYPTED",
         "nested.eml": "",
     }
+
+
+def make_seeds(folder: Path) -> list[Path]:
+    """Small documents of every shape the engine reads that pandoc and Python make quickly (no
+    LibreOffice): Word, PowerPoint, OpenDocument text, EPUB, HTML, Markdown, text, CSV,
+    subtitles and mail, plus the hostile files of `make_hostile`. The fuzz test's seeds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    work = folder / "_sources"
+    work.mkdir(exist_ok=True)
+    (work / "square.png").write_bytes(png(64, 64))
+    (work / "report.md").write_text(_marked(REPORT_MD, "report.docx"), encoding="utf-8")
+    (work / "slides.md").write_text(_marked(SLIDES_MD, "slides.pptx"), encoding="utf-8")
+    for source, target in (("report.md", "report.docx"), ("report.md", "report.odt"),
+                           ("report.md", "report.epub"), ("slides.md", "slides.pptx")):
+        _run(["pandoc", source, "-s", "-o", str(folder / target)], work)
+    _run(["pandoc", "report.md", "-s", "-t", "html", "--self-contained", "-o", str(folder / "report.html")],
+         work)
+    shutil.copy(work / "report.md", folder / "report.md")
+    shutil.rmtree(work)
+    expected: dict[str, Expected] = {}
+    _plain_text(folder, expected)
+    _mail(folder, expected)
+    make_hostile(folder / "hostile", folder)
+    return sorted(path for path in folder.rglob("*") if path.is_file())

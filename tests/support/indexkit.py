@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Iterable
@@ -13,7 +14,7 @@ import numpy as np
 from sensorium.errors import Reason
 from sensorium.index.layout import EmbeddingSpace, Manifest, Shard
 from sensorium.index.reader import IndexReader
-from sensorium.index.writer import FileStat, IndexWriter, Plan, Row, Summary
+from sensorium.index.writer import FileStat, IndexWriter, Passage, Plan, Row, Summary, Work
 
 DIMENSION = 8
 SPACE = EmbeddingSpace("test-model", "test-tag", "ab" * 32, DIMENSION)
@@ -53,8 +54,12 @@ class Job:
         self.summary = Summary()
 
     def run(
-        self, files: Iterable[Path], fail: Callable[[bytes], tuple[Reason, bool] | None] = lambda _: None
+        self, files: Iterable[Path], fail: Callable[[bytes], tuple[Reason, bool] | None] = lambda _: None,
+        inner: Callable[[bytes], list[tuple[str, bytes]]] = lambda _: [],
     ) -> Job:
+        """`inner(data)` lists the files inside a file (name, bytes), indexed as the pipeline
+        does a mail's attachments; an inner file whose bytes are b"BAD" is recorded as an error
+        without being read (as a nested attachment is)."""
         self.begun, self.embedded = [], []
         with IndexWriter(self.out, self.shard, self.manifest, **self.options) as writer:
             self.plan = writer.plan(FileStat.of(p) for p in files if self.shard.owns(str(p)))
@@ -73,9 +78,26 @@ class Job:
                     continue
                 self.embedded.append(stat.path)
                 writer.add_rows(work, rows_for(data))
+                for name, content in inner(data):
+                    self._inner(writer, work, name, content)
                 writer.finish(work)
         self.summary = writer.close()
         return self
+
+    def _inner(self, writer: IndexWriter, parent: Work, name: str, data: bytes) -> None:
+        stat = FileStat(f"{parent.file.path}!/{name}", len(data), parent.file.mtime_ns)
+        self.begun.append(stat.path)
+        if data == b"BAD":
+            writer.fail(stat, Reason.PROCESSING_LIMIT, "nested too deep", parent=parent)
+            return
+        work = writer.begin(stat, hashlib.sha256(data).hexdigest(), "pdf", parent=parent)
+        if work is None:
+            return
+        self.embedded.append(stat.path)
+        # Its text is one passage, as a document attachment's section is.
+        (passage,) = writer.add_passages(work, [Passage("pdf_text", data.decode(errors="replace"), page=1)])
+        writer.add_rows(work, [dataclasses.replace(row, passage=passage) for row in rows_for(data)])
+        writer.finish(work)
 
 
 def live_rows(out: Path) -> list[dict[str, Any]]:

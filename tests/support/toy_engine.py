@@ -125,7 +125,7 @@ SPEC = ServiceSpec(name="toy", summary="postcards (a test engine)", create_runti
 KIND = kinds.FileKind(
     "postcard", "postcards", {"postcard": "one postcard's message (page = its number in the file)"},
     index_postcards, services=("toy",),
-    sniff=lambda head: "text/x-postcard" if head.startswith(MAGIC) else None,
+    sniff=lambda head, path: "text/x-postcard" if head.startswith(MAGIC) else None,
 )
 
 

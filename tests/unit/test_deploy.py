@@ -30,7 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 CONTAINER_FILES = ["Containerfile", "Containerfile.gpu", "Containerfile.models"]
-OVERLAYS = {"pdf": "cpu", "embedding": "gpu", "transcription": "gpu", "media": "cpu", "search": "cpu"}
+# "cpu-document": CPU nodes from the image with LibreOffice (its own test below); "cpu-search":
+# CPU nodes, no workers, the index volume read-only (its own test below).
+OVERLAYS = {"pdf": "cpu", "embedding": "gpu", "transcription": "gpu", "document": "cpu-document",
+            "media": "cpu", "search": "cpu-search"}
 # The oldest Kubernetes the manifests support, and the newest the installed schemas know.
 KUBERNETES_VERSIONS = ["1.31.0", "1.37.0"]
 # The example of the opt-out from the server's TLS behind a mesh: overlays/pdf + components/mesh-mtls.
@@ -282,9 +285,7 @@ def test_overlays_do_not_share_names_or_pods():
     assert len(set(selectors)) == len(OVERLAYS)
 
 
-# Search runs no worker processes (test_search_reads_the_index_jobs_volume_read_only_on_cpu_nodes).
-@pytest.mark.parametrize("overlay", [name for name, kind in OVERLAYS.items()
-                                     if kind == "cpu" and name != "search"])
+@pytest.mark.parametrize("overlay", [name for name, kind in OVERLAYS.items() if kind == "cpu"])
 def test_worker_services_run_on_cpu_nodes(overlay):
     docs = _render(f"overlays/{overlay}")
     container = _container(docs)
@@ -298,6 +299,27 @@ def test_worker_services_run_on_cpu_nodes(overlay):
     # follow the cgroup quota).
     assert config[f"SENSORIUM_{overlay.upper()}__WORKERS"] == "0"
     assert container["resources"]["limits"]["cpu"] == container["resources"]["requests"]["cpu"]
+
+
+def test_documents_run_on_cpu_nodes_from_an_image_with_libreoffice():
+    docs = _render("overlays/document")
+    container = _container(docs)
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert container["image"].split(":")[0] == "sensorium-cpu-document"
+    config = _config(docs)
+    assert config["SENSORIUM_DEVICE"] == "cpu" and config["SENSORIUM_DOCUMENT__WORKERS"] == "0"
+    assert not any("nvidia.com/gpu" in r for r in container["resources"].values())
+    assert "tolerations" not in pod
+    assert container["resources"]["limits"]["cpu"] == container["resources"]["requests"]["cpu"]
+    # LibreOffice's caches go where the read-only root filesystem lets them: the /tmp emptyDir.
+    assert config["HOME"] == "/tmp"
+    assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"])
+    # The image the overlay names is the CPU one built with the document extra, which brings
+    # LibreOffice for legacy Office files.
+    build = (K8S / "overlays" / "document" / "kustomization.yaml").read_text()
+    assert "--build-arg EXTRAS=document" in build and "-t sensorium-cpu-document" in build
+    runtime = (DEPLOY / "Containerfile").read_text().split(" AS runtime", 1)[1]
+    assert "*,document,*" in runtime and "libreoffice-writer-nogui" in runtime
 
 
 @pytest.mark.parametrize("overlay", [name for name, kind in OVERLAYS.items() if kind == "gpu"])

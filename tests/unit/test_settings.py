@@ -7,7 +7,7 @@ from sensorium.settings import Settings, known_variables, unknown_variables
 def test_defaults_operators_rely_on():
     settings = Settings()
     assert settings.address == "[::]:50051"
-    assert settings.services == ["pdf", "transcription", "embedding", "media"]
+    assert settings.services == ["pdf", "transcription", "embedding", "document", "media"]
     assert settings.device == "auto"
     assert settings.profile == "production"
 
@@ -113,3 +113,22 @@ def test_security_groups_read_their_variables(monkeypatch):
     assert settings.limits.max_upload_bytes_per_client == 0
     assert settings.tracing.enabled and settings.tracing.otlp_endpoint == ""
     assert not Settings.model_fields["tls"].default.enabled, "TLS is off by default"
+
+
+def test_the_document_conversion_must_end_before_the_worker_is_killed(monkeypatch):
+    monkeypatch.setenv("SENSORIUM_DOCUMENT__TIMEOUT_SECONDS", "30")
+    with pytest.raises(ValueError, match="SOFFICE_TIMEOUT_SECONDS \\(60\\) must be below"):
+        Settings()
+    monkeypatch.setenv("SENSORIUM_DOCUMENT__SOFFICE_TIMEOUT_SECONDS", "20")
+    assert Settings().document.soffice_timeout_seconds == 20
+
+
+def test_text_limits_reach_the_document_engine(monkeypatch):
+    from sensorium.document.runtime import limits_of
+
+    monkeypatch.setenv("SENSORIUM_TEXT__MAX_CHARS_PER_PAGE", "500")
+    monkeypatch.setenv("SENSORIUM_TEXT__MAX_CHARS_PER_DOCUMENT", "9000")
+    monkeypatch.setenv("SENSORIUM_DOCUMENT__SOFFICE", "/opt/lo/soffice")
+    limits = limits_of(Settings())
+    assert (limits.max_section_chars, limits.max_document_chars) == (500, 9000)
+    assert limits.soffice == "/opt/lo/soffice"

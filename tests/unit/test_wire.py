@@ -7,9 +7,22 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sensorium.document import wire as document_wire
+from sensorium.document.api import (
+    Attachment,
+    Document,
+    DocumentKind,
+    Locator,
+    Metadata,
+    ParseOptions,
+    Picture,
+    Section,
+    SectionKind,
+)
 from sensorium.embedding import wire as embedding_wire
 from sensorium.embedding.api import ImageOutcome, ScoreRow, Scores, Space, SpaceInfo, TextOutcome
 from sensorium.errors import Reason, SensoriumError
@@ -232,6 +245,98 @@ def test_scores_round_trip(rows: list[ScoreRow], scoring: str, space: Space) -> 
 @given(st.builds(SpaceInfo, spaces, count, st.sampled_from(["softmax", "sigmoid"]), count, count, text))
 def test_space_info_round_trips(info: SpaceInfo) -> None:
     assert embedding_wire.space_info_from_message(embedding_wire.space_info_to_message(info)) == info
+
+
+# --- documents -----------------------------------------------------------------------------------
+
+maybe_seconds = st.none() | st.floats(0, 1e6)
+locators = st.builds(Locator, count, text, text, text, st.lists(text, max_size=3).map(tuple), count,
+                     maybe_seconds, maybe_seconds)
+sections = st.builds(Section, text, locators, st.sampled_from(list(SectionKind)), st.none() | errors)
+pictures = st.builds(Picture, st.binary(max_size=64), st.sampled_from(["png", "jpeg", ""]), count, count,
+                     locators, text, st.none() | errors)
+attachments = st.builds(Attachment, text, text, st.binary(max_size=200), st.none() | errors)
+metadata = st.builds(Metadata, text, text, times, times, text)
+documents = st.builds(
+    Document, st.sampled_from(list(DocumentKind)), metadata, st.lists(sections, max_size=4).map(tuple),
+    errors=st.lists(errors, max_size=2).map(tuple), page_count=count, converted_with=text,
+    extra=st.dictionaries(text, text, max_size=3),
+)
+
+
+def _same_items(a: Section | Picture | Attachment, b: Section | Picture | Attachment) -> bool:
+    """Equal, item errors compared as they travel (no setting)."""
+    return _same_error(a.error, b.error) and a.__class__(**{**vars(a), "error": b.error}) == b
+
+
+@EXAMPLES
+@given(st.builds(ParseOptions, text, st.none(), st.booleans(), st.booleans(), st.booleans()))
+def test_document_options_round_trip(options: ParseOptions) -> None:
+    message = document_wire.options_to_message(options, 64)
+    assert document_wire.options_from_message(message, options.name) == options
+
+
+@EXAMPLES
+@given(locators)
+def test_document_locator_round_trips(locator: Locator) -> None:
+    message = document_wire.locator_to_message(locator)
+    assert document_wire.locator_from_message(message) == locator
+    assert message.description == locator.describe()
+
+
+@EXAMPLES
+@given(sections)
+def test_document_section_round_trips(section: Section) -> None:
+    back = document_wire.section_from_message(document_wire.section_to_message(section))
+    assert _same_items(back, section)
+
+
+@EXAMPLES
+@given(pictures)
+def test_document_picture_round_trips(picture: Picture) -> None:
+    back = document_wire.picture_from_message(document_wire.picture_to_message(picture))
+    assert _same_items(back, picture)
+
+
+@EXAMPLES
+@given(st.lists(attachments, max_size=3), st.integers(1, 64))
+def test_document_attachments_come_back_from_their_parts(listed: list[Attachment], part_bytes: int) -> None:
+    assembler = document_wire.AttachmentAssembler()
+    parts = 0
+    for attachment in listed:
+        for part in document_wire.attachment_to_messages(attachment, part_bytes=part_bytes):
+            assembler.add(part)
+            parts += 1
+    back = assembler.finish()
+    assert len(back) == len(listed)
+    assert all(_same_items(b, a) for b, a in zip(back, listed, strict=True))
+    assert parts == sum(max(1, -(-len(a.data) // part_bytes)) for a in listed)
+
+
+@EXAMPLES
+@given(documents)
+def test_document_round_trips(document: Document) -> None:
+    response = document_wire.document_response(document, 0.5)
+    back = document_wire.document_from_response(response)
+    assert len(back.errors) == len(document.errors)
+    assert all(_same_error(b, a) for b, a in zip(back.errors, document.errors, strict=True))
+    assert len(back.sections) == len(document.sections)
+    assert all(_same_items(b, a) for b, a in zip(back.sections, document.sections, strict=True))
+    rest = {**vars(back), "errors": document.errors, "sections": document.sections}
+    assert back.__class__(**rest) == document
+    assert response.summary.sections == len(document.sections)
+
+
+def test_an_attachment_part_out_of_order_is_refused() -> None:
+    first, second = document_wire.attachment_to_messages(Attachment("a.txt", "m.eml!/a.txt", b"abcd"),
+                                                         part_bytes=2)
+    assembler = document_wire.AttachmentAssembler()
+    with pytest.raises(ValueError, match="without its first part"):
+        assembler.add(second)
+    assembler.add(first)
+    second.offset = 3
+    with pytest.raises(ValueError, match="out of order"):
+        assembler.add(second)
 
 
 # --- media -------------------------------------------------------------------------------------

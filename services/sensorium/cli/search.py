@@ -24,7 +24,7 @@ def add_parser(commands: Any) -> None:
     search = commands.add_parser(
         "search", help="search an index folder by text or by image",
         description="Print the files of the index that best match QUERY (or --image), best first: "
-        "each with its best places (page, time range), a snippet with the matched words "
+        "each with its best places (page, section, cells, time range), a snippet with the matched words "
         "highlighted, and the other files holding the same passage. Words match as people write "
         'them (stems, accents folded); "quoted phrases" match as phrases. The query is embedded '
         "with the index's model: by its ONNX text tower (`sensorium models embedding` exports "
@@ -62,7 +62,8 @@ def add_parser(commands: Any) -> None:
     search.add_argument("--json", action="store_true",
                         help="print JSON Lines, one object per result: path, kind, score, page, "
                         "start_seconds, end_seconds (of the best place), places, files, snippet, "
-                        "highlights ([start, end] character offsets in snippet); with --chunks, "
+                        "highlights ([start, end] character offsets in snippet), and a document's "
+                        "section, cells, title and author where set; with --chunks, "
                         "the index's column names (without the vector) plus score")
     search.add_argument("--no-daemon", action="store_true",
                         help="answer in this process, not through the per-user query process "
@@ -181,12 +182,15 @@ async def _served(args: argparse.Namespace, request: Any) -> tuple[list[dict[str
     return answer.items(request.query), answer.lag
 
 
-def _where(page: int | None, start: float | None, end: float | None) -> str:
-    if page is not None:
-        return f"page {page}"
-    if start is not None and end is not None:
-        return f"{clock(start)}-{clock(end)}"
-    return ""
+def _where(page: int | None, start: float | None, end: float | None, section: str | None = None,
+           cells: str | None = None) -> str:
+    """Where in the file, for a person: 'page 2', 'page 3 Results', 'Budget A1:C40',
+    'Introduction > Methods', '00:01.50-00:04.00'."""
+    parts = [f"page {page}"] if page is not None else []
+    parts += [value for value in (section, cells) if value]
+    if not parts and start is not None and end is not None:
+        parts.append(f"{clock(start)}-{clock(end)}")
+    return " ".join(parts)
 
 
 def _print_results(results: list[dict[str, Any]], as_json: bool) -> None:
@@ -195,11 +199,14 @@ def _print_results(results: list[dict[str, Any]], as_json: bool) -> None:
         if as_json:
             print(json.dumps(result, separators=(",", ":")))
             continue
-        where = _where(result["page"], result["start_seconds"], result["end_seconds"])
+        best = result["places"][0] if result["places"] else {}
+        where = _where(result["page"], result["start_seconds"], result["end_seconds"],
+                       best.get("section"), best.get("cells"))
         print(f"{result['score']:.4f}  {result['kind']:<9} {result['path']}{'  ' + where if where else ''}")
         if result["snippet"]:
             print(f"        {_highlighted(result['snippet'], result['highlights'], bold)}")
-        more = [_where(p["page"], p["start_seconds"], p["end_seconds"]) for p in result["places"][1:]]
+        more = [_where(p["page"], p["start_seconds"], p["end_seconds"], p.get("section"), p.get("cells"))
+                for p in result["places"][1:]]
         if any(more):
             print(f"        also {', '.join(m for m in more if m)}")
         if result["files"]:
@@ -221,7 +228,7 @@ def _print_hits(hits: list[dict[str, Any]], as_json: bool) -> None:
         if as_json:
             print(json.dumps({k: v for k, v in hit.items() if k != "snippet"}, separators=(",", ":")))
             continue
-        where = _where(hit["page"], hit["start_seconds"], hit["end_seconds"])
+        where = _where(hit["page"], hit["start_seconds"], hit["end_seconds"], hit["section"], hit["cells"])
         print(f"{hit['score']:.4f}  {hit['kind']:<9} {hit['path']}{'  ' + where if where else ''}")
         if hit["snippet"]:
             print(f"        {hit['snippet']}")

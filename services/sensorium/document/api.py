@@ -1,12 +1,21 @@
-"""What the document engine returns: small frozen dataclasses, picklable across the worker
-processes that parse documents (`sensorium.workers`)."""
+"""The document service's domain: what a caller asks (`ParseOptions`), what it gets (a
+`Document`: metadata, sections with locators, pictures, attachments), and the interface both
+implementations of the one seam offer (`DocumentEngine`: the runtime in this process, or a
+server over gRPC) with its key `DOCUMENT`.
+
+Small frozen dataclasses, picklable across the worker processes that parse documents
+(`sensorium.workers`); the wire module and remote callers import them without the parsers.
+"""
 
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
+from sensorium.contract import EngineKey
 from sensorium.errors import SensoriumError
 
 
@@ -174,3 +183,40 @@ class Document:
     def text(self) -> str:
         """All sections' text, a blank line between sections."""
         return "\n\n".join(section.text for section in self.sections if section.text)
+
+
+ATTACHMENT_SEPARATOR = "!/"
+"""Between a mail's path and an attachment's name: "inbox/dues.eml!/report.docx"."""
+
+
+@dataclass(frozen=True)
+class ParseOptions:
+    """What to read from one document (a request's options, as plain values)."""
+
+    name: str = ""
+    """The file's name or path as the caller knows it ("" = the path read): its extension tells
+    Markdown, CSV and the like apart among text files and names the format of a password-
+    protected Office file; attachments get paths under it ("<name>!/<attachment>")."""
+    kind: DocumentKind | None = None
+    """The format, when the caller knows it already; None = sniffed from the content."""
+    pictures: bool = True
+    """Return the pictures inside the document (their bytes); False leaves them out."""
+    attachments: bool = True
+    """Return a mail's attachments (their bytes); False leaves them out."""
+    attached: bool = False
+    """The file is itself a mail attachment: its own attachments are listed with an error
+    instead of their bytes (attachments are read one level deep)."""
+
+
+class DocumentEngine(Protocol):
+    """Document parsing, in this process or on a server (see `sensorium.engines`)."""
+
+    async def parse(self, path: str | os.PathLike[str], options: ParseOptions) -> Document:
+        """The document at `path`. Raises `SensoriumError` for a file that yields nothing:
+        UNSUPPORTED_TYPE (no format the engine reads; legacy Office without LibreOffice),
+        DOCUMENT_UNREADABLE, DOCUMENT_ENCRYPTED, DOCUMENT_UNSAFE, INPUT_EMPTY, INPUT_TOO_LARGE,
+        PROCESSING_LIMIT (time or memory), PARSER_CRASH."""
+        ...
+
+
+DOCUMENT: EngineKey[DocumentEngine] = EngineKey("document")

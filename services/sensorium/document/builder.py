@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from sensorium.document.api import Attachment, Locator, Picture, Section, SectionKind
 from sensorium.document.guards import DocumentTooLong, Limits, LineCollector, TextBudget
 from sensorium.errors import Reason, SensoriumError
+from sensorium.text import normalize
 
 log = logging.getLogger("sensorium.document")
 
@@ -24,13 +25,11 @@ TABLE_SEPARATOR = " | "
 
 
 def normalise_text(text: str) -> str:
-    """THE place where section text leaves the engine: every section passes through here.
-
-    Today it only trims the ends. The text normalisation every engine shares (words hyphenated
+    """THE place where section text leaves the engine: every section passes through here once,
+    through the project's one text normalisation (`sensorium.text.normalize`: words hyphenated
     across lines joined, ligatures and compatibility characters folded, invisible characters
-    dropped; search-quality issue) is to be called from here and nowhere else in this package.
-    """
-    return text.strip()
+    dropped), so document text is searched like a PDF's."""
+    return normalize(text).strip()
 
 
 class Builder:
@@ -99,6 +98,7 @@ class Builder:
                 Reason.IMAGE_TOO_LARGE,
                 f"picture {name} has {width}x{height} pixels, over the limit of {self.limits.max_pixels:,}",
                 {"name": name[:200], "limit_pixels": str(self.limits.max_pixels)},
+                setting="document.max_pixels",
             )
         self.pictures.append(Picture(b"" if error else data, fmt, width, height, locator, name, error))
 
@@ -109,7 +109,7 @@ class Builder:
                 Reason.PROCESSING_LIMIT,
                 f"the document has {self._pictures_dropped + len(self.pictures)} pictures; only the first "
                 f"{self.limits.max_pictures} are passed on",
-                {"limit_pictures": str(self.limits.max_pictures)},
+                {"limit_pictures": str(self.limits.max_pictures)}, setting="document.max_pictures",
             ))
         return errors
 

@@ -15,6 +15,7 @@ an incremental decoder after charset-normalizer's detection, legacy Office Libre
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -22,10 +23,11 @@ import zipfile
 from collections.abc import Callable
 
 from sensorium.document import guards, legacy, markup, office, opendocument, text
-from sensorium.document.api import LEGACY_KINDS, Document, DocumentKind, Metadata
+from sensorium.document.api import LEGACY_KINDS, Document, DocumentKind, Metadata, ParseOptions
 from sensorium.document.builder import Builder
 from sensorium.document.guards import DocumentTooLong, Limits
-from sensorium.document.mail import NESTED, parse_eml, parse_msg
+from sensorium.document.mail import parse_eml, parse_msg
+from sensorium.document.sniff import HEAD_BYTES, sniff
 from sensorium.errors import Reason, SensoriumError
 
 log = logging.getLogger("sensorium.document")
@@ -39,13 +41,36 @@ _ZIP_KINDS = {
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
+def read(path: str | os.PathLike[str], options: ParseOptions, limits: Limits | None = None) -> Document:
+    """Sniff and parse the file at `path` as `options` ask: what a worker runs per document.
+
+    Raises `SensoriumError` as `parse` does, and UNSUPPORTED_TYPE (with the sniff's sentence)
+    for a file of no format the engine reads.
+    """
+    path = os.fspath(path)
+    name = options.name or path
+    kind = options.kind
+    if kind is None:
+        with open(path, "rb") as handle:
+            verdict = sniff(handle.read(HEAD_BYTES), path, name=name)
+        if verdict.kind is None:
+            raise SensoriumError(verdict.reason or Reason.UNSUPPORTED_TYPE, verdict.message)
+        kind = verdict.kind
+    document = parse(path, kind, limits, name=name, attached=options.attached)
+    if not options.pictures and document.pictures:
+        document = dataclasses.replace(document, pictures=())
+    if not options.attachments and document.attachments:
+        document = dataclasses.replace(document, attachments=())
+    return document
+
+
 def parse(path: str | os.PathLike[str], kind: DocumentKind, limits: Limits | None = None,
-          *, name: str = "") -> Document:
+          *, name: str = "", attached: bool = False) -> Document:
     """Parse the file at `path` as `kind` (from `sniff.sniff`).
 
-    `name` is the path the index shows for the file ("mail.eml!/report.docx" for an attachment;
-    default: `path`): attachments of a mail get paths under it, and a mail whose name shows it
-    is itself an attachment passes no attachments on (one level deep).
+    `name` is the path the index shows for the file (default: `path`): attachments of a mail
+    get paths under it ("mail.eml!/report.docx"). A mail that is `attached` to another passes
+    no attachments on (one level deep): they are listed with an error.
 
     Raises `SensoriumError` for a file that yields nothing: DOCUMENT_UNREADABLE (damaged,
     truncated), DOCUMENT_ENCRYPTED, DOCUMENT_UNSAFE (bombs, XML entities), INPUT_EMPTY, and
@@ -62,15 +87,15 @@ def parse(path: str | os.PathLike[str], kind: DocumentKind, limits: Limits | Non
     try:
         if kind in LEGACY_KINDS:
             with tempfile.TemporaryDirectory(prefix="sensorium-convert-") as workdir:
-                target = legacy.convert(path, kind, workdir, limits.convert_timeout_seconds)
+                target = legacy.convert(path, kind, workdir, limits.convert_timeout_seconds, limits.soffice)
                 metadata, page_count = _parse_zip(target, DocumentKind(legacy.TARGETS[kind]), builder)
                 converted = "libreoffice"
         elif kind in _ZIP_KINDS:
             metadata, page_count = _parse_zip(path, kind, builder)
         elif kind is DocumentKind.EML:
-            metadata, extra = parse_eml(path, name, builder, nested=NESTED in name)
+            metadata, extra = parse_eml(path, name, builder, nested=attached)
         elif kind is DocumentKind.MSG:
-            metadata, extra = parse_msg(path, name, builder, nested=NESTED in name)
+            metadata, extra = parse_msg(path, name, builder, nested=attached)
         elif kind is DocumentKind.RTF:
             from sensorium.document.rtf import parse_rtf
 

@@ -56,6 +56,13 @@ class Limits:
     """Bytes of one mail attachment passed on."""
     convert_timeout_seconds: float = 60.0
     """Time LibreOffice may take to convert one legacy Office file."""
+    soffice: str = ""
+    """LibreOffice's binary; "" = `soffice` or `libreoffice` on PATH."""
+
+# The settings behind the limits a person can change, named in errors (front ends word them:
+# `sensorium.errors.explain`). The zip and XML guards are fixed: no real document comes near them.
+SECTION_SETTING = "text.max_chars_per_page"
+DOCUMENT_SETTING = "text.max_chars_per_document"
 
 
 class DocumentTooLong(Exception):
@@ -83,7 +90,7 @@ class TextBudget:
                 Reason.PROCESSING_LIMIT,
                 f"this part has {len(text):,} characters, more than the limit of {limit:,} per "
                 "section; the rest of it is not indexed",
-                {"limit_chars": str(limit), "chars": str(len(text))},
+                {"limit_chars": str(limit), "chars": str(len(text))}, setting=SECTION_SETTING,
             )
             text = text[:limit]
         left = self.limits.max_document_chars - self.used
@@ -104,7 +111,7 @@ class TextBudget:
             Reason.PROCESSING_LIMIT,
             f"the document has more than {limit:,} characters of text, the limit per document; "
             "the text after that point is not indexed",
-            {"limit_chars": str(limit)},
+            {"limit_chars": str(limit)}, setting=DOCUMENT_SETTING,
         )
 
 

@@ -9,6 +9,7 @@ worker's RLIMIT_AS would be too small for LibreOffice, which maps ~1 GB at start
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import shutil
@@ -27,21 +28,26 @@ NAMES = {DocumentKind.DOC: "Word 97-2003 (.doc)", DocumentKind.XLS: "Excel 97-20
 PACKAGES = {DocumentKind.DOC: "libreoffice-writer-nogui", DocumentKind.XLS: "libreoffice-calc-nogui",
             DocumentKind.PPT: "libreoffice-impress-nogui"}
 _SOFFICE_MEMORY_BYTES = 4 * 1024 * 1024 * 1024
+log = logging.getLogger("sensorium.document")
 
 
-def soffice() -> str | None:
-    """The LibreOffice binary, or None when it is not installed."""
+def soffice(configured: str = "") -> str | None:
+    """The LibreOffice binary (`configured`, else found on PATH), or None when there is none."""
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
     return shutil.which("soffice") or shutil.which("libreoffice")
 
 
-def missing(kind: DocumentKind) -> SensoriumError:
+def missing(kind: DocumentKind, configured: str = "") -> SensoriumError:
     """The skip reason for a legacy file where LibreOffice is not installed: names the fix."""
+    where = (f"the configured {configured} is not an executable file" if configured
+             else "it is not installed here")
     return SensoriumError(
         Reason.UNSUPPORTED_TYPE,
-        f"{NAMES[kind]} files are read by converting them with LibreOffice, which is not installed "
-        f"here; install it (Debian/Ubuntu: apt-get install {PACKAGES[kind]}; the Sensorium container "
-        "images include it) or save the file in the newer format",
-        {"missing": "soffice"},
+        f"{NAMES[kind]} files are read by converting them with LibreOffice, and {where}; install it "
+        f"(Debian/Ubuntu: apt-get install {PACKAGES[kind]}; the Sensorium container images include "
+        "it) or save the file in the newer format",
+        {"missing": "soffice"}, setting="document.soffice",
     )
 
 
@@ -58,11 +64,12 @@ def check_not_encrypted(path: str, kind: DocumentKind) -> None:
         raise encrypted(f"the {NAMES[kind]} file")
 
 
-def convert(path: str, kind: DocumentKind, workdir: str, timeout: float) -> str:
-    """Convert the file at `path`; returns the converted file's path inside `workdir`."""
-    binary = soffice()
+def convert(path: str, kind: DocumentKind, workdir: str, timeout: float, binary_path: str = "") -> str:
+    """Convert the file at `path` with LibreOffice (`binary_path`, else found on PATH);
+    returns the converted file's path inside `workdir`."""
+    binary = soffice(binary_path)
     if binary is None:
-        raise missing(kind)
+        raise missing(kind, binary_path)
     check_not_encrypted(path, kind)
     target = TARGETS[kind]
     source = Path(workdir) / f"source.{kind.value}"  # a plain name: soffice parses its arguments
@@ -81,17 +88,18 @@ def convert(path: str, kind: DocumentKind, workdir: str, timeout: float) -> str:
             Reason.PROCESSING_LIMIT,
             f"converting the {NAMES[kind]} file with LibreOffice took longer than {timeout:g} s; "
             "save it in the newer format",
-            {"limit_seconds": f"{timeout:g}"},
+            {"limit_seconds": f"{timeout:g}"}, setting="document.soffice_timeout_seconds",
         ) from None
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     converted = Path(workdir) / f"source.{target}"
     if process.returncode != 0 or not converted.is_file():
-        detail = err.decode("utf-8", "replace").strip().splitlines()[-1:] if err else []
+        # Its words go to the log, not to the caller: they name files on this machine.
+        log.warning("LibreOffice could not convert a %s file (exit %s): %s", kind.value, process.returncode,
+                    err.decode("utf-8", "replace").strip()[-500:] if err else "no output")
         raise unreadable(
-            f"LibreOffice could not convert the {NAMES[kind]} file ({'; '.join(detail) or 'no output'}); "
-            "it is damaged or not that format"
+            f"LibreOffice could not convert the {NAMES[kind]} file; it is damaged or not that format"
         )
     return str(converted)
 

@@ -3,8 +3,8 @@ extract-msg.
 
 A mail yields a header section (from, to, cc, date, subject: what people search mail by), its
 body (the plain-text part, else the HTML part read as HTML), and its attachments as files of
-their own at "<mail>!/<name>", one level deep: a mail that is itself an attachment (its path
-holds "!/") lists its attachments with an error instead of passing them on.
+their own at "<mail>!/<name>", one level deep: a mail that is itself an attachment lists its
+attachments with an error instead of passing them on.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ import re
 from email.message import EmailMessage, Message
 from typing import Any
 
-from sensorium.document.api import Attachment, Locator, Metadata
+from sensorium.document.api import ATTACHMENT_SEPARATOR, Attachment, Locator, Metadata
 from sensorium.document.builder import Builder
 from sensorium.document.guards import unreadable
 from sensorium.document.markup import parse_html
 from sensorium.errors import Reason, SensoriumError
 
-NESTED = "!/"
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]+")
 
 
@@ -96,7 +95,7 @@ def _attachments(found: list[tuple[str, bytes]], name: str, builder: Builder, *,
     used: set[str] = set()
     for raw_name, data in found:
         safe = _safe_name(raw_name, used)
-        path = f"{name}{NESTED}{safe}"
+        path = f"{name}{ATTACHMENT_SEPARATOR}{safe}"
         error = None
         if nested:
             error = SensoriumError(
@@ -111,6 +110,7 @@ def _attachments(found: list[tuple[str, bytes]], name: str, builder: Builder, *,
                 f"the attachment {safe!r} has {len(data):,} bytes, more than the limit of "
                 f"{builder.limits.max_attachment_bytes:,}",
                 {"size_bytes": str(len(data)), "limit_bytes": str(builder.limits.max_attachment_bytes)},
+                setting="document.max_attachment_bytes",
             )
         builder.attachments.append(Attachment(safe, path, b"" if error else data, error))
 

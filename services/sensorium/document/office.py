@@ -207,7 +207,14 @@ def _shapes(shapes: Any) -> Iterator[Any]:
 def parse_xlsx(path: str, builder: Builder, archive: zipfile.ZipFile) -> tuple[Metadata, int]:
     import openpyxl
 
-    workbook = openpyxl.load_workbook(path, read_only=True, data_only=True, keep_links=False)
+    # A file object, not the path: openpyxl refuses a path whose name does not end in .xlsx
+    # (an upload, an attachment, a file named by its owner), whatever its content.
+    handle = open(path, "rb")  # noqa: SIM115 - read-only mode reads it lazily, closed below
+    try:
+        workbook = openpyxl.load_workbook(handle, read_only=True, data_only=True, keep_links=False)
+    except BaseException:
+        handle.close()
+        raise
     try:
         metadata = core_metadata(workbook.properties)
         for sheet in workbook.worksheets:
@@ -227,6 +234,7 @@ def parse_xlsx(path: str, builder: Builder, archive: zipfile.ZipFile) -> tuple[M
             builder.picture(blob, Locator(sheet=sheet_name), name)
     finally:
         workbook.close()
+        handle.close()
     return metadata, 0
 
 

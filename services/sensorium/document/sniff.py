@@ -83,6 +83,34 @@ _WESTERN = frozenset({"English", "French", "German", "Spanish", "Portuguese", "I
 _BINARY_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
 
 
+MIME_TYPES: dict[DocumentKind, str] = {
+    DocumentKind.DOCX: "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    DocumentKind.PPTX: "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    DocumentKind.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    DocumentKind.ODT: "application/vnd.oasis.opendocument.text",
+    DocumentKind.ODP: "application/vnd.oasis.opendocument.presentation",
+    DocumentKind.ODS: "application/vnd.oasis.opendocument.spreadsheet",
+    DocumentKind.RTF: "application/rtf",
+    DocumentKind.EPUB: "application/epub+zip",
+    DocumentKind.HTML: "text/html",
+    DocumentKind.MARKDOWN: "text/markdown",
+    DocumentKind.ASCIIDOC: "text/asciidoc",
+    DocumentKind.RST: "text/x-rst",
+    DocumentKind.TEXT: "text/plain",
+    DocumentKind.CSV: "text/csv",
+    DocumentKind.TSV: "text/tab-separated-values",
+    DocumentKind.VTT: "text/vtt",
+    DocumentKind.SRT: "application/x-subrip",
+    DocumentKind.EML: "message/rfc822",
+    DocumentKind.MSG: "application/vnd.ms-outlook",
+    DocumentKind.DOC: "application/msword",
+    DocumentKind.XLS: "application/vnd.ms-excel",
+    DocumentKind.PPT: "application/vnd.ms-powerpoint",
+}
+"""The MIME type of each kind (IANA's where there is one), as the index's sniff reports it."""
+KINDS_BY_MIME = {mime: kind for kind, mime in MIME_TYPES.items()}
+
+
 @dataclass(frozen=True)
 class DocumentSniff:
     """The verdict: a `kind`, or the reason the file is skipped and a sentence saying why."""
@@ -94,15 +122,17 @@ class DocumentSniff:
     """The text encoding found, for text kinds ("utf-8", "cp1252", ...)."""
 
 
-def sniff(head: bytes, path: str | os.PathLike[str] | None = None) -> DocumentSniff:
+def sniff(head: bytes, path: str | os.PathLike[str] | None = None, *, name: str = "") -> DocumentSniff:
     """The document kind of a file from `head` (its first `HEAD_BYTES` bytes) and `path`.
 
     `path` is needed to read a zip's or compound file's directory (at its end, beyond the head)
-    and supplies the extension that tells Markdown, CSV and the like apart among text files.
-    Without it, zips are judged by their first members only.
+    and supplies the extension that tells Markdown, CSV and the like apart among text files,
+    unless `name` (the file's name as its owner knows it, e.g. an upload's) gives it instead.
+    Without a path, zips are judged by their first members only.
     """
-    name = os.fspath(path) if path is not None else ""
     extension = os.path.splitext(name)[1].lower()
+    name = os.fspath(path) if path is not None else ""  # below: the file to open
+    extension = extension or os.path.splitext(name)[1].lower()
     if not head:
         return DocumentSniff(None, Reason.INPUT_EMPTY, "the file is empty")
     if head.startswith(_ZIP_MAGIC):
@@ -240,8 +270,14 @@ def _sniff_zip(head: bytes, name: str, extension: str) -> DocumentSniff:
         if kind is not None:
             return DocumentSniff(kind)
     if not name:
-        return _damaged_zip(head, extension)
-    what = "a zip archive" if not names else f"a zip archive ({len(names)} files)"
+        verdict = _damaged_zip(head, extension)
+        return verdict if verdict.kind is not None else _plain_zip(names, extension)
+    return _plain_zip(names, extension)
+
+
+def _plain_zip(names: list[str], extension: str) -> DocumentSniff:
+    count = len(names)
+    what = "a zip archive" if not count else f"a zip archive ({count} file{'s' if count != 1 else ''})"
     return DocumentSniff(
         None, Reason.UNSUPPORTED_TYPE,
         f"the content is {what}, not an Office, OpenDocument or EPUB document{_named(extension)}; "

@@ -9,7 +9,10 @@ the manifest and `sensorium search --kind` all derive from this table; `register
 
 A producer gets a `FileWork`: the file, the engines (in-process or remote), and the pipeline's
 helpers that chunk, embed and hand rows to the writer. It raises `SensoriumError` for a file
-that cannot be indexed (a row of the files table).
+that cannot be indexed (a row of the files table: UNSUPPORTED_TYPE makes it `skipped`, any
+other reason an `error`). A producer that finds files inside its file (a mail's attachments)
+hands each to `FileWork.add_inner_file`: it is indexed as a file of its own, at
+`<file>!/<name>`, one level deep.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sensorium.errors import SensoriumError
+from sensorium.errors import Reason, SensoriumError
 from sensorium.index.chunking import TextChunk, chunk_page, transcript_stretches, window_transcript
 from sensorium.index.layout import OptionValue, Passage, Row
 
@@ -38,6 +41,14 @@ class FileWork(Protocol):
     """One file as a producer sees it (the pipeline implements it)."""
 
     path: Path
+    """Where the file's bytes are (for a file inside another, a temporary copy)."""
+    name: str
+    """The file's path as the index records it: `path`, or `<file>!/<name>` for a file inside
+    another."""
+    mime: str
+    """The MIME type the sniff found (the kind's `sniff` or `filetype`)."""
+    inner: bool
+    """The file is inside another (an attachment): files inside it are not indexed."""
     engines: Engines
     settings: Settings
     context_length: int
@@ -65,8 +76,20 @@ class FileWork(Protocol):
         is stopped; the file is indexed with the rows it has, and its entry says so."""
         ...
 
+    def cut_at_limit(self, error: SensoriumError) -> None:
+        """The engine cut the file's text at a limit (`error`, PROCESSING_LIMIT): the file stays
+        indexed and its files-table entry says what is missing (the first such note)."""
+        ...
+
     def rows_left(self) -> int:
         """Rows this file may still add: producers cut their pieces to it before embedding."""
+        ...
+
+    async def add_inner_file(self, name: str, data: bytes, error: SensoriumError | None = None) -> None:
+        """Index `data`, a file found inside this one (a mail's attachment called `name`), as a
+        file of its own at `<this file>!/<name>`: sniffed, produced by its kind, recorded in the
+        files table; `error` records it as not indexed, for that reason. Inside a file that is
+        itself inner, it is recorded as nested too deep (one level only)."""
         ...
 
     def add_passages(self, passages: Sequence[Passage]) -> list[int]:
@@ -76,7 +99,18 @@ class FileWork(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """What a kind's content check says about a file it does not claim but recognises: why it
+    is not indexed (e.g. "a zip archive, not an Office document"). It stands only when no other
+    kind claims the file."""
+
+    reason: Reason
+    message: str
+
+
 Producer = Callable[[FileWork], Awaitable[None]]
+Sniff = Callable[[bytes, "Path | None"], "str | Refusal | None"]
 Options = Callable[["Settings"], dict[str, OptionValue]]
 
 
@@ -95,12 +129,18 @@ class FileKind:
     """Services it needs besides embedding (started only when a file of the kind comes)."""
     mimes: frozenset[str] = frozenset()
     """MIME types, as `filetype` names them, that are this kind."""
-    sniff: Callable[[bytes], str | None] | None = None
+    sniff: Sniff | None = None
     """A content check of its own, tried before `filetype`: the MIME type it finds in a file's
-    first bytes, or None."""
+    first bytes (`sniff.HEAD_BYTES`) and, where it needs more (a zip's directory), the file at
+    the path (None when there is no file); None when the file is not of this kind, or a
+    `Refusal` saying why it is recognised but not indexed."""
     options: Options | None = None
     """The settings that shape its rows, for the manifest: an index never mixes rows made
     with different values."""
+    fallback: bool = False
+    """Its check is tried last, after every other kind's and `filetype`'s: it claims files by
+    a weaker sign than a signature (documents: whatever decodes as text), so a format with a
+    signature of its own must be recognised first."""
 
 
 # --- the built-in kinds ----------------------------------------------------------------------
@@ -111,7 +151,7 @@ def _pdf_options(settings: Settings) -> dict[str, OptionValue]:
             "ocr_language": settings.pdf.ocr_language}
 
 
-def _is_pdf(head: bytes) -> str | None:
+def _is_pdf(head: bytes, path: Path | None = None) -> str | None:
     # As the PDF service accepts them: `%PDF-` within the first 1024 bytes, as Acrobat requires.
     return "application/pdf" if b"%PDF-" in head[:1024] else None
 
@@ -142,6 +182,8 @@ async def _index_pdf(work: FileWork) -> None:
                     log.info("part of a PDF not indexed", extra={
                         "path": str(work.path), "page": item.page_number, "reason": item.error.reason.name,
                         "detail": item.error.message})
+                if isinstance(item, PageResult) and item.limit is not None:
+                    work.cut_at_limit(item.limit)
             text_vectors, image_vectors = await asyncio.gather(
                 work.embed_texts([c.text for c in chunks]), work.embed_images([i.data for i in images]))
             rows = [Row("pdf_text", v, text=c.text, page=c.page, bbox=c.bbox, passage=ordinals.get(c.page))
@@ -213,7 +255,7 @@ async def _add_transcript(work: FileWork, segments: Sequence[Any],
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis"})
 
 
-def _is_heif(head: bytes) -> str | None:
+def _is_heif(head: bytes, path: Path | None = None) -> str | None:
     return "image/heic" if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS else None
 
 
@@ -324,6 +366,141 @@ async def _index_video(work: FileWork) -> None:
     await _add_transcript(work, segments, taken_at)
 
 
+def _document_options(settings: Settings) -> dict[str, OptionValue]:
+    return {"min_image_side": settings.index.min_image_side,
+            "max_chars_per_page": settings.text.max_chars_per_page,
+            "max_chars_per_document": settings.text.max_chars_per_document}
+
+
+def _is_document(head: bytes, path: Path | None = None) -> str | Refusal | None:
+    from sensorium.document.sniff import MIME_TYPES, sniff
+
+    verdict = sniff(head, path)
+    if verdict.kind is not None:
+        return MIME_TYPES[verdict.kind]
+    if verdict.reason is None or verdict.reason is Reason.INPUT_EMPTY:
+        return None
+    return Refusal(verdict.reason, verdict.message)
+
+
+SECTIONS_PER_STEP = 256
+"""Sections chunked and embedded together: a long document's rows go to the writer as they are
+made, and its chunks and vectors are never all held at once."""
+
+
+@dataclass(frozen=True)
+class _Cue:
+    """A subtitle cue as the transcript windowing reads it."""
+
+    start: float
+    end: float
+    text: str
+
+
+async def _index_document(work: FileWork) -> None:
+    from sensorium.document.api import DOCUMENT, ParseOptions
+    from sensorium.document.sniff import KINDS_BY_MIME
+
+    document_engine = await work.engines.open(DOCUMENT)
+    options = ParseOptions(name=work.name, kind=KINDS_BY_MIME.get(work.mime), pictures=True,
+                           attachments=True, attached=work.inner)
+    document = await document_engine.parse(work.path, options)
+    for error in document.errors:
+        log.info("part of a document not indexed", extra={
+            "path": work.name, "reason": error.reason.name, "detail": error.message})
+        if error.reason is Reason.PROCESSING_LIMIT:  # text past a limit: the files table says so
+            work.cut_at_limit(error)
+    title, author = document.metadata.title or None, document.metadata.author or None
+    sections = [section for section in document.sections if section.text or section.error]
+    # A picture's passage: the first passage at its page and section, as a PDF image's is its page's.
+    passages_at: dict[tuple[int | None, str | None], int] = {}
+    for start in range(0, len(sections), SECTIONS_PER_STEP):
+        step = sections[start:start + SECTIONS_PER_STEP]
+        for section in step:
+            if section.error is not None:
+                log.info("part of a document not indexed", extra={
+                    "path": work.name, "where": section.locator.describe(),
+                    "reason": section.error.reason.name, "detail": section.error.message})
+                if section.error.reason is Reason.PROCESSING_LIMIT:
+                    work.cut_at_limit(section.error)
+        units = _section_passages([s for s in step if s.text])
+        ordinals = work.add_passages([passage for passage, _ in units])
+        for passage, ordinal in zip((p for p, _ in units), ordinals, strict=True):
+            passages_at.setdefault((passage.page, passage.section), ordinal)
+        pieces = await asyncio.to_thread(_section_pieces, work, units, ordinals)
+        pieces = pieces[:work.rows_left() + 1]  # one past the cap: `add` then says it was reached
+        vectors = await work.embed_texts([text for text, _where in pieces])
+        work.add([Row("document_text", vector, text=text, title=title, author=author, **where)
+                  for (text, where), vector in zip(pieces, vectors, strict=True) if vector is not None])
+    min_side = work.settings.index.min_image_side
+    pictures = [picture for picture in document.pictures if picture.error is None and picture.data
+                and min(picture.width, picture.height) >= min_side][:work.rows_left() + 1]
+    vectors = await work.embed_images([picture.data for picture in pictures])
+    rows = []
+    for picture, vector in zip(pictures, vectors, strict=True):
+        if vector is None:
+            continue
+        page, where = picture.locator.page or None, _section_of(picture.locator) or None
+        rows.append(Row("document_image", vector, page=page, section=where, title=title, author=author,
+                        passage=passages_at.get((page, where))))
+    work.add(rows)
+    for attachment in document.attachments:
+        await work.add_inner_file(attachment.name, attachment.data, attachment.error)
+
+
+def _section_of(locator: Any) -> str:
+    """A document locator's place beyond page and cells, for the `section` column: the heading
+    path, else the slide's title, the sheet's name, or the line a text section starts at."""
+    if locator.headings:
+        return " > ".join(locator.headings)
+    if locator.title or locator.sheet:
+        return str(locator.title or locator.sheet)
+    return f"line {locator.line}" if locator.line else ""
+
+
+def _section_passages(sections: Sequence[Any]) -> list[tuple[Passage, Any]]:
+    """A document's passages (what full-text search ranks), each with what its rows are cut
+    from: a section (page, slide, sheet range, heading's section) is one passage, with its
+    locator; subtitle cues are grouped into stretches as a transcript's segments are."""
+    units: list[tuple[Passage, Any]] = []
+    cues = [_Cue(s.locator.start_seconds,
+                 s.locator.end_seconds if s.locator.end_seconds is not None else s.locator.start_seconds,
+                 s.text) for s in sections if s.locator.start_seconds is not None]
+    for stretch in transcript_stretches(cues):
+        units.append((Passage("document_text", stretch.text, start_seconds=stretch.start_seconds,
+                              end_seconds=stretch.end_seconds), stretch))
+    for section in sections:
+        locator = section.locator
+        if locator.start_seconds is not None:
+            continue
+        units.append((Passage("document_text", section.text, page=locator.page or None,
+                              section=_section_of(locator) or None), section))
+    return units
+
+
+def _section_pieces(work: FileWork, units: Sequence[tuple[Passage, Any]],
+                    ordinals: Sequence[int]) -> list[tuple[str, dict[str, Any]]]:
+    """The text of each row the passages make, with its locator columns and its passage:
+    subtitle stretches windowed as transcripts are, other sections cut into chunks as PDF pages
+    are; every row lies inside one passage."""
+    pieces: list[tuple[str, dict[str, Any]]] = []
+    overlap = work.settings.index.chunk_overlap_tokens
+    for (passage, source), ordinal in zip(units, ordinals, strict=True):
+        if passage.start_seconds is not None:
+            windows = window_transcript(source.segments, count_tokens=work.count_tokens,
+                                        context_length=work.context_length)
+            pieces += [(w.text, {"start_seconds": w.start_seconds, "end_seconds": w.end_seconds,
+                                 "passage": ordinal}) for w in windows]
+            continue
+        locator = source.locator
+        chunks = chunk_page(locator.page, [], text=source.text, count_tokens=work.count_tokens,
+                            context_length=work.context_length, overlap_tokens=overlap)
+        where = {"page": passage.page, "section": passage.section, "cells": locator.cells or None,
+                 "passage": ordinal}
+        pieces += [(chunk.text, where) for chunk in chunks]
+    return pieces
+
+
 class ModelMismatch(Exception):
     """The engines' model is not the one the index records: the job cannot go on."""
 
@@ -367,6 +544,17 @@ KINDS: dict[str, FileKind] = {
         mimes=frozenset({"video/mp4", "video/x-m4v", "video/quicktime", "video/webm",
                          "video/x-matroska", "video/x-msvideo", "video/mpeg", "video/x-flv",
                          "video/3gpp", "video/x-ms-wmv"}),
+    ),
+    "document": FileKind(
+        "document", "documents", {
+            "document_text": "a chunk of a document's section: page (or slide), section (heading "
+                             "path, slide title, sheet name or line), cells (spreadsheets), start and "
+                             "end seconds (subtitles), the document's title and author",
+            "document_image": "a picture inside a document (page, section, title, author)",
+        },
+        _index_document, services=("document",), sniff=_is_document, options=_document_options,
+        # Tried last: documents are claimed by decoding as text, a weaker sign than a signature.
+        fallback=True,
     ),
 }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,8 @@ from sensorium.index.inputs import JobError
 from sensorium.index.kinds import KINDS, FileKind, ModelMismatch
 from sensorium.index.layout import EmbeddingSpace, Passage, Row
 from sensorium.index.progress import Progress, Tally
-from sensorium.index.sniff import NotRegularFile, hash_and_sniff
-from sensorium.index.writer import FileStat, IndexWriter, Work
+from sensorium.index.sniff import NotRegularFile, Sniffed, hash_and_sniff
+from sensorium.index.writer import INNER_SEPARATOR, FileStat, IndexWriter, Work
 from sensorium.settings import Settings
 
 log = logging.getLogger("sensorium.index")
@@ -148,6 +149,10 @@ class Pipeline:
         if work is None:
             self._count("duplicate", sniffed.kind, None)
             return
+        await self._index(work, sniffed, path, inner=False)
+
+    async def _index(self, work: Work, sniffed: Sniffed, path: Path, *, inner: bool) -> None:
+        """Produce the rows of a begun file (its bytes at `path`) and end its work."""
         if sniffed.kind is None:
             reason = sniffed.reason or Reason.UNSUPPORTED_TYPE
             self._count("skipped", None, reason)
@@ -155,11 +160,18 @@ class Pipeline:
             return
         kind = KINDS[sniffed.kind]
         note = None
+        file = _File(self, work, kind, path, sniffed.mime, inner=inner)
         try:
-            await self._produce(_File(self, work, kind, path))
+            await self._produce(file)
         except RowCapReached as capped:
             note = (capped.error.reason, explain(capped.error, "operator"))
         except SensoriumError as error:
+            if error.reason is Reason.UNSUPPORTED_TYPE:
+                # The engine does not read this file here (legacy Office without LibreOffice):
+                # skipped, and tried again by the next run, which may have what it lacked.
+                self._count("skipped", kind.name, error.reason)
+                self.writer.skip(work, error.reason, explain(error, "operator"), retryable=True)
+                return
             self._count("error", kind.name, error.reason)
             self.writer.fail(work, error.reason, explain(error, "operator"))
             return
@@ -167,13 +179,40 @@ class Pipeline:
             raise  # the job stops; this file stays in flight, for the next run
         except Exception as exc:
             # A bug of ours, not the user's file: logged with its traceback, tried again next run.
-            log.exception("indexing a file failed unexpectedly", extra={"path": stat.path})
+            log.exception("indexing a file failed unexpectedly", extra={"path": work.file.path})
             self._count("error", kind.name, Reason.INTERNAL_ERROR)
             self.writer.fail(work, Reason.INTERNAL_ERROR, f"internal error: {type(exc).__name__}",
                              retryable=True)
             return
+        if note is None and file.limit is not None:
+            note = (file.limit.reason, explain(file.limit, "operator"))
         self._count("indexed", kind.name, None)
         self.writer.finish(work, note)
+
+    async def inner_file(self, parent: _File, name: str, data: bytes, error: SensoriumError | None) -> None:
+        """Index a file found inside `parent` as a file of its own (see `FileWork.add_inner_file`).
+
+        Its bytes go to a temporary file named like it (its extension tells Markdown or CSV
+        among text); its files-table entry is at `<parent>!/<name>`, with the parent's mtime.
+        """
+        stat = FileStat(f"{parent.name}{INNER_SEPARATOR}{name}", len(data), parent.work.file.mtime_ns)
+        if parent.inner and error is None:
+            error = SensoriumError(
+                Reason.PROCESSING_LIMIT,
+                f"{name!r} is inside a file that is itself inside another; files inside files are "
+                "indexed one level deep only", {"limit_depth": "1"})
+        if error is not None:
+            self._count("error", None, error.reason)
+            self.writer.fail(stat, error.reason, explain(error, "operator"), parent=parent.work)
+            return
+        with tempfile.TemporaryDirectory(prefix="sensorium-inner-") as folder:
+            path = Path(folder) / (_safe_name(name) or "file")
+            await asyncio.to_thread(path.write_bytes, data)
+            sha256, sniffed = await asyncio.to_thread(hash_and_sniff, path)
+            work = self.writer.begin(stat, sha256, sniffed.kind, parent=parent.work)
+            if work is None:
+                return  # the same content as this attachment's own entry: it stands
+            await self._index(work, sniffed, path, inner=True)
 
     async def _produce(self, file: _File) -> None:
         """The kind's producer; a file refused for overload before it made any row (a busy PDF
@@ -237,17 +276,31 @@ class RowCapReached(Exception):
             {"limit_rows": str(cap)}, setting="index.max_rows_per_file")
 
 
+def _safe_name(name: str) -> str:
+    """`name` as one harmless file name (attachment names come from the file's author)."""
+    return "".join(c if c.isalnum() or c in "._- " else "_" for c in name)[-120:].lstrip(".- ")
+
+
 class _File:
     """One file as its kind's producer sees it (`sensorium.index.kinds.FileWork`)."""
 
-    def __init__(self, pipeline: Pipeline, work: Work, kind: FileKind, path: Path) -> None:
+    def __init__(self, pipeline: Pipeline, work: Work, kind: FileKind, path: Path, mime: str = "",
+                 *, inner: bool = False) -> None:
         self.pipeline, self.work, self.kind, self.path = pipeline, work, kind, path
+        self.name = work.file.path
+        self.mime = mime
+        self.inner = inner
         self.engines = pipeline.engines
         self.settings = pipeline.settings
         self.context_length = pipeline.facts.context_length
         self.added = False
         self.rows = 0
         self.cap = pipeline.settings.index.max_rows_per_file
+        self.limit: SensoriumError | None = None
+
+    def cut_at_limit(self, error: SensoriumError) -> None:
+        if self.limit is None:  # the first limit met is the one the files table shows
+            self.limit = error
 
     def rows_left(self) -> int:
         return self.cap - self.rows
@@ -273,6 +326,9 @@ class _File:
         if outcome.error is not None:
             raise outcome.error
         return outcome.vector
+
+    async def add_inner_file(self, name: str, data: bytes, error: SensoriumError | None = None) -> None:
+        await self.pipeline.inner_file(self, name, data, error)
 
     def add(self, rows: Sequence[Row]) -> None:
         for row in rows:

@@ -27,6 +27,7 @@ live, and `SearchStore.lag` says how far behind it is.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Sequence
@@ -110,7 +111,11 @@ _PASSAGE_COLUMNS = (
     "end_seconds",
     "text",
     "text_key",
+    "section",
 )
+_LOCATOR_COLUMNS = ("cells", "title", "author")
+"""Columns a document's rows have and its passages do not (a passage has `section`): a place
+found by its passage reads them from one of the passage's rows (`_fill_locators`)."""
 
 
 @dataclass(frozen=True)
@@ -149,22 +154,28 @@ class Hit:
 
 @dataclass(frozen=True)
 class Place:
-    """Where in a file a result is: a page, or a time range of a recording."""
+    """Where in a file a result is: a page, a time range of a recording, and in a document the
+    section (heading path, slide title, sheet name or line) and cell range."""
 
     kind: str
     score: float
     page: int | None = None
     start_seconds: float | None = None
     end_seconds: float | None = None
+    section: str | None = None
+    cells: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        """kind, score, page, start_seconds, end_seconds; section and cells where set."""
+        found: dict[str, Any] = {
             "kind": self.kind,
             "score": self.score,
             "page": self.page,
             "start_seconds": self.start_seconds,
             "end_seconds": self.end_seconds,
         }
+        found.update({name: value for name in ("section", "cells") if (value := getattr(self, name))})
+        return found
 
 
 @dataclass(frozen=True)
@@ -181,6 +192,9 @@ class FileResult:
     snippet: str = ""
     highlights: tuple[tuple[int, int], ...] = ()
     unit: str = ""
+    title: str | None = None
+    """The document's title and author, where the format has them."""
+    author: str | None = None
 
     @property
     def page(self) -> int | None:
@@ -196,8 +210,9 @@ class FileResult:
 
     def to_json(self) -> dict[str, Any]:
         """One JSON object: path, kind, score, page / start_seconds / end_seconds of the best
-        place, places (best first), files, snippet, highlights ([start, end] pairs)."""
-        return {
+        place, places (best first), files, snippet, highlights ([start, end] pairs); a document's
+        section and cells (of the best place), title and author where set."""
+        found: dict[str, Any] = {
             "path": self.path,
             "kind": self.kind,
             "score": self.score,
@@ -209,6 +224,10 @@ class FileResult:
             "snippet": self.snippet,
             "highlights": [list(pair) for pair in self.highlights],
         }
+        best = self.places[0] if self.places else None
+        found.update({name: value for name in ("section", "cells") if (value := getattr(best, name, None))})
+        found.update({name: value for name in ("title", "author") if (value := getattr(self, name))})
+        return found
 
 
 @dataclass(frozen=True)
@@ -290,6 +309,20 @@ class _Place:
     text_key: str | None = None
     score: float = 0.0
     ranks: list[int] = field(default_factory=list)
+    section: str | None = None
+    cells: str | None = None
+    title: str | None = None
+    author: str | None = None
+    located: bool = False
+    """Its cells, title and author are known (read from a row; a passage has none)."""
+
+    def locate(self, other: _Place | dict[str, Any]) -> None:
+        """Take the locator columns this place lacks from another place or a row of it."""
+        get = other.get if isinstance(other, dict) else functools.partial(getattr, other)
+        for name in ("section", *_LOCATOR_COLUMNS):
+            if getattr(self, name) is None:
+                setattr(self, name, get(name))
+        self.located = True
 
 
 class SearchStore:
@@ -447,6 +480,9 @@ class SearchStore:
                 if len(results) >= wanted:
                     break
                 self._fill_texts(order[position : position + batch])
+                self._fill_locators(
+                    [p for best in order[position : position + batch] for p in by_unit[best.unit][:places]]
+                )
             own = tuple(duplicates.get(best.path, ()))
             if best.text_key and best.text and best.text_key in merged:
                 first = merged[best.text_key]
@@ -460,6 +496,8 @@ class SearchStore:
                     first.snippet,
                     first.highlights,
                     first.unit,
+                    first.title,
+                    first.author,
                 )
                 continue
             text, highlights = snippet(best.text or "", terms)
@@ -468,13 +506,15 @@ class SearchStore:
                 best.kind,
                 best.score,
                 tuple(
-                    Place(p.kind, p.score, p.page, p.start_seconds, p.end_seconds)
+                    Place(p.kind, p.score, p.page, p.start_seconds, p.end_seconds, p.section, p.cells)
                     for p in by_unit[best.unit][:places]
                 ),
                 own,
                 text,
                 tuple(highlights),
                 best.unit,
+                next((p.title for p in by_unit[best.unit][:places] if p.title), None),
+                next((p.author for p in by_unit[best.unit][:places] if p.author), None),
             )
             results.append(result)
             if best.text_key and best.text:
@@ -499,6 +539,27 @@ class SearchStore:
                 row = found.get(place.key)
                 if row is not None:
                     place.text, place.text_key = row["text"], row["text_key"]
+
+    def _fill_locators(self, places: list[_Place]) -> None:
+        """Read the cells, title and author of places found by their passage from one of the
+        passage's rows. Only a place with a section can have them (a document's: PDF pages and
+        transcript stretches have none), so other searches make no extra query."""
+        wanted = [place for place in places if not place.located and place.section is not None
+                  and place.key[1] >= 0]
+        for start in range(0, len(wanted), 200):
+            batch = wanted[start : start + 200]
+            where = " OR ".join(f"(unit = '{sql_id(p.unit)}' AND passage = {int(p.key[1])})" for p in batch)
+            have = " OR ".join(f"{name} IS NOT NULL" for name in _LOCATOR_COLUMNS)
+            table = (
+                self._rows.search()
+                .where(f"({where}) AND ({have})")
+                .select(["unit", "passage", *_LOCATOR_COLUMNS])
+                .limit(None)
+                .to_arrow()
+            )
+            found = {(row["unit"], row["passage"]): row for row in table.to_pylist()}
+            for place in batch:
+                place.locate(found.get(place.key, {}))
 
     def duplicates(self) -> dict[str, list[str]]:
         """Path -> other paths with the same bytes (the files table's duplicates)."""
@@ -664,6 +725,7 @@ def _place_of_passage(row: dict[str, Any], score: float, rank: int) -> _Place:
         row["text_key"],
         score,
         [rank],
+        section=row["section"],
     )
 
 
@@ -681,6 +743,7 @@ def _place_of_row(row: dict[str, Any], score: float) -> _Place:
         row["end_seconds"],
         score=score,
     )
+    place.locate(row)
     if passage is None:
         place.text, place.text_key = row["text"], ""
     return place
@@ -704,7 +767,14 @@ def _fuse(lists: Sequence[Sequence[_Place]]) -> list[_Place]:
                     place.end_seconds,
                     place.text,
                     place.text_key,
+                    section=place.section,
+                    cells=place.cells,
+                    title=place.title,
+                    author=place.author,
+                    located=place.located,
                 )
+            elif place.located and not entry.located:
+                entry.locate(place)
             entry.score += 1.0 / (RRF_K + rank)
             entry.ranks.append(rank)
     return sorted(fused.values(), key=lambda place: (-place.score, min(place.ranks)))

@@ -1,9 +1,11 @@
-"""What a file is, judged by its first bytes, never by its name.
+"""What a file is, judged by its content; its name counts only among text documents.
 
 The kind table (`sensorium.index.kinds`) says what each kind looks like: a kind with a content
 check of its own (PDF: `%PDF-` within the first 1024 bytes, as the PDF service accepts it) is
 tried first, in table order; then `filetype`'s magic-number matchers name a MIME type, which the
-table maps to a kind. A file of any other type is skipped with `UNSUPPORTED_TYPE`, and an empty
+table maps to a kind; then the `fallback` kinds' checks (documents: zip and OLE2 directories,
+RTF, and whatever decodes as text). A file of any other type is skipped with
+`UNSUPPORTED_TYPE` (with the reason a kind's check gave, when one recognised it), and an empty
 one with `INPUT_EMPTY`.
 """
 
@@ -14,11 +16,12 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 import filetype
 
 from sensorium.errors import Reason
-from sensorium.index.kinds import KINDS, described
+from sensorium.index.kinds import KINDS, FileKind, Refusal, described
 
 HEAD_BYTES = 8192
 """Bytes to read from the start of a file for `sniff` (filetype looks at no more)."""
@@ -36,32 +39,55 @@ class Sniffed:
     message: str = ""
 
 
-def sniff(head: bytes) -> Sniffed:
-    """Judge a file by `head`, its first `HEAD_BYTES` bytes (fewer if the file is shorter)."""
+def sniff(head: bytes, path: str | os.PathLike[str] | None = None) -> Sniffed:
+    """Judge a file by `head`, its first `HEAD_BYTES` bytes (fewer if the file is shorter), and
+    the file at `path` where a kind's check needs more (a zip's directory is at its end) or its
+    name (Markdown and CSV are told apart from other text by it)."""
     if not head:
         return Sniffed(None, reason=Reason.INPUT_EMPTY, message="the file is empty")
-    for kind in KINDS.values():
-        if kind.sniff is not None and (mime := kind.sniff(head)) is not None:
-            return Sniffed(kind.name, mime)
+    where = Path(path) if path is not None else None
+    first = [kind for kind in KINDS.values() if not kind.fallback]
+    refusals: list[Refusal] = []
+    for kind in first:
+        if (claim := _check(kind, head, where, refusals)) is not None:
+            return claim
     match = filetype.guess(head)
+    if match is not None:
+        for kind in first:
+            if match.mime in kind.mimes:
+                return Sniffed(kind.name, match.mime)
+    for kind in KINDS.values():
+        if kind.fallback and (claim := _check(kind, head, where, refusals)) is not None:
+            return claim
+    mime = match.mime if match is not None else ""
+    if refusals:
+        refusal = refusals[0]
+        return Sniffed(None, mime, refusal.reason, f"{refusal.message}; Sensorium indexes {described()}")
     if match is None:
         return Sniffed(
             None, reason=Reason.UNSUPPORTED_TYPE,
             message=f"the content is of no type Sensorium recognises; it indexes {described()}",
         )
-    for kind in KINDS.values():
-        if match.mime in kind.mimes:
-            return Sniffed(kind.name, match.mime)
     return Sniffed(
         None, match.mime, Reason.UNSUPPORTED_TYPE,
         f"the content is {match.mime}; Sensorium indexes {described()}",
     )
 
 
+def _check(kind: FileKind, head: bytes, path: Path | None, refusals: list[Refusal]) -> Sniffed | None:
+    if kind.sniff is None:
+        return None
+    verdict = kind.sniff(head, path)
+    if isinstance(verdict, Refusal):
+        refusals.append(verdict)
+        return None
+    return None if verdict is None else Sniffed(kind.name, verdict)
+
+
 def sniff_file(path: str | os.PathLike[str]) -> Sniffed:
     """`sniff` the file at `path` (reads its first `HEAD_BYTES` bytes; OSError if it cannot)."""
     with open(path, "rb") as handle:
-        return sniff(handle.read(HEAD_BYTES))
+        return sniff(handle.read(HEAD_BYTES), path)
 
 
 class NotRegularFile(OSError):
@@ -97,4 +123,4 @@ def hash_and_sniff(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> 
             if len(head) < HEAD_BYTES:
                 head += block[: HEAD_BYTES - len(head)]
             digest.update(block)
-    return digest.hexdigest(), sniff(head)
+    return digest.hexdigest(), sniff(head, path)

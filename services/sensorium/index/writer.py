@@ -41,6 +41,14 @@ content as another path's makes this one a `duplicate` (or copies its skip or er
 content is indexed. The manifest pins the embedding space and options, so the resume key is in
 effect (content hash, space fingerprint, options); an index written with another manifest is
 refused (`IndexMismatchError`) rather than mixed.
+
+Files inside files. A file found inside another (a mail's attachment) has an entry of its own
+at `<file>!/<name>`, begun with `begin(..., parent=work)` while its parent's work is open. It is
+never listed, so `plan` leaves it to its parent: it stands while the parent stands (unchanged,
+or the same content), is retired with it (removed), and when the parent is indexed anew, the
+inner files it no longer holds are retired when it ends. Inner files take no part in finding
+duplicates (they are always indexed themselves, and never stand for another path's content):
+an inner file can be redone only by redoing its parent, so no listed file may depend on one.
 """
 
 from __future__ import annotations
@@ -86,6 +94,9 @@ from sensorium.index.layout import (
 )
 from sensorium.index.ledger import Entry
 
+INNER_SEPARATOR = "!/"
+"""Between a file's path and the name of a file inside it: "inbox/dues.eml!/report.docx"."""
+
 TRANSIENT_REASONS = frozenset(
     {Reason.OVERLOADED, Reason.GPU_OUT_OF_MEMORY, Reason.NOT_READY, Reason.SHUTTING_DOWN}
 )
@@ -115,6 +126,8 @@ class Work:
     content_sha256: str
     kind: str | None
     unit: str
+    inner: bool = False
+    """The file is inside another (see the module docstring)."""
 
 
 @dataclass
@@ -202,12 +215,19 @@ class IndexWriter:
             raise
         self._entries: dict[str, Entry] = state.entries
         self._seq = max(state.last_seq, self._last_part_seq())
+        # Parent path -> the paths of the files inside it that have entries.
+        self._inner: dict[str, set[str]] = {}
+        for path in self._entries:
+            if (parent := self._parent_of(path)) is not None:
+                self._inner.setdefault(parent, set()).add(path)
         # Content hash -> the path whose outcome stands for that content (its own, not a copy).
         self._by_content: dict[str, str] = {
             e.content_sha256: p
             for p, e in self._entries.items()
             if e.content_sha256 and e.duplicate_of is None and e.status in _CONTENT_STATUSES and e.final
+            and self._parent_of(p) is None
         }
+        self._seen_inner: dict[str, set[str]] = {}  # unit of an open parent -> inner paths recorded
         self._works: dict[str, Work] = {}
         self._in_flight_by_content: dict[str, str] = {}  # content hash -> unit
         self._waiting: dict[str, list[tuple[FileStat, str | None]]] = {}  # unit -> duplicates
@@ -276,7 +296,8 @@ class IndexWriter:
         listed: dict[str, FileStat] = {}
         for stat in files:
             listed[stat.path] = stat
-        removed = [path for path in self._entries if path not in listed]
+        # A file inside another goes with its outermost parent: kept while that is listed.
+        removed = [path for path in self._entries if path not in listed and self._root_of(path) not in listed]
         changed = set(removed)
         for path, stat in listed.items():
             entry = self._entries.get(path)
@@ -298,6 +319,46 @@ class IndexWriter:
         plan.removed = removed
         return plan
 
+    def _parent_of(self, path: str) -> str | None:
+        """The path of the file `path` is inside, when it is an inner file's (its parent has an
+        entry; a listed file whose folder's name ends in "!" is no inner file)."""
+        if INNER_SEPARATOR not in path:
+            return None
+        parent = path.rsplit(INNER_SEPARATOR, 1)[0]
+        return parent if parent in self._entries or parent in self._inner else None
+
+    def _root_of(self, path: str) -> str:
+        while (parent := self._parent_of(path)) is not None:
+            path = parent
+        return path
+
+    def _retire_inner(self, parent: str, keep: frozenset[str] | set[str] = frozenset()) -> None:
+        """Retire the entries of the files inside `parent` (and inside them), but `keep`."""
+        for path in sorted(self._inner.get(parent, set()) - set(keep)):
+            self._retire_inner(path)
+            old = self._latest(path)
+            if old is not None and old.status != FileStatus.REMOVED:
+                self._ready.append(Entry(path, old.size, old.mtime_ns, FileStatus.REMOVED))
+
+    def _latest(self, path: str) -> Entry | None:
+        """The path's entry as this run last recorded it, else as committed."""
+        for entry in reversed(self._ready):
+            if entry.path == path:
+                return entry
+        return self._entries.get(path)
+
+    def _forget_inner(self, path: str) -> None:
+        """`path` is gone from the index: it holds nothing, and its parent no longer holds it."""
+        if not self._inner.get(path):
+            self._inner.pop(path, None)
+        if INNER_SEPARATOR in path:
+            parent = path.rsplit(INNER_SEPARATOR, 1)[0]
+            held = self._inner.get(parent)
+            if held is not None:
+                held.discard(path)
+                if not held and parent not in self._entries:
+                    del self._inner[parent]
+
     def _forget_content(self, path: str) -> None:
         entry = self._entries.get(path)
         if entry is not None and entry.content_sha256 and self._by_content.get(entry.content_sha256) == path:
@@ -305,9 +366,12 @@ class IndexWriter:
 
     # --- one file -------------------------------------------------------------------------
 
-    def begin(self, file: FileStat, content_sha256: str, kind: str | None = None) -> Work | None:
+    def begin(
+        self, file: FileStat, content_sha256: str, kind: str | None = None, *, parent: Work | None = None
+    ) -> Work | None:
         """Start on `file`, whose content hashes to `content_sha256` (hex) and was sniffed as
-        `kind` ("pdf", "audio", "image", or None if skipped).
+        `kind` (a name of the kind table, or None if skipped). `parent`: the open work of the
+        file `file` is inside (see the module docstring).
 
         Returns None when there is nothing to embed: the content is the same as the path's
         recorded entry (kept), or as another path's (recorded as its duplicate, or with its
@@ -318,12 +382,16 @@ class IndexWriter:
         path = file.path
         if any(w.file.path == path for w in self._works.values()):
             raise ValueError(f"{path} was begun twice in one run")
+        if parent is not None:
+            return self._begin_inner(file, content_sha256, kind, parent)
         canonical = self._by_content.get(content_sha256)
         if canonical is not None and canonical != path:
+            self._retire_inner(path)  # the content it held is another path's now
             self._record(self._copy_of(file, kind, self._entries_or_ready(canonical)))
             return None
         unit = self._in_flight_by_content.get(content_sha256)
         if unit is not None:
+            self._retire_inner(path)
             self._waiting[unit].append((file, kind))
             return None
         previous = self._entries.get(path)
@@ -346,7 +414,33 @@ class IndexWriter:
         self._passage_ordinals[work.unit] = 0
         self._unit_parts[work.unit] = []
         self._unit_passage_parts[work.unit] = []
+        self._seen_inner[work.unit] = set()
         return work
+
+    def _begin_inner(
+        self, file: FileStat, content_sha256: str, kind: str | None, parent: Work
+    ) -> Work | None:
+        self._check_work(parent)
+        path = file.path
+        self._note_inner(parent, path)
+        previous = self._entries.get(path)
+        if previous is not None and previous.content_sha256 == content_sha256 and previous.final:
+            # The parent changed, this file inside it did not: its outcome and rows stand.
+            self._record(dataclasses.replace(previous, size=file.size, mtime_ns=file.mtime_ns))
+            return None
+        work = Work(file, content_sha256, kind, uuid.uuid4().hex, inner=True)
+        self._works[work.unit] = work
+        self._waiting[work.unit] = []
+        self._ordinals[work.unit] = 0
+        self._passage_ordinals[work.unit] = 0
+        self._unit_parts[work.unit] = []
+        self._unit_passage_parts[work.unit] = []
+        self._seen_inner[work.unit] = set()
+        return work
+
+    def _note_inner(self, parent: Work, path: str) -> None:
+        self._seen_inner[parent.unit].add(path)
+        self._inner.setdefault(parent.file.path, set()).add(path)
 
     def add_passages(self, work: Work, passages: Iterable[Passage]) -> list[int]:
         """Add passages of `work`'s file (pages, stretches of a transcript); returns their
@@ -417,22 +511,28 @@ class IndexWriter:
             ),
         )
 
-    def skip(self, target: Work | FileStat, reason: Reason, message: str) -> None:
+    def skip(self, target: Work | FileStat, reason: Reason, message: str, *, retryable: bool = False,
+             parent: Work | None = None) -> None:
         """Record that the file is not indexed (e.g. UNSUPPORTED_TYPE, INPUT_EMPTY). A FileStat
-        records it without a content hash (a file skipped before it was read)."""
-        self._conclude(target, FileStatus.SKIPPED, reason, message, retryable=False)
+        records it without a content hash (a file skipped before it was read; `parent`: the
+        open work of the file it is inside). `retryable` makes the next run try it again (the
+        reason is this machine's, e.g. a converter not installed, not the file's)."""
+        self._conclude(target, FileStatus.SKIPPED, reason, message, retryable=retryable, parent=parent)
 
     def fail(
-        self, target: Work | FileStat, reason: Reason, message: str, *, retryable: bool | None = None
+        self, target: Work | FileStat, reason: Reason, message: str, *, retryable: bool | None = None,
+        parent: Work | None = None,
     ) -> None:
         """Record that indexing the file failed. `retryable` (default: the reason is one of
         TRANSIENT_REASONS) makes the next run try it again; otherwise the error is final until
-        the file changes. A FileStat records an error before the content was read."""
+        the file changes. A FileStat records an error before the content was read (`parent`:
+        the open work of the file it is inside)."""
         retry = reason in TRANSIENT_REASONS if retryable is None else retryable
-        self._conclude(target, FileStatus.ERROR, reason, message, retryable=retry)
+        self._conclude(target, FileStatus.ERROR, reason, message, retryable=retry, parent=parent)
 
     def _conclude(
-        self, target: Work | FileStat, status: FileStatus, reason: Reason, message: str, *, retryable: bool
+        self, target: Work | FileStat, status: FileStatus, reason: Reason, message: str, *, retryable: bool,
+        parent: Work | None = None,
     ) -> None:
         if isinstance(target, Work):
             self._check_work(target)
@@ -453,6 +553,11 @@ class IndexWriter:
             self._end(target, entry)
         else:
             self._check_open()
+            if parent is not None:
+                self._check_work(parent)
+                self._note_inner(parent, target.path)
+            else:
+                self._retire_inner(target.path)  # unreadable now: nothing inside it stands
             self._record(
                 Entry(
                     target.path,
@@ -469,6 +574,16 @@ class IndexWriter:
 
     def _end(self, work: Work, entry: Entry) -> None:
         del self._works[work.unit]
+        seen = self._seen_inner.pop(work.unit)
+        # What it holds now stands; files it held before and not now are retired (all of them
+        # when it is not indexed: its rows are gone, and so are those of the files inside it).
+        self._retire_inner(work.file.path, keep=seen if entry.status == FileStatus.INDEXED else set())
+        if work.inner:
+            self._record(entry)
+            self._ordinals.pop(work.unit)
+            self._passage_ordinals.pop(work.unit)
+            self._waiting.pop(work.unit)
+            return
         del self._in_flight_by_content[work.content_sha256]
         self._record(entry)
         if entry.status in _CONTENT_STATUSES and entry.final:
@@ -552,6 +667,7 @@ class IndexWriter:
                 self._summary.statuses[status] = self._summary.statuses.get(status, 0) + 1
                 if entry.status == FileStatus.REMOVED:
                     self._entries.pop(entry.path, None)
+                    self._forget_inner(entry.path)
                 else:
                     self._entries[entry.path] = entry
             self._ready = []

@@ -55,7 +55,7 @@ from sensorium.pdf.api import (
 from sensorium.text import Vocabulary, normalize
 
 if TYPE_CHECKING:  # the settings module (pydantic) stays out of the workers
-    from sensorium.settings import PdfSettings
+    from sensorium.settings import PdfSettings, TextSettings
 
 log = logging.getLogger("sensorium.pdf")
 
@@ -97,8 +97,12 @@ class Limits:
     """Characters of text kept of one document (`DocumentTextBudget`); reading stops there."""
 
     @classmethod
-    def from_settings(cls, settings: PdfSettings) -> Limits:
+    def from_settings(cls, settings: PdfSettings, text: TextSettings | None = None) -> Limits:
+        """The limits `settings` and `text` (the text group; None: its defaults) set."""
+        chars = {} if text is None else {"max_chars_per_page": text.max_chars_per_page,
+                                         "max_chars_per_document": text.max_chars_per_document}
         return cls(
+            **chars,
             max_pages=settings.max_pages,
             max_pixels=settings.max_pixels,
             max_document_bytes=settings.max_document_bytes,

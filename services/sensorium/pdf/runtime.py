@@ -40,7 +40,7 @@ class PdfRuntime:
         self, context: RuntimeContext, *, page_extractor: PageExtractor = extractor.extract_page
     ) -> None:
         self.settings = context.settings.pdf
-        self.limits = Limits.from_settings(self.settings)
+        self.limits = Limits.from_settings(self.settings, context.settings.text)
         self.workers = self.settings.workers or context.cpus
         self.budget = context.budget
         self._log_config = (context.settings.log_level, context.settings.log_format)
@@ -60,7 +60,8 @@ class PdfRuntime:
             tessdata, problem = extractor.find_tessdata(self.limits.tessdata_dir, self.limits.ocr_language)
             if tessdata is None:
                 log.warning("pages without a text layer will not be OCR'd: %s", problem)
-        pool = PdfWorkerPool(self.settings, workers=self.workers, on_worker_restart=_count_restart,
+        pool = PdfWorkerPool(self.settings, limits=self.limits, workers=self.workers,
+                             on_worker_restart=_count_restart,
                              page_extractor=self._page_extractor, log_config=self._log_config)
         try:
             await pool.warm_up()

@@ -231,19 +231,20 @@ class PdfWorkerPool(WorkerPool):
         self,
         settings: PdfSettings,
         *,
+        limits: Limits | None = None,
         workers: int,
         on_worker_restart: Callable[[str], None] | None = None,
         page_extractor: PageExtractor = extractor.extract_page,
         log_config: tuple[str, str] | None = None,
     ) -> None:
         self._settings = settings
-        self._limits = Limits.from_settings(settings)
-        limits = PoolLimits(
+        self._limits = limits or Limits.from_settings(settings)  # the text limits come from the caller
+        pool = PoolLimits(
             timeout_seconds=settings.timeout_seconds, memory_mb=settings.worker_memory_mb,
             recycle_after=settings.recycle_after_documents, max_pending=settings.max_pending_documents,
         )
         super().__init__(
-            limits, WORDING, workers=workers, preload=[__name__], setup=_setup_worker,
+            pool, WORDING, workers=workers, preload=[__name__], setup=_setup_worker,
             setup_args=(page_extractor,), on_worker_restart=on_worker_restart, log_config=log_config,
         )
 

@@ -70,19 +70,22 @@ def _result_to_message(result: FileResult) -> pb.FileResult:
     return pb.FileResult(
         path=result.path, kind=result.kind, score=result.score,
         places=[pb.Place(kind=p.kind, score=p.score, page=p.page, start_seconds=p.start_seconds,
-                         end_seconds=p.end_seconds) for p in result.places],
+                         end_seconds=p.end_seconds, section=p.section, cells=p.cells) for p in result.places],
         files=result.files, snippet=result.snippet,
         highlights=[pb.Highlight(start=start, end=end) for start, end in result.highlights],
+        title=result.title, author=result.author,
     )
 
 
 def _result_from_message(message: pb.FileResult) -> FileResult:
     places = tuple(
-        Place(p.kind, p.score, _opt(p, "page"), _opt(p, "start_seconds"), _opt(p, "end_seconds"))
+        Place(p.kind, p.score, _opt(p, "page"), _opt(p, "start_seconds"), _opt(p, "end_seconds"),
+              _opt(p, "section"), _opt(p, "cells"))
         for p in message.places
     )
     return FileResult(message.path, message.kind, message.score, places, tuple(message.files),
-                      message.snippet, tuple((h.start, h.end) for h in message.highlights))
+                      message.snippet, tuple((h.start, h.end) for h in message.highlights),
+                      title=_opt(message, "title"), author=_opt(message, "author"))
 
 
 def _hit_to_message(hit: Hit, query: str) -> pb.Chunk:

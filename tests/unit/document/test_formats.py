@@ -9,7 +9,7 @@ import pytest
 
 import docmaker
 from sensorium.document import engine, sniff
-from sensorium.document.api import Document, DocumentKind, SectionKind
+from sensorium.document.api import Document, DocumentKind, ParseOptions, SectionKind
 
 NAMES = ["report.docx", "report.docm", "report.odt", "report.epub", "report.html", "report.rtf",
          "report.rst", "report.adoc", "report.md", "report.doc", "slides.pptx", "slides.pptm",
@@ -102,7 +102,7 @@ def test_an_attached_mail_is_a_file_and_its_own_attachments_go_no_deeper(generat
     inner_path = tmp_path / "inner.eml"
     inner_path.write_bytes(attached.data)
     assert sniff.sniff(attached.data[:8192], inner_path).kind is DocumentKind.EML
-    inner = engine.parse(inner_path, DocumentKind.EML, name=attached.path)
+    inner = engine.parse(inner_path, DocumentKind.EML, name=attached.path, attached=True)
     assert "crane is booked on Monday" in inner.text
     (deeper,) = inner.attachments
     assert deeper.data == b"" and deeper.error is not None and "one level deep" in deeper.error.message
@@ -131,3 +131,19 @@ def test_a_cell_range_starts_at_the_first_column_with_text(tmp_path):
     (section,) = engine.parse(path, DocumentKind.CSV).sections
     assert section.locator.cells == "B2:C3"
     assert section.text.splitlines() == ["Name | Role", "Name: Ada | Role: Pilot"]
+
+
+def test_a_file_without_its_name_reads_the_same(generated, tmp_path):
+    """Uploads and attachments arrive under other names: the content decides, and every
+    library must read a file whatever it is called (openpyxl insists on .xlsx by itself)."""
+    folder, expected = generated
+    by_name = {"markdown", "asciidoc", "rst", "csv", "tsv"}  # plain text whose name tells them apart
+    for name, want in expected.items():
+        if want.kind in by_name:
+            continue
+        blob = tmp_path / "upload-1234"
+        blob.write_bytes((folder / name).read_bytes())
+        named = engine.read(folder / name, ParseOptions(name=name))
+        anonymous = engine.read(blob, ParseOptions())
+        assert anonymous.kind == named.kind, name
+        assert [s.text for s in anonymous.sections] == [s.text for s in named.sections], name

@@ -138,12 +138,19 @@ def test_damaged_inputs_are_unreadable_not_crashes(tmp_path):
         assert raised.value.reason is Reason.DOCUMENT_UNREADABLE
 
 
-def test_legacy_office_without_libreoffice_is_skipped_with_the_fix(generated, monkeypatch):
-    monkeypatch.setattr(legacy, "soffice", lambda: None)
+def test_legacy_office_without_libreoffice_is_skipped_with_the_fix(generated, tmp_path, monkeypatch):
+    limits = Limits(soffice=str(tmp_path / "no-soffice"))  # configured, and not there
     with pytest.raises(SensoriumError) as raised:
-        engine.parse(generated[0] / "report.doc", DocumentKind.DOC)
+        engine.parse(generated[0] / "report.doc", DocumentKind.DOC, limits)
     assert raised.value.reason is Reason.UNSUPPORTED_TYPE
     assert "apt-get install libreoffice-writer-nogui" in raised.value.message
+    assert raised.value.setting == "document.soffice" and "no-soffice" in raised.value.message
+    monkeypatch.setenv("PATH", str(tmp_path))  # none on PATH either
+    assert legacy.soffice() is None
+    with pytest.raises(SensoriumError) as raised:
+        engine.parse(generated[0] / "budget.xls", DocumentKind.XLS)
+    assert "apt-get install libreoffice-calc-nogui" in raised.value.message
+    assert "not installed here" in raised.value.message
 
 
 def test_guards_scan_utf16_xml_for_entities():

@@ -1,7 +1,7 @@
 """The in-process job's CPU rule: on the CPU the embedding model gets every CPU of the process
-unless SENSORIUM_EMBEDDING__CPU_THREADS says otherwise; PDF, transcription and media keep the
-split's shares; on a GPU nothing changes. The machine is faked with a device gate (no torch
-import)."""
+unless SENSORIUM_EMBEDDING__CPU_THREADS says otherwise; PDF, documents, transcription and media
+keep the split's shares; on a GPU nothing changes. The machine is faked with a device gate (no
+torch import)."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def _rule_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 @pytest.mark.parametrize(("cpus", "split"), [
-    (2, {"pdf": 1, "transcription": 1, "embedding": 2, "media": 1}),
-    (8, {"pdf": 2, "transcription": 2, "embedding": 8, "media": 2}),
+    (2, {"pdf": 1, "transcription": 1, "embedding": 2, "document": 1, "media": 1}),
+    (8, {"pdf": 2, "transcription": 2, "embedding": 8, "document": 1, "media": 1}),
 ])
 def test_on_the_cpu_the_embedding_model_gets_every_cpu_and_the_others_keep_their_share(
     cpus: int, split: dict[str, int], caplog: pytest.LogCaptureFixture
@@ -60,13 +60,13 @@ def test_on_the_cpu_the_embedding_model_gets_every_cpu_and_the_others_keep_their
 def test_device_cpu_needs_no_probe_and_gets_the_same_rule() -> None:
     # The real gate: device=cpu decides without importing torch.
     runtimes = asyncio.run(local_runtimes(Settings(cpus=4, device="cpu")))
-    assert runtimes.cpu.shares == {"pdf": 1, "transcription": 1, "embedding": 4, "media": 1}
+    assert runtimes.cpu.shares == {"pdf": 1, "transcription": 1, "embedding": 4, "document": 1, "media": 1}
 
 
 def test_a_set_cpu_threads_is_kept(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger=RULE):
         runtimes = _runtimes(Settings(cpus=8, embedding={"cpu_threads": 2}), "cpu")
-    assert runtimes.cpu.shares == {"pdf": 2, "transcription": 2, "embedding": 2, "media": 2}
+    assert runtimes.cpu.shares == {"pdf": 2, "transcription": 2, "embedding": 2, "document": 1, "media": 1}
     assert _rule_lines(caplog) == []
 
 
@@ -76,5 +76,5 @@ def test_on_a_gpu_or_a_broken_one_the_split_is_unchanged(
 ) -> None:
     with caplog.at_level(logging.INFO, logger=RULE):
         runtimes = _runtimes(Settings(cpus=8), device)
-    assert runtimes.cpu.shares == {"pdf": 2, "transcription": 2, "embedding": 2, "media": 2}
+    assert runtimes.cpu.shares == {"pdf": 2, "transcription": 2, "embedding": 2, "document": 1, "media": 1}
     assert _rule_lines(caplog) == []

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensorium.embedding.api import EMBEDDING, ImageOutcome, SpaceInfo
+from sensorium.embedding.api import EMBEDDING, ImageOutcome, SpaceInfo, TextOutcome
 from sensorium.embedding.api import Space as ModelSpace
 from sensorium.engines import Engines, EnginesUnavailable
 from sensorium.errors import Reason, SensoriumError
@@ -24,7 +24,7 @@ from sensorium.index.progress import Tally
 from sensorium.index.reader import IndexReader
 from sensorium.index.writer import FileStat, IndexWriter
 from sensorium.media.api import MEDIA, ImageText, TextStatus
-from sensorium.pdf.api import PDF
+from sensorium.pdf.api import PDF, PageResult
 from sensorium.settings import Settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64  # sniffs as an image; the fake "decodes" anything
@@ -255,7 +255,7 @@ def test_a_file_past_the_row_cap_is_indexed_with_its_first_rows_and_says_so(tmp_
             work.add([Row("echo", v, text=str(start + i)) for i, v in enumerate(vectors)])
 
     kind = kinds.FileKind("echoes", "echo files", {"echo": "an echo"}, endless,
-                          sniff=lambda head: "text/x-echo" if head.startswith(b"ECHO") else None)
+                          sniff=lambda head, path: "text/x-echo" if head.startswith(b"ECHO") else None)
     monkeypatch.setitem(kinds.KINDS, "echoes", kind)
     folder = tmp_path / "in"
     folder.mkdir()
@@ -271,3 +271,35 @@ def test_a_file_past_the_row_cap_is_indexed_with_its_first_rows_and_says_so(tmp_
     assert (entry["status"], entry["rows"], entry["reason"]) == ("indexed", 25, "PROCESSING_LIMIT")
     assert "first 25 rows" in entry["message"] and "SENSORIUM_INDEX__MAX_ROWS_PER_FILE" in entry["message"]
     assert len(produced) == 3  # stopped at the batch that passed the cap, not after 100 batches
+
+
+class CutPdf:
+    """A PDF engine whose one page came back cut at the page's character limit."""
+
+    async def extract(self, path: Path, options: object) -> AsyncIterator[list]:  # type: ignore[type-arg]
+        limit = SensoriumError(Reason.PROCESSING_LIMIT, "page 1 has 6,000,000 characters of text, more than "
+                               "the limit of 100,000 per page", {"limit_chars": "100000"},
+                               setting="text.max_chars_per_page")
+        yield [PageResult(1, "the same words " * 10, has_text_layer=True, limit=limit)]
+
+
+class TextEmbedding(FakeEmbedding):
+    async def embed_texts(self, texts: Sequence[str], **_: object) -> list[TextOutcome]:
+        return [TextOutcome(np.ones(4, dtype=np.float32) / 2) for _ in texts]
+
+
+def test_a_pdf_cut_at_a_text_limit_stays_indexed_and_its_entry_says_so(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "repeats.pdf").write_bytes(b"%PDF-1.7 the engine is faked")
+    engines = FakeEngines()
+    engines.embedding = TextEmbedding()
+    engines.open = lambda key: _async(CutPdf() if key == PDF else engines.embedding)  # type: ignore[method-assign]
+    _run(folder, tmp_path / "out", engines)
+    (entry,) = IndexReader(tmp_path / "out").files().to_pylist()
+    assert (entry["status"], entry["reason"]) == ("indexed", "PROCESSING_LIMIT") and entry["rows"] >= 1
+    assert "100,000 per page" in entry["message"] and "SENSORIUM_TEXT__MAX_CHARS_PER_PAGE" in entry["message"]
+
+
+async def _async(value: object) -> object:
+    return value

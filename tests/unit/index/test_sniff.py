@@ -14,7 +14,7 @@ from PIL import Image
 
 import testkit
 from sensorium.errors import Reason
-from sensorium.index.sniff import HEAD_BYTES, hash_and_sniff, sniff, sniff_file
+from sensorium.index.sniff import HEAD_BYTES, Sniffed, hash_and_sniff, sniff, sniff_file
 
 
 def _audio(container: str, codec: str, rate: int = 16000) -> bytes:
@@ -102,19 +102,39 @@ def test_an_image_under_a_pdf_name_is_an_image(tmp_path):
     assert sniff_file(path).kind == "image"
 
 
-def test_other_types_are_skipped_with_the_type_named():
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+def test_other_types_are_skipped_with_the_type_named(tmp_path):
+    path = tmp_path / "bundle.docx"
+    with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("a.txt", "x")
-    verdict = sniff(buffer.getvalue())
-    assert verdict.kind is None and verdict.reason == Reason.UNSUPPORTED_TYPE
-    assert "application/zip" in verdict.message and "PDF, audio, image and video files" in verdict.message
+    for verdict in (sniff(path.read_bytes()), sniff_file(path)):
+        assert verdict.kind is None and verdict.reason == Reason.UNSUPPORTED_TYPE
+        assert verdict.mime == "application/zip" and "zip archive" in verdict.message
+        assert "does not index inside archives" in verdict.message
+    assert "(1 file)" in sniff_file(path).message  # its directory read from the file
+    tar = b"x" * 257 + b"ustar\x0000" + b"\x00" * 300
+    verdict = sniff(tar)
+    assert verdict.kind is None and verdict.mime == "application/x-tar"
 
 
-def test_text_is_skipped_as_unrecognised():
-    verdict = sniff(b"Dear diary, today I wrote a plain text file.\n")
+def test_text_is_a_document_and_binary_named_text_is_not(tmp_path):
+    diary = tmp_path / "diary"
+    diary.write_bytes(b"Dear diary, today I wrote a plain text file.\n")
+    assert sniff_file(diary) == Sniffed("document", "text/plain")
+    notes = tmp_path / "notes.md"
+    notes.write_bytes(b"# Notes\n\nPlain words.\n")
+    assert sniff_file(notes) == Sniffed("document", "text/markdown")
+    binary = tmp_path / "data.txt"
+    binary.write_bytes(bytes(range(256)) * 8)
+    verdict = sniff_file(binary)
     assert verdict.kind is None and verdict.reason == Reason.UNSUPPORTED_TYPE
-    assert verdict.mime == "" and "no type" in verdict.message
+    assert "binary, not text" in verdict.message and ".txt" in verdict.message
+
+
+def test_signatures_come_before_text(tmp_path):
+    """PDF and media are claimed before documents, whose text check would take anything."""
+    path = tmp_path / "paper.txt"
+    path.write_bytes(b"%PDF-1.7\n" + b"plain looking text\n" * 20)
+    assert sniff_file(path).kind == "pdf"
 
 
 def test_empty_files_are_skipped_as_empty(tmp_path):

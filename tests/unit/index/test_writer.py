@@ -324,7 +324,8 @@ def test_vectors_of_the_wrong_dimension_or_kind_are_refused_when_added(src, tmp_
         assert work is not None
         with pytest.raises(ValueError, match="3-d vector; the index's space is 8-d"):
             writer.add_rows(work, [Row("image", np.ones(3))])
-        with pytest.raises(ValueError, match="row kind 'video': choose from audio, image, image_text, "):
+        with pytest.raises(ValueError, match="row kind 'video': choose from audio, document_image, "
+                                             "document_text, image, image_text, "):
             writer.add_rows(work, [Row("video", np.ones(DIMENSION))])  # type: ignore[arg-type]
 
 
@@ -349,6 +350,121 @@ def test_an_index_of_an_older_schema_is_refused_with_the_way_out(src, tmp_path):
     manifest.write_text(json.dumps({**data, "schema_version": SCHEMA_VERSION - 1}))
     with pytest.raises(IndexLayoutError, match="Rebuild the index in a new directory"):
         Job(out).run([src / "a.pdf"])
+
+
+# --- files inside files (a mail's attachments) ---------------------------------------------------
+
+
+def _attachments(data: bytes) -> list[tuple[str, bytes]]:
+    """A "mail" lists its attachments after its first line: `name=content` per line."""
+    lines = data.decode().splitlines()[1:]
+    return [(name, content.encode()) for name, _, content in (line.partition("=") for line in lines)]
+
+
+def test_attachments_are_files_of_their_own_under_their_mail(src, tmp_path):
+    mail = write(src, "dues.eml", "mail body\nreport.docx=quarterly report\nnotes.txt=tide tables")
+    out = tmp_path / "index"
+    job = Job(out).run([mail], inner=_attachments)
+    inner = [f"{mail}!/report.docx", f"{mail}!/notes.txt"]
+    assert job.embedded == [str(mail), *inner]
+    files = files_table(out)
+    assert set(files) == {str(mail), *inner}
+    assert files[inner[0]]["status"] == "indexed" and files[inner[0]]["size"] == len("quarterly report")
+    assert files[inner[0]]["mtime"] == files[str(mail)]["mtime"]
+    texts = {row["path"]: row["text"] for row in live_rows(out)}
+    assert texts[inner[0]].startswith("quarterly report") and texts[inner[1]].startswith("tide tables")
+
+
+def test_a_rerun_over_an_unchanged_mail_neither_redoes_nor_retires_its_attachments(src, tmp_path):
+    mail = write(src, "dues.eml", "mail body\na.txt=alpha\nb.txt=beta", mtime=10**18)
+    out = tmp_path / "index"
+    Job(out).run([mail], inner=_attachments)
+    before, rows, files = snapshot(out), live_rows(out), files_table(out)
+    job = Job(out).run([mail], inner=_attachments)
+    assert job.begun == [] and job.plan.removed == [] and job.plan.unchanged == [FileStat.of(mail)]
+    assert snapshot(out) == before and live_rows(out) == rows
+    # Touched, same content: the mail's entry stands, so do its attachments'.
+    write(src, "dues.eml", "mail body\na.txt=alpha\nb.txt=beta", mtime=2 * 10**18)
+    job = Job(out).run([mail], inner=_attachments)
+    assert job.begun == [str(mail)] and job.embedded == []
+    assert live_rows(out) == rows and set(files_table(out)) == set(files)
+
+
+def test_a_changed_mail_keeps_what_it_still_holds_and_retires_the_rest(src, tmp_path):
+    mail = write(src, "dues.eml", "first\nkept.txt=same words\ngone.txt=old words", mtime=10**18)
+    out = tmp_path / "index"
+    Job(out).run([mail], inner=_attachments)
+    kept_unit = files_table(out)[f"{mail}!/kept.txt"]["unit"]
+    write(src, "dues.eml", "second\nkept.txt=same words\nnew.txt=new words", mtime=2 * 10**18)
+    job = Job(out).run([mail], inner=_attachments)
+    assert job.embedded == [str(mail), f"{mail}!/new.txt"]  # the unchanged attachment is not redone
+    files = files_table(out)
+    assert set(files) == {str(mail), f"{mail}!/kept.txt", f"{mail}!/new.txt"}
+    assert files[f"{mail}!/kept.txt"]["unit"] == kept_unit
+    paths = {row["path"] for row in live_rows(out)}
+    assert paths == {str(mail), f"{mail}!/kept.txt", f"{mail}!/new.txt"}
+
+
+def test_an_attachments_passages_live_and_go_with_it(src, tmp_path):
+    mail = write(src, "dues.eml", "mail body\nreport.txt=quarterly report", mtime=10**18)
+    out = tmp_path / "index"
+    Job(out).run([mail], inner=_attachments)
+    passages = [p for table in IndexReader(out).live_passages() for p in table.to_pylist()]
+    assert [(p["path"], p["text"]) for p in passages] == [(f"{mail}!/report.txt", "quarterly report")]
+    assert {r["passage"] for r in live_rows(out) if r["path"] == f"{mail}!/report.txt"} == {0}
+    mail.unlink()
+    Job(out).run([], inner=_attachments)
+    assert [p for table in IndexReader(out).live_passages() for p in table.to_pylist()] == []
+
+
+def test_a_deleted_or_failing_mail_takes_its_attachments_with_it(src, tmp_path):
+    mail = write(src, "a.eml", "mail a\nx.txt=ex", mtime=10**18)
+    other = write(src, "b.eml", "mail b\ny.txt=why", mtime=10**18)
+    out = tmp_path / "index"
+    Job(out).run([mail, other], inner=_attachments)
+    mail.unlink()
+    job = Job(out).run([other], inner=_attachments)
+    assert sorted(job.plan.removed) == [str(mail), f"{mail}!/x.txt"]
+    write(src, "b.eml", "BROKEN\ny.txt=why", mtime=2 * 10**18)
+    Job(out).run([other], inner=_attachments,
+                 fail=lambda d: (Reason.DOCUMENT_UNREADABLE, False) if d.startswith(b"BROKEN") else None)
+    assert set(files_table(out)) == {str(other)} and files_table(out)[str(other)]["status"] == "error"
+    assert live_rows(out) == []
+
+
+def test_attachments_take_no_part_in_duplicates(src, tmp_path):
+    """An attachment can be redone only with its mail: no listed file may stand on it."""
+    mail = write(src, "m.eml", "mail\nreport.txt=shared words")
+    copy = write(src, "report.txt", "shared words")
+    out = tmp_path / "index"
+    Job(out).run([mail, copy], inner=_attachments)
+    files = files_table(out)
+    assert files[str(copy)]["status"] == files[f"{mail}!/report.txt"]["status"] == "indexed"
+    mail.unlink()
+    Job(out).run([copy], inner=_attachments)
+    assert set(files_table(out)) == {str(copy)}
+    assert {row["path"] for row in live_rows(out)} == {str(copy)}
+
+
+def test_an_attachment_recorded_as_an_error_goes_with_its_mail(src, tmp_path):
+    mail = write(src, "m.eml", "mail\ninner.eml=BAD")
+    out = tmp_path / "index"
+    Job(out).run([mail], inner=_attachments)
+    entry = files_table(out)[f"{mail}!/inner.eml"]
+    assert (entry["status"], entry["reason"], entry["content_sha256"]) == ("error", "PROCESSING_LIMIT", None)
+    assert Job(out).run([mail], inner=_attachments).begun == []
+    mail.unlink()
+    Job(out).run([], inner=_attachments)
+    assert files_table(out) == {}
+
+
+def test_a_listed_file_in_a_folder_named_with_a_bang_is_no_attachment(src, tmp_path):
+    (src / "odd!").mkdir()
+    plain = write(src / "odd!", "a.txt", "plain words")
+    out = tmp_path / "index"
+    Job(out).run([plain])
+    plain.unlink()
+    assert Job(out).run([]).plan.removed == [str(plain)]
 
 
 def test_passages_are_written_beside_rows_and_live_through_the_ledger(src, tmp_path):

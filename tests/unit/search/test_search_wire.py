@@ -41,8 +41,10 @@ def test_a_naive_time_is_local_time_sent_as_utc():
 
 def test_results_and_chunks_come_through():
     result = FileResult("/a/b.pdf", "pdf_text", 0.03125, (Place("pdf_text", 0.03125, page=2),
-                        Place("audio", 0.01, start_seconds=1.5, end_seconds=9.25)),
-                        ("/c/b.pdf",), "the **harvest** moon", ((4, 11), (12, 16)), unit="u1")
+                        Place("audio", 0.01, start_seconds=1.5, end_seconds=9.25),
+                        Place("document", 0.005, section="Budget", cells="A1:C4")),
+                        ("/c/b.pdf",), "the **harvest** moon", ((4, 11), (12, 16)), unit="u1",
+                        title="Harvest", author="Ana")
     hit = Hit(score=0.5, unit="u2", ordinal=4, content_sha256="ab" * 32, path="/x.pdf", kind="pdf_image",
               page=3, bbox={"x0": 1.5, "y0": 2.0, "x1": 100.25, "y1": 50.0}, start_seconds=None,
               end_seconds=None, text="a red circle", space="s1", passage=2, section="Intro",
@@ -51,7 +53,9 @@ def test_results_and_chunks_come_through():
     answer = Answer(results=[result], hits=[hit], lag="the store lags")
     back = wire.answer_from_message(wire.answer_to_message(answer, "red"))
     assert back.results == [FileResult(*[getattr(result, f) for f in ("path", "kind", "score", "places",
-                                         "files", "snippet", "highlights")])]  # unit stays server-side
+                                         "files", "snippet", "highlights")], title="Harvest",
+                                       author="Ana")]  # unit stays server-side
+    assert back.results[0].to_json() == result.to_json()
     assert back.hits == [hit]
     assert back.lag == "the store lags"
     assert back.items("red")[0] == {**hit.to_json(), "snippet": hit.snippet("red")}

@@ -49,18 +49,22 @@ class SearchRequest(_message.Message):
     def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., k: _Optional[int] = ..., offset: _Optional[int] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., kinds: _Optional[_Iterable[str]] = ..., path_glob: _Optional[str] = ..., modified_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., modified_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., min_score: _Optional[float] = ..., chunks: _Optional[bool] = ...) -> None: ...
 
 class Place(_message.Message):
-    __slots__ = ("kind", "score", "page", "start_seconds", "end_seconds")
+    __slots__ = ("kind", "score", "page", "start_seconds", "end_seconds", "section", "cells")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     PAGE_FIELD_NUMBER: _ClassVar[int]
     START_SECONDS_FIELD_NUMBER: _ClassVar[int]
     END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SECTION_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     score: float
     page: int
     start_seconds: float
     end_seconds: float
-    def __init__(self, kind: _Optional[str] = ..., score: _Optional[float] = ..., page: _Optional[int] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
+    section: str
+    cells: str
+    def __init__(self, kind: _Optional[str] = ..., score: _Optional[float] = ..., page: _Optional[int] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., section: _Optional[str] = ..., cells: _Optional[str] = ...) -> None: ...
 
 class Highlight(_message.Message):
     __slots__ = ("start", "end")
@@ -71,7 +75,7 @@ class Highlight(_message.Message):
     def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
 
 class FileResult(_message.Message):
-    __slots__ = ("path", "kind", "score", "places", "files", "snippet", "highlights")
+    __slots__ = ("path", "kind", "score", "places", "files", "snippet", "highlights", "title", "author")
     PATH_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +83,8 @@ class FileResult(_message.Message):
     FILES_FIELD_NUMBER: _ClassVar[int]
     SNIPPET_FIELD_NUMBER: _ClassVar[int]
     HIGHLIGHTS_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_FIELD_NUMBER: _ClassVar[int]
     path: str
     kind: str
     score: float
@@ -86,7 +92,9 @@ class FileResult(_message.Message):
     files: _containers.RepeatedScalarFieldContainer[str]
     snippet: str
     highlights: _containers.RepeatedCompositeFieldContainer[Highlight]
-    def __init__(self, path: _Optional[str] = ..., kind: _Optional[str] = ..., score: _Optional[float] = ..., places: _Optional[_Iterable[_Union[Place, _Mapping]]] = ..., files: _Optional[_Iterable[str]] = ..., snippet: _Optional[str] = ..., highlights: _Optional[_Iterable[_Union[Highlight, _Mapping]]] = ...) -> None: ...
+    title: str
+    author: str
+    def __init__(self, path: _Optional[str] = ..., kind: _Optional[str] = ..., score: _Optional[float] = ..., places: _Optional[_Iterable[_Union[Place, _Mapping]]] = ..., files: _Optional[_Iterable[str]] = ..., snippet: _Optional[str] = ..., highlights: _Optional[_Iterable[_Union[Highlight, _Mapping]]] = ..., title: _Optional[str] = ..., author: _Optional[str] = ...) -> None: ...
 
 class Chunk(_message.Message):
     __slots__ = ("score", "unit", "ordinal", "content_sha256", "path", "kind", "page", "bbox", "start_seconds", "end_seconds", "text", "space", "passage", "section", "cells", "title", "author", "taken_at", "mtime", "snippet")
