@@ -5,13 +5,18 @@ model's space, rows of words drawn from the queries' vocabulary, the store with 
 and vector indexes), one run times, each as a whole process started `--runs` times after one
 untimed run (file caches warm), wall seconds and the process's own peak RSS (wait4):
 
-- **cold, new path**: a minimal command doing exactly what `sensorium search` does without a
-  query process: `Settings()`, `sensorium.index.query.search_index` (open the store, embed the
-  query with the ONNX text tower when the mode needs a vector, search), print the hits. Hybrid
-  (the default) and text mode.
-- **warm**: a minimal command asking the per-user query process
-  (`sensorium.index.query_daemon.query`); the first run starts it (timed on its own).
-- **today**: `sensorium search --index DIR QUERY` (torch, open_clip), `--today-runs` times.
+- **sensorium search, cold**: `sensorium search --index DIR QUERY --no-daemon`, the command
+  itself: the ONNX text tower in the command's process (hybrid, the default; and text mode,
+  which loads no model);
+- **sensorium search, warm**: `sensorium search --index DIR QUERY`, answered by the per-user
+  query process (the first command starts it; timed on its own);
+- **today**: the path before the text tower, as the command still takes it where no tower was
+  exported: `sensorium search --no-daemon` with a `SENSORIUM_MODEL_DIR` that holds no tower
+  (torch, open_clip), `--today-runs` times;
+- **minimal, new path**: a minimal command making the query path's calls without the CLI:
+  `Settings()`, `sensorium.index.query.search_index` (open the store, embed the query with the
+  ONNX text tower when the mode needs a vector, search), print the hits; and the same asking
+  the query process (`sensorium.index.query_daemon.query`): what the CLI adds over them;
 - the cold command's steps, timed inside fresh processes making the same calls;
 - the warm query itself, in one process (`QueryEngine`, resident), per mode;
 - the exported tower's parity with open_clip on `--parity-texts` varied texts.
@@ -61,7 +66,7 @@ if "exit-fast" in sys.argv[3:-1]:  # skip the interpreter's teardown (lancedb's 
     sys.stdout.flush()
     os._exit(0)
 """
-"""The cold command: what `sensorium search` will run without a query process."""
+"""The minimal cold command: the query path's calls without the CLI."""
 
 WARM = """
 import sys
@@ -71,7 +76,7 @@ for hit in query_daemon.query(index, query, mode=mode, k=10):
     print(f"{hit['score']:.4f}  {hit['kind']:<9} {hit['path']}")
     print(f"        {hit['snippet']}")
 """
-"""The warm command: what `sensorium search` will run when a query process answers."""
+"""The minimal warm command: the query process asked without the CLI."""
 
 STEPS = """
 import time; started = time.perf_counter()
@@ -332,42 +337,44 @@ def main() -> None:
         python = [sys.executable]
         script = Path(sys.executable).parent / "sensorium"
         sensorium = [str(script)] if script.is_file() else [*python, "-m", "sensorium.cli"]
-        commands: dict[str, tuple[list[str], int]] = {
-            "python -c print (floor)": ([*python, "-c", "print(1)"], args.runs),
-            "cold, new path: hybrid": ([*python, "-c", COLD, str(directory), "hybrid"], args.runs),
-            "cold, new path: text": ([*python, "-c", COLD, str(directory), "text"], args.runs),
-            "cold, new path: hybrid, os._exit after printing": (
-                [*python, "-c", COLD, str(directory), "hybrid", "exit-fast"],
-                args.runs,
-            ),
-            "warm command: hybrid": ([*python, "-c", WARM, str(directory), "hybrid"], args.runs),
-            "warm command: text": ([*python, "-c", WARM, str(directory), "text"], args.runs),
-            "today: sensorium search (hybrid)": (
-                [*sensorium, "search", "--index", str(directory), "--mode", "hybrid"],
-                args.today_runs,
-            ),
-            "today: sensorium search (text)": (
-                [*sensorium, "search", "--index", str(directory), "--mode", "text"],
-                args.today_runs,
-            ),
+        # Today's path: the same settings, but a model folder without the exported tower, so
+        # the command embeds the query with torch as it did before the tower existed.
+        no_tower = scratch / "no-tower"
+        no_tower.mkdir()
+        today_env = {**env, "SENSORIUM_MODEL_DIR": str(no_tower)}
+        search_cmd = [*sensorium, "search", "--index", str(directory)]
+        commands: dict[str, tuple[list[str], int, dict[str, str]]] = {
+            "python -c print (floor)": ([*python, "-c", "print(1)"], args.runs, env),
+            "sensorium search, cold (--no-daemon): hybrid": ([*search_cmd, "--no-daemon"], args.runs, env),
+            "sensorium search, cold (--no-daemon): text": (
+                [*search_cmd, "--no-daemon", "--mode", "text"], args.runs, env),
+            "sensorium search, warm (query process): hybrid": (search_cmd, args.runs, env),
+            "sensorium search, warm (query process): text": ([*search_cmd, "--mode", "text"], args.runs, env),
+            "minimal cold command: hybrid": ([*python, "-c", COLD, str(directory), "hybrid"], args.runs, env),
+            "minimal cold command: text": ([*python, "-c", COLD, str(directory), "text"], args.runs, env),
+            "minimal cold command: hybrid, os._exit after printing": (
+                [*python, "-c", COLD, str(directory), "hybrid", "exit-fast"], args.runs, env),
+            "minimal warm command: hybrid": ([*python, "-c", WARM, str(directory), "hybrid"], args.runs, env),
+            "today (torch, no tower): sensorium search (hybrid)": (
+                [*search_cmd, "--no-daemon", "--mode", "hybrid"], args.today_runs, today_env),
         }
         say("warm: the first command starts the query process")
         timings: dict[str, dict[str, list[float]]] = {
-            "warm: first command (starts the process)": run_command(
-                [*python, "-c", WARM, str(directory), "hybrid"], env, 1, queries, warm_up=0
+            "sensorium search, warm: first command (starts the process)": run_command(
+                search_cmd, env, 1, queries, warm_up=0
             )
         }
         # Round by round, every command once (today's in the first `--today-runs` rounds), after
         # one untimed run of each: the machine's load, shared with others, weighs on them alike.
         say(f"{args.runs} rounds of {len(commands)} commands")
         round_loads: list[float] = []
-        for command, runs in commands.values():
+        for command, runs, command_env in commands.values():
             if runs:
-                run_command(command, env, 0, queries)
+                run_command(command, command_env, 0, queries)
         for round_ in range(args.runs):
-            for name, (command, runs) in commands.items():
+            for name, (command, runs, command_env) in commands.items():
                 if round_ < runs:
-                    timed = run_command(command, env, 1, queries[round_ % len(queries) :], warm_up=0)
+                    timed = run_command(command, command_env, 1, queries[round_ % len(queries) :], warm_up=0)
                     for key, values in timed.items():
                         timings.setdefault(name, {}).setdefault(key, []).extend(values)
             round_loads.append(os.getloadavg()[0])

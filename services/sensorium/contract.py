@@ -7,7 +7,8 @@ runtimes (`sensorium.runtimes`) all build on it, and it imports none of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from sensorium.budget import ByteBudget
@@ -27,6 +28,10 @@ class RuntimeContext:
     budget: ByteBudget
     """Memory admission shared by every call in the process."""
     device: DeviceGate
+    peers: Mapping[str, Runtime] = field(default_factory=dict)
+    """The other runtimes of the process by service name (filled as they are built: look a
+    peer up when it is used, not in `__init__`). The search service embeds image queries with
+    the embedding service's runtime through it."""
 
 
 class Runtime(Protocol):

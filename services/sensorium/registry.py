@@ -172,6 +172,26 @@ def _media_remote(client: Client, settings: Settings) -> Any:
     return RemoteMedia(client)
 
 
+def _search_runtime(context: RuntimeContext) -> Runtime:
+    from sensorium.search.runtime import SearchRuntime
+
+    return SearchRuntime(context)
+
+
+def _search_servicer(server: grpc.aio.Server, runtime: Runtime) -> None:
+    from sensorium.search.runtime import SearchRuntime
+    from sensorium.search.servicer import add_to_server
+
+    assert isinstance(runtime, SearchRuntime)
+    add_to_server(server, runtime)
+
+
+def _search_remote(client: Client, settings: Settings) -> Any:
+    from sensorium.search.remote import RemoteSearch
+
+    return RemoteSearch(client)
+
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -230,6 +250,13 @@ SERVICES: dict[str, ServiceSpec] = {
         # A phone photo (a 12 MP JPEG is 3-6 MiB, HEIC half that); larger images and every
         # video stream.
         unary_limits={"ReadImageText": 8 * MiB}, streaming={"ReadImageText": "StreamReadImageText"},
+    ),
+    "search": ServiceSpec(
+        name="search", summary="search an index folder, read-only (SENSORIUM_SEARCH__INDEX_DIR)",
+        create_runtime=_search_runtime, grpc_name="sensorium.search.v1.SearchService",
+        add_servicer=_search_servicer, remote=_search_remote,
+        # A query image of a few MiB (a phone photo); a text query is tiny.
+        unary_limits={"Search": 16 * MiB},
     ),
 }
 

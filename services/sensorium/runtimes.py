@@ -95,7 +95,8 @@ class Runtimes:
         factories = factories or {}
         self._runtimes: dict[ServiceName, Runtime] = {}
         for name in self.names:
-            context = RuntimeContext(settings, self.cpu.shares[name], self.budget, self.device)
+            context = RuntimeContext(settings, self.cpu.shares[name], self.budget, self.device,
+                                     self._runtimes)
             factory = factories.get(name, spec(name).create_runtime)
             self._runtimes[name] = factory(context)
 

@@ -19,9 +19,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ENV_PREFIX = "SENSORIUM_"
 ServiceName = str
 """A service's short name, as in SENSORIUM_SERVICES (`sensorium.registry` has one row each)."""
-ALL_SERVICES: tuple[ServiceName, ...] = ("pdf", "transcription", "embedding", "document", "media")
-"""The services this package defines (the registry's built-in rows; a test keeps them in step).
-SENSORIUM_SERVICES hosts all of them by default."""
+ALL_SERVICES: tuple[ServiceName, ...] = ("pdf", "transcription", "embedding", "document", "media", "search")
+"""The services this package defines (the registry's built-in rows; a test keeps them in step)."""
+DEFAULT_SERVICES: tuple[ServiceName, ...] = ("pdf", "transcription", "embedding", "document", "media")
+"""What SENSORIUM_SERVICES hosts when it is not set: every service but search, which is added
+when SENSORIUM_SEARCH__INDEX_DIR names an index."""
 _REGISTERED: set[ServiceName] = set()
 
 
@@ -395,6 +397,27 @@ class IndexSettings(_Group):
     `search_daemon_idle_seconds` without one. false: every search starts cold (`--no-daemon`)."""
     search_daemon_idle_seconds: float = Field(default=300.0, gt=0)
     """Seconds the per-user query process waits for another search before it exits."""
+    compact_small_parts: int = Field(default=32, ge=0)
+    """A run of `sensorium index` (each update of --watch too) ends by compacting its shard once
+    it holds more than this many small row parts (under half rows_per_part rows): live rows
+    merged into full parts, dead rows dropped (`sensorium index --compact` does it on demand);
+    0 = never automatically."""
+    watch_debounce_ms: int = Field(default=1000, gt=0)
+    """`sensorium index --watch`: a batch of changes closes once this long passes without a new
+    one, then the index is updated for all of them at once."""
+    watch_rescan_seconds: float = Field(default=60.0, gt=0)
+    """`sensorium index --watch` where the system's inotify watch limit is reached: seconds
+    between rescans of the watched folders instead."""
+
+
+class SearchSettings(_Group):
+    """`SENSORIUM_SEARCH__*`: the gRPC search service (`sensorium serve`)."""
+
+    index_dir: Path | None = None
+    """The index folder the search service answers from (what `sensorium index --out` wrote,
+    mounted read-only: the service never writes it). Set, `sensorium serve` hosts the search
+    service too (unless SENSORIUM_SERVICES says otherwise); parts that the index job adds or
+    retires are searched without a restart."""
 
 
 class Settings(BaseSettings):
@@ -414,9 +437,10 @@ class Settings(BaseSettings):
     address: str = "[::]:50051"
     """host:port of the gRPC API (TLS when SENSORIUM_TLS__CERT_FILE is set, else plaintext)."""
     services: Annotated[list[ServiceName], NoDecode] = Field(
-        default_factory=lambda: list(ALL_SERVICES)
+        default_factory=lambda: list(DEFAULT_SERVICES)
     )
-    """Comma-separated services to host: pdf, transcription, embedding, document, media."""
+    """Comma-separated services to host: pdf, transcription, embedding, document, media, search.
+    Unset: all but search, which is added when SENSORIUM_SEARCH__INDEX_DIR is set."""
     device: Literal["auto", "cuda", "cpu"] = "auto"
     """auto = CUDA if usable else CPU (with a warning); cuda = fail if there is no GPU."""
     cpus: int = Field(default=0, ge=0)
@@ -473,6 +497,8 @@ class Settings(BaseSettings):
     """Tracing settings."""
     index: IndexSettings = IndexSettings()
     """Index job and search settings."""
+    search: SearchSettings = SearchSettings()
+    """Search service settings."""
 
     @field_validator("services", mode="before")
     @classmethod
@@ -489,6 +515,16 @@ class Settings(BaseSettings):
                                  f"{', '.join(known)}")
             return list(dict.fromkeys(value))
         return value
+
+    @model_validator(mode="after")
+    def _search_service(self) -> Settings:
+        if self.search.index_dir is not None and "services" not in self.model_fields_set:
+            if "search" not in self.services:
+                object.__setattr__(self, "services", [*self.services, "search"])  # frozen: once
+        elif "search" in self.services and self.search.index_dir is None:
+            raise ValueError("the search service needs an index: set SENSORIUM_SEARCH__INDEX_DIR "
+                             "to the folder `sensorium index --out` wrote")
+        return self
 
     @model_validator(mode="after")
     def _dev_profile_defaults(self) -> Settings:

@@ -89,9 +89,12 @@ def test_cold_search_benchmark_times_every_command_on_its_index():
                    timeout=900)
     assert result.returncode == 0, result.stderr
     rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in result.stdout.splitlines()
-            if line.startswith(("| cold", "| warm", "| today", "| python"))}
-    assert {"cold, new path: hybrid", "cold, new path: text", "warm command: hybrid",
-            "today: sensorium search (hybrid)"} <= set(rows), result.stdout
+            if line.startswith(("| sensorium search", "| minimal", "| today", "| python"))}
+    expected = {"sensorium search, cold (--no-daemon): hybrid", "sensorium search, cold (--no-daemon): text",
+                "sensorium search, warm (query process): hybrid",
+                "sensorium search, warm: first command (starts the process)", "minimal cold command: hybrid",
+                "minimal warm command: hybrid", "today (torch, no tower): sensorium search (hybrid)"}
+    assert expected <= set(rows), result.stdout
     for name, (runs, p50, p95, _range, peak) in rows.items():
         assert int(runs) >= 1 and 0 < float(p50) <= float(p95) and float(peak) > 0, name
     assert "cosine min 1.0" in result.stdout or "cosine min 0.999" in result.stdout, result.stdout

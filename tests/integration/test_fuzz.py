@@ -76,6 +76,8 @@ from sensorium.media.v1 import media_service_pb2 as media_pb
 from sensorium.media.v1 import media_service_pb2_grpc as media_grpc
 from sensorium.pdf.v1 import pdf_service_pb2 as pdf_pb
 from sensorium.pdf.v1 import pdf_service_pb2_grpc as pdf_grpc
+from sensorium.search.v1 import search_service_pb2 as search_pb
+from sensorium.search.v1 import search_service_pb2_grpc as search_grpc
 from sensorium.status import CODES
 from sensorium.transcription.v1 import transcription_service_pb2 as transcription_pb
 from sensorium.transcription.v1 import transcription_service_pb2_grpc as transcription_grpc
@@ -864,3 +866,79 @@ async def test_stream_extract_video_frames_answers_every_mutated_video_cleanly(
         times = [r.frame.seconds for r in answer.responses if r.HasField("frame")]
         assert times == sorted(times)
     await assert_serving(stubs)
+
+
+# --- Search ------------------------------------------------------------------------------
+
+@dataclass
+class SearchStubs:
+    search: Any
+    health: Any
+    index: Path
+
+
+@pytest.fixture
+async def search_stubs(start_server, tmp_path) -> AsyncIterator[SearchStubs]:
+    """A server hosting search over an index of the shapes captions, with the embedding service
+    beside it (image queries)."""
+    from query_kit import CAPTIONS, add_captions, shapes_model_dir, shapes_tower
+
+    index = tmp_path / "index"
+    add_captions(index, shapes_tower(), CAPTIONS)
+    model_dir, model = shapes_model_dir()
+    server = await start_server(
+        services=["search", "embedding"], device="cpu", model_dir=model_dir,
+        embedding={"model": model, "pretrained": "", "max_wait_ms": 2.0}, search={"index_dir": index},
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield SearchStubs(search_grpc.SearchServiceStub(channel), health_pb2_grpc.HealthStub(channel), index)
+
+
+def timestamps() -> st.SearchStrategy[Any]:
+    """Unset, ordinary, or past what a datetime holds."""
+    from google.protobuf import timestamp_pb2
+
+    return st.one_of(st.none(), st.builds(timestamp_pb2.Timestamp, seconds=st.integers(-2**62, 2**62),
+                                          nanos=st.integers(0, 999_999_999)),
+                     st.builds(timestamp_pb2.Timestamp, seconds=st.integers(0, 4_000_000_000)))
+
+
+@st.composite
+def search_requests(draw: st.DrawFn) -> search_pb.SearchRequest:
+    request = search_pb.SearchRequest(
+        k=draw(st.one_of(st.integers(0, 20), st.integers(0, 2**32 - 1))),
+        offset=draw(st.one_of(st.integers(0, 5), st.integers(0, 2**32 - 1))),
+        mode=draw(st.integers(0, 7)), chunks=draw(st.booleans()),
+        kinds=draw(st.lists(st.one_of(st.sampled_from(["pdf_text", "image", "audio"]), text(12)),
+                            max_size=3)),
+        path_glob=draw(st.one_of(st.just(""), text(20),
+                                 st.sampled_from(["*.pdf", "*circle*", "[", "[!a-", "'; DROP", "\\"]))),
+    )
+    if draw(st.booleans()):
+        request.image = draw(mutated_images())
+    else:
+        request.text = draw(st.one_of(st.sampled_from(["a red circle", '"red circle"', "circle OR square",
+                                                       "' OR 1=1 --", "*", ""]), text(60)))
+    for name in ("modified_after", "modified_before"):
+        stamp = draw(timestamps())
+        if stamp is not None:
+            getattr(request, name).CopyFrom(stamp)
+    if draw(st.booleans()):
+        request.min_score = draw(st.floats(allow_nan=True, allow_infinity=True))
+    return request
+
+
+@fuzz(examples=80)
+@given(request=search_requests())
+async def test_search_answers_any_request_cleanly_and_never_writes(search_stubs, request):
+    before = sorted((p, p.stat().st_mtime_ns) for p in search_stubs.index.rglob("*") if p.is_file())
+    answer = await unary(search_stubs.search.Search, "Search", request, echoed=_strings(request))
+    if answer.code == grpc.StatusCode.OK:
+        response = answer.responses[0]
+        assert len(response.results) <= (request.k or 10) and len(response.chunks) <= (request.k or 10)
+    after = sorted((p, p.stat().st_mtime_ns) for p in search_stubs.index.rglob("*") if p.is_file())
+    assert after == before, "a search wrote the index"
+    for service in ["", "sensorium.search.v1.SearchService"]:
+        status = await asyncio.to_thread(
+            search_stubs.health.Check, health_pb2.HealthCheckRequest(service=service), timeout=10)
+        assert status.status == health_pb2.HealthCheckResponse.SERVING

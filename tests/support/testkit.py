@@ -215,9 +215,11 @@ SENSORIUM = [sys.executable, "-m", "sensorium.cli"]
 
 
 def cli_env(**settings: str) -> dict[str, str]:
-    """This process's environment without any SENSORIUM_* variable, plus `settings`."""
+    """This process's environment without any SENSORIUM_* variable, plus `settings`. A query
+    process that a test's `sensorium search` starts exits 10 s after its last search (unless
+    `settings` say otherwise), not minutes after the test."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SENSORIUM_")}
-    return {**env, **settings}
+    return {**env, "SENSORIUM_INDEX__SEARCH_DAEMON_IDLE_SECONDS": "10", **settings}
 
 
 def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:

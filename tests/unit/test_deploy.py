@@ -30,9 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 CONTAINER_FILES = ["Containerfile", "Containerfile.gpu", "Containerfile.models"]
-# "cpu-document": CPU nodes from the image with LibreOffice (its own test below).
+# "cpu-document": CPU nodes from the image with LibreOffice (its own test below); "cpu-search":
+# CPU nodes, no workers, the index volume read-only (its own test below).
 OVERLAYS = {"pdf": "cpu", "embedding": "gpu", "transcription": "gpu", "document": "cpu-document",
-            "media": "cpu"}
+            "media": "cpu", "search": "cpu-search"}
 # The oldest Kubernetes the manifests support, and the newest the installed schemas know.
 KUBERNETES_VERSIONS = ["1.31.0", "1.37.0"]
 # The example of the opt-out from the server's TLS behind a mesh: overlays/pdf + components/mesh-mtls.
@@ -335,6 +336,39 @@ def test_gpu_overlays_request_a_gpu_and_refuse_to_run_on_cpu(overlay):
     assert models["readOnly"] is True
     volume = next(v for v in pod["volumes"] if v["name"] == models["name"])
     assert volume["persistentVolumeClaim"] == {"claimName": "sensorium-models", "readOnly": True}
+
+
+def test_search_reads_the_index_jobs_volume_read_only_on_cpu_nodes():
+    docs = _render("overlays/search")
+    container = _container(docs)
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    config = _config(docs)
+    assert config["SENSORIUM_DEVICE"] == "cpu"
+    assert not any("nvidia.com/gpu" in r for r in container["resources"].values())
+    assert "tolerations" not in pod
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    index_dir = config["SENSORIUM_SEARCH__INDEX_DIR"]
+    index_mount = next(m for path, m in mounts.items() if index_dir.startswith(path + "/"))
+    assert index_mount["readOnly"] is True
+    assert volumes[index_mount["name"]]["persistentVolumeClaim"] == {
+        "claimName": "sensorium-index", "readOnly": True}
+    assert mounts["/models"]["readOnly"] is True
+    assert volumes[mounts["/models"]["name"]]["persistentVolumeClaim"] == {
+        "claimName": "sensorium-models", "readOnly": True}
+    # The folder the index Job writes (its --out), on the claim the Job writes to.
+    job_docs = _render("index")
+    job_pod = _one(job_docs, "Job")["spec"]["template"]["spec"]
+    job = job_pod["containers"][0]
+    out = job["args"][job["args"].index("--out") + 1]
+    output_mount = next(m for m in job["volumeMounts"] if out.startswith(m["mountPath"] + "/"))
+    job_claim = next(v for v in job_pod["volumes"] if v["name"] == output_mount["name"])
+    assert job_claim["persistentVolumeClaim"]["claimName"] == "sensorium-index"
+    assert out[len(output_mount["mountPath"]):] == index_dir[len(index_mount["mountPath"]):]
+    # Queries are embedded with the index's model.
+    index_env = _one(job_docs, "ConfigMap")["data"]
+    for name in ("SENSORIUM_EMBEDDING__MODEL", "SENSORIUM_EMBEDDING__PRETRAINED"):
+        assert config[name] == index_env[name], name
 
 
 def test_models_job_prepares_what_the_overlays_serve():

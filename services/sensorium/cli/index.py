@@ -52,6 +52,14 @@ def add_parser(commands: Any) -> None:
                        "shards ran elsewhere, or to rebuild a store with --rebuild-store")
     index.add_argument("--rebuild-store", action="store_true",
                        help="with --update-store: throw the search store away and build it again")
+    index.add_argument("--compact", action="store_true",
+                       help="only compact the index of --out: merge its small parts and drop the rows "
+                       "no file stands for any more (results stay the same; also done by a run once "
+                       "SENSORIUM_INDEX__COMPACT_SMALL_PARTS small parts pile up)")
+    index.add_argument("--watch", action="store_true",
+                       help="keep the index current: index PATH..., then again after each batch of "
+                       "changes under them (created, modified, moved, deleted files), with a "
+                       "one-line status, until interrupted (Ctrl-C)")
     add_tls_flags(index)
     add_token_flag(index)
     index.set_defaults(run=run)
@@ -65,6 +73,8 @@ async def run(args: argparse.Namespace) -> int:
         raise CliError("--rebuild-store goes with --update-store", Exit.USAGE)
     if args.update_store:
         return await _update_store(args)
+    if args.compact:
+        return await _compact(args)
     if not args.paths and args.manifest is None:
         raise CliError("name the files or folders to index (PATH...), or --manifest FILE", Exit.USAGE)
     security = remote_only(args)
@@ -78,6 +88,8 @@ async def run(args: argparse.Namespace) -> int:
             manifest=args.manifest, server=args.server,
             client_options={"timeout": args.timeout, **security}, progress_bar=bar,
         )
+        if args.watch:
+            return await _watch(request, settings)
         summary = await run_job(request, settings)
     except JobError as exc:
         raise CliError(str(exc), exc.code) from None
@@ -85,6 +97,57 @@ async def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         _print_summary(summary)
+    return Exit.OK
+
+
+async def _watch(request: Any, settings: Settings) -> int:
+    """Index, then keep indexing what changes, with the models loaded once."""
+    from dataclasses import replace
+
+    from sensorium.index.job import job_engines, run_job
+    from sensorium.index.watch import watch
+
+    if request.manifest is not None:
+        raise CliError("--watch watches folders and files (PATH...), not a --manifest", Exit.USAGE)
+    request = replace(request, progress_bar=False)
+    tty = sys.stderr.isatty()
+
+    def status(line: str) -> None:
+        # On a terminal the line is rewritten in place; in a log, one line per update.
+        print(("\r\033[K" if tty else "") + line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    engines = await job_engines(request, settings)
+    try:
+        await watch(request.inputs, request.out, lambda: run_job(request, settings, engines), status,
+                    debounce_ms=settings.index.watch_debounce_ms,
+                    rescan_seconds=settings.index.watch_rescan_seconds)
+    finally:
+        await engines.close()
+    return Exit.OK
+
+
+async def _compact(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sensorium.index.compact import compact
+    from sensorium.index.layout import IndexBusyError, IndexLayoutError
+
+    if args.paths or args.manifest is not None or args.watch:
+        raise CliError("--compact takes no PATH: it compacts the index of --out", Exit.USAGE)
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        stats = await asyncio.to_thread(compact, args.out, rows_per_part=settings.index.rows_per_part)
+    except IndexBusyError as exc:
+        raise CliError(str(exc), Exit.OUTPUT) from None
+    except IndexLayoutError as exc:
+        raise CliError(str(exc), Exit.CONFIG) from None
+    if args.json:
+        print(json.dumps({"index": str(args.out), "compacted": stats.to_json()}))
+    else:
+        print(f"compacted {args.out}: {stats.parts_before} -> {stats.parts_after} row parts, "
+              f"{stats.bytes_before:,} -> {stats.bytes_after:,} bytes, {stats.rows_dropped} dead rows "
+              f"dropped, {stats.rows_kept} kept")
     return Exit.OK
 
 

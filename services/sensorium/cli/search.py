@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +15,6 @@ from sensorium import logs
 from sensorium.cli.common import CliError, add_client_flags, clock, open_engines
 from sensorium.errors import SensoriumError
 from sensorium.exits import Exit
-from sensorium.index.kinds import row_kinds
 from sensorium.settings import Settings
 
 Mode = Literal["hybrid", "vector", "text"]
@@ -27,19 +27,27 @@ def add_parser(commands: Any) -> None:
         "each with its best places (page, section, cells, time range), a snippet with the matched words "
         "highlighted, and the other files holding the same passage. Words match as people write "
         'them (stems, accents folded); "quoted phrases" match as phrases. The query is embedded '
-        "with the index's model, in this process or by --server. Searching never writes the "
-        "index: `sensorium index` keeps its search store current.",
+        "with the index's model: by its ONNX text tower (`sensorium models embedding` exports "
+        "it; a text-mode search loads no model), kept loaded between searches by a per-user "
+        "query process that exits when idle; an --image by the model itself. With --server "
+        "and --index, the server embeds the query; with --server alone, the server's search "
+        "service answers over its own index. Searching never writes the index: `sensorium "
+        "index` keeps its search store current.",
     )
     search.add_argument("query", nargs="?", default="", metavar="QUERY", help="what to look for")
-    search.add_argument("--index", type=Path, required=True, metavar="DIR", help="the index folder")
+    search.add_argument("--index", type=Path, metavar="DIR",
+                        help="the index folder; without it, --server searches the server's index")
     search.add_argument("-k", type=int, default=10, help="how many results (default 10)")
     search.add_argument("--offset", type=int, default=0, help="skip this many results (the next page)")
     search.add_argument("--mode", choices=("hybrid", "vector", "text"), default=None,
                         help="hybrid: meaning and words, fused by rank (default for a text query); "
                         "vector: meaning only (CLIP; default and only mode for --image); text: "
                         "words only (BM25 over pages and passages; needs no model)")
-    search.add_argument("--kind", action="append", choices=list(row_kinds()),
-                        help="keep only results of this kind (repeatable)")
+    # No `choices`: the kind table imports pyarrow (~0.5 s), which a warm search never needs;
+    # an unknown kind is refused with the list of kinds by whatever answers the query.
+    search.add_argument("--kind", action="append", metavar="KIND",
+                        help="keep only results of this kind (repeatable): pdf_text, pdf_image, "
+                        "audio, image, ... (`sensorium index --help` lists every kind)")
     search.add_argument("--path", metavar="GLOB", help='keep only files whose path matches, e.g. "*.pdf"')
     search.add_argument("--modified-after", type=_date, metavar="DATE",
                         help="keep only files modified at or after DATE (YYYY-MM-DD or an ISO time; "
@@ -57,6 +65,10 @@ def add_parser(commands: Any) -> None:
                         "highlights ([start, end] character offsets in snippet), and a document's "
                         "section, cells, title and author where set; with --chunks, "
                         "the index's column names (without the vector) plus score")
+    search.add_argument("--no-daemon", action="store_true",
+                        help="answer in this process, not through the per-user query process "
+                        "that keeps the text tower loaded between searches "
+                        "(SENSORIUM_INDEX__SEARCH_DAEMON=false does the same for every search)")
     add_client_flags(search)
     search.set_defaults(run=run)
 
@@ -70,8 +82,7 @@ def _date(text: str) -> datetime:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from sensorium.index.layout import IndexStoreError
-    from sensorium.index.search import Filters, SearchStore
+    from sensorium.index.query import QueryError, SearchRequest
 
     query: str = args.query.strip()
     if not query and args.image is None:
@@ -84,32 +95,91 @@ async def run(args: argparse.Namespace) -> int:
         raise CliError("--image searches by meaning only: use --mode vector (the default)", Exit.USAGE)
     if args.k < 1 or args.offset < 0:
         raise CliError("-k must be at least 1 and --offset at least 0", Exit.USAGE)
+    if args.index is None and not args.server:
+        raise CliError("say where to search: --index DIR (an index folder), or --server HOST:PORT "
+                       "(a server's search service)", Exit.USAGE)
+    request = SearchRequest(
+        query=query, mode=mode, k=args.k, offset=args.offset,
+        kinds=tuple(args.kind) if args.kind else None, path_glob=args.path,
+        modified_after=args.modified_after, modified_before=args.modified_before,
+        min_score=args.min_score, chunks=args.chunks,
+    )
     settings = Settings()
     logs.configure("WARNING", settings.log_format)
     try:
-        store = await asyncio.to_thread(SearchStore, args.index)
-    except IndexStoreError as exc:
-        raise CliError(str(exc), Exit.CONFIG) from None
-    if store.lag:
-        print(f"sensorium: {store.lag.describe()}", file=sys.stderr)
-    vector = None
-    if mode != "text":
-        vector = await _query_vector(args, store.reader.manifest, query)
-    filters = Filters(args.kind, args.path, args.modified_after, args.modified_before)
+        if args.index is None:
+            items, lag = await _served(args, request)
+        elif args.image is not None or args.server:
+            items, lag = await _embedded_elsewhere(args, request, settings)
+        else:
+            try:
+                items, lag = await asyncio.to_thread(_fast, args, request, settings)
+            except QueryError as exc:
+                if exc.kind != "no_tower":
+                    raise
+                print(f"sensorium: {exc.message}; until then each search loads the model with "
+                      "torch (seconds)", file=sys.stderr)
+                items, lag = await _embedded_elsewhere(args, request, settings)
+    except QueryError as exc:
+        code = {"usage": Exit.USAGE, "index": Exit.CONFIG, "space": Exit.CONFIG}.get(exc.kind, Exit.FAILED)
+        raise CliError(exc.message, code) from None
+    if lag:
+        print(f"sensorium: {lag}", file=sys.stderr)
     if args.chunks:
-        hits = await asyncio.to_thread(store.search, query_text=query or None, query_vector=vector,
-                                       mode=mode, k=args.offset + args.k, filters=filters)
-        _print_hits(hits[args.offset:], query, args.json)
-        found = bool(hits[args.offset:])
+        _print_hits(items, args.json)
     else:
-        results = await asyncio.to_thread(
-            store.search_files, query_text=query or None, query_vector=vector, mode=mode, k=args.k,
-            offset=args.offset, filters=filters, min_score=args.min_score)
-        _print_results(results, args.json)
-        found = bool(results)
-    if not found and not args.json:
+        _print_results(items, args.json)
+    if not items and not args.json:
         print("no results", file=sys.stderr)
     return Exit.OK
+
+
+def _fast(args: argparse.Namespace, request: Any, settings: Settings) -> tuple[list[dict[str, Any]], str]:
+    """The answer without torch: from the per-user query process when the settings allow it
+    (started by the first search), else in this process with the exported text tower (a text
+    mode query loads no model at all)."""
+    from sensorium.index.query import QueryEngine
+    from sensorium.registry import SERVICES
+    from sensorium.settings import ALL_SERVICES
+
+    # An engine registered from outside the package (its kinds) exists only in this process:
+    # the query process would not know its kinds.
+    if settings.index.search_daemon and not args.no_daemon and set(SERVICES) <= set(ALL_SERVICES):
+        from sensorium.index import query_daemon
+
+        try:
+            return query_daemon.answer(args.index, request)
+        except query_daemon.DaemonUnavailable as exc:
+            logging.getLogger("sensorium.search").warning("searching in this process: %s", exc)
+    answer = QueryEngine(settings).answer(args.index, request)
+    return answer.items(request.query), answer.lag
+
+
+async def _embedded_elsewhere(
+    args: argparse.Namespace, request: Any, settings: Settings
+) -> tuple[list[dict[str, Any]], str]:
+    """The query embedded by the embedding engine (torch in this process, or --server's), then
+    searched here: for an image, with --server and a local --index, or without a text tower."""
+    from sensorium.index.query import QueryEngine
+
+    engine = QueryEngine(settings)
+    store = await asyncio.to_thread(engine.store, args.index)
+    vector = None
+    if request.mode != "text":
+        vector = await _query_vector(args, store.reader.manifest, request.query)
+    answer = await asyncio.to_thread(engine.answer, args.index, request, vector)
+    return answer.items(request.query), answer.lag
+
+
+async def _served(args: argparse.Namespace, request: Any) -> tuple[list[dict[str, Any]], str]:
+    """The answer of --server's search service (the index the server was given)."""
+    from sensorium.search.api import SEARCH
+
+    image = args.image.read_bytes() if args.image is not None else None
+    async with open_engines(args, "search") as engines:
+        engine = await engines.open(SEARCH)
+        answer = await engine.search(request, image)
+    return answer.items(request.query), answer.lag
 
 
 def _where(page: int | None, start: float | None, end: float | None, section: str | None = None,
@@ -123,23 +193,24 @@ def _where(page: int | None, start: float | None, end: float | None, section: st
     return " ".join(parts)
 
 
-def _print_results(results: list[Any], as_json: bool) -> None:
+def _print_results(results: list[dict[str, Any]], as_json: bool) -> None:
     bold = sys.stdout.isatty()
     for result in results:
         if as_json:
-            print(json.dumps(result.to_json(), separators=(",", ":")))
+            print(json.dumps(result, separators=(",", ":")))
             continue
-        best = result.places[0] if result.places else None
-        where = _where(result.page, result.start_seconds, result.end_seconds,
-                       best.section if best else None, best.cells if best else None)
-        print(f"{result.score:.4f}  {result.kind:<9} {result.path}{'  ' + where if where else ''}")
-        if result.snippet:
-            print(f"        {_highlighted(result.snippet, result.highlights, bold)}")
-        more = [_where(p.page, p.start_seconds, p.end_seconds, p.section, p.cells) for p in result.places[1:]]
+        best = result["places"][0] if result["places"] else {}
+        where = _where(result["page"], result["start_seconds"], result["end_seconds"],
+                       best.get("section"), best.get("cells"))
+        print(f"{result['score']:.4f}  {result['kind']:<9} {result['path']}{'  ' + where if where else ''}")
+        if result["snippet"]:
+            print(f"        {_highlighted(result['snippet'], result['highlights'], bold)}")
+        more = [_where(p["page"], p["start_seconds"], p["end_seconds"], p.get("section"), p.get("cells"))
+                for p in result["places"][1:]]
         if any(more):
             print(f"        also {', '.join(m for m in more if m)}")
-        if result.files:
-            print(f"        same in {', '.join(result.files)}")
+        if result["files"]:
+            print(f"        same in {', '.join(result['files'])}")
 
 
 def _highlighted(snippet: str, spans: Any, bold: bool) -> str:
@@ -152,16 +223,15 @@ def _highlighted(snippet: str, spans: Any, bold: bool) -> str:
     return "".join([*out, snippet[last:]])
 
 
-def _print_hits(hits: list[Any], query: str, as_json: bool) -> None:
+def _print_hits(hits: list[dict[str, Any]], as_json: bool) -> None:
     for hit in hits:
         if as_json:
-            print(json.dumps(hit.to_json(), separators=(",", ":")))
+            print(json.dumps({k: v for k, v in hit.items() if k != "snippet"}, separators=(",", ":")))
             continue
-        where = _where(hit.page, hit.start_seconds, hit.end_seconds, hit.section, hit.cells)
-        print(f"{hit.score:.4f}  {hit.kind:<9} {hit.path}{'  ' + where if where else ''}")
-        snippet = hit.snippet(query or None)
-        if snippet:
-            print(f"        {snippet}")
+        where = _where(hit["page"], hit["start_seconds"], hit["end_seconds"], hit["section"], hit["cells"])
+        print(f"{hit['score']:.4f}  {hit['kind']:<9} {hit['path']}{'  ' + where if where else ''}")
+        if hit["snippet"]:
+            print(f"        {hit['snippet']}")
 
 
 async def _query_vector(args: argparse.Namespace, manifest: Any, query: str) -> Any:

@@ -89,7 +89,7 @@ async def run_job(request: JobRequest, settings: Settings, engines: Engines | No
     files = [path for path in list_inputs(request.inputs, request.manifest, exclude=request.out)
              if request.shard.owns(path)]
     owned = engines is None
-    engines = engines if engines is not None else await _engines(request, settings)
+    engines = engines if engines is not None else await job_engines(request, settings)
     where = f"the server at {request.server}" if request.server else "the engines"
     try:
         facts = await _model_facts(engines, where)
@@ -121,11 +121,29 @@ async def run_job(request: JobRequest, settings: Settings, engines: Engines | No
                 progress.close()
         summary = writer.close()
         result = tally.to_json(request.out, request.shard, summary.parts)
+        result["compacted"] = await asyncio.to_thread(_compact_if_due, request, settings)
         result["store"] = await asyncio.to_thread(refresh_store, request.out, settings)
         return result
     finally:
         if owned:
             await engines.close()
+
+
+def _compact_if_due(request: JobRequest, settings: Settings) -> dict[str, int] | None:
+    """Compact the run's shard when it holds more small parts than the setting allows."""
+    from sensorium.index.compact import compact, small_parts
+
+    index = settings.index
+    folder = request.out / request.shard.name
+    if not index.compact_small_parts or small_parts(folder, index.rows_per_part) <= index.compact_small_parts:
+        return None
+    try:
+        stats = compact(request.out, rows_per_part=index.rows_per_part, only=request.shard)
+    except (IndexBusyError, IndexLayoutError) as exc:
+        log.warning("compaction skipped: %s", exc)
+        return None
+    log.info("index compacted", extra=stats.to_json())
+    return stats.to_json()
 
 
 def refresh_store(out: Path, settings: Settings, *, rebuild: bool = False) -> dict[str, Any]:
@@ -179,7 +197,8 @@ def _writer(request: JobRequest, settings: Settings, manifest: Manifest) -> Inde
         raise JobError(f"cannot write the index at {request.out}: {exc.strerror}", Exit.OUTPUT) from None
 
 
-async def _engines(request: JobRequest, settings: Settings) -> Engines:
+async def job_engines(request: JobRequest, settings: Settings) -> Engines:
+    """The engines of `request`: --server's, or the runtimes of this process (started on use)."""
     from sensorium.engines import InProcessEngines, RemoteEngines
 
     if request.server:

@@ -15,8 +15,9 @@ vector, lancedb only when a store is opened.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from sensorium.embedding.api import EmbeddingEngine, ImageOutcome, TextOutcome, Vector
     from sensorium.embedding.text_tower import TextTower
     from sensorium.index.layout import Manifest
-    from sensorium.index.search import Hit, SearchStore
+    from sensorium.index.search import FileResult, Hit, SearchStore
     from sensorium.settings import Settings
 
 Mode = Literal["hybrid", "vector", "text"]
@@ -45,6 +46,84 @@ class QueryError(Exception):
         super().__init__(message)
         self.kind: ErrorKind = kind
         self.message = message
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One search, with every option of `sensorium search` (and of the gRPC SearchService)."""
+
+    query: str = ""
+    """The query text ("" for a query by image, whose vector the caller passes)."""
+    mode: Mode = "hybrid"
+    k: int = 10
+    offset: int = 0
+    kinds: tuple[str, ...] | None = None
+    path_glob: str | None = None
+    modified_after: datetime | None = None
+    modified_before: datetime | None = None
+    min_score: float | None = None
+    chunks: bool = False
+    """The raw rows (`Hit`) instead of one result per file (`FileResult`)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """As the query process receives it (times in ISO 8601)."""
+        return {
+            "query": self.query, "mode": self.mode, "k": self.k, "offset": self.offset,
+            "kinds": list(self.kinds) if self.kinds else None, "path_glob": self.path_glob,
+            "modified_after": self.modified_after.isoformat() if self.modified_after else None,
+            "modified_before": self.modified_before.isoformat() if self.modified_before else None,
+            "min_score": self.min_score, "chunks": self.chunks,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SearchRequest:
+        """The request `to_json` made; QueryError("usage") for a field of the wrong type."""
+        try:
+            kinds = data.get("kinds")
+            request = cls(
+                query=str(data["query"]), mode=data.get("mode", "hybrid"), k=_int(data.get("k", 10)),
+                offset=_int(data.get("offset", 0)),
+                kinds=tuple(str(kind) for kind in kinds) if kinds else None,
+                path_glob=_text(data.get("path_glob")),
+                modified_after=_time(data.get("modified_after")),
+                modified_before=_time(data.get("modified_before")),
+                min_score=None if data.get("min_score") is None else float(data["min_score"]),
+                chunks=bool(data.get("chunks", False)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise QueryError("usage", f"a malformed search request: {exc}") from exc
+        return request
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{value!r} is not a whole number")
+    return value
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _time(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+@dataclass
+class Answer:
+    """What a search found: one result per file, or the raw rows with `chunks`; and how far the
+    store lags the index ("" when it does not)."""
+
+    results: list[FileResult] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
+    lag: str = ""
+
+    def items(self, query: str) -> list[dict[str, Any]]:
+        """The results as `sensorium search --json` prints them (a raw row with its snippet for
+        `query` under "snippet", which the JSON output leaves out)."""
+        if self.hits:
+            return [hit_json(hit, query) for hit in self.hits]
+        return [result.to_json() for result in self.results]
 
 
 @dataclass
@@ -127,6 +206,43 @@ class QueryEngine:
             return store.search(query_text=query, query_vector=vector, mode=mode, k=k, kinds=kinds)
         except ValueError as exc:  # k, kinds: the store names what is wrong
             raise QueryError("usage", str(exc)) from exc
+
+    def answer(self, index_dir: Path, request: SearchRequest, vector: Vector | None = None) -> Answer:
+        """The answer to `request` as `sensorium search` prints it: files (`search_files`) or,
+        with `chunks`, raw rows. The query is embedded by the text tower when the mode needs a
+        vector and `vector` (embedded elsewhere: an image, or the torch path) is not given."""
+        from sensorium.embedding.text_tower import TextTowerError
+        from sensorium.index.search import Filters
+
+        if request.mode not in ("hybrid", "vector", "text"):
+            raise QueryError("usage", f"mode {request.mode!r}: choose hybrid, vector or text")
+        if vector is None and not request.query.strip():
+            raise QueryError("usage", "the query is empty; give at least one word")
+        if request.k < 1 or request.offset < 0:
+            raise QueryError("usage", "k must be at least 1 and offset at least 0")
+        store = self.store(index_dir)
+        if request.mode != "text" and vector is None:
+            tower = self.tower
+            try:
+                tower.check_space(store.reader.manifest.space)
+            except TextTowerError as exc:
+                raise QueryError("space", str(exc)) from exc
+            vector = tower.embed(request.query)
+        filters = Filters(request.kinds, request.path_glob, request.modified_after, request.modified_before)
+        text = request.query or None
+        answer = Answer(lag=store.lag.describe())
+        try:
+            if request.chunks:
+                hits = store.search(query_text=text, query_vector=vector, mode=request.mode,
+                                    k=request.offset + request.k, filters=filters)
+                answer.hits = hits[request.offset:]
+            else:
+                answer.results = store.search_files(
+                    query_text=text, query_vector=vector, mode=request.mode, k=request.k,
+                    offset=request.offset, filters=filters, min_score=request.min_score)
+        except ValueError as exc:  # kinds, a vector of the wrong size: the store names it
+            raise QueryError("usage", str(exc)) from exc
+        return answer
 
     def close(self) -> None:
         self._stores.clear()

@@ -17,7 +17,9 @@ they import none of the query path (this module's client half is stdlib only).
   `{"protocol": 1, "op": "search", "index": DIR, "query": TEXT, "mode": M, "k": N, "kinds": [...]}`
   (or `{"protocol": 1, "op": "ping"}`) gets one reply: `{"ok": true, "hits": [HIT...]}` with each
   hit as `Hit.to_json()` plus its `snippet`, or `{"ok": false, "kind": KIND, "message": TEXT}`
-  with the kinds of `query.QueryError` (and "denied", "protocol").
+  with the kinds of `query.QueryError` (and "denied", "protocol"). `sensorium search` sends
+  `{"protocol": 1, "op": "answer", "index": DIR, "request": SearchRequest.to_json()}` and gets
+  `{"ok": true, "items": [...], "lag": TEXT}`: the items as `Answer.items` makes them.
 
 Run as `python -m sensorium.index.query_daemon --socket PATH` (what `start` does); it logs to
 `PATH` with `.log` for `.sock`.
@@ -41,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import logging
 
-    from sensorium.index.query import QueryEngine
+    from sensorium.index.query import QueryEngine, SearchRequest
 
 # A warm command imports only the client half: the stdlib modules above (argparse, logging,
 # subprocess and the query path are imported where they are used).
@@ -157,6 +159,36 @@ def query(
         raise QueryError(kind, message)
     hits: list[dict[str, Any]] = reply["hits"]
     return hits
+
+
+def answer(
+    index_dir: Path, request: SearchRequest, *, start: bool = True, environ: Mapping[str, str] | None = None,
+) -> tuple[list[dict[str, Any]], str]:
+    """`request` answered by the query process of this configuration (started first when there
+    is none and `start`): the items (`Answer.items`) and the store's lag in words. Raises as
+    `query` does."""
+    reply = _ask({"protocol": PROTOCOL, "op": "answer", "index": os.path.abspath(index_dir),
+                  "request": request.to_json()}, start, environ)
+    items: list[dict[str, Any]] = reply["items"]
+    return items, str(reply.get("lag", ""))
+
+
+def _ask(request: Mapping[str, Any], start: bool, environ: Mapping[str, str] | None) -> dict[str, Any]:
+    from sensorium.index.query import QueryError
+
+    path = socket_path(environ)
+    try:
+        reply = call(path, request)
+    except (FileNotFoundError, ConnectionRefusedError, DaemonUnavailable) as exc:
+        if not start:
+            raise DaemonUnavailable(f"no query process answers on {path}: {exc}") from None
+        reply = call(start_daemon(path, environ), request)
+    if not reply.get("ok"):
+        kind, message = reply.get("kind", "internal"), str(reply.get("message", "no message"))
+        if kind in ("denied", "protocol"):
+            raise DaemonUnavailable(f"the query process on {path} refused the request: {message}")
+        raise QueryError(kind, message)
+    return reply
 
 
 def call(path: Path, request: Mapping[str, Any], timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
@@ -307,6 +339,8 @@ class QueryServer:
         op = request.get("op")
         if op == "ping":
             return {"ok": True, "pid": os.getpid()}
+        if op == "answer":
+            return self._answer_request(request)
         if op != "search":
             return {"ok": False, "kind": "protocol", "message": f"unknown op {op!r}"}
         started = time.perf_counter()
@@ -327,6 +361,28 @@ class QueryServer:
         _log().info("query answered", extra={"mode": mode, "hits": len(hits),
                                           "ms": round(1000 * (time.perf_counter() - started), 1)})
         return {"ok": True, "hits": [hit_json(hit, query) for hit in hits]}
+
+
+    def _answer_request(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        from sensorium.index.query import QueryError, SearchRequest
+
+        started = time.perf_counter()
+        try:
+            search = SearchRequest.from_json(request["request"])
+            found = self.engine.answer(Path(request["index"]), search)
+        except QueryError as exc:
+            return {"ok": False, "kind": exc.kind, "message": exc.message}
+        except (KeyError, TypeError) as exc:
+            return {"ok": False, "kind": "protocol", "message": f"the request has no {exc}"}
+        except Exception as exc:
+            _log().exception("a query failed")
+            log_file = self.path.with_suffix(".log")
+            message = f"the query process failed ({type(exc).__name__}: {exc}); see {log_file}"
+            return {"ok": False, "kind": "internal", "message": message}
+        items = found.items(search.query)
+        _log().info("query answered", extra={"mode": search.mode, "results": len(items),
+                                          "ms": round(1000 * (time.perf_counter() - started), 1)})
+        return {"ok": True, "items": items, "lag": found.lag}
 
 
 @contextlib.contextmanager

@@ -701,7 +701,9 @@ def _sql_string(value: str) -> str:
 def _utc(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.astimezone()  # a naive time is the user's local time
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    moment = moment.astimezone(UTC)
+    # %Y does not pad years before 1000 ("1-01-01"), which the filter's parser refuses.
+    return f"{moment.year:04d}-" + moment.strftime("%m-%d %H:%M:%S.%f")
 
 
 def _scored(table: pa.Table, column: str) -> list[tuple[dict[str, Any], float]]:
