@@ -140,23 +140,8 @@ def query(
     """Hits for `text` from the query process of this configuration, started first when there
     is none and `start`. Raises `query.QueryError` for the process's refusals (the same as the
     in-process path raises) and `DaemonUnavailable` when no process answers."""
-    from sensorium.index.query import QueryError
-
-    path = socket_path(environ)
-    request = {"protocol": PROTOCOL, "op": "search", "index": os.path.abspath(index_dir), "query": text,
-               "mode": mode, "k": k, "kinds": list(kinds) if kinds else None}
-    try:
-        reply = call(path, request)
-    except (FileNotFoundError, ConnectionRefusedError, DaemonUnavailable) as exc:
-        # None listens, or one was exiting (idle) as we connected: start one.
-        if not start:
-            raise DaemonUnavailable(f"no query process answers on {path}: {exc}") from None
-        reply = call(start_daemon(path, environ), request)
-    if not reply.get("ok"):
-        kind, message = reply.get("kind", "internal"), str(reply.get("message", "no message"))
-        if kind in ("denied", "protocol"):
-            raise DaemonUnavailable(f"the query process on {path} refused the request: {message}")
-        raise QueryError(kind, message)
+    reply = _ask({"protocol": PROTOCOL, "op": "search", "index": os.path.abspath(index_dir), "query": text,
+                  "mode": mode, "k": k, "kinds": list(kinds) if kinds else None}, start, environ)
     hits: list[dict[str, Any]] = reply["hits"]
     return hits
 
@@ -180,6 +165,7 @@ def _ask(request: Mapping[str, Any], start: bool, environ: Mapping[str, str] | N
     try:
         reply = call(path, request)
     except (FileNotFoundError, ConnectionRefusedError, DaemonUnavailable) as exc:
+        # None listens, or one was exiting (idle) as we connected: start one.
         if not start:
             raise DaemonUnavailable(f"no query process answers on {path}: {exc}") from None
         reply = call(start_daemon(path, environ), request)

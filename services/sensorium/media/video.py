@@ -50,7 +50,7 @@ from PIL import Image
 
 from sensorium.errors import Reason, SensoriumError
 from sensorium.media.api import VideoFrame, VideoFrames
-from sensorium.transcription.audio import open_fenced
+from sensorium.transcription.audio import ffmpeg_why, open_fenced
 
 log = logging.getLogger("sensorium.media")
 
@@ -131,7 +131,7 @@ def extract_frames(
     except (SensoriumError, InterruptedError):
         raise
     except av.FFmpegError as exc:
-        raise _undecodable(f"FFmpeg failed while reading it ({_why(exc)})") from None
+        raise _undecodable(f"FFmpeg failed while reading it ({ffmpeg_why(exc)})") from None
     except Exception as exc:  # PyAV raising anything else is a decoder bug on this input
         log.warning("video decoder crashed: %r", exc, exc_info=True)
         raise SensoriumError(
@@ -334,9 +334,3 @@ def _undecodable(why: str) -> SensoriumError:
         f"cannot decode the video: {why}; send mp4, mov, mkv or webm with a video track "
         "(H.264, HEVC, VP8/9, AV1)",
     )
-
-
-def _why(exc: BaseException) -> str:
-    # FFmpeg's message without the file name, which may be a server-side temporary path.
-    strerror = getattr(exc, "strerror", None)
-    return str(strerror or type(exc).__name__)

@@ -197,9 +197,9 @@ def open_fenced(
                 "the file is in a format this server does not open (only audio and video "
                 f"containers: {', '.join(ALLOWED_FORMATS)})",
             ) from None
-        raise undecodable(f"it is not an audio or video file FFmpeg recognises ({_why(exc)})") from None
+        raise undecodable(f"it is not an audio or video file FFmpeg recognises ({ffmpeg_why(exc)})") from None
     except av.FFmpegError as exc:
-        raise undecodable(f"it is not an audio or video file FFmpeg recognises ({_why(exc)})") from None
+        raise undecodable(f"it is not an audio or video file FFmpeg recognises ({ffmpeg_why(exc)})") from None
 
 
 def _is_text(head: bytes) -> bool:
@@ -248,7 +248,7 @@ def _decode(
     except (SensoriumError, InterruptedError, _PastEstimate):
         raise
     except av.FFmpegError as exc:
-        raise _undecodable(f"FFmpeg failed while reading it ({_why(exc)})") from None
+        raise _undecodable(f"FFmpeg failed while reading it ({ffmpeg_why(exc)})") from None
     except Exception as exc:  # PyAV raising anything else is a decoder bug on this input
         log.warning("audio decoder crashed: %r", exc, exc_info=True)
         raise SensoriumError(
@@ -374,7 +374,7 @@ def _undecodable(why: str) -> SensoriumError:
     )
 
 
-def _why(exc: BaseException) -> str:
-    # FFmpeg's message without the file name, which is a server-side temporary path.
+def ffmpeg_why(exc: BaseException) -> str:
+    """FFmpeg's message without the file name, which may be a server-side temporary path."""
     strerror = getattr(exc, "strerror", None)
     return str(strerror or type(exc).__name__)
