@@ -50,6 +50,7 @@ from sensorium.index.store import (
     UpdateStats,
     VectorIndexParams,
     has_vector_index,
+    import_lancedb,
     read_state,
     sql_id,
     state_matches,
@@ -350,7 +351,7 @@ class SearchStore:
         self._open()
 
     def _open(self) -> None:
-        import lancedb  # heavy (~0.3 s): only for the commands that search
+        lancedb = import_lancedb()  # heavy: only for the commands that search
 
         path = store_path(self.index_dir)
         state = read_state(path)

@@ -58,6 +58,33 @@ STORE_FORMAT = 2
 """Version of the store's own layout (tables, columns, indexes); a store of another format is
 rebuilt by the next update, and refused by search until then."""
 _MTIME = pa.timestamp("us", tz="UTC")
+_REST_CLIENT = "lance_namespace_urllib3_client"
+
+
+def import_lancedb() -> Any:
+    """`lancedb`, imported for a store on local disk.
+
+    Why not a plain `import lancedb`: it imports the namespace package, whose REST client's
+    package `__init__` imports every one of its API modules at once: 0.3-0.9 s, half of
+    lancedb's import time and of a cold `sensorium search`, for servers a local store never
+    talks to. Registered here as a bare package (its `__init__` not run), its submodules still
+    import on demand, so anything that does use the REST client still gets it; nothing in lancedb
+    or lance_namespace uses the names its `__init__` defines.
+    """
+    import importlib.util
+    import sys
+    import types
+
+    if "lancedb" not in sys.modules and _REST_CLIENT not in sys.modules:
+        spec = importlib.util.find_spec(_REST_CLIENT)
+        if spec is not None and spec.submodule_search_locations is not None:
+            package = types.ModuleType(spec.name)
+            package.__path__ = list(spec.submodule_search_locations)
+            package.__spec__ = spec
+            sys.modules[spec.name] = package
+    import lancedb
+
+    return lancedb
 
 
 class StoreNotReadyError(IndexStoreError):
@@ -151,7 +178,7 @@ def update_store(
 
 class _Updater:
     def __init__(self, index_dir: Path, params: VectorIndexParams) -> None:
-        import lancedb  # heavy (~0.3 s): only for the commands that search or update
+        lancedb = import_lancedb()  # heavy: only for the commands that search or update
 
         self.reader = IndexReader(index_dir)
         self.params = params
