@@ -138,8 +138,13 @@ async def test_concurrent_submits_coalesce_into_full_batches(clock, closing):
         batches.append(items)
         return [f(x) for x in items]
 
-    # The clock never moves, so only full batches can run: coalescing, not the timer.
+    # The clock never moves, so only full batches can run: coalescing, not the timer. Recent
+    # traffic of four at once first: without it the first caller is a lone one, which the
+    # worker may run at once (it never waits for company nobody brought lately), before the
+    # other fifteen are queued.
     batcher = make(closing, model, max_batch_size=4, max_wait=1.0, queue_size=64, clock=clock)
+    await company(batcher, clock, count=4)
+    batches.clear()
     results = await asyncio.gather(*(batcher.submit(i) for i in range(16)))
 
     assert results == [f(i) for i in range(16)]
