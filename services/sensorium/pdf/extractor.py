@@ -396,15 +396,15 @@ PAGE_CHARS_SETTING = "text.max_chars_per_page"
 DOCUMENT_CHARS_SETTING = "text.max_chars_per_document"
 
 
-def _cut(raw: list[_RawBlock], limit: int) -> list[_RawBlock]:
-    """The blocks whose text, joined by newlines as a page's text is, fits in `limit`
+def _cut(texts: list[str], limit: int) -> list[str]:
+    """The leading texts that, joined by newlines as a page's blocks are, fit in `limit`
     characters; the last one kept is cut inside."""
-    kept: list[_RawBlock] = []
+    kept: list[str] = []
     left = limit
-    for x0, y0, x1, y1, text in raw:
+    for text in texts:
         if left <= 0:
             break
-        kept.append((x0, y0, x1, y1, text[:left]))
+        kept.append(text[:left])
         left -= len(text) + 1  # the newline that joins it to the next
     return kept
 
@@ -415,7 +415,8 @@ def _cut_to_page_limit(
     chars = sum(len(block[4]) for block in raw) + max(0, len(raw) - 1)
     if chars <= limit:
         return raw, None
-    return _cut(raw, limit), SensoriumError(
+    cut = [(*block[:4], text) for block, text in zip(raw, _cut([b[4] for b in raw], limit), strict=False)]
+    return cut, SensoriumError(
         Reason.PROCESSING_LIMIT,
         f"page {number} has {chars:,} characters of text, more than the limit of {limit:,} per "
         "page; the rest of the page is not returned (no real page holds this much: the file "
@@ -442,12 +443,8 @@ class DocumentTextBudget:
             return page, False
         text = page.text[:left]
         self.used = self.limit
-        blocks, room = [], left
-        for block in page.blocks:
-            if room <= 0:
-                break
-            blocks.append(Block(block.bbox, block.text[:room]))
-            room -= len(block.text) + 1
+        blocks = [Block(block.bbox, kept) for block, kept in
+                  zip(page.blocks, _cut([b.text for b in page.blocks], left), strict=False)]
         error = SensoriumError(
             Reason.PROCESSING_LIMIT,
             f"the document has more than {self.limit:,} characters of text, the limit per "
