@@ -20,7 +20,7 @@ from sensorium.engines import Engines, EnginesUnavailable
 from sensorium.errors import SensoriumError, ServiceStartError
 from sensorium.exits import Exit
 from sensorium.index.inputs import JobError, list_inputs
-from sensorium.index.kinds import ModelMismatch, job_services, manifest_options
+from sensorium.index.kinds import ModelMismatch, manifest_options, services_needed
 from sensorium.index.layout import (
     SCHEMA_VERSION,
     EmbeddingSpace,
@@ -66,6 +66,14 @@ def manifest_for(facts: ModelFacts, settings: Settings) -> Manifest:
         **manifest_options(settings),
     }
     return Manifest(facts.space, options, SCHEMA_VERSION)
+
+
+def job_services() -> list[str]:
+    """The services the index job runs: its kinds' and embedding, in the registry's order."""
+    from sensorium.registry import SERVICES
+
+    wanted = services_needed()
+    return [name for name in SERVICES if name in wanted]
 
 
 def files_in_flight(settings: Settings) -> int:

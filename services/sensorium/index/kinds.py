@@ -31,10 +31,17 @@ from sensorium.index.chunking import TextChunk, chunk_page, transcript_stretches
 from sensorium.index.layout import OptionValue, Passage, Row
 
 if TYPE_CHECKING:
-    from sensorium.engines import Engines
+    from sensorium.contract import E, EngineKey
     from sensorium.settings import Settings
 
 log = logging.getLogger("sensorium.index")
+
+
+class EngineSource(Protocol):
+    """What a producer opens engines from (`sensorium.engines.Engines`; named here by its one
+    method, so the kind table does not sit above the seam and the services built on it)."""
+
+    async def open(self, key: EngineKey[E]) -> E: ...
 
 
 class FileWork(Protocol):
@@ -49,10 +56,14 @@ class FileWork(Protocol):
     """The MIME type the sniff found (the kind's `sniff` or `filetype`)."""
     inner: bool
     """The file is inside another (an attachment): files inside it are not indexed."""
-    engines: Engines
     settings: Settings
     context_length: int
     """Tokens the embedding model reads: every text row must fit."""
+
+    @property
+    def engines(self) -> EngineSource:
+        """Where the producer opens the engines it needs (`work.engines.open(PDF)`)."""
+        ...
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` as the embedding model counts them (blocking; use a thread)."""
@@ -579,12 +590,10 @@ def row_kinds() -> dict[str, str]:
     return {name: summary for kind in KINDS.values() for name, summary in kind.rows.items()}
 
 
-def job_services() -> list[str]:
-    """The services the index job runs: every kind's, and embedding, in the registry's order."""
-    from sensorium.registry import SERVICES
-
-    wanted = {"embedding", *(service for kind in KINDS.values() for service in kind.services)}
-    return [name for name in SERVICES if name in wanted]
+def services_needed() -> set[str]:
+    """The services the kinds' producers use, and embedding (the job orders them as the
+    registry does: `sensorium.index.job.job_services`)."""
+    return {"embedding", *(service for kind in KINDS.values() for service in kind.services)}
 
 
 def manifest_options(settings: Settings) -> dict[str, OptionValue]:
