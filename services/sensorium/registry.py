@@ -4,12 +4,14 @@ and how its model weights are prepared.
 
 The server, the CLI, `sensorium models`, the one seam (`sensorium.engines`) and the index job
 all read this table; `register` adds a row (an engine that lives outside this package). Each
-factory imports its service's modules only when called, so a PDF-only install never imports
-torch, and this module imports neither gRPC nor generated protobuf.
+row names its service's modules as strings (`Load`), imported only when called, so a PDF-only
+install never imports torch, this module imports neither gRPC nor generated protobuf, and the
+table sits below everything that reads it.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,136 +62,35 @@ class ServiceSpec:
     imports them before it forks any worker, whichever service starts first."""
 
 
-def _pdf_runtime(context: RuntimeContext) -> Runtime:
-    from sensorium.pdf.runtime import PdfRuntime
+@dataclass(frozen=True)
+class Load:
+    """`"package.module:name"`, a callable imported when first called.
 
-    return PdfRuntime(context)
+    Why strings, not imports: the table names every service's runtime, servicer, remote engine
+    and weight preparer, yet must not import them: a PDF-only install never imports torch, and
+    the modules it names may sit above it (the search service's runtime reads the index, which
+    opens engines through the runtimes, which read this table). tests/unit/test_runtimes.py
+    resolves every built-in target."""
 
+    target: str
+    arguments: int | None = None
+    """Pass only the first this many arguments (None: all); see `_client_only`."""
 
-def _pdf_servicer(server: grpc.aio.Server, runtime: Runtime) -> None:
-    from sensorium.pdf.runtime import PdfRuntime
-    from sensorium.pdf.servicer import add_to_server
+    def resolve(self) -> Callable[..., Any]:
+        module, _, name = self.target.partition(":")
+        if not module or not name:
+            raise ValueError(f"{self.target!r} is not 'package.module:name'")
+        found: Callable[..., Any] = getattr(importlib.import_module(module), name)
+        return found
 
-    assert isinstance(runtime, PdfRuntime)
-    add_to_server(server, runtime)
-
-
-def _pdf_remote(client: Client, settings: Settings) -> Any:
-    from sensorium.pdf.remote import RemotePdf
-
-    return RemotePdf(client)
-
-
-def _transcription_runtime(context: RuntimeContext) -> Runtime:
-    from sensorium.transcription.runtime import TranscriptionRuntime
-
-    return TranscriptionRuntime(context)
-
-
-def _transcription_servicer(server: grpc.aio.Server, runtime: Runtime) -> None:
-    from sensorium.transcription.runtime import TranscriptionRuntime
-    from sensorium.transcription.servicer import add_to_server
-
-    assert isinstance(runtime, TranscriptionRuntime)
-    add_to_server(server, runtime)
+    def __call__(self, *args: Any) -> Any:
+        return self.resolve()(*args[: self.arguments])
 
 
-def _transcription_remote(client: Client, settings: Settings) -> Any:
-    from sensorium.transcription.remote import RemoteTranscription
-
-    return RemoteTranscription(client)
-
-
-def _transcription_models(settings: Settings, model_dir: Path) -> str:
-    from sensorium.transcription.models import prepare
-
-    return prepare(settings, model_dir)
-
-
-def _embedding_runtime(context: RuntimeContext) -> Runtime:
-    from sensorium.embedding.runtime import EmbeddingRuntime
-
-    return EmbeddingRuntime(context)
-
-
-def _embedding_servicer(server: grpc.aio.Server, runtime: Runtime) -> None:
-    from sensorium.embedding.runtime import EmbeddingRuntime
-    from sensorium.embedding.servicer import add_to_server
-
-    assert isinstance(runtime, EmbeddingRuntime)
-    add_to_server(server, runtime)
-
-
-def _embedding_remote(client: Client, settings: Settings) -> Any:
-    from sensorium.embedding.remote import RemoteEmbedding
-
-    return RemoteEmbedding(client, settings)
-
-
-def _embedding_models(settings: Settings, model_dir: Path) -> str:
-    from sensorium.embedding.models import prepare
-
-    return prepare(settings, model_dir)
-
-
-def _document_runtime(context: RuntimeContext) -> Runtime:
-    from sensorium.document.runtime import DocumentRuntime
-
-    return DocumentRuntime(context)
-
-
-def _document_servicer(server: grpc.aio.Server, runtime: Runtime) -> None:
-    from sensorium.document.runtime import DocumentRuntime
-    from sensorium.document.servicer import add_to_server
-
-    assert isinstance(runtime, DocumentRuntime)
-    add_to_server(server, runtime)
-
-
-def _document_remote(client: Client, settings: Settings) -> Any:
-    from sensorium.document.remote import RemoteDocument
-
-    return RemoteDocument(client)
-
-
-def _media_runtime(context: RuntimeContext) -> Runtime:
-    from sensorium.media.runtime import MediaRuntime
-
-    return MediaRuntime(context)
-
-
-def _media_servicer(server: grpc.aio.Server, runtime: Runtime) -> None:
-    from sensorium.media.runtime import MediaRuntime
-    from sensorium.media.servicer import add_to_server
-
-    assert isinstance(runtime, MediaRuntime)
-    add_to_server(server, runtime)
-
-
-def _media_remote(client: Client, settings: Settings) -> Any:
-    from sensorium.media.remote import RemoteMedia
-
-    return RemoteMedia(client)
-
-
-def _search_runtime(context: RuntimeContext) -> Runtime:
-    from sensorium.search.runtime import SearchRuntime
-
-    return SearchRuntime(context)
-
-
-def _search_servicer(server: grpc.aio.Server, runtime: Runtime) -> None:
-    from sensorium.search.runtime import SearchRuntime
-    from sensorium.search.servicer import add_to_server
-
-    assert isinstance(runtime, SearchRuntime)
-    add_to_server(server, runtime)
-
-
-def _search_remote(client: Client, settings: Settings) -> Any:
-    from sensorium.search.remote import RemoteSearch
-
-    return RemoteSearch(client)
+def _client_only(target: str) -> Load:
+    """A remote engine whose constructor takes only the client: every one but embedding's,
+    which also reads the settings (its tokenizer)."""
+    return Load(target, arguments=1)
 
 
 KiB = 1024
@@ -198,8 +99,11 @@ MiB = 1024 * KiB
 SERVICES: dict[str, ServiceSpec] = {
     "pdf": ServiceSpec(
         name="pdf", summary="PDF text, layout blocks, metadata, images and OCR (PyMuPDF)",
-        create_runtime=_pdf_runtime, grpc_name="sensorium.pdf.v1.PdfService",
-        add_servicer=_pdf_servicer, remote=_pdf_remote, commands=("sensorium.cli.pdf",),
+        create_runtime=Load("sensorium.pdf.runtime:PdfRuntime"),
+        grpc_name="sensorium.pdf.v1.PdfService",
+        add_servicer=Load("sensorium.pdf.servicer:add_to_server"),
+        remote=_client_only("sensorium.pdf.remote:RemotePdf"),
+        commands=("sensorium.cli.pdf",),
         worker_modules=("sensorium.pdf.workers",),
         # A document of a few MiB; larger ones stream (the CLI streams anything over 4 MiB).
         unary_limits={"ExtractDocument": 8 * MiB},
@@ -207,20 +111,24 @@ SERVICES: dict[str, ServiceSpec] = {
     ),
     "transcription": ServiceSpec(
         name="transcription", summary="speech to timed text (faster-whisper)",
-        create_runtime=_transcription_runtime,
+        create_runtime=Load("sensorium.transcription.runtime:TranscriptionRuntime"),
         grpc_name="sensorium.transcription.v1.TranscriptionService",
-        add_servicer=_transcription_servicer, remote=_transcription_remote,
+        add_servicer=Load("sensorium.transcription.servicer:add_to_server"),
+        remote=_client_only("sensorium.transcription.remote:RemoteTranscription"),
         libraries=("ctranslate2",), commands=("sensorium.cli.transcribe",),
-        prepare_models=_transcription_models,
+        prepare_models=Load("sensorium.transcription.models:prepare"),
         # A few minutes of compressed audio; longer recordings stream.
         unary_limits={"Transcribe": 8 * MiB}, streaming={"Transcribe": "StreamTranscribe"},
         worker_modules=("sensorium.transcription.audio",),
     ),
     "embedding": ServiceSpec(
         name="embedding", summary="texts and images in one CLIP vector space (open_clip)",
-        create_runtime=_embedding_runtime, grpc_name="sensorium.embedding.v1.EmbeddingService",
-        add_servicer=_embedding_servicer, remote=_embedding_remote, libraries=("torch",),
-        commands=("sensorium.cli.embed",), prepare_models=_embedding_models,
+        create_runtime=Load("sensorium.embedding.runtime:EmbeddingRuntime"),
+        grpc_name="sensorium.embedding.v1.EmbeddingService",
+        add_servicer=Load("sensorium.embedding.servicer:add_to_server"),
+        remote=Load("sensorium.embedding.remote:RemoteEmbedding"),
+        libraries=("torch",),
+        commands=("sensorium.cli.embed",), prepare_models=Load("sensorium.embedding.models:prepare"),
         unary_limits={
             # 256 texts (SENSORIUM_EMBEDDING__MAX_ITEMS_PER_REQUEST) of 64 KiB of ASCII each.
             "EmbedTexts": 16 * MiB,
@@ -234,8 +142,11 @@ SERVICES: dict[str, ServiceSpec] = {
         name="document",
         summary="Office, OpenDocument, RTF, EPUB, HTML, text, CSV, subtitles and mail: text with "
         "locators, metadata, pictures, attachments",
-        create_runtime=_document_runtime, grpc_name="sensorium.document.v1.DocumentService",
-        add_servicer=_document_servicer, remote=_document_remote, commands=("sensorium.cli.doc",),
+        create_runtime=Load("sensorium.document.runtime:DocumentRuntime"),
+        grpc_name="sensorium.document.v1.DocumentService",
+        add_servicer=Load("sensorium.document.servicer:add_to_server"),
+        remote=_client_only("sensorium.document.remote:RemoteDocument"),
+        commands=("sensorium.cli.doc",),
         worker_modules=("sensorium.document.engine",),
         # A document of a few MiB; larger ones, and any with pictures or attachments, stream.
         unary_limits={"ParseDocument": 8 * MiB}, streaming={"ParseDocument": "StreamParseDocument"},
@@ -243,8 +154,10 @@ SERVICES: dict[str, ServiceSpec] = {
     "media": ServiceSpec(
         name="media",
         summary="text in images (RapidOCR), video frames by scene (PyAV), photo formats and dates",
-        create_runtime=_media_runtime, grpc_name="sensorium.media.v1.MediaService",
-        add_servicer=_media_servicer, remote=_media_remote,
+        create_runtime=Load("sensorium.media.runtime:MediaRuntime"),
+        grpc_name="sensorium.media.v1.MediaService",
+        add_servicer=Load("sensorium.media.servicer:add_to_server"),
+        remote=_client_only("sensorium.media.remote:RemoteMedia"),
         commands=("sensorium.cli.ocr", "sensorium.cli.frames"),
         worker_modules=("sensorium.media.text", "sensorium.media.video", "sensorium.embedding.images"),
         # A phone photo (a 12 MP JPEG is 3-6 MiB, HEIC half that); larger images and every
@@ -253,8 +166,10 @@ SERVICES: dict[str, ServiceSpec] = {
     ),
     "search": ServiceSpec(
         name="search", summary="search an index folder, read-only (SENSORIUM_SEARCH__INDEX_DIR)",
-        create_runtime=_search_runtime, grpc_name="sensorium.search.v1.SearchService",
-        add_servicer=_search_servicer, remote=_search_remote,
+        create_runtime=Load("sensorium.search.runtime:SearchRuntime"),
+        grpc_name="sensorium.search.v1.SearchService",
+        add_servicer=Load("sensorium.search.servicer:add_to_server"),
+        remote=_client_only("sensorium.search.remote:RemoteSearch"),
         # A query image of a few MiB (a phone photo); a text query is tiny.
         unary_limits={"Search": 16 * MiB},
     ),

@@ -24,7 +24,7 @@ import speechkit
 import testkit
 import tiny_clip
 from sensorium.index.reader import IndexReader
-from sensorium.media.photos import register_heif
+from sensorium.photos import register_heif
 
 # Screenshots of several fonts, sizes and dark mode; each with a phrase of its own to search.
 SCREENSHOTS = {

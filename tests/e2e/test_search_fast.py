@@ -119,6 +119,31 @@ def test_no_torch_on_the_query_path(env, index, mode, loaded):
     assert "a-red-circle.pdf" in result.stdout.splitlines()[0]
 
 
+WARM_IMPORTS = """
+import sys
+from sensorium.cli import main
+code = main(sys.argv[1:])
+heavy = ("sensorium.settings", "sensorium.engines", "grpc", "pydantic", "numpy")
+print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_a_warm_search_is_answered_before_the_command_imports_its_settings(env, index):
+    """What makes a repeated search fast: the command asks the running query process first,
+    before it imports its settings, the engines or gRPC; with the process turned away
+    (--no-daemon) the full command answers, the same."""
+    cold = search(env, index, "a red circle", "--json")  # starts the query process
+    for flag, heavy in ((None, "[]"), ("--no-daemon", "sensorium.settings")):
+        result = subprocess.run(
+            [sys.executable, "-c", WARM_IMPORTS, "search", "--index", str(index), "a red circle",
+             "--json", *([flag] if flag else [])],
+            capture_output=True, text=True, env=env, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        assert heavy in result.stderr.strip().splitlines()[-1]
+        assert same(result.stdout, cold.stdout)
+
+
 def test_without_an_exported_tower_it_says_how_and_still_answers(env, index, tmp_path):
     expected = search(env, index, "a red circle", "--no-daemon", "--json").stdout
     empty = tmp_path / "models"

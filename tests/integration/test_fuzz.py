@@ -71,11 +71,11 @@ from sensorium.document.v1 import document_service_pb2_grpc as document_grpc
 from sensorium.embedding.v1 import embedding_service_pb2 as embedding_pb
 from sensorium.embedding.v1 import embedding_service_pb2_grpc as embedding_grpc
 from sensorium.errors import Reason
-from sensorium.media.photos import register_heif
 from sensorium.media.v1 import media_service_pb2 as media_pb
 from sensorium.media.v1 import media_service_pb2_grpc as media_grpc
 from sensorium.pdf.v1 import pdf_service_pb2 as pdf_pb
 from sensorium.pdf.v1 import pdf_service_pb2_grpc as pdf_grpc
+from sensorium.photos import register_heif
 from sensorium.search.v1 import search_service_pb2 as search_pb
 from sensorium.search.v1 import search_service_pb2_grpc as search_grpc
 from sensorium.status import CODES

@@ -15,7 +15,7 @@ from sensorium.device import DeviceError, DeviceGate, DevicePlan, split_cpus
 from sensorium.errors import Reason, SensoriumError, ServiceStartError
 from sensorium.exits import Exit
 from sensorium.pdf.runtime import PdfRuntime
-from sensorium.registry import SERVICES
+from sensorium.registry import SERVICES, Load
 from sensorium.runtimes import Runtimes, fixed_cpu_shares
 from sensorium.settings import ALL_SERVICES
 
@@ -71,6 +71,17 @@ def test_the_registry_names_every_service_the_settings_know():
         assert spec.name == name and spec.grpc_name.startswith(f"sensorium.{name}.v1.")
     assert SERVICES["pdf"].prepare_models is None
     assert SERVICES["embedding"].libraries == ("torch",)
+
+
+def test_every_module_the_registry_names_is_there():
+    """The table names its services' code as strings (so that it imports none of it): each
+    must resolve to something callable, or a typo would surface only when that service starts."""
+    for spec in SERVICES.values():
+        for factory in (spec.create_runtime, spec.add_servicer, spec.remote, spec.prepare_models):
+            if isinstance(factory, Load):
+                assert callable(factory.resolve()), factory.target
+    with pytest.raises(ValueError, match=r"package\.module:name"):
+        Load("sensorium.pdf.runtime").resolve()
 
 
 def test_the_cli_lists_services_from_the_registry(capsys: pytest.CaptureFixture[str]):

@@ -8,6 +8,34 @@ same. Every failure prints one line naming the status and reason and exits non-z
 `sensorium.exits.Exit`); never a traceback.
 """
 
-from sensorium.cli.main import build_parser, main
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["build_parser", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `sensorium` command. A repeated `sensorium search` is first offered to the running
+    query process (`sensorium.cli.search.answer_quickly`), before the rest of the command (the
+    settings, the engines, every parser) is imported: that import is most of a warm search."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["search"]:
+        from sensorium.cli.search import answer_quickly
+
+        code = answer_quickly(arguments)
+        if code is not None:
+            return code
+    from sensorium.cli.main import main as full_command
+
+    return full_command(arguments)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "build_parser":
+        from sensorium.cli.main import build_parser
+
+        return build_parser
+    raise AttributeError(name)

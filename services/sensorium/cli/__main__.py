@@ -2,6 +2,6 @@
 
 import sys
 
-from sensorium.cli.main import main
+from sensorium.cli import main
 
 sys.exit(main())

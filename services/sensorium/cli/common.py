@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sensorium import logs
-from sensorium.engines import Engines
 from sensorium.exits import Exit
-from sensorium.settings import ServiceName, Settings
+
+if TYPE_CHECKING:
+    from sensorium.engines import Engines
+    from sensorium.settings import ServiceName
+
+# The engines and the settings are imported where they are used: a repeated `sensorium search`
+# that the query process answers imports this module, and neither of those (~0.2 s).
 
 
 class CliError(Exception):
@@ -83,7 +89,9 @@ def remote_only(args: argparse.Namespace) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def open_engines(args: argparse.Namespace, service: ServiceName) -> AsyncIterator[Engines]:
     """The engines of `--server`, or `service`'s runtime in this process (started on first use)."""
+    from sensorium import logs
     from sensorium.engines import InProcessEngines, RemoteEngines
+    from sensorium.settings import Settings
 
     flags = remote_only(args)
     settings = Settings()
@@ -99,6 +107,13 @@ async def open_engines(args: argparse.Namespace, service: ServiceName) -> AsyncI
     logs.configure("CRITICAL", settings.log_format)
     async with InProcessEngines(Runtimes(settings, [service])) as engines:
         yield engines
+
+
+def reader_gone() -> int:
+    """The reader of stdout went away (`sensorium pdf x.pdf | head`): stop quietly, like other
+    tools (stdout to /dev/null, so that the interpreter's last flush fails no more)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return Exit.BROKEN_PIPE
 
 
 def deadline(args: argparse.Namespace) -> float | None:

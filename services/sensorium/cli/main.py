@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 
 import pydantic
 
-from sensorium.cli.common import CliError
+from sensorium.cli.common import CliError, reader_gone
 from sensorium.engines import EnginesUnavailable, RemoteError
 from sensorium.errors import SensoriumError, ServiceStartError, explain
 from sensorium.exits import Exit
@@ -51,9 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = "; ".join(_validation_lines(exc))
         return _fail(f"invalid settings: {problems}", Exit.USAGE)
     except BrokenPipeError:
-        # The reader went away (`sensorium pdf x.pdf | head`): stop quietly, like other tools.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return Exit.BROKEN_PIPE
+        return reader_gone()
     except OSError as exc:
         return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     except KeyboardInterrupt:

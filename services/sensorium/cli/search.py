@@ -9,13 +9,17 @@ import logging
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sensorium import logs
-from sensorium.cli.common import CliError, add_client_flags, clock, open_engines
-from sensorium.errors import SensoriumError
+from sensorium.cli.common import CliError, add_client_flags, clock, open_engines, reader_gone
 from sensorium.exits import Exit
-from sensorium.settings import Settings
+
+if TYPE_CHECKING:
+    from sensorium.index.query import SearchRequest
+    from sensorium.settings import Settings
+
+# Light imports only at the top: `answer_quickly` runs before anything else of the command
+# (see it); the settings, logging set-up and the query path are imported where they are used.
 
 Mode = Literal["hybrid", "vector", "text"]
 
@@ -81,8 +85,47 @@ def _date(text: str) -> datetime:
                                          "time such as 2026-03-01T14:00") from None
 
 
-async def run(args: argparse.Namespace) -> int:
-    from sensorium.index.query import QueryError, SearchRequest
+def answer_quickly(arguments: list[str]) -> int | None:
+    """`sensorium search ARGUMENTS` answered by the query process, when one for these settings
+    is running, before the settings, gRPC or the engines are imported (~0.25 s of a warm
+    command's 0.35 s): the exit status; None when the full command must answer (no process runs
+    for these settings, a search it does not answer here: --server, --image, --no-daemon, or a
+    refusal, which the full command reports in its own words).
+
+    The process is keyed by every SENSORIUM_* variable (`query_daemon.daemon_key`), so one that
+    answers was started under these very settings, valid and with the query process allowed;
+    when none runs, the full command starts it (or answers in its own process)."""
+    from sensorium.index import query_daemon
+    from sensorium.index.query import QueryError
+
+    parser = argparse.ArgumentParser(prog="sensorium")
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(arguments)
+    registry = sys.modules.get("sensorium.registry")
+    if registry is not None and not _built_in_only(registry.SERVICES):
+        return None  # an engine registered in this process: its kinds are unknown to the process
+    if args.index is None or args.server or args.image is not None or args.no_daemon:
+        return None
+    try:
+        request = _request(args)
+        items, lag = query_daemon.answer(args.index, request, start=False)
+    except (CliError, QueryError, query_daemon.DaemonUnavailable, OSError):
+        return None
+    try:
+        return _report(args, items, lag)
+    except BrokenPipeError:
+        return reader_gone()
+
+
+def _built_in_only(services: Any) -> bool:
+    from sensorium.settings import ALL_SERVICES
+
+    return set(services) <= set(ALL_SERVICES)
+
+
+def _request(args: argparse.Namespace) -> SearchRequest:
+    """The request the arguments ask for; CliError (usage) for arguments that do not fit."""
+    from sensorium.index.query import SearchRequest
 
     query: str = args.query.strip()
     if not query and args.image is None:
@@ -98,12 +141,20 @@ async def run(args: argparse.Namespace) -> int:
     if args.index is None and not args.server:
         raise CliError("say where to search: --index DIR (an index folder), or --server HOST:PORT "
                        "(a server's search service)", Exit.USAGE)
-    request = SearchRequest(
+    return SearchRequest(
         query=query, mode=mode, k=args.k, offset=args.offset,
         kinds=tuple(args.kind) if args.kind else None, path_glob=args.path,
         modified_after=args.modified_after, modified_before=args.modified_before,
         min_score=args.min_score, chunks=args.chunks,
     )
+
+
+async def run(args: argparse.Namespace) -> int:
+    from sensorium import logs
+    from sensorium.index.query import QueryError
+    from sensorium.settings import Settings
+
+    request = _request(args)
     settings = Settings()
     logs.configure("WARNING", settings.log_format)
     try:
@@ -123,6 +174,10 @@ async def run(args: argparse.Namespace) -> int:
     except QueryError as exc:
         code = {"usage": Exit.USAGE, "index": Exit.CONFIG, "space": Exit.CONFIG}.get(exc.kind, Exit.FAILED)
         raise CliError(exc.message, code) from None
+    return _report(args, items, lag)
+
+
+def _report(args: argparse.Namespace, items: list[dict[str, Any]], lag: str) -> int:
     if lag:
         print(f"sensorium: {lag}", file=sys.stderr)
     if args.chunks:
@@ -140,11 +195,10 @@ def _fast(args: argparse.Namespace, request: Any, settings: Settings) -> tuple[l
     mode query loads no model at all)."""
     from sensorium.index.query import QueryEngine
     from sensorium.registry import SERVICES
-    from sensorium.settings import ALL_SERVICES
 
     # An engine registered from outside the package (its kinds) exists only in this process:
     # the query process would not know its kinds.
-    if settings.index.search_daemon and not args.no_daemon and set(SERVICES) <= set(ALL_SERVICES):
+    if settings.index.search_daemon and not args.no_daemon and _built_in_only(SERVICES):
         from sensorium.index import query_daemon
 
         try:
@@ -237,6 +291,7 @@ def _print_hits(hits: list[dict[str, Any]], as_json: bool) -> None:
 async def _query_vector(args: argparse.Namespace, manifest: Any, query: str) -> Any:
     """The query embedded by the index's model, here or by --server."""
     from sensorium.embedding.api import EMBEDDING
+    from sensorium.errors import SensoriumError
     from sensorium.index.layout import IndexMismatchError
     from sensorium.index.query import embed_query
 

@@ -28,7 +28,7 @@ from typing import TypeVar
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from sensorium.errors import Reason, SensoriumError
-from sensorium.media.photos import camera, capture_time, photo_formats
+from sensorium.photos import camera, capture_time, photo_formats
 
 T = TypeVar("T")
 
@@ -73,7 +73,7 @@ class DecodedImage:
     format: str
     """The container format Pillow detected, e.g. "JPEG"."""
     taken_at: datetime | None = None
-    """When the photo was taken, from its EXIF (`sensorium.media.photos.capture_time`): aware
+    """When the photo was taken, from its EXIF (`sensorium.photos.capture_time`): aware
     when EXIF gives the UTC offset, naive (the camera's local time) when not, None without."""
     camera: str = ""
     """The camera's make and model from EXIF ("Apple iPhone 13"); "" for images no camera

@@ -117,7 +117,7 @@ class TextReader:
 
     def read_text(self, image: Image.Image, *, photo: bool = False) -> ImageText:
         """The text lines of `image` (RGB, upright), in reading order. A `photo`
-        (`sensorium.media.photos.is_photo`) is checked first, and not recognised unless
+        (`sensorium.photos.is_photo`) is checked first, and not recognised unless
         `find_text` finds a line."""
         started = time.perf_counter()
         if photo and self.options.photo_check_side and not self.find_text(image):
@@ -220,7 +220,7 @@ def read_image(
     the check finds text. A photo without text costs that small decode and the check.
     """
     from sensorium.embedding.images import decode_image
-    from sensorium.media.photos import is_photo
+    from sensorium.photos import is_photo
 
     with open(path, "rb") as handle:
         data = handle.read(max_bytes + 1)

@@ -13,7 +13,7 @@ import mediakit
 from sensorium.embedding.images import FORMATS, decode_image
 from sensorium.errors import Reason, SensoriumError
 from sensorium.index.sniff import sniff, sniff_file
-from sensorium.media.photos import capture_time, is_photo, register_heif
+from sensorium.photos import capture_time, is_photo, register_heif
 
 LIMITS = {"max_bytes": 10_000_000, "max_pixels": 50_000_000}
 

@@ -1,5 +1,6 @@
-"""Photo formats and capture times: HEIC/HEIF and AVIF decoding for Pillow, and when and with
-which camera a photo was taken according to its EXIF data.
+"""Photo formats and capture times, for every engine that reads images (embedding, media):
+HEIC/HEIF and AVIF decoding for Pillow, and when and with which camera a photo was taken
+according to its EXIF data.
 
 Phones write JPEG (Android, iPhone in "most compatible" mode), HEIC (iPhone by default) and
 AVIF (recent Android). Pillow decodes JPEG and, since 11.3, AVIF itself; HEIC/HEIF needs the
