@@ -178,3 +178,11 @@ def test_runtime_path_benchmark_measures_every_variant() -> None:
         ("server process", "1")], result.stdout
     for row in rows:
         assert all(float(cell) > 0 for cell in row[2:6]), row  # p50, mean, CPU, round trip
+
+
+def test_ocr_benchmark_measures_the_check_against_recognition() -> None:
+    result = bench("bench/ocr.py", "--quick", "--engines", "rapidocr", "--check-sides", "400", timeout=600)
+    assert result.returncode == 0, result.stderr
+    check = [line for line in result.stdout.splitlines() if line.startswith("| 400 |")]
+    assert len(check) == 1 and "%" in check[0], result.stdout
+    assert "| 4032x3024 JPEG #0 |" in result.stdout  # the photo file, end to end
