@@ -87,10 +87,11 @@ def _date(text: str) -> datetime:
 
 def answer_quickly(arguments: list[str]) -> int | None:
     """`sensorium search ARGUMENTS` answered by the query process, when one for these settings
-    is running, before the settings, gRPC or the engines are imported (~0.25 s of a warm
-    command's 0.35 s): the exit status; None when the full command must answer (no process runs
-    for these settings, a search it does not answer here: --server, --image, --no-daemon, or a
-    refusal, which the full command reports in its own words).
+    is running, before the settings, gRPC or the engines are imported (most of a warm command's
+    time: 0.38 s before, 0.14 s since, at 100,000 rows; docs/benchmarks.md): the exit status;
+    None when the full command must answer (no process runs for these settings, a search it
+    does not answer here: --server, --image, --no-daemon, or a refusal, which the full command
+    reports in its own words).
 
     The process is keyed by every SENSORIUM_* variable (`query_daemon.daemon_key`), so one that
     answers was started under these very settings, valid and with the query process allowed;
