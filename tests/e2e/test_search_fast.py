@@ -102,7 +102,7 @@ def same(expected: str, actual: str) -> bool:
 
 IMPORTS = """
 import sys
-from sensorium.cli.main import main
+from sensorium.cli.dispatch import main
 code = main(sys.argv[1:])
 print(sorted(m for m in ("torch", "open_clip", "onnxruntime") if m in sys.modules), file=sys.stderr)
 sys.exit(code)

@@ -1,6 +1,6 @@
 """The `sensorium` command: one module per command or group of commands.
 
-`main` (in `sensorium.cli.main`) builds the parser: `serve`, `health`, then the commands each
+`main` (in `sensorium.cli.dispatch`) builds the parser: `serve`, `health`, then the commands each
 service of the registry adds (`pdf`, `transcribe`, `embed` and `score`), then `index`, `search`
 and `models`. Client commands talk to `--server HOST:PORT`, or, without it, run the engine they
 need in this process; either way through the one seam (`sensorium.engines`), so they print the
@@ -28,14 +28,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = answer_quickly(arguments)
         if code is not None:
             return code
-    from sensorium.cli.main import main as full_command
+    from sensorium.cli.dispatch import main as full_command
 
     return full_command(arguments)
 
 
 def __getattr__(name: str) -> Any:
     if name == "build_parser":
-        from sensorium.cli.main import build_parser
+        from sensorium.cli.dispatch import build_parser
 
         return build_parser
     raise AttributeError(name)
