@@ -50,12 +50,20 @@ def wait_for(condition, what: str) -> float:
     raise AssertionError(f"not within {WITHIN:.0f} s: {what}")
 
 
+def _interruptible() -> None:
+    """In the child, before it runs: SIGINT back to its default. A test runner started in the
+    background by a script ignores SIGINT, every child inherits that, and Python then installs no
+    KeyboardInterrupt handler; the test stops the watch as a person does, with Ctrl-C's signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_watch_reflects_create_modify_move_and_delete(env, tmp_path):
     folder, index = tmp_path / "docs", tmp_path / "index"
     folder.mkdir()
     (folder / "first.pdf").write_bytes(testkit.make_pdf(["The quarterly harvest report."]))
     process = subprocess.Popen([*testkit.SENSORIUM, "index", "--watch", str(folder), "--out", str(index)],
-                               env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                               env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               preexec_fn=_interruptible)
     lines: list[str] = []
     assert process.stderr is not None
     reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
