@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-__all__ = ["build_parser", "main"]
+__all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,11 +30,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sensorium.cli.dispatch import main as full_command
 
     return full_command(arguments)
-
-
-def __getattr__(name: str) -> Any:
-    if name == "build_parser":
-        from sensorium.cli.dispatch import build_parser
-
-        return build_parser
-    raise AttributeError(name)

@@ -109,7 +109,7 @@ class TextReader:
         The detector is called directly, not through RapidOCR's pipeline: the image goes in at
         the network's own size (sides multiples of 32) in one resize, and nothing is cut out
         for a recogniser that will not run. On 1024x768 photos that is ~9 % less CPU per check
-        and finds as many text images (bench/ocr.py --check; docs/benchmarks.md)."""
+        and finds as many text images (bench/ocr.py's check table; docs/benchmarks.md)."""
         detector = self._detector()
         width, height = image.size
         scale = min(1.0, (side or self.options.photo_check_side) / max(width, height))
